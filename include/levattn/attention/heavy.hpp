@@ -1,0 +1,74 @@
+// Every heavy entry of x² attention, A[i,j] = <q_i,k_j>² / Σ_l <q_i,k_l>² ≥ ε, without forming A.
+//
+// Method: leverage scores τ of the keys give the universal set U = {j : τ_j ≥ ε}; since
+// A[i,j] ≤ τ_j for every query, only keys in U are scanned. The normaliser Σ_l <q,k_l>² = qᵀGq
+// is exact. Cost O((n + m)·d² + m·|U|·d), memory O(n + m + |U|·d) (entries stream to a sink).
+//
+// Guarantee: every entry with A[i,j] ≥ ε is reported, and no entry below it, with A computed in
+// double from the float inputs (relative error ~1e-13). Candidate products come from a float
+// GEMM and are re-checked in double whenever the float value, widened by its rigorous rounding
+// bound, could clear ε. A query whose normaliser has noticeable weight along directions below
+// the rank cut-off (see gram_factors.hpp), where leverage scores say nothing, is computed by
+// brute force over all n keys instead ("fallback" queries; rare, counted in the stats). A query
+// with Σ_l <q,k_l>² = 0 (e.g. q = 0) has no defined row: it yields no entries and is counted.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+#include "levattn/scores/leverage.hpp"
+#include "levattn/select/universal_set.hpp"
+
+namespace levattn {
+
+struct HeavyEntry {
+  index_t query;
+  index_t key;
+  double score;  // A[query, key]
+};
+
+struct HeavyStats {
+  index_t queries = 0;           // rows searched
+  index_t heavy_count = 0;       // entries reported
+  index_t zero_queries = 0;      // rows with Σ_l <q,k_l>² = 0: no entries
+  index_t fallback_queries = 0;  // rows searched over all keys (see above)
+  index_t rechecked = 0;         // candidate entries re-checked in double
+};
+
+// Receives entries in (query, key) order, a batch at a time. It may throw; the search then stops
+// and rethrows.
+using HeavySink = std::function<void(const HeavyEntry* entries, index_t count)>;
+
+class HeavySearch {
+ public:
+  // Fits on keys (n×d, n ≥ 1, finite; the view must outlive the search) for threshold ε ∈ (0,1].
+  // Throws Error{bad_input} on empty or non-finite keys or ε outside (0, 1].
+  HeavySearch(ConstMatrixF keys, double eps, double rcond = kDefaultRcond);
+
+  // Every entry ≥ ε for the rows of queries (m×d), streamed to sink in (query, key) order.
+  // Query indices are row numbers of `queries`. Parallel over query tiles; the output does not
+  // depend on the thread count. `progress`, if set, is told how many rows are done, in order.
+  HeavyStats run(ConstMatrixF queries, const HeavySink& sink,
+                 const std::function<void(index_t)>& progress = {}) const;
+
+  double eps() const { return eps_; }
+  const LeverageScorer& scorer() const { return scorer_; }
+  const std::vector<double>& key_scores() const { return tau_; }
+  // U = {j : τ_j ≥ ε}, with bound rank/ε.
+  const UniversalSet& universal_set() const { return uset_; }
+  // Keys actually scanned: τ_j ≥ ε(1 − 1e-2), a superset of U that absorbs rounding in τ.
+  index_t scanned_keys() const { return static_cast<index_t>(cand_.size()); }
+
+ private:
+  ConstMatrixF keys_;
+  double eps_;
+  LeverageScorer scorer_;
+  std::vector<double> tau_;
+  UniversalSet uset_;
+  std::vector<index_t> cand_;     // scanned keys, ascending
+  std::vector<float> cand_keys_;  // their rows, scaled by 2^key_shift_, |·|∞ < 1
+  int key_shift_ = 0;
+};
+
+}  // namespace levattn

@@ -1,0 +1,39 @@
+// GramSummary — the mergeable summary G = KᵀK of a set of keys.
+//
+// Every float×float product is formed exactly in double and summed in double, in blocks of 256
+// rows whose sums are added into a fixed number of partial sums: the relative error of each
+// entry of G stays near 1e-14 even at n = 10⁷. The result depends only on the rows added and the
+// order of add()/merge() calls, never on the thread count.
+#pragma once
+
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+
+namespace levattn {
+
+class GramSummary {
+ public:
+  // An empty summary of d-dimensional keys (d ≥ 1).
+  explicit GramSummary(index_t d);
+
+  // G += keysᵀ keys. keys must have d columns. Throws Error{bad_input} naming the first row
+  // that holds a NaN or an infinity (G is then unchanged). Parallel over rows (OpenMP).
+  void add(ConstMatrixF keys);
+
+  // G += other.G, count += other.count: the summary of the union of both key sets.
+  void merge(const GramSummary& other);
+
+  index_t dim() const { return d_; }
+  // Number of key rows summarised.
+  index_t count() const { return count_; }
+  // G = KᵀK, d×d, row-major, symmetric (both triangles filled).
+  std::vector<double> gram() const;
+
+ private:
+  index_t d_;
+  index_t count_ = 0;
+  std::vector<double> upper_;  // padded d×d, upper triangle holds G
+};
+
+}  // namespace levattn

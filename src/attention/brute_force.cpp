@@ -1,0 +1,102 @@
+#include "levattn/attention/brute_force.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "attention/scaled_rows.hpp"
+#include "core/first_error.hpp"
+
+namespace levattn {
+
+namespace {
+// Keys whose largest magnitude lies in [2⁻³⁰, 2³⁰) are used in place; others are scaled first.
+bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
+}  // namespace
+
+HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps,
+                             const HeavySink& sink) {
+  check_eps(eps);
+  const index_t d = keys.cols, n = keys.rows, m = queries.rows;
+  require(n >= 1 && d >= 1, "keys: need at least one key of dimension ≥ 1");
+  require(queries.cols == d, "queries have " + std::to_string(queries.cols) +
+                                 " columns but keys have " + std::to_string(d));
+  HeavyStats total;
+  total.queries = m;
+  if (m == 0) return total;
+
+  // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range.
+  const int key_shift = detail::pow2_shift(keys);
+  std::vector<float> scaled_keys;
+  const float* kdata = keys.data;
+  index_t kstride = keys.stride;
+  if (!keys_in_safe_range(key_shift)) {
+    scaled_keys.resize(static_cast<size_t>(n * d));
+    for (index_t j = 0; j < n; ++j) detail::scale_copy(keys.row(j), d, key_shift, &scaled_keys[j * d]);
+    kdata = scaled_keys.data();
+    kstride = d;
+  }
+  for (index_t i = 0; i < m; ++i)
+    for (index_t c = 0; c < d; ++c)
+      require(std::isfinite(queries(i, c)),
+              "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+
+  const index_t tq = std::clamp<index_t>((index_t{1} << 22) / n, 1, 64);
+  const index_t tiles = (m + tq - 1) / tq;
+  FirstError error;
+#pragma omp parallel
+  {
+    std::vector<float> scaled(static_cast<size_t>(tq * d)), products(static_cast<size_t>(tq * n));
+    std::vector<HeavyEntry> found;
+    index_t zero_rows = 0;
+#pragma omp for ordered schedule(static, 1)
+    for (index_t t = 0; t < tiles; ++t) {
+      found.clear();
+      zero_rows = 0;
+      const index_t begin = t * tq, rows = std::min(tq, m - begin);
+      if (!error.failed()) {
+        try {
+          for (index_t i = 0; i < rows; ++i) {
+            const int shift = detail::pow2_shift(queries.row(begin + i), d);
+            detail::scale_copy(queries.row(begin + i), d, shift, &scaled[i * d]);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                      static_cast<int>(n), static_cast<int>(d), 1.0f, scaled.data(),
+                      static_cast<int>(d), kdata, static_cast<int>(kstride), 0.0f, products.data(),
+                      static_cast<int>(n));
+          for (index_t i = 0; i < rows; ++i) {
+            const float* row = &products[i * n];
+            double total_sq = 0.0;
+            for (index_t j = 0; j < n; ++j) total_sq += static_cast<double>(row[j]) * row[j];
+            if (total_sq == 0.0) {
+              ++zero_rows;
+              continue;
+            }
+            const double cut = eps * total_sq;
+            for (index_t j = 0; j < n; ++j) {
+              const double sq = static_cast<double>(row[j]) * row[j];
+              if (sq >= cut) found.push_back({begin + i, j, sq / total_sq});
+            }
+          }
+        } catch (...) {
+          error.capture();
+        }
+      }
+#pragma omp ordered
+      if (!error.failed()) {
+        try {
+          if (!found.empty()) sink(found.data(), static_cast<index_t>(found.size()));
+          total.heavy_count += static_cast<index_t>(found.size());
+          total.zero_queries += zero_rows;
+        } catch (...) {
+          error.capture();
+        }
+      }
+    }
+  }
+  error.rethrow_if_any();
+  return total;
+}
+
+}  // namespace levattn

@@ -1,0 +1,58 @@
+// Helpers shared by the heavy-entry searches: power-of-two row scaling (exact, so that a float
+// GEMM neither overflows nor underflows on huge or tiny inputs) and exact double dot products.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "levattn/core/matrix_view.hpp"
+
+namespace levattn::detail {
+
+// The e with max|x|·2^e ∈ [0.5, 1), or 0 when x is all zero.
+inline int pow2_shift(const float* x, index_t n) {
+  float top = 0.0f;
+  for (index_t i = 0; i < n; ++i) top = std::max(top, std::fabs(x[i]));
+  if (top == 0.0f) return 0;
+  int e = 0;
+  std::frexp(top, &e);  // top = f·2^e with f ∈ [0.5, 1)
+  return -e;
+}
+
+// The e with max over all rows of |x|·2^e ∈ [0.5, 1), or 0 when every row is zero.
+inline int pow2_shift(ConstMatrixF X) {
+  int shift = 0;
+  bool any = false;
+  for (index_t r = 0; r < X.rows; ++r) {
+    float top = 0.0f;
+    for (index_t c = 0; c < X.cols; ++c) top = std::max(top, std::fabs(X(r, c)));
+    if (top == 0.0f) continue;
+    int e = 0;
+    std::frexp(top, &e);
+    shift = any ? std::min(shift, -e) : -e;
+    any = true;
+  }
+  return shift;
+}
+
+// out[i] = x[i]·2^shift (exact unless the result is subnormal).
+inline void scale_copy(const float* x, index_t n, int shift, float* out) {
+  for (index_t i = 0; i < n; ++i) out[i] = std::ldexp(x[i], shift);
+}
+
+// Σ a_i b_i with every product exact in double and the sum in double.
+inline double dot_double(const float* a, const float* b, index_t d) {
+  double s = 0.0;
+  for (index_t i = 0; i < d; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return s;
+}
+
+// Bound on |fl(Σ aᵢbᵢ) − Σ aᵢbᵢ| for a float dot product of length d in any order, with or
+// without FMA, when |a|∞, |b|∞ < 1: γ_d·‖a‖‖b‖ plus one flushed/subnormal unit per product.
+inline double float_dot_error_bound(index_t d, double norm_a, double norm_b) {
+  const double u = std::ldexp(1.0, -24);
+  const double gamma = static_cast<double>(d) * u / (1.0 - static_cast<double>(d) * u);
+  return 1.01 * gamma * norm_a * norm_b + static_cast<double>(d) * std::ldexp(1.0, -124);
+}
+
+}  // namespace levattn::detail

@@ -1,0 +1,59 @@
+// IEEE 754 binary16 ("f16", "half") and bfloat16 ("bf16") conversions to and from float32.
+//
+// Widening (f16/bf16 -> float) is exact for every bit pattern: zeros keep their sign, subnormals
+// become the exact float, infinities stay infinite and NaNs stay NaN with their payload's top bits.
+// Narrowing (float -> f16/bf16) rounds to nearest, ties to even, overflowing to infinity as IEEE
+// does; NaN stays a (quiet) NaN. Private to the io layer.
+#pragma once
+
+#include <bit>
+#include <cstdint>
+
+namespace levattn::io {
+
+// The float32 equal to the binary16 value with bits `h`.
+constexpr float half_to_float(std::uint16_t h) {
+  const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16;
+  const std::uint32_t exponent = (h >> 10) & 0x1fu;
+  const std::uint32_t mantissa = h & 0x3ffu;
+  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float
+    const float magnitude = float(mantissa) * 0x1p-24f;
+    return sign ? -magnitude : magnitude;
+  }
+  if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
+  return std::bit_cast<float>(sign | ((exponent + (127 - 15)) << 23) | (mantissa << 13));
+}
+
+// The float32 equal to the bfloat16 value with bits `b` (bf16 is the top half of a float32).
+constexpr float bf16_to_float(std::uint16_t b) { return std::bit_cast<float>(std::uint32_t(b) << 16); }
+
+// The binary16 nearest to `f` (ties to even); |f| >= 65520 gives infinity.
+constexpr std::uint16_t float_to_half(float f) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+  const auto sign = std::uint16_t((bits >> 16) & 0x8000u);
+  const std::uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude > 0x7f800000u) return std::uint16_t(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));  // NaN
+  if (magnitude >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // >= 65520 (max + half ulp): inf
+  if (magnitude < 0x38800000u) {
+    // Below the smallest normal half (2^-14): the result is a multiple of 2^-24. Adding 0.5f, whose
+    // ulp is exactly 2^-24, lets the FPU round to nearest-even; the low bits are then the answer
+    // (0x400 means it rounded up to the smallest normal, whose bit pattern is also 0x400).
+    const float shifted = std::bit_cast<float>(magnitude) + 0.5f;
+    return std::uint16_t(sign | (std::bit_cast<std::uint32_t>(shifted) - 0x3f000000u));
+  }
+  // Normal: rebias the exponent (127 -> 15) and round the 13 dropped mantissa bits to nearest-even;
+  // a carry out of the mantissa correctly bumps the exponent.
+  const std::uint32_t odd = (magnitude >> 13) & 1u;
+  const std::uint32_t rounded = magnitude - ((127u - 15u) << 23) + 0xfffu + odd;
+  return std::uint16_t(sign | (rounded >> 13));
+}
+
+// The bfloat16 nearest to `f` (ties to even); overflow gives infinity.
+constexpr std::uint16_t float_to_bf16(float f) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return std::uint16_t((bits >> 16) | 0x40u);  // quiet NaN
+  const std::uint32_t odd = (bits >> 16) & 1u;
+  return std::uint16_t((bits + 0x7fffu + odd) >> 16);
+}
+
+}  // namespace levattn::io

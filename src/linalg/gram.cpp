@@ -1,0 +1,77 @@
+#include "levattn/linalg/gram.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "linalg/kernels.hpp"
+
+namespace levattn {
+
+namespace {
+// Rows of one call are cut into at most this many contiguous slices, each summed by one thread
+// in row order and then added in slice order: the thread count never changes the sums.
+constexpr index_t kSlices = 16;
+}  // namespace
+
+GramSummary::GramSummary(index_t d) : d_(d) {
+  require(d >= 1, "gram summary: dimension must be at least 1");
+  const index_t dpad = kernels::padded_dim(d);
+  upper_.assign(static_cast<size_t>(dpad * dpad), 0.0);
+}
+
+void GramSummary::add(ConstMatrixF keys) {
+  require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
+                               " columns, summary has dimension " + std::to_string(d_));
+  if (keys.rows == 0) return;
+  const auto& kernel = kernels::active_kernels();
+  const index_t dpad = kernels::padded_dim(d_);
+  const index_t blocks = (keys.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
+  const index_t slices = std::min(kSlices, blocks);
+  std::vector<double> partial(static_cast<size_t>(slices * dpad * dpad), 0.0);
+  index_t first_bad_block = blocks;  // blocks holding NaN/Inf, smallest index
+
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad_block)
+  for (index_t s = 0; s < slices; ++s) {
+    double* G = partial.data() + s * dpad * dpad;
+    for (index_t b = blocks * s / slices; b < blocks * (s + 1) / slices; ++b) {
+      const index_t begin = b * kernels::kBlockRows;
+      const index_t rows = std::min(kernels::kBlockRows, keys.rows - begin);
+      if (!kernel.gram(keys.row(begin), rows, d_, keys.stride, G)) {
+        first_bad_block = std::min(first_bad_block, b);
+        break;
+      }
+    }
+  }
+  if (first_bad_block < blocks) {
+    const index_t begin = first_bad_block * kernels::kBlockRows;
+    const index_t end = std::min(begin + kernels::kBlockRows, keys.rows);
+    for (index_t r = begin; r < end; ++r)
+      for (index_t c = 0; c < d_; ++c)
+        require(std::isfinite(keys(r, c)),
+                "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+  }
+  for (index_t s = 0; s < slices; ++s) {
+    const double* G = partial.data() + s * dpad * dpad;
+    for (index_t a = 0; a < d_; ++a)
+      for (index_t b = a; b < d_; ++b) upper_[a * dpad + b] += G[a * dpad + b];
+  }
+  count_ += keys.rows;
+}
+
+void GramSummary::merge(const GramSummary& other) {
+  require(other.d_ == d_, "gram summary: cannot merge dimension " + std::to_string(other.d_) +
+                              " into dimension " + std::to_string(d_));
+  for (size_t i = 0; i < upper_.size(); ++i) upper_[i] += other.upper_[i];
+  count_ += other.count_;
+}
+
+std::vector<double> GramSummary::gram() const {
+  const index_t dpad = kernels::padded_dim(d_);
+  std::vector<double> G(static_cast<size_t>(d_ * d_));
+  for (index_t a = 0; a < d_; ++a)
+    for (index_t b = a; b < d_; ++b) G[a * d_ + b] = G[b * d_ + a] = upper_[a * dpad + b];
+  return G;
+}
+
+}  // namespace levattn

@@ -1,0 +1,111 @@
+#include "levattn/linalg/gram_factors.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "linalg/kernels.hpp"
+
+namespace levattn {
+
+namespace {
+
+using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// An upper-trapezoidal T with TᵀT = WᵀW (Householder QR of W; R is r×d upper trapezoidal).
+TrapezoidalForm trapezoid_of(const Mat& W) {
+  const index_t rows = W.rows(), d = W.cols();
+  if (rows == 0) return TrapezoidalForm({}, 0, d);
+  Eigen::HouseholderQR<Mat> qr(W);
+  const Mat& packed = qr.matrixQR();
+  const index_t r = std::min(rows, d);
+  std::vector<double> T(static_cast<size_t>(r * d), 0.0);
+  for (index_t i = 0; i < r; ++i)
+    for (index_t c = i; c < d; ++c) T[i * d + c] = packed(i, c);
+  return TrapezoidalForm(T, r, d);
+}
+
+}  // namespace
+
+TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, index_t d)
+    : rows_(rows), d_(d) {
+  const index_t dpad = kernels::padded_dim(d), tpad = kernels::padded_dim(rows);
+  tt_.assign(static_cast<size_t>(dpad * tpad), 0.0);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t c = i; c < d; ++c) tt_[c * tpad + i] = T[i * d + c];
+}
+
+void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what) const {
+  require(X.cols == d_, std::string(what) + ": have " + std::to_string(X.cols) +
+                            " columns, expected " + std::to_string(d_));
+  if (rows_ == 0) {
+    // No directions: every sum of squares is zero, but the input must still be finite.
+    for (index_t r = 0; r < X.rows; ++r) {
+      for (index_t c = 0; c < X.cols; ++c)
+        require(std::isfinite(X(r, c)),
+                std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
+      out[r] = 0.0;
+    }
+    return;
+  }
+  const auto& kernel = kernels::active_kernels();
+  const index_t blocks = (X.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
+  index_t first_bad = X.rows;
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
+  for (index_t b = 0; b < blocks; ++b) {
+    const index_t begin = b * kernels::kBlockRows;
+    const index_t rows = std::min(kernels::kBlockRows, X.rows - begin);
+    if (!kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) {
+      index_t r = begin;
+      while (r < begin + rows && std::all_of(X.row(r), X.row(r) + d_, [](float v) { return std::isfinite(v); }))
+        ++r;
+      first_bad = std::min(first_bad, r);
+    }
+  }
+  require(first_bad == X.rows, std::string(what) + ": row " + std::to_string(first_bad) +
+                                   " holds a NaN or an infinity");
+}
+
+GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, double rcond) {
+  require(d >= 1 && static_cast<index_t>(G.size()) == d * d, "factor_gram: G must be d×d");
+  require(ridge >= 0.0 && std::isfinite(ridge), "ridge must be finite and ≥ 0, got " + std::to_string(ridge));
+  require(rcond > 0.0 && rcond < 1.0, "rcond must lie in (0, 1), got " + std::to_string(rcond));
+  const Eigen::Map<const Mat> g(G.data(), d, d);
+
+  // Equilibrate: columns of K that are identically zero keep scale 1.
+  Eigen::VectorXd scale(d);  // D^{-1/2}
+  for (index_t i = 0; i < d; ++i) scale(i) = g(i, i) > 0.0 ? 1.0 / std::sqrt(g(i, i)) : 1.0;
+  const Mat g_eq = scale.asDiagonal() * g * scale.asDiagonal();
+
+  GramFactors out;
+  // Root of G itself (no ridge, nothing cut): qᵀGq = ‖Λ^{1/2} Vᵀ D^{1/2} q‖².
+  Eigen::SelfAdjointEigenSolver<Mat> plain(g_eq);
+  const Eigen::VectorXd lam0 = plain.eigenvalues().cwiseMax(0.0);  // ascending
+  const double lam0_max = lam0(d - 1);
+  const Eigen::VectorXd unscale = scale.cwiseInverse();  // D^{1/2}
+  const Mat root_w = lam0.cwiseSqrt().asDiagonal() * plain.eigenvectors().transpose() * unscale.asDiagonal();
+  out.root = trapezoid_of(root_w);
+  index_t cut0 = 0;
+  while (cut0 < d && lam0(cut0) <= rcond * rcond * lam0_max) ++cut0;
+  out.cut_root = trapezoid_of(root_w.topRows(cut0));
+
+  // Inverse root of G + λI, with the cut-off: kᵀ(G+λI)⁺k = ‖Λₖ^{-1/2} Vₖᵀ D^{-1/2} k‖².
+  Mat m = g_eq;
+  if (ridge > 0.0) m.diagonal() += ridge * scale.cwiseProduct(scale);
+  Eigen::SelfAdjointEigenSolver<Mat> ridged(m);
+  const Eigen::VectorXd lam = ridged.eigenvalues();
+  const double lam_max = std::max(lam(d - 1), 0.0);
+  index_t cut = 0;
+  while (cut < d && lam(cut) <= rcond * rcond * lam_max) ++cut;
+  out.rank = d - cut;
+  out.eigenvalues.resize(static_cast<size_t>(d));
+  for (index_t i = 0; i < d; ++i) out.eigenvalues[i] = lam(d - 1 - i);
+  const Eigen::VectorXd inv_sqrt = lam.tail(out.rank).cwiseSqrt().cwiseInverse();
+  const Mat inv_w = inv_sqrt.asDiagonal() * ridged.eigenvectors().rightCols(out.rank).transpose() *
+                    scale.asDiagonal();
+  out.inverse_root = trapezoid_of(inv_w);
+  return out;
+}
+
+}  // namespace levattn

@@ -1,0 +1,46 @@
+// Private compute kernels of the linalg layer, with one portable implementation and one for
+// AVX-512 chosen at run time. Both compute in double from float input (every float×float
+// product is exact in double), so results agree to double rounding whichever one runs.
+//
+// Layout: X is `rows` float rows of length d with row stride `stride`. Matrices in double are
+// row-major and padded: `dpad = padded_dim(d)` columns, extra entries zero.
+#pragma once
+
+#include <cstdint>
+
+namespace levattn::kernels {
+
+using index_t = std::int64_t;
+
+// Width to which kernels pad dimensions (a multiple of the AVX-512 tile width).
+constexpr index_t kPad = 16;
+inline index_t padded_dim(index_t d) { return (d + kPad - 1) / kPad * kPad; }
+
+// Rows the kernels take at a time; callers split longer inputs into blocks of this size.
+constexpr index_t kBlockRows = 256;
+
+// G (dpad×dpad, row-major) += Xᵀ X over rows ≤ kBlockRows. Only the upper triangle (with the
+// diagonal) is defined afterwards; entries below it may or may not be updated. Returns false
+// (G untouched) if X holds a NaN or an infinity.
+using GramFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride, double* G);
+
+// out[r] = ‖T x_r‖², r < rows ≤ kBlockRows, for T upper trapezoidal with `t_rows` rows
+// (T[i][c] = 0 for c < i), given as Tt = Tᵀ (dpad × padded_dim(t_rows), row-major, zero
+// padded). Returns false if X holds a NaN or an infinity (out is then unspecified).
+using SumSqFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride, const double* Tt,
+                         index_t t_rows, double* out);
+
+struct KernelSet {
+  const char* name;
+  GramFn gram;
+  SumSqFn trapezoid_sumsq;
+};
+
+// The portable kernels (any x86-64, any compiler flags).
+const KernelSet& generic_kernels();
+// The AVX-512 kernels; call only when the CPU supports AVX-512F/DQ/VL.
+const KernelSet& avx512_kernels();
+// The best kernels this CPU runs, unless LEVATTN_KERNELS=generic is set in the environment.
+const KernelSet& active_kernels();
+
+}  // namespace levattn::kernels

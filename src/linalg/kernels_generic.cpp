@@ -1,0 +1,72 @@
+// Portable kernels: straightforward loops in double, written so the compiler can vectorise them
+// for the baseline instruction set.
+#include <cmath>
+#include <vector>
+
+#include "linalg/kernels.hpp"
+
+namespace levattn::kernels {
+
+namespace {
+
+// Copies rows of X into a dense double buffer (rows × dpad, zero padded); false on NaN/Inf.
+bool widen(const float* X, index_t rows, index_t d, index_t stride, double* out) {
+  const index_t dpad = padded_dim(d);
+  bool finite = true;
+  for (index_t r = 0; r < rows; ++r) {
+    const float* x = X + r * stride;
+    double* o = out + r * dpad;
+    for (index_t c = 0; c < d; ++c) {
+      o[c] = x[c];
+      finite &= std::isfinite(x[c]);
+    }
+    for (index_t c = d; c < dpad; ++c) o[c] = 0.0;
+  }
+  return finite;
+}
+
+bool gram_generic(const float* X, index_t rows, index_t d, index_t stride, double* G) {
+  const index_t dpad = padded_dim(d);
+  std::vector<double> xd(static_cast<size_t>(rows * dpad));
+  if (!widen(X, rows, d, stride, xd.data())) return false;
+  for (index_t a = 0; a < d; ++a) {
+    double* g = G + a * dpad;
+    for (index_t r = 0; r < rows; ++r) {
+      const double* x = xd.data() + r * dpad;
+      const double xa = x[a];
+      for (index_t b = a; b < d; ++b) g[b] += xa * x[b];
+    }
+  }
+  return true;
+}
+
+bool trapezoid_sumsq_generic(const float* X, index_t rows, index_t d, index_t stride,
+                             const double* Tt, index_t t_rows, double* out) {
+  const index_t dpad = padded_dim(d);
+  const index_t tpad = padded_dim(t_rows);
+  std::vector<double> xd(static_cast<size_t>(rows * dpad));
+  if (!widen(X, rows, d, stride, xd.data())) return false;
+  std::vector<double> y(static_cast<size_t>(tpad));
+  for (index_t r = 0; r < rows; ++r) {
+    const double* x = xd.data() + r * dpad;
+    for (index_t i = 0; i < tpad; ++i) y[i] = 0.0;
+    for (index_t c = 0; c < d; ++c) {
+      const double* t = Tt + c * tpad;  // row c of Tᵀ: T[i][c] for every i ≤ c
+      const index_t upto = c + 1 < t_rows ? c + 1 : t_rows;
+      for (index_t i = 0; i < upto; ++i) y[i] += t[i] * x[c];
+    }
+    double s = 0.0;
+    for (index_t i = 0; i < t_rows; ++i) s += y[i] * y[i];
+    out[r] = s;
+  }
+  return true;
+}
+
+}  // namespace
+
+const KernelSet& generic_kernels() {
+  static const KernelSet set{"generic", gram_generic, trapezoid_sumsq_generic};
+  return set;
+}
+
+}  // namespace levattn::kernels

@@ -1,0 +1,160 @@
+#include "reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace levattn::test {
+
+MatD Floats::to_double() const {
+  MatD m(rows, cols);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) m(i, j) = data[i * cols + j];
+  return m;
+}
+
+namespace {
+
+Floats from_double(const MatD& m) {
+  Floats f{m.rows(), m.cols(), std::vector<float>(static_cast<size_t>(m.size()))};
+  for (index_t i = 0; i < m.rows(); ++i)
+    for (index_t j = 0; j < m.cols(); ++j) f.data[i * m.cols() + j] = static_cast<float>(m(i, j));
+  return f;
+}
+
+MatD gaussian(index_t rows, index_t cols, std::mt19937_64& rng) {
+  std::normal_distribution<double> normal;
+  MatD m(rows, cols);
+  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
+  return m;
+}
+
+MatD orthonormal(index_t rows, index_t cols, std::mt19937_64& rng) {
+  Eigen::HouseholderQR<MatD> qr(gaussian(rows, cols, rng));
+  return qr.householderQ() * MatD::Identity(rows, cols);
+}
+
+}  // namespace
+
+const std::vector<std::string>& kinds() {
+  static const std::vector<std::string> all{"gaussian",   "low_rank", "duplicated", "heavy_tailed",
+                                            "badly_scaled", "huge",   "tiny",       "cond1e3",
+                                            "cond1e6",    "zero_column"};
+  return all;
+}
+
+index_t built_rank(const std::string& kind, index_t d) {
+  if (kind == "low_rank") return std::max<index_t>(1, d / 4);
+  if (kind == "zero_column") return d - 1;
+  return d;
+}
+
+Floats make_conditioned(index_t n, index_t d, double cond, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const MatD U = orthonormal(n, d, rng), V = orthonormal(d, d, rng);
+  Eigen::VectorXd sigma(d);
+  for (index_t i = 0; i < d; ++i)
+    sigma(i) = std::pow(cond, -static_cast<double>(i) / static_cast<double>(std::max<index_t>(d - 1, 1)));
+  return from_double(U * sigma.asDiagonal() * V.transpose());
+}
+
+Floats make_keys(const std::string& kind, index_t n, index_t d, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  if (kind == "gaussian") return from_double(gaussian(n, d, rng));
+  if (kind == "low_rank") {
+    const index_t r = built_rank(kind, d);
+    return from_double(gaussian(n, r, rng) * gaussian(r, d, rng));
+  }
+  if (kind == "duplicated") {  // a few distinct rows, each repeated many times, plus noise rows
+    const MatD distinct = gaussian(std::max<index_t>(d, n / 8), d, rng);
+    MatD k(n, d);
+    std::uniform_int_distribution<index_t> pick(0, distinct.rows() - 1);
+    for (index_t i = 0; i < n; ++i) k.row(i) = distinct.row(pick(rng));
+    return from_double(k);
+  }
+  if (kind == "heavy_tailed") {  // Student t with 1 degree of freedom (Cauchy) entries
+    std::cauchy_distribution<double> cauchy;
+    MatD k(n, d);
+    for (index_t i = 0; i < k.size(); ++i) k.data()[i] = std::clamp(cauchy(rng), -1e15, 1e15);
+    return from_double(k);
+  }
+  if (kind == "badly_scaled") {  // columns scaled by 10^U[-2.5, 2.5], rows by 10^U[-3, 3]
+    std::uniform_real_distribution<double> column_expo(-2.5, 2.5), row_expo(-3.0, 3.0);
+    MatD k = gaussian(n, d, rng);
+    for (index_t j = 0; j < d; ++j) k.col(j) *= std::pow(10.0, column_expo(rng));
+    for (index_t i = 0; i < n; ++i) k.row(i) *= std::pow(10.0, row_expo(rng));
+    return from_double(k);
+  }
+  if (kind == "huge") return from_double(gaussian(n, d, rng) * 1e30);
+  if (kind == "tiny") return from_double(gaussian(n, d, rng) * 1e-30);
+  if (kind == "cond1e3") return make_conditioned(n, d, 1e3, seed);
+  if (kind == "cond1e6") return make_conditioned(n, d, 1e6, seed);
+  if (kind == "zero_column") {
+    MatD k = gaussian(n, d, rng);
+    k.col(d / 2).setZero();
+    return from_double(k);
+  }
+  throw std::invalid_argument("unknown key kind " + kind);
+}
+
+Floats make_queries(const Floats& keys, index_t m, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const index_t n = keys.rows, d = keys.cols;
+  const MatD K = keys.to_double();
+  const MatD G = K.transpose() * K;
+  const Eigen::CompleteOrthogonalDecomposition<MatD> pinv(G);
+  MatD q = gaussian(m, d, rng);
+  std::uniform_int_distribution<index_t> pick(0, n - 1);
+  for (index_t i = 0; i < m; ++i) {
+    switch (i % 6) {
+      case 0: break;                                               // random direction
+      case 1: q.row(i) = K.row(pick(rng)); break;                  // a key itself
+      case 2: q.row(i) = pinv.solve(K.row(pick(rng)).transpose()).transpose(); break;  // maximiser
+      case 3: q.row(i) *= (i % 12 == 3) ? 1e20 : 1e-20; break;    // huge or tiny query
+      case 4: q.row(i) = K.row(pick(rng)) + 1e-3 * K.row(pick(rng)); break;
+      case 5: if (i == 5) q.row(i).setZero(); break;               // one zero query
+    }
+    if (!q.row(i).allFinite() || q.row(i).cwiseAbs().maxCoeff() > 1e30) q.row(i) = gaussian(1, d, rng);
+  }
+  // Keep every value representable in float.
+  const double top = q.cwiseAbs().maxCoeff();
+  if (top > 1e36) q *= 1e36 / top;
+  return from_double(q);
+}
+
+std::vector<double> leverage_reference(const Floats& K, double rcond, index_t rank) {
+  const Eigen::BDCSVD<Eigen::MatrixXd> svd(Eigen::MatrixXd(K.to_double()), Eigen::ComputeThinU);
+  const Eigen::VectorXd& s = svd.singularValues();
+  index_t r = rank;
+  if (r < 0) {
+    r = 0;
+    while (r < s.size() && s(r) > rcond * s(0)) ++r;
+  }
+  std::vector<double> tau(static_cast<size_t>(K.rows));
+  for (index_t j = 0; j < K.rows; ++j) tau[j] = svd.matrixU().row(j).head(r).squaredNorm();
+  return tau;
+}
+
+std::vector<double> ridge_reference(const Floats& K, double lambda) {
+  const index_t n = K.rows, d = K.cols;
+  MatD A(n + d, d);
+  A.topRows(n) = K.to_double();
+  A.bottomRows(d) = std::sqrt(lambda) * MatD::Identity(d, d);
+  Eigen::HouseholderQR<MatD> qr(A);
+  const MatD Q = qr.householderQ() * MatD::Identity(n + d, d);
+  std::vector<double> tau(static_cast<size_t>(n));
+  for (index_t j = 0; j < n; ++j) tau[j] = Q.row(j).squaredNorm();
+  return tau;
+}
+
+MatD attention_reference(const Floats& Q, const Floats& K) {
+  MatD S = Q.to_double() * K.to_double().transpose();
+  for (index_t i = 0; i < S.rows(); ++i) {
+    const double total = S.row(i).squaredNorm();
+    S.row(i) = total > 0.0 ? (S.row(i).array().square() / total).matrix().eval()
+                           : Eigen::RowVectorXd::Zero(S.cols()).eval();
+  }
+  return S;
+}
+
+}  // namespace levattn::test

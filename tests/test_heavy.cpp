@@ -1,0 +1,172 @@
+// Every heavy entry against a double-precision brute force, on every kind of keys.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <map>
+
+#include "levattn/attention/brute_force.hpp"
+#include "levattn/attention/heavy.hpp"
+#include "levattn/attention/verify.hpp"
+#include "levattn/synth/planted.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+std::vector<HeavyEntry> collect(const HeavySearch& search, ConstMatrixF queries, HeavyStats* stats = nullptr) {
+  std::vector<HeavyEntry> out;
+  const HeavyStats s = search.run(queries, [&](const HeavyEntry* e, index_t count) {
+    out.insert(out.end(), e, e + count);
+  });
+  if (stats) *stats = s;
+  return out;
+}
+
+// Recall 1 above ε(1+1e-4), precision 1 below ε(1−1e-4), order, and the reported values.
+// Returns how many reference entries lie above ε(1+1e-4), so callers can see the check bites.
+index_t expect_matches(const std::vector<HeavyEntry>& got, const MatD& A, double eps, const std::string& what) {
+  std::map<std::pair<index_t, index_t>, double> reported;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (i > 0) {
+      EXPECT_TRUE(std::pair(got[i - 1].query, got[i - 1].key) < std::pair(got[i].query, got[i].key))
+          << what << ": entries out of order";
+    }
+    reported[{got[i].query, got[i].key}] = got[i].score;
+  }
+  index_t strong = 0;
+  for (index_t i = 0; i < A.rows(); ++i)
+    for (index_t j = 0; j < A.cols(); ++j) {
+      const auto it = reported.find({i, j});
+      if (A(i, j) >= eps * (1 + 1e-4)) {
+        ++strong;
+        EXPECT_TRUE(it != reported.end()) << what << ": missed (" << i << "," << j << ") A=" << A(i, j);
+      }
+      if (it != reported.end()) {
+        EXPECT_GE(A(i, j), eps * (1 - 1e-4)) << what << ": false (" << i << "," << j << ")";
+        EXPECT_NEAR(it->second, A(i, j), 1e-4 * A(i, j)) << what;  // the acceptance band
+      }
+    }
+  return strong;
+}
+
+class HeavyOnKind : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(HeavyOnKind, RecallAndPrecisionAreOne) {
+  const std::string kind = GetParam();
+  for (std::uint64_t seed = 1; seed <= 2; ++seed)
+    for (double eps : {0.001, 0.01, 0.1}) {
+      // Enough keys that most scores sit below ε, few enough that some entries clear it.
+      const Floats K = make_keys(kind, eps < 0.1 ? 1200 : 100, 16, seed);
+      const Floats Q = make_queries(K, 60, seed + 100);
+      const MatD A = attention_reference(Q, K);
+      const HeavySearch search(K.view(), eps);
+      HeavyStats stats;
+      const auto got = collect(search, Q.view(), &stats);
+      const std::string what = kind + " seed " + std::to_string(seed) + " eps " + std::to_string(eps);
+      EXPECT_GT(expect_matches(got, A, eps, what), 0) << what;
+      EXPECT_TRUE(search.universal_set().within_bound) << what;
+      EXPECT_LE(search.universal_set().size(), 16.0 / eps) << what;
+      EXPECT_EQ(stats.zero_queries, 1) << what;  // make_queries plants exactly one zero row
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllKinds, HeavyOnKind, ::testing::ValuesIn(kinds()),
+                         [](const auto& info) { return info.param; });
+
+TEST(Heavy, UniversalSetHoldsEveryHeavyKey) {
+  const Floats K = make_keys("heavy_tailed", 3000, 12, 4);
+  const Floats Q = make_queries(K, 300, 5);
+  const MatD A = attention_reference(Q, K);
+  const double eps = 0.02;
+  const HeavySearch search(K.view(), eps);
+  const auto& u = search.universal_set().indices;
+  for (index_t j = 0; j < A.cols(); ++j)
+    if (A.col(j).maxCoeff() >= eps) {
+      EXPECT_TRUE(std::binary_search(u.begin(), u.end(), j)) << "key " << j;
+    }
+}
+
+TEST(Heavy, QueriesInTheNullSpaceHaveNoRow) {
+  // Keys span only the first 3 of 6 coordinates; a query on the last 3 sees Σ<q,k>² = 0.
+  Floats K = make_keys("gaussian", 200, 6, 1);
+  for (index_t i = 0; i < 200; ++i)
+    for (index_t c = 3; c < 6; ++c) K.data[i * 6 + c] = 0.0f;
+  const std::vector<float> q{0, 0, 0, 1, -2, 0.5f, /* mixed: */ 1, 0, 0, 1, 1, 1};
+  const HeavySearch search(K.view(), 0.01);
+  HeavyStats stats;
+  const auto got = collect(search, ConstMatrixF(q.data(), 2, 6), &stats);
+  EXPECT_EQ(stats.zero_queries, 1);
+  Floats Q{2, 6, q};
+  expect_matches(got, attention_reference(Q, K), 0.01, "null space");
+}
+
+TEST(Heavy, OutputDoesNotDependOnThreadsOrTiling) {
+  const PlantedData data = make_planted({.n = 5000, .m = 700, .d = 16, .directions = 6, .copies = 3});
+  const HeavySearch search(data.key_view(), 0.01);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one = collect(search, data.query_view());
+  omp_set_num_threads(4);
+  const auto four = collect(search, data.query_view());
+  omp_set_num_threads(before);
+  ASSERT_EQ(one.size(), four.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(one[i].query, four[i].query);
+    EXPECT_EQ(one[i].key, four[i].key);
+    EXPECT_EQ(one[i].score, four[i].score);
+  }
+  // A sub-range of queries gives the same entries, renumbered.
+  const auto part = collect(search, data.query_view().rows_range(100, 200));
+  std::vector<HeavyEntry> expected;
+  for (const auto& e : one)
+    if (e.query >= 100 && e.query < 200) expected.push_back({e.query - 100, e.key, e.score});
+  ASSERT_EQ(part.size(), expected.size());
+  for (size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i].key, expected[i].key);
+}
+
+TEST(Heavy, BruteForceAgreesWithDoubleReference) {
+  const Floats K = make_keys("badly_scaled", 500, 8, 3);
+  const Floats Q = make_queries(K, 40, 9);
+  std::vector<HeavyEntry> got;
+  brute_force_heavy(Q.view(), K.view(), 0.01, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); });
+  const MatD A = attention_reference(Q, K);
+  for (const auto& e : got) EXPECT_NEAR(e.score, A(e.query, e.key), 1e-3 * A(e.query, e.key));
+}
+
+TEST(Heavy, VerifyReportsPerfectAgreementOnPlantedData) {
+  const PlantedData data = make_planted({.n = 20000, .m = 300, .d = 32});
+  const HeavySearch search(data.key_view(), 0.05);
+  const VerifyReport r = verify_heavy(search, data.key_view(), data.query_view());
+  EXPECT_GT(r.reference, 100);
+  EXPECT_EQ(r.recall(), 1.0);
+  EXPECT_EQ(r.precision(), 1.0);
+  // Every planted key is found by the universal set.
+  for (index_t j : data.relevant_keys)
+    EXPECT_TRUE(std::binary_search(search.universal_set().indices.begin(),
+                                   search.universal_set().indices.end(), j));
+}
+
+TEST(Heavy, SinkErrorsPropagate) {
+  const PlantedData data = make_planted({.n = 3000, .m = 2000, .d = 8, .directions = 4});
+  const HeavySearch search(data.key_view(), 0.05);
+  EXPECT_THROW(search.run(data.query_view(), [](const HeavyEntry*, index_t) {
+    throw Error(ErrorKind::failure, "disk full");
+  }), Error);
+}
+
+TEST(Heavy, RejectsBadInput) {
+  const Floats K = make_keys("gaussian", 50, 4, 1);
+  EXPECT_THROW(HeavySearch(K.view(), 0.0), Error);
+  EXPECT_THROW(HeavySearch(K.view(), 1.5), Error);
+  EXPECT_THROW(HeavySearch(K.view(), std::nan("")), Error);
+  EXPECT_THROW(HeavySearch(ConstMatrixF(K.data.data(), 0, 4), 0.1), Error);
+  const HeavySearch search(K.view(), 0.1);
+  const std::vector<float> q3(3 * 3, 1.0f);
+  EXPECT_THROW(search.run(ConstMatrixF(q3.data(), 3, 3), [](const HeavyEntry*, index_t) {}), Error);
+  std::vector<float> qnan(2 * 4, 1.0f);
+  qnan[5] = std::nanf("");
+  EXPECT_THROW(search.run(ConstMatrixF(qnan.data(), 2, 4), [](const HeavyEntry*, index_t) {}), Error);
+}
+
+}  // namespace
+}  // namespace levattn::test

@@ -1,0 +1,156 @@
+// Leverage and ridge scores against an SVD/QR of the same float keys in double.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "levattn/scores/leverage.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+// cond(K) over its kept singular values (the rank-r part for rank-deficient K).
+double condition(const Floats& K, index_t rank) {
+  const Eigen::JacobiSVD<Eigen::MatrixXd> svd(Eigen::MatrixXd(K.to_double()));
+  const Eigen::VectorXd& s = svd.singularValues();
+  return s(0) / s(rank - 1);
+}
+
+double max_relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double worst = 0.0;
+  for (size_t j = 0; j < want.size(); ++j)
+    worst = std::max(worst, std::abs(got[j] - want[j]) / std::max(want[j], 1e-300));
+  return worst;
+}
+
+struct Shape {
+  index_t n, d;
+};
+
+class LeverageOnKind : public ::testing::TestWithParam<std::tuple<std::string, Shape>> {};
+
+TEST_P(LeverageOnKind, MatchesDoubleSvdAndSumsToRank) {
+  const auto& [kind, shape] = GetParam();
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    const Floats K = make_keys(kind, shape.n, shape.d, seed);
+    const index_t rank = built_rank(kind, shape.d);
+    const double cond = condition(K, rank);
+    ASSERT_LE(cond, 1e6 * 1.01) << kind << ": generator left the promised range";
+    const double tolerance = cond <= 1e3 ? 1e-4 : 1e-2;
+
+    LeverageScorer scorer(shape.d);
+    scorer.fit(K.view());
+    const std::vector<double> tau = scorer.scores(K.view());
+    const std::vector<double> want = leverage_reference(K, 0.0, rank);
+    EXPECT_EQ(scorer.rank(), rank) << kind << " seed " << seed;
+    EXPECT_LE(max_relative_error(tau, want), tolerance)
+        << kind << " seed " << seed << " cond " << cond;
+    EXPECT_NEAR(std::accumulate(tau.begin(), tau.end(), 0.0), double(rank), tolerance * rank) << kind;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllKinds, LeverageOnKind,
+    ::testing::Combine(::testing::ValuesIn(kinds()),
+                       ::testing::Values(Shape{1500, 24}, Shape{700, 64}, Shape{333, 7})),
+    [](const auto& info) {
+      return std::get<0>(info.param) + "_d" + std::to_string(std::get<1>(info.param).d);
+    });
+
+TEST(Leverage, RidgeMatchesAugmentedQr) {
+  const Floats K = make_keys("badly_scaled", 800, 16, 7);
+  for (double lambda : {1e-3, 1.0, 1e3}) {
+    LeverageScorer scorer(16, {lambda});
+    scorer.fit(K.view());
+    EXPECT_LE(max_relative_error(scorer.scores(K.view()), ridge_reference(K, lambda)), 1e-8)
+        << "lambda " << lambda;
+  }
+}
+
+TEST(Leverage, InvariantUnderInvertibleColumnTransform) {
+  const Floats K = make_keys("gaussian", 500, 12, 3);
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> normal;
+  MatD T(12, 12);
+  for (index_t i = 0; i < T.size(); ++i) T.data()[i] = normal(rng);
+  const MatD KT = K.to_double() * T;
+  Floats transformed{500, 12, std::vector<float>(500 * 12)};
+  for (index_t i = 0; i < KT.size(); ++i) transformed.data[i] = static_cast<float>(KT.data()[i]);
+  LeverageScorer a(12), b(12);
+  a.fit(K.view());
+  b.fit(transformed.view());
+  // Both against their own reference; float rounding of K·T is the only difference.
+  EXPECT_LE(max_relative_error(b.scores(transformed.view()), leverage_reference(transformed, 1e-7)), 1e-6);
+  EXPECT_LE(max_relative_error(a.scores(K.view()), b.scores(transformed.view())), 1e-4);
+}
+
+TEST(Leverage, MergedSummariesEqualOneSummary) {
+  const Floats K = make_keys("gaussian", 1000, 16, 9);
+  LeverageScorer whole(16), left(16), right(16);
+  whole.fit(K.view());
+  left.fit(K.view().rows_range(0, 313));
+  right.fit(K.view().rows_range(313, 1000));
+  left.merge(right);
+  EXPECT_EQ(left.count(), 1000);
+  EXPECT_LE(max_relative_error(left.scores(K.view()), whole.scores(K.view())), 1e-12);
+}
+
+TEST(Leverage, ThreadCountDoesNotChangeAnyBit) {
+  const Floats K = make_keys("heavy_tailed", 20000, 24, 2);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<double> one = LeverageScorer(24).fit(K.view()).scores(K.view());
+  omp_set_num_threads(3);
+  const std::vector<double> three = LeverageScorer(24).fit(K.view()).scores(K.view());
+  omp_set_num_threads(before);
+  EXPECT_EQ(one, three);
+}
+
+TEST(Leverage, StridedViewsAreRespected) {
+  const Floats K = make_keys("gaussian", 300, 10, 4);
+  std::vector<float> padded(300 * 13, std::nanf(""));  // NaN padding must never be read
+  for (index_t i = 0; i < 300; ++i)
+    std::copy(K.data.begin() + i * 10, K.data.begin() + (i + 1) * 10, padded.begin() + i * 13);
+  const ConstMatrixF view(padded.data(), 300, 10, 13);
+  LeverageScorer scorer(10);
+  scorer.fit(view);
+  EXPECT_LE(max_relative_error(scorer.scores(view), leverage_reference(K, 1e-7)), 1e-8);
+}
+
+TEST(Leverage, AllZeroKeysHaveRankZero) {
+  const std::vector<float> zeros(50 * 4, 0.0f);
+  LeverageScorer scorer(4);
+  scorer.fit(ConstMatrixF(zeros.data(), 50, 4));
+  EXPECT_EQ(scorer.rank(), 0);
+  for (double t : scorer.scores(ConstMatrixF(zeros.data(), 50, 4))) EXPECT_EQ(t, 0.0);
+}
+
+TEST(Leverage, RejectsNonFiniteKeysNamingTheRow) {
+  Floats K = make_keys("gaussian", 1000, 8, 1);
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    Floats copy = K;
+    copy.data[777 * 8 + 3] = bad;
+    try {
+      LeverageScorer(8).fit(copy.view());
+      FAIL() << "accepted " << bad;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+      EXPECT_NE(std::string(e.what()).find("row 777"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Leverage, RejectsBadParameters) {
+  EXPECT_THROW(LeverageScorer(0), Error);
+  EXPECT_THROW(LeverageScorer(4, {-1.0}), Error);
+  EXPECT_THROW(LeverageScorer(4, {0.0, 0.0}), Error);
+  EXPECT_THROW(LeverageScorer(4, {0.0, 1.5}), Error);
+  const Floats K = make_keys("gaussian", 20, 5, 1);
+  EXPECT_THROW(LeverageScorer(4).fit(K.view()), Error);
+}
+
+}  // namespace
+}  // namespace levattn::test

@@ -1,0 +1,120 @@
+// levattn select --keys K (--eps E | --top-k K) --output OUT [--json]
+// (n, d) keys: OUT.npy, int64 indices ascending. (h, n, d) keys: OUT.csv "head,key,score".
+#include <cinttypes>
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include "commands.hpp"
+#include "heads.hpp"
+#include "levattn/io/atomic_file.hpp"
+#include "levattn/io/npy.hpp"
+#include "levattn/scores/leverage.hpp"
+#include "levattn/select/universal_set.hpp"
+#include "report.hpp"
+
+namespace levattn::cli {
+
+namespace {
+struct SelectOptions {
+  std::string keys, output;
+  std::optional<double> eps;
+  std::optional<index_t> top_k;
+  double rcond = kDefaultRcond;
+  CommonOptions common;
+};
+
+void check_output_path(const std::string& path, const HeadArray& keys) {
+  if (!keys.multi_head && !ends_with(path, ".npy"))
+    throw UsageError("select on (n, d) keys writes .npy: --output must end in .npy");
+  if (keys.multi_head && !ends_with(path, ".csv"))
+    throw UsageError("select on (h, n, d) keys writes CSV: --output must end in .csv");
+}
+
+void write_sets(const std::string& path, const HeadArray& keys, const std::vector<UniversalSet>& sets) {
+  if (!keys.multi_head) {
+    io::write_npy(path, sets[0].indices.data(), {sets[0].size()});
+    return;
+  }
+  io::AtomicFile file(path);
+  std::fprintf(file.stream(), "head,key,score\n");
+  for (size_t h = 0; h < sets.size(); ++h)
+    for (index_t i = 0; i < sets[h].size(); ++i)
+      std::fprintf(file.stream(), "%zu,%" PRId64 ",%.9g\n", h, sets[h].indices[i], sets[h].scores[i]);
+  file.commit();
+}
+
+int run_select(const SelectOptions& o) {
+  apply_threads(o.common);
+  Phases phases;
+  Stopwatch load;
+  const HeadArray keys = load_heads(o.keys, "keys");
+  phases.load = load.seconds();
+  check_output_path(o.output, keys);
+
+  Stopwatch compute;
+  std::vector<UniversalSet> sets;
+  nlohmann::json heads = nlohmann::json::array();
+  index_t total = 0;
+  double bound = 0.0;
+  bool within = true;
+  if (o.eps) check_eps(*o.eps);
+  for (index_t h = 0; h < keys.heads; ++h) {
+    LeverageScorer scorer(keys.cols, {0.0, o.rcond});
+    scorer.fit(keys.head(h));
+    const std::vector<double> tau = scorer.scores(keys.head(h));
+    sets.push_back(o.eps ? select_by_threshold(tau.data(), keys.rows, *o.eps, double(scorer.rank()))
+                         : select_top_k(tau.data(), keys.rows, *o.top_k));
+    const UniversalSet& u = sets.back();
+    total += u.size();
+    bound += u.bound;
+    within = within && u.within_bound;
+    heads.push_back({{"rank", scorer.rank()}, {"universal_set_size", u.size()}, {"bound", u.bound},
+                     {"within_bound", u.within_bound}});
+  }
+  phases.compute = compute.seconds();
+  if (!within) std::fprintf(stderr, "levattn: warning: |U| exceeds its bound rank/eps\n");
+
+  Stopwatch write;
+  write_sets(o.output, keys, sets);
+  phases.write = write.seconds();
+
+  if (o.common.json) {
+    nlohmann::json j = {{"command", "select"}, {"n", keys.rows}, {"d", keys.cols},
+                        {"heads", keys.heads}, {"universal_set_size", total}, {"bound", bound},
+                        {"within_bound", within}, {"per_head", heads}, {"output", o.output},
+                        {"seconds", phases.json()}};
+    if (o.eps) j["eps"] = *o.eps; else j["top_k"] = *o.top_k;
+    print_json(j);
+  } else {
+    std::fprintf(stderr, "levattn: wrote %s: |U| = %lld over %lld head(s), bound %.6g\n",
+                 o.output.c_str(), static_cast<long long>(total), static_cast<long long>(keys.heads),
+                 bound);
+  }
+  return 0;
+}
+}  // namespace
+
+Command add_select_command(CLI::App& app) {
+  auto o = std::make_shared<SelectOptions>();
+  CLI::App* c = app.add_subcommand(
+      "select", "The universal set: keys with τ_j ≥ ε (guaranteed), or the top-k by τ");
+  c->add_option("--keys", o->keys, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)")
+      ->required();
+  auto* eps = c->add_option("--eps", o->eps, "Threshold ε in (0, 1]: U = {j : τ_j ≥ ε}");
+  auto* k = c->add_option("--top-k", o->top_k, "Budget: the k keys with the largest τ (ties: lower index)");
+  eps->excludes(k);
+  k->excludes(eps);
+  c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
+      ->capture_default_str();
+  c->add_option("--output", o->output, "Output: OUT.npy (int64) for (n, d) keys, OUT.csv for (h, n, d)")
+      ->required();
+  add_common_options(*c, o->common);
+  c->callback([c] {
+    if (c->count("--eps") + c->count("--top-k") != 1)
+      throw CLI::RequiredError("exactly one of --eps and --top-k");
+  });
+  return {c, [o] { return run_select(*o); }};
+}
+
+}  // namespace levattn::cli

@@ -1,0 +1,31 @@
+// Input arrays seen as attention heads: (n, d) is one head, (h, n, d) is h independent heads.
+#pragma once
+
+#include <string>
+
+#include "levattn/io/tensor.hpp"
+
+namespace levattn::cli {
+
+struct HeadArray {
+  io::FloatTensor tensor;
+  index_t heads = 1;
+  index_t rows = 0;  // n (keys) or m (queries) per head
+  index_t cols = 0;  // d
+  bool multi_head = false;  // the file held a 3-D array
+
+  // Head h as a dense rows × cols view into the tensor.
+  ConstMatrixF head(index_t h) const {
+    return ConstMatrixF(tensor.data() + h * rows * cols, rows, cols);
+  }
+};
+
+// Loads `spec` (file.npy or file.safetensors[:name]) as heads. `role` ("keys", "queries") names
+// the array in messages. Throws Error{bad_input} unless the array is 2-D or 3-D with every
+// dimension ≥ 1.
+HeadArray load_heads(const std::string& spec, const std::string& role);
+
+// Throws Error{bad_input} unless queries and keys have the same d and the same head layout.
+void check_compatible(const HeadArray& queries, const HeadArray& keys);
+
+}  // namespace levattn::cli

@@ -1,0 +1,44 @@
+#include "report.hpp"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+namespace levattn::cli {
+
+void add_common_options(CLI::App& command, CommonOptions& options) {
+  command.add_option("--threads", options.threads, "Threads to use (default: every core)")
+      ->check(CLI::PositiveNumber);
+  command.add_flag("--json", options.json, "Print one JSON object with the results on stdout");
+}
+
+void apply_threads(const CommonOptions& options) {
+  if (options.threads > 0) omp_set_num_threads(options.threads);
+}
+
+Progress::Progress(std::string label, index_t total)
+    : label_(std::move(label)), total_(total), enabled_(isatty(STDERR_FILENO) == 1) {}
+
+Progress::~Progress() {
+  if (enabled_ && shown_ >= 0) std::fprintf(stderr, "\r%s done   \n", label_.c_str());
+}
+
+void Progress::update(index_t done) {
+  if (!enabled_ || total_ <= 0) return;
+  const int percent = static_cast<int>(100 * done / total_);
+  if (percent == shown_) return;
+  shown_ = percent;
+  std::fprintf(stderr, "\r%s %3d%%", label_.c_str(), percent);
+  std::fflush(stderr);
+}
+
+void print_json(const nlohmann::json& object) { std::cout << object.dump() << std::endl; }
+
+bool ends_with(const std::string& path, const std::string& suffix) {
+  return path.size() >= suffix.size() &&
+         path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace levattn::cli
