@@ -1,0 +1,167 @@
+#!/usr/bin/python3
+"""End-to-end tests of the levattn CLI: outputs against numpy float64 references, every bad
+input against its exit code and message, and no partial output files. Usage: test_cli.py LEVATTN"""
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+BIN = sys.argv[1]
+failures = []
+
+
+def run(*args):
+    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what)
+    if not cond:
+        failures.append(what)
+
+
+def expect_error(code, needle, *args):
+    r = run(*args)
+    check(r.returncode == code and r.stderr.startswith("levattn: error:") and needle.lower() in r.stderr.lower(),
+          f"exit {code} and '{needle}' for {' '.join(map(str, args))} (got {r.returncode}: {r.stderr.strip()[:160]})")
+
+
+def leverage(K):
+    """Leverage scores from a float64 SVD (independent of the library's Gram route)."""
+    U, s, _ = np.linalg.svd(K.astype(np.float64), full_matrices=False)
+    r = int((s > s[0] * 4.8e-7).sum())
+    return (U[:, :r] ** 2).sum(axis=1), r
+
+
+def attention(Q, K):
+    S = Q.astype(np.float64) @ K.astype(np.float64).T
+    tot = (S ** 2).sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tot > 0, S ** 2 / tot, 0.0)
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    p = lambda name: os.path.join(tmp, name)
+    rng = np.random.default_rng(7)
+    K = rng.standard_normal((400, 12)).astype(np.float32)
+    K[:5] *= 30  # a few strong keys
+    Q = np.vstack([rng.standard_normal((30, 12)), K[:5], np.zeros((1, 12))]).astype(np.float32)
+    np.save(p("K.npy"), K)
+    np.save(p("K64.npy"), K.astype(np.float64))
+    np.save(p("K16.npy"), K.astype(np.float16))
+    np.save(p("KF.npy"), np.asfortranarray(K))
+    np.save(p("Q.npy"), Q)
+    K3 = np.stack([K, rng.standard_normal((400, 12)).astype(np.float32)])
+    Q3 = np.stack([Q, rng.standard_normal(Q.shape).astype(np.float32)])
+    np.save(p("K3.npy"), K3)
+    np.save(p("Q3.npy"), Q3)
+
+    # scores: float64 (n,) matching numpy's SVD; every input dtype/order gives the same answer.
+    tau_ref, rank = leverage(K)
+    for name in ["K.npy", "K64.npy", "KF.npy"]:
+        r = run("scores", "--keys", p(name), "--output", p("tau.npy"), "--json")
+        tau = np.load(p("tau.npy"))
+        j = json.loads(r.stdout)
+        check(r.returncode == 0 and tau.dtype == np.float64 and tau.shape == (400,)
+              and np.allclose(tau, tau_ref, rtol=1e-6, atol=0) and j["per_head"][0]["rank"] == rank
+              and set(j["seconds"]) == {"load", "compute", "write"}, f"scores on {name} match numpy SVD")
+    K16 = np.load(p("K16.npy")).astype(np.float32)
+    r = run("scores", "--keys", p("K16.npy"), "--output", p("tau16.npy"))
+    check(r.returncode == 0 and np.allclose(np.load(p("tau16.npy")), leverage(K16)[0], rtol=1e-6), "scores on float16 input")
+    r = run("scores", "--keys", p("K3.npy"), "--output", p("tau3.npy"))
+    tau3 = np.load(p("tau3.npy"))
+    check(r.returncode == 0 and tau3.shape == (2, 400) and np.allclose(tau3[1], leverage(K3[1])[0], rtol=1e-6),
+          "scores on (h, n, d) keys give (h, n)")
+    r = run("scores", "--keys", p("K.npy"), "--ridge", "2.5", "--output", p("ridge.npy"))
+    Kd = K.astype(np.float64)
+    ridge_ref = np.einsum("ij,ij->i", Kd @ np.linalg.inv(Kd.T @ Kd + 2.5 * np.eye(12)), Kd)
+    check(r.returncode == 0 and np.allclose(np.load(p("ridge.npy")), ridge_ref, rtol=1e-8), "ridge scores")
+
+    # select: threshold and budget, int64 ascending; CSV for 3-D.
+    r = run("select", "--keys", p("K.npy"), "--eps", "0.05", "--output", p("U.npy"), "--json")
+    U = np.load(p("U.npy"))
+    j = json.loads(r.stdout)
+    want = np.flatnonzero(tau_ref >= 0.05)
+    check(r.returncode == 0 and U.dtype == np.int64 and np.array_equal(U, want)
+          and j["universal_set_size"] == len(want) and abs(j["bound"] - rank / 0.05) < 1e-9 and j["within_bound"],
+          f"select --eps gives {{tau >= eps}} ({len(want)} keys) and the bound rank/eps")
+    r = run("select", "--keys", p("K.npy"), "--top-k", "7", "--output", p("top.npy"))
+    order = sorted(range(400), key=lambda i: (-tau_ref[i], i))[:7]
+    check(r.returncode == 0 and np.array_equal(np.load(p("top.npy")), sorted(order)), "select --top-k")
+    r = run("select", "--keys", p("K3.npy"), "--top-k", "3", "--output", p("top3.csv"))
+    rows = list(csv.reader(open(p("top3.csv"))))
+    check(r.returncode == 0 and rows[0] == ["head", "key", "score"] and len(rows) == 7
+          and [int(x[0]) for x in rows[1:]] == [0, 0, 0, 1, 1, 1], "select on 3-D keys writes head,key,score")
+
+    # heavy: CSV equal to numpy's brute force away from the threshold; zero query counted.
+    A = attention(Q, K)
+    for eps in [0.001, 0.01, 0.1]:
+        r = run("heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", eps, "--output", p("h.csv"),
+                "--verify", 20, "--json")
+        j = json.loads(r.stdout)
+        rows = list(csv.reader(open(p("h.csv"))))
+        got = {(int(a), int(b)): float(c) for a, b, c in rows[1:]}
+        strong = {(i, k) for i, k in zip(*np.nonzero(A >= eps * (1 + 1e-4)))}
+        ok = (r.returncode == 0 and rows[0] == ["query", "key", "score"] and strong <= set(got)
+              and all(A[i, k] >= eps * (1 - 1e-4) and abs(v - A[i, k]) <= 1e-6 * A[i, k] for (i, k), v in got.items())
+              and [tuple(map(int, x[:2])) for x in rows[1:]] == sorted(got) and j["zero_queries"] == 1
+              and j["heavy_count"] == len(got) and j["verify"]["recall"] == 1 and j["verify"]["precision"] == 1)
+        check(ok and len(strong) > 0, f"heavy eps={eps}: {len(got)} entries match numpy brute force, sorted, 9 digits")
+    r = run("heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", 0.1)
+    check(r.returncode == 0 and r.stdout.startswith("query,key,score\n"), "heavy without --output writes CSV on stdout")
+    r = run("heavy", "--queries", p("Q3.npy"), "--keys", p("K3.npy"), "--eps", 0.05, "--output", p("h3.csv"))
+    rows = list(csv.reader(open(p("h3.csv"))))
+    A1 = attention(Q3[1], K3[1])
+    got1 = {(int(b), int(c)) for a, b, c, _ in rows[1:] if a == "1"}
+    check(r.returncode == 0 and rows[0] == ["head", "query", "key", "score"]
+          and {(i, k) for i, k in zip(*np.nonzero(A1 >= 0.05 * (1 + 1e-4)))} <= got1, "heavy on 3-D input")
+
+    # demo
+    r = run("demo", "--n", 4096, "--m", 64, "--d", 16, "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    check(r.returncode == 0 and j["recall"] == 1 and j["precision"] == 1 and j["planted_recovered"] == j["planted_keys"],
+          "demo on a small instance: recall and precision 1, planted keys recovered")
+
+    # Bad input: usage (2), bad data or parameters (3), anything else (1).
+    expect_error(2, "subcommand")
+    expect_error(2, "--bogus", "scores", "--keys", p("K.npy"), "--output", p("x.npy"), "--bogus")
+    expect_error(2, "--keys", "scores", "--output", p("x.npy"))
+    expect_error(2, "excludes", "select", "--keys", p("K.npy"), "--eps", 0.1, "--top-k", 3, "--output", p("x.npy"))
+    expect_error(2, "--eps", "select", "--keys", p("K.npy"), "--output", p("x.npy"))
+    expect_error(2, "--threads", "scores", "--keys", p("K.npy"), "--output", p("x.npy"), "--threads", 0)
+    expect_error(2, ".csv", "select", "--keys", p("K3.npy"), "--eps", 0.1, "--output", p("x.npy"))
+    expect_error(2, "--output", "heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", 0.1, "--json")
+    expect_error(3, "missing.npy", "scores", "--keys", p("missing.npy"), "--output", p("x.npy"))
+    expect_error(3, "eps", "select", "--keys", p("K.npy"), "--eps", 0, "--output", p("x.npy"))
+    expect_error(3, "eps", "heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", 1.5)
+    expect_error(3, "top-k", "select", "--keys", p("K.npy"), "--top-k", 401, "--output", p("x.npy"))
+    expect_error(3, "ridge", "scores", "--keys", p("K.npy"), "--ridge", -1, "--output", p("x.npy"))
+    np.save(p("v.npy"), np.ones(5, np.float32))
+    expect_error(3, "shape", "scores", "--keys", p("v.npy"), "--output", p("x.npy"))
+    np.save(p("Q5.npy"), np.ones((3, 5), np.float32))
+    expect_error(3, "mismatch", "heavy", "--queries", p("Q5.npy"), "--keys", p("K.npy"), "--eps", 0.1)
+    expect_error(3, "mismatch", "heavy", "--queries", p("Q3.npy"), "--keys", p("K.npy"), "--eps", 0.1)
+    Kn = K.copy(); Kn[123, 4] = np.nan; np.save(p("Knan.npy"), Kn)
+    expect_error(3, "row 123", "scores", "--keys", p("Knan.npy"), "--output", p("x.npy"))
+    Qi = Q.copy(); Qi[9, 0] = np.inf; np.save(p("Qinf.npy"), Qi)
+    expect_error(3, "row 9", "heavy", "--queries", p("Qinf.npy"), "--keys", p("K.npy"), "--eps", 0.1, "--output", p("never.csv"))
+    check(not os.path.exists(p("never.csv")), "a failed heavy run leaves no output file")
+    raw = open(p("K.npy"), "rb").read()
+    open(p("trunc.npy"), "wb").write(raw[: len(raw) // 2])
+    expect_error(3, "trunc.npy", "scores", "--keys", p("trunc.npy"), "--output", p("x.npy"))
+    open(p("lie.npy"), "wb").write(raw.replace(b"(400, 12)", b"(900, 12)"))
+    expect_error(3, "lie.npy", "scores", "--keys", p("lie.npy"), "--output", p("x.npy"))
+    open(p("junk.npy"), "wb").write(b"not an npy file at all")
+    expect_error(3, "junk.npy", "scores", "--keys", p("junk.npy"), "--output", p("x.npy"))
+    expect_error(3, "", "scores", "--keys", p("K.npy") + ":name", "--output", p("x.npy"))
+    expect_error(1, "", "scores", "--keys", p("K.npy"), "--output", os.path.join(tmp, "no", "such", "dir", "t.npy"))
+    check(not any(".tmp." in f for f in os.listdir(tmp)), "no temporary files left behind")
+    r = run("heavy", "--help")
+    check(r.returncode == 0 and "--verify" in r.stdout and "--threads" in r.stdout, "heavy --help")
+
+print(f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
