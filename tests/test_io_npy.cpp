@@ -48,14 +48,16 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(path))
+      names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;
   }
 };
 
 void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 std::string read_file(const std::string& path) {
@@ -70,11 +72,13 @@ std::string raw_bytes(const std::vector<T>& values) {
 
 // Reverses the bytes of every `itemsize`-byte element (little-endian <-> big-endian).
 std::string swap_elements(std::string bytes, std::size_t itemsize) {
-  for (std::size_t i = 0; i + itemsize <= bytes.size(); i += itemsize) std::reverse(&bytes[i], &bytes[i] + itemsize);
+  for (std::size_t i = 0; i + itemsize <= bytes.size(); i += itemsize)
+    std::reverse(&bytes[i], &bytes[i] + itemsize);
   return bytes;
 }
 
-// A .npy file with the given header text (padded with spaces and '\n' to a multiple of 64) and data.
+// A .npy file with the given header text (padded with spaces and '\n' to a multiple of 64) and
+// data.
 std::string make_npy(const std::string& dict, const std::string& data, int version = 1) {
   const std::size_t prefix = version == 1 ? 10 : 12;
   std::string header = dict;
@@ -95,11 +99,14 @@ void expect_error(ErrorKind kind, F&& f, const std::vector<std::string>& parts) 
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), kind) << e.what();
     for (const auto& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "message \"" << e.what() << "\" lacks \"" << part << "\"";
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
+          << "message \"" << e.what() << "\" lacks \"" << part << "\"";
   }
 }
 
-bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
+bool same_bits(float a, float b) {
+  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+}
 
 class Npy : public ::testing::Test {
  protected:
@@ -111,13 +118,13 @@ class Npy : public ::testing::Test {
 TEST(Half, KnownBitPatterns) {
   EXPECT_TRUE(same_bits(io::half_to_float(0x0000), 0.0f));
   EXPECT_TRUE(same_bits(io::half_to_float(0x8000), -0.0f));
-  EXPECT_EQ(io::half_to_float(0x0001), 5.9604644775390625e-08f);      // 2^-24, smallest subnormal
-  EXPECT_EQ(io::half_to_float(0x03ff), 6.097555160522461e-05f);       // largest subnormal, 1023 * 2^-24
-  EXPECT_EQ(io::half_to_float(0x0400), 6.103515625e-05f);             // 2^-14, smallest normal
+  EXPECT_EQ(io::half_to_float(0x0001), 5.9604644775390625e-08f);  // 2^-24, smallest subnormal
+  EXPECT_EQ(io::half_to_float(0x03ff), 6.097555160522461e-05f);   // largest subnormal, 1023 * 2^-24
+  EXPECT_EQ(io::half_to_float(0x0400), 6.103515625e-05f);         // 2^-14, smallest normal
   EXPECT_EQ(io::half_to_float(0x3c00), 1.0f);
   EXPECT_EQ(io::half_to_float(0x3555), 0.333251953125f);
   EXPECT_EQ(io::half_to_float(0xc000), -2.0f);
-  EXPECT_EQ(io::half_to_float(0x7bff), 65504.0f);                     // max
+  EXPECT_EQ(io::half_to_float(0x7bff), 65504.0f);  // max
   EXPECT_EQ(io::half_to_float(0x7c00), std::numeric_limits<float>::infinity());
   EXPECT_EQ(io::half_to_float(0xfc00), -std::numeric_limits<float>::infinity());
   EXPECT_TRUE(std::isnan(io::half_to_float(0x7e00)));
@@ -134,14 +141,15 @@ TEST(Half, KnownBitPatterns) {
   EXPECT_EQ(io::float_to_half(-std::numeric_limits<float>::infinity()), 0xfc00);
   EXPECT_EQ(io::float_to_half(std::numeric_limits<float>::max()), 0x7c00);
   EXPECT_EQ(io::float_to_half(std::numeric_limits<float>::quiet_NaN()) & 0x7e00, 0x7e00);
-  EXPECT_EQ(io::float_to_half(1.0f + 0x1p-11f), 0x3c00);          // tie: 1 (even) wins over 1+2^-10
-  EXPECT_EQ(io::float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);      // tie: 0x3c02 (even) wins over 0x3c01
-  EXPECT_EQ(io::float_to_half(0x1p-25f), 0x0000);                 // tie between 0 and 2^-24: 0
-  EXPECT_EQ(io::float_to_half(3 * 0x1p-25f), 0x0002);             // tie between 1 and 2 ulps: 2
+  EXPECT_EQ(io::float_to_half(1.0f + 0x1p-11f), 0x3c00);      // tie: 1 (even) wins over 1+2^-10
+  EXPECT_EQ(io::float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);  // tie: 0x3c02 (even) wins over 0x3c01
+  EXPECT_EQ(io::float_to_half(0x1p-25f), 0x0000);             // tie between 0 and 2^-24: 0
+  EXPECT_EQ(io::float_to_half(3 * 0x1p-25f), 0x0002);         // tie between 1 and 2 ulps: 2
   EXPECT_EQ(io::float_to_half(std::nextafter(0x1p-25f, 1.0f)), 0x0001);
   EXPECT_EQ(io::float_to_half(std::numeric_limits<float>::denorm_min()), 0x0000);
   EXPECT_EQ(io::float_to_half(-std::numeric_limits<float>::denorm_min()), 0x8000);
-  EXPECT_EQ(io::float_to_half(0x1p-14f - 0x1p-26f), 0x0400);  // rounds up from subnormal to smallest normal
+  EXPECT_EQ(io::float_to_half(0x1p-14f - 0x1p-26f),
+            0x0400);  // rounds up from subnormal to smallest normal
 }
 
 // Every finite half round-trips, and every midpoint between neighbours rounds to the even one while
@@ -155,8 +163,9 @@ TEST(Half, ExhaustiveRoundTripAndTies) {
   }
   for (std::uint16_t h = 0; h < 0x7c00; ++h) {
     const float lo = io::half_to_float(h);
-    const float hi = h + 1 < 0x7c00 ? io::half_to_float(static_cast<std::uint16_t>(h + 1)) : 65536.0f;  // inf acts as 2^16
-    const float mid = (lo + hi) / 2;  // exact: float has 13 more mantissa bits than half
+    const float hi = h + 1 < 0x7c00 ? io::half_to_float(static_cast<std::uint16_t>(h + 1))
+                                    : 65536.0f;  // inf acts as 2^16
+    const float mid = (lo + hi) / 2;             // exact: float has 13 more mantissa bits than half
     const auto up = static_cast<std::uint16_t>(h + 1);
     const std::uint16_t even = (h % 2 == 0) ? h : up;
     ASSERT_EQ(io::float_to_half(mid), even) << std::hex << h;
@@ -170,7 +179,8 @@ TEST(Half, ExhaustiveRoundTripAndTies) {
 
 std::vector<float> sample_floats(index_t n) {
   std::vector<float> v(static_cast<std::size_t>(n));
-  for (index_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(i - 11) / 3.0f;
+  for (index_t i = 0; i < n; ++i)
+    v[static_cast<std::size_t>(i)] = static_cast<float>(i - 11) / 3.0f;
   if (n > 2) {
     v[1] = -0.0f;
     v[2] = std::numeric_limits<float>::infinity();
@@ -185,8 +195,10 @@ index_t product(const std::vector<index_t>& shape) {
 }
 
 TEST_F(Npy, Float32RoundTripAllShapesIsZeroCopy) {
-  const std::vector<std::vector<index_t>> shapes = {{}, {5}, {3, 4}, {2, 3, 4}, {0}, {3, 0}, {0, 4, 2}, {1, 1, 1, 7}};
-  const std::vector<std::string> spelled = {"()", "(5,)", "(3, 4)", "(2, 3, 4)", "(0,)", "(3, 0)", "(0, 4, 2)", "(1, 1, 1, 7)"};
+  const std::vector<std::vector<index_t>> shapes = {{},  {5},    {3, 4},    {2, 3, 4},
+                                                    {0}, {3, 0}, {0, 4, 2}, {1, 1, 1, 7}};
+  const std::vector<std::string> spelled = {"()",   "(5,)",   "(3, 4)",    "(2, 3, 4)",
+                                            "(0,)", "(3, 0)", "(0, 4, 2)", "(1, 1, 1, 7)"};
   for (std::size_t s = 0; s < shapes.size(); ++s) {
     const auto& shape = shapes[s];
     const std::string path = dir.file("a" + std::to_string(s) + ".npy");
@@ -197,9 +209,11 @@ TEST_F(Npy, Float32RoundTripAllShapesIsZeroCopy) {
     const std::string bytes = read_file(path);
     ASSERT_GE(bytes.size(), 10u);
     EXPECT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
-    const std::size_t header_length = std::uint8_t(bytes[8]) | (std::size_t(std::uint8_t(bytes[9])) << 8);
+    const std::size_t header_length =
+        std::uint8_t(bytes[8]) | (std::size_t(std::uint8_t(bytes[9])) << 8);
     EXPECT_EQ((10 + header_length) % 64, 0u);
-    const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': " + spelled[s] + ", }";
+    const std::string dict =
+        "{'descr': '<f4', 'fortran_order': False, 'shape': " + spelled[s] + ", }";
     EXPECT_EQ(bytes.substr(10, dict.size()), dict);
     EXPECT_EQ(bytes[10 + header_length - 1], '\n');
     EXPECT_EQ(bytes.size(), 10 + header_length + values.size() * 4);
@@ -211,7 +225,8 @@ TEST_F(Npy, Float32RoundTripAllShapesIsZeroCopy) {
     EXPECT_EQ(t.source_dtype(), io::DType::f32);
     EXPECT_EQ(t.source(), path);
     EXPECT_TRUE(t.mapped());
-    for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(same_bits(t.data()[i], values[i])) << i;
+    for (std::size_t i = 0; i < values.size(); ++i)
+      EXPECT_TRUE(same_bits(t.data()[i], values[i])) << i;
 
     const io::NpyHeader h = io::read_npy_header(path);
     EXPECT_EQ(h.major_version, 1);
@@ -231,12 +246,15 @@ TEST_F(Npy, Float64RoundTripConvertsToNearestFloat) {
   ASSERT_EQ(t.shape(), std::vector<index_t>{7});
   EXPECT_FALSE(t.mapped());
   EXPECT_EQ(t.source_dtype(), io::DType::f64);
-  for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(same_bits(t.data()[i], static_cast<float>(values[i]))) << i;
+  for (std::size_t i = 0; i < values.size(); ++i)
+    EXPECT_TRUE(same_bits(t.data()[i], static_cast<float>(values[i]))) << i;
 
   const std::vector<double> huge = {1.0, 1e300};
   io::write_npy(path, huge.data(), {2});
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(path); }, {path, "1.0000000000000001e+300", "float32 range"});
-  const std::vector<double> infinite = {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(path); },
+               {path, "1.0000000000000001e+300", "float32 range"});
+  const std::vector<double> infinite = {std::numeric_limits<double>::infinity(),
+                                        -std::numeric_limits<double>::infinity()};
   io::write_npy(path, infinite.data(), {2});
   const io::FloatTensor inf = io::load_float_tensor(path);
   EXPECT_EQ(inf.data()[0], std::numeric_limits<float>::infinity());
@@ -244,8 +262,12 @@ TEST_F(Npy, Float64RoundTripConvertsToNearestFloat) {
 }
 
 TEST_F(Npy, Int64WritesExactBytesAndIsNotAFloatTensor) {
-  const std::vector<std::int64_t> values = {0, -1, 42, std::numeric_limits<std::int64_t>::min(),
-                                            std::numeric_limits<std::int64_t>::max(), 1LL << 53};
+  const std::vector<std::int64_t> values = {0,
+                                            -1,
+                                            42,
+                                            std::numeric_limits<std::int64_t>::min(),
+                                            std::numeric_limits<std::int64_t>::max(),
+                                            1LL << 53};
   const std::string path = dir.file("i.npy");
   io::write_npy(path, values.data(), {3, 2});
   const io::NpyHeader h = io::read_npy_header(path);
@@ -274,8 +296,14 @@ TEST_F(Npy, WriterRejectsBadArguments) {
   const std::string path = dir.file("bad.npy");
   const float x = 1;
   expect_error(ErrorKind::bad_input, [&] { io::write_npy(path, &x, {-1, 2}); }, {path, "negative"});
-  expect_error(ErrorKind::bad_input, [&] { io::write_npy(path, static_cast<const float*>(nullptr), {2}); }, {path, "null data"});
-  expect_error(ErrorKind::bad_input, [&] { io::write_npy(path, &x, {1LL << 40, 1LL << 40}); }, {path, "too large"});
+  expect_error(ErrorKind::bad_input,
+               [&] { io::write_npy(path, static_cast<const float*>(nullptr), {2}); },
+               {path, "null data"});
+  expect_error(ErrorKind::bad_input,
+               [&] {
+                 io::write_npy(path, &x, {1LL << 40, 1LL << 40});
+               },
+               {path, "too large"});
   io::write_npy(path, static_cast<const float*>(nullptr), {0, 5});  // empty: no data needed
   EXPECT_EQ(io::load_float_tensor(path).size(), 0);
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"bad.npy"});
@@ -305,7 +333,8 @@ TEST_F(Npy, HeaderParsingIsRobust) {
   write_file(one, make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}", data));
   EXPECT_EQ(io::load_float_tensor(one).shape(), std::vector<index_t>{6});
   const std::string scalar = dir.file("scalar.npy");
-  write_file(scalar, make_npy("{'descr': '<f4', 'fortran_order': True, 'shape': ()}", data.substr(0, 4)));
+  write_file(scalar,
+             make_npy("{'descr': '<f4', 'fortran_order': True, 'shape': ()}", data.substr(0, 4)));
   const io::FloatTensor s = io::load_float_tensor(scalar);
   EXPECT_EQ(s.ndim(), 0);
   EXPECT_EQ(s.size(), 1);
@@ -315,12 +344,14 @@ TEST_F(Npy, HeaderParsingIsRobust) {
 TEST_F(Npy, Float16AndBigEndianAreConverted) {
   const std::vector<std::uint16_t> halves = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00,
                                              0x3555, 0xc000, 0x7bff, 0x7c00, 0xfc00, 0x7e00};
-  const std::vector<float> expected = {0.0f, -0.0f, 0x1p-24f, 1023 * 0x1p-24f, 0x1p-14f, 1.0f,
-                                       0.333251953125f, -2.0f, 65504.0f, INFINITY, -INFINITY, NAN};
+  const std::vector<float> expected = {0.0f,     -0.0f,    0x1p-24f,        1023 * 0x1p-24f,
+                                       0x1p-14f, 1.0f,     0.333251953125f, -2.0f,
+                                       65504.0f, INFINITY, -INFINITY,       NAN};
   const std::string little = raw_bytes(halves);
   for (const bool big : {false, true}) {
     const std::string path = dir.file(big ? "be_f2.npy" : "le_f2.npy");
-    write_file(path, make_npy(std::string("{'descr': '") + (big ? '>' : '<') + "f2', 'fortran_order': False, 'shape': (12,), }",
+    write_file(path, make_npy(std::string("{'descr': '") + (big ? '>' : '<') +
+                                  "f2', 'fortran_order': False, 'shape': (12,), }",
                               big ? swap_elements(little, 2) : little));
     const io::FloatTensor t = io::load_float_tensor(path);
     EXPECT_EQ(t.source_dtype(), io::DType::f16);
@@ -335,20 +366,24 @@ TEST_F(Npy, Float16AndBigEndianAreConverted) {
   }
   const std::vector<float> f = {1.5f, -0.0f, 3e38f, 1e-42f};
   const std::string be4 = dir.file("be_f4.npy");
-  write_file(be4, make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }", swap_elements(raw_bytes(f), 4)));
+  write_file(be4, make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }",
+                           swap_elements(raw_bytes(f), 4)));
   const io::FloatTensor t4 = io::load_float_tensor(be4);
   EXPECT_FALSE(t4.mapped());
   for (std::size_t i = 0; i < f.size(); ++i) EXPECT_TRUE(same_bits(t4.data()[i], f[i])) << i;
   const std::vector<double> d = {0.1, -2.0, 1e-300};
   const std::string be8 = dir.file("be_f8.npy");
-  write_file(be8, make_npy("{'descr': '>f8', 'fortran_order': False, 'shape': (3,), }", swap_elements(raw_bytes(d), 8)));
+  write_file(be8, make_npy("{'descr': '>f8', 'fortran_order': False, 'shape': (3,), }",
+                           swap_elements(raw_bytes(d), 8)));
   const io::FloatTensor t8 = io::load_float_tensor(be8);
-  for (std::size_t i = 0; i < d.size(); ++i) EXPECT_TRUE(same_bits(t8.data()[i], static_cast<float>(d[i]))) << i;
+  for (std::size_t i = 0; i < d.size(); ++i)
+    EXPECT_TRUE(same_bits(t8.data()[i], static_cast<float>(d[i]))) << i;
 }
 
 // Fortran order: element (i, j, k) of an I x J x K array is stored at i + I * (j + J * k).
 TEST_F(Npy, FortranOrderReadsLikeCOrder) {
-  for (const std::vector<index_t>& shape : {std::vector<index_t>{3, 4}, std::vector<index_t>{2, 3, 4}, std::vector<index_t>{5, 1, 2}}) {
+  for (const std::vector<index_t>& shape :
+       {std::vector<index_t>{3, 4}, std::vector<index_t>{2, 3, 4}, std::vector<index_t>{5, 1, 2}}) {
     const index_t I = shape[0], J = shape[1], K = shape.size() == 3 ? shape[2] : 1;
     std::vector<double> c(static_cast<std::size_t>(I * J * K)), fortran(c.size());
     for (index_t i = 0; i < I; ++i)
@@ -377,8 +412,12 @@ TEST_F(Npy, FortranOrderReadsLikeCOrder) {
         if (code[0] == '>') fbytes = swap_elements(fbytes, 4), cbytes = swap_elements(cbytes, 4);
       }
       const std::string fpath = dir.file("f.npy"), cpath = dir.file("c.npy");
-      write_file(fpath, make_npy("{'descr': '" + code + "', 'fortran_order': True, 'shape': " + tuple + "}", fbytes));
-      write_file(cpath, make_npy("{'descr': '" + code + "', 'fortran_order': False, 'shape': " + tuple + "}", cbytes));
+      write_file(fpath, make_npy("{'descr': '" + code +
+                                     "', 'fortran_order': True, 'shape': " + tuple + "}",
+                                 fbytes));
+      write_file(cpath, make_npy("{'descr': '" + code +
+                                     "', 'fortran_order': False, 'shape': " + tuple + "}",
+                                 cbytes));
       const io::FloatTensor ft = io::load_float_tensor(fpath), ct = io::load_float_tensor(cpath);
       EXPECT_TRUE(io::read_npy_header(fpath).layout.fortran_order);
       EXPECT_FALSE(ft.mapped());
@@ -414,7 +453,8 @@ TEST_F(Npy, MisalignedFloat32IsCopiedNotMapped) {
 
 TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
   const std::string f4x4 = raw_bytes(std::vector<float>{1, 2, 3, 4});
-  const auto dict = [](const std::string& descr, const std::string& shape, const std::string& fortran = "False") {
+  const auto dict = [](const std::string& descr, const std::string& shape,
+                       const std::string& fortran = "False") {
     return "{'descr': '" + descr + "', 'fortran_order': " + fortran + ", 'shape': " + shape + ", }";
   };
   struct Case {
@@ -428,36 +468,72 @@ TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
       {"zip", "PK\x03\x04 not numpy at all", {"not a .npy file"}},
       {"no_version", magic, {"version bytes are missing"}},
       {"half_version", magic + "\x01", {"version bytes are missing"}},
-      {"version4", magic + std::string("\x04\x00\x10\x00", 4) + std::string(16, ' '), {"unsupported .npy format version 4.0"}},
-      {"version1_1", magic + std::string("\x01\x01\x10\x00", 4) + std::string(16, ' '), {"version 1.1"}},
+      {"version4",
+       magic + std::string("\x04\x00\x10\x00", 4) + std::string(16, ' '),
+       {"unsupported .npy format version 4.0"}},
+      {"version1_1",
+       magic + std::string("\x01\x01\x10\x00", 4) + std::string(16, ' '),
+       {"version 1.1"}},
       {"short_len_v1", magic + std::string("\x01\x00\x10", 3), {"header length field"}},
       {"short_len_v2", magic + std::string("\x02\x00\x10\x00\x00", 5), {"header length field"}},
-      {"len_past_end", magic + std::string("\x01\x00\xff\xff", 4) + "{'descr': '<f4'", {"header length 65535 exceeds"}},
-      {"len_past_end_v2", magic + std::string("\x02\x00\xff\xff\xff\xff", 6) + "{}", {"header length 4294967295 exceeds"}},
+      {"len_past_end",
+       magic + std::string("\x01\x00\xff\xff", 4) + "{'descr': '<f4'",
+       {"header length 65535 exceeds"}},
+      {"len_past_end_v2",
+       magic + std::string("\x02\x00\xff\xff\xff\xff", 6) + "{}",
+       {"header length 4294967295 exceeds"}},
       {"cut_header", make_npy("{'descr': '<f4', 'fortr", ""), {"malformed .npy header"}},
       {"not_dict", make_npy("[1, 2, 3]", f4x4), {"malformed .npy header", "expected '{'"}},
-      {"list_shape", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [4]}", f4x4), {"expected '('"}},
-      {"missing_shape", make_npy("{'descr': '<f4', 'fortran_order': False}", f4x4), {"missing key 'shape'"}},
-      {"missing_descr", make_npy("{'fortran_order': False, 'shape': (4,)}", f4x4), {"missing key 'descr'"}},
-      {"extra_key", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}", f4x4), {"unexpected key 'x'"}},
-      {"dup_key", make_npy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (4,)}", f4x4), {"duplicate key 'descr'"}},
+      {"list_shape",
+       make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [4]}", f4x4),
+       {"expected '('"}},
+      {"missing_shape",
+       make_npy("{'descr': '<f4', 'fortran_order': False}", f4x4),
+       {"missing key 'shape'"}},
+      {"missing_descr",
+       make_npy("{'fortran_order': False, 'shape': (4,)}", f4x4),
+       {"missing key 'descr'"}},
+      {"extra_key",
+       make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}", f4x4),
+       {"unexpected key 'x'"}},
+      {"dup_key",
+       make_npy("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (4,)}", f4x4),
+       {"duplicate key 'descr'"}},
       {"descr_i4", make_npy(dict("<i4", "(4,)"), f4x4), {"unsupported dtype '<i4'"}},
       {"descr_u1", make_npy(dict("|u1", "(16,)"), f4x4), {"unsupported dtype '|u1'"}},
       {"descr_native", make_npy(dict("f4", "(4,)"), f4x4), {"unsupported dtype 'f4'"}},
-      {"structured", make_npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (4,)}", f4x4), {"structured"}},
+      {"structured",
+       make_npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (4,)}", f4x4),
+       {"structured"}},
       {"fortran_str", make_npy(dict("<f4", "(4,)", "'no'"), f4x4), {"expected True or False"}},
       {"negative_dim", make_npy(dict("<f4", "(-4,)"), f4x4), {"negative dimension"}},
       {"float_dim", make_npy(dict("<f4", "(4.0,)"), f4x4), {"malformed .npy header"}},
-      {"dim_overflow", make_npy(dict("<f4", "(99999999999999999999,)"), f4x4), {"does not fit in 64 bits"}},
-      {"product_overflow", make_npy(dict("<f4", "(1099511627776, 1099511627776)"), f4x4), {"too large"}},
-      {"bytes_overflow", make_npy(dict("<f8", "(2305843009213693952,)"), f4x4), {"too large"}},  // 2^61 * 8 = 2^64
-      {"data_short", make_npy(dict("<f4", "(1000, 64)"), std::string(1200, '\0')),
-       {"header says shape (1000, 64) of float32 (256000 bytes) but the file holds 1200 bytes of data"}},
-      {"data_long", make_npy(dict("<f4", "(2, 1)"), f4x4), {"(8 bytes) but the file holds 16 bytes of data"}},
-      {"data_missing_0d", make_npy(dict("<f8", "()"), ""), {"(8 bytes) but the file holds 0 bytes"}},
-      {"trailing_text", make_npy(dict("<f4", "(4,)") + " junk", f4x4), {"unexpected text after the dict"}},
+      {"dim_overflow",
+       make_npy(dict("<f4", "(99999999999999999999,)"), f4x4),
+       {"does not fit in 64 bits"}},
+      {"product_overflow",
+       make_npy(dict("<f4", "(1099511627776, 1099511627776)"), f4x4),
+       {"too large"}},
+      {"bytes_overflow",
+       make_npy(dict("<f8", "(2305843009213693952,)"), f4x4),
+       {"too large"}},  // 2^61 * 8 = 2^64
+      {"data_short",
+       make_npy(dict("<f4", "(1000, 64)"), std::string(1200, '\0')),
+       {"header says shape (1000, 64) of float32 (256000 bytes) but the file holds 1200 bytes of "
+        "data"}},
+      {"data_long",
+       make_npy(dict("<f4", "(2, 1)"), f4x4),
+       {"(8 bytes) but the file holds 16 bytes of data"}},
+      {"data_missing_0d",
+       make_npy(dict("<f8", "()"), ""),
+       {"(8 bytes) but the file holds 0 bytes"}},
+      {"trailing_text",
+       make_npy(dict("<f4", "(4,)") + " junk", f4x4),
+       {"unexpected text after the dict"}},
       {"unterminated", make_npy("{'descr': '<f4", f4x4), {"unterminated string"}},
-      {"escape", make_npy("{'descr': '<f\\4', 'fortran_order': False, 'shape': (4,)}", f4x4), {"escape"}},
+      {"escape",
+       make_npy("{'descr': '<f\\4', 'fortran_order': False, 'shape': (4,)}", f4x4),
+       {"escape"}},
       {"nul_header", make_npy(std::string("{'descr'\0: '<f4'}", 16), f4x4), {"expected ':'"}},
   };
   for (const Case& c : cases) {
@@ -465,19 +541,25 @@ TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
     write_file(path, c.bytes);
     std::vector<std::string> parts = c.message;
     parts.push_back(path);
-    expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(path); }, parts);
-    expect_error(ErrorKind::bad_input, [&] { io::read_npy_header(path); }, parts);
+    expect_error(
+        ErrorKind::bad_input, [&] { io::load_float_tensor(path); }, parts);
+    expect_error(
+        ErrorKind::bad_input, [&] { io::read_npy_header(path); }, parts);
   }
 }
 
 TEST_F(Npy, MissingFilesAndBadSpecs) {
   const std::string missing = dir.file("nope.npy");
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(missing); }, {missing, "cannot open", "No such file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(missing); },
+               {missing, "cannot open", "No such file"});
   const std::string folder = dir.file("folder.npy");
   fs::create_directory(folder);
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(folder); }, {folder, "not a regular file"});
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K.txt"); }, {"K.txt", "unsupported tensor file"});
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K"); }, {"unsupported tensor file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(folder); },
+               {folder, "not a regular file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K.txt"); },
+               {"K.txt", "unsupported tensor file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K"); },
+               {"unsupported tensor file"});
 }
 
 TEST_F(Npy, TensorAccessorsAndSharedOwnership) {
@@ -493,7 +575,8 @@ TEST_F(Npy, TensorAccessorsAndSharedOwnership) {
     EXPECT_EQ(t.dim(2), 4);
     expect_error(ErrorKind::bad_input, [&] { (void)t.dim(3); }, {path, "axis 3"});
     expect_error(ErrorKind::bad_input, [&] { (void)t.dim(-1); }, {"axis -1"});
-    expect_error(ErrorKind::bad_input, [&] { (void)t.matrix(); }, {path, "expected a 2-D array", "(2, 3, 4)"});
+    expect_error(ErrorKind::bad_input, [&] { (void)t.matrix(); },
+                 {path, "expected a 2-D array", "(2, 3, 4)"});
     copy = t;
   }
   fs::remove(path);  // the map keeps the data alive
@@ -513,7 +596,8 @@ TEST_F(Npy, TensorAccessorsAndSharedOwnership) {
 TEST_F(Npy, FailedWritesLeaveNothingBehind) {
   const std::vector<float> values = {1, 2, 3};
   const std::string nowhere = dir.file("no_such_dir/x.npy");
-  expect_error(ErrorKind::failure, [&] { io::write_npy(nowhere, values.data(), {3}); }, {nowhere, "temporary"});
+  expect_error(ErrorKind::failure, [&] { io::write_npy(nowhere, values.data(), {3}); },
+               {nowhere, "temporary"});
   EXPECT_TRUE(dir.entries().empty());
 
   // An exception between construction and commit: the old target survives and no temporary remains.
@@ -532,7 +616,8 @@ TEST_F(Npy, FailedWritesLeaveNothingBehind) {
   // The target is a directory: rename fails, nothing is left.
   const std::string folder = dir.file("folder");
   fs::create_directory(folder);
-  expect_error(ErrorKind::failure, [&] { io::write_npy(folder, values.data(), {3}); }, {folder, "rename"});
+  expect_error(ErrorKind::failure, [&] { io::write_npy(folder, values.data(), {3}); },
+               {folder, "rename"});
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"folder", "target.npy"}));
   EXPECT_TRUE(fs::is_empty(folder));
 }
@@ -623,7 +708,8 @@ np.save(f'{d}/special.npy', special)
     ASSERT_EQ(reft.shape(), (std::vector<index_t>{4, 3, 2}));
     EXPECT_TRUE(ref.mapped());
     if (code != "f2") {
-      for (index_t i = 0; i < 24; ++i) EXPECT_EQ(ref.data()[i], static_cast<float>(static_cast<double>(i - 11) / 3.0)) << i;
+      for (index_t i = 0; i < 24; ++i)
+        EXPECT_EQ(ref.data()[i], static_cast<float>(static_cast<double>(i - 11) / 3.0)) << i;
     }
     for (const std::string kind : {"c_", "f_", "be_", "t_"}) {
       const std::string path = dir.file(kind + code + ".npy");
@@ -631,8 +717,10 @@ np.save(f'{d}/special.npy', special)
       const io::FloatTensor& expected = kind == "t_" ? reft : ref;
       ASSERT_EQ(t.shape(), expected.shape()) << path;
       EXPECT_EQ(t.mapped(), kind == "c_" && code == "f4") << path;
-      EXPECT_EQ(io::read_npy_header(path).layout.fortran_order, kind == "f_" || kind == "t_") << path;
-      for (index_t i = 0; i < 24; ++i) EXPECT_EQ(t.data()[i], expected.data()[i]) << path << " element " << i;
+      EXPECT_EQ(io::read_npy_header(path).layout.fortran_order, kind == "f_" || kind == "t_")
+          << path;
+      for (index_t i = 0; i < 24; ++i)
+        EXPECT_EQ(t.data()[i], expected.data()[i]) << path << " element " << i;
     }
   }
   const io::FloatTensor scalar = io::load_float_tensor(dir.file("scalar.npy"));
@@ -640,13 +728,17 @@ np.save(f'{d}/special.npy', special)
   EXPECT_EQ(scalar.data()[0], 2.5f);
   EXPECT_EQ(io::load_float_tensor(dir.file("empty.npy")).shape(), (std::vector<index_t>{0, 3}));
   const io::FloatTensor special = io::load_float_tensor(dir.file("special.npy"));
-  const std::vector<float> expected = {0.0f, -0.0f, 5.9604644775390625e-08f, 1.0013580322265625e-05f, 65504.0f,
-                                       INFINITY, INFINITY, -INFINITY, 0.333251953125f};
-  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(same_bits(special.data()[i], expected[i])) << i;
+  const std::vector<float> expected = {
+      0.0f,     -0.0f,     5.9604644775390625e-08f, 1.0013580322265625e-05f, 65504.0f, INFINITY,
+      INFINITY, -INFINITY, 0.333251953125f};
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    EXPECT_TRUE(same_bits(special.data()[i], expected[i])) << i;
   EXPECT_TRUE(std::isnan(special.data()[9]));
   // Our f16 encoder agrees with NumPy's on these values.
-  const std::vector<float> inputs = {0.0f, -0.0f, 6e-8f, 1e-5f, 65504.0f, 70000.0f, INFINITY, -INFINITY, 1.0f / 3};
-  for (std::size_t i = 0; i < inputs.size(); ++i) EXPECT_TRUE(same_bits(io::half_to_float(io::float_to_half(inputs[i])), expected[i])) << i;
+  const std::vector<float> inputs = {0.0f,     -0.0f,    6e-8f,     1e-5f,   65504.0f,
+                                     70000.0f, INFINITY, -INFINITY, 1.0f / 3};
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    EXPECT_TRUE(same_bits(io::half_to_float(io::float_to_half(inputs[i])), expected[i])) << i;
 }
 
 TEST_F(Npy, NumpyReadsWhatWeWrite) {
@@ -654,8 +746,12 @@ TEST_F(Npy, NumpyReadsWhatWeWrite) {
   std::vector<double> f8(24);
   for (int i = 0; i < 24; ++i) f8[static_cast<std::size_t>(i)] = static_cast<double>(i - 11) / 3.0;
   const std::vector<float> f4(f8.begin(), f8.end());
-  const std::vector<std::int64_t> i8 = {0, -1, 42, std::numeric_limits<std::int64_t>::min(),
-                                        std::numeric_limits<std::int64_t>::max(), 1LL << 53};
+  const std::vector<std::int64_t> i8 = {0,
+                                        -1,
+                                        42,
+                                        std::numeric_limits<std::int64_t>::min(),
+                                        std::numeric_limits<std::int64_t>::max(),
+                                        1LL << 53};
   const double zero_d = -7.25;
   io::write_npy(dir.file("ours_f8.npy"), f8.data(), {2, 3, 4});
   io::write_npy(dir.file("ours_f4.npy"), f4.data(), {24});

@@ -60,6 +60,42 @@ INSTANTIATE_TEST_SUITE_P(
       return std::get<0>(info.param) + "_d" + std::to_string(std::get<1>(info.param).d);
     });
 
+// At n = 10⁷ a float or naively summed Gram matrix loses the small directions of keys that
+// share a large common part; the double summation in blocks must not.
+TEST(Leverage, AccurateAtTenMillionKeys) {
+  const index_t n = 10'000'000, d = 3;
+  std::vector<float> K(static_cast<size_t>(n * d));
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> normal;
+  for (index_t i = 0; i < n; ++i) {
+    K[i * d + 0] = 1.0f + 1e-2f * normal(rng);  // a common direction carries most energy
+    K[i * d + 1] = 1.0f + 1e-2f * normal(rng);
+    K[i * d + 2] = normal(rng);
+  }
+  using MatL = Eigen::Matrix<long double, 3, 3>;
+  MatL G = MatL::Zero();
+  for (index_t i = 0; i < n; ++i)
+    for (index_t a = 0; a < d; ++a)
+      for (index_t b = 0; b < d; ++b) G(a, b) += (long double)K[i * d + a] * K[i * d + b];
+  const MatL Ginv = G.inverse();
+  const Eigen::Matrix<long double, 3, 1> sv = Eigen::JacobiSVD<MatL>(G).singularValues();
+  LeverageScorer scorer(d);
+  scorer.fit(ConstMatrixF(K.data(), n, d));
+  const std::vector<double> gram = scorer.summary().gram();
+  for (index_t a = 0; a < d; ++a)
+    for (index_t b = 0; b < d; ++b)
+      EXPECT_NEAR(gram[a * d + b], double(G(a, b)), 1e-13 * double(G(a, a))) << a << "," << b;
+  const std::vector<double> tau = scorer.scores(ConstMatrixF(K.data(), 1000, d));
+  double worst = 0.0;
+  for (index_t j = 0; j < 1000; ++j) {
+    Eigen::Matrix<long double, 3, 1> k;
+    k << K[j * d], K[j * d + 1], K[j * d + 2];
+    const long double want = k.dot(Ginv * k);
+    worst = std::max(worst, double(std::abs(tau[j] - want) / want));
+  }
+  EXPECT_LE(worst, 1e-6) << "cond(G) = " << double(sv(0) / sv(2));
+}
+
 TEST(Leverage, RidgeMatchesAugmentedQr) {
   const Floats K = make_keys("badly_scaled", 800, 16, 7);
   for (double lambda : {1e-3, 1.0, 1e3}) {

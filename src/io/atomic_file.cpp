@@ -8,7 +8,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <utility>
 #include <vector>
 
 #include "levattn/core/error.hpp"
@@ -22,7 +21,8 @@ mode_t current_umask() {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("Umask:", 0) == 0) return static_cast<mode_t>(std::strtoul(line.c_str() + 6, nullptr, 8));
+    if (line.rfind("Umask:", 0) == 0)
+      return static_cast<mode_t>(std::strtoul(line.c_str() + 6, nullptr, 8));
   }
   return 022;
 }
@@ -43,10 +43,10 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   temp_path_ = (target.parent_path() / ("." + name + ".tmp.XXXXXX")).string();
   std::vector<char> pattern(temp_path_.begin(), temp_path_.end());
   pattern.push_back('\0');
+  // A throwing constructor gets no destructor call, so failures below clean up themselves.
   const int fd = ::mkstemp(pattern.data());
   if (fd < 0) {
-    const int err = errno;
-    temp_path_.clear();  // nothing to remove
+    const int err = errno;  // read before building the message, which may allocate
     fail("cannot create a temporary file beside it", err);
   }
   temp_path_ = pattern.data();
@@ -54,7 +54,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
     const int err = errno;
     ::close(fd);
     ::unlink(temp_path_.c_str());
-    fail("cannot open the temporary file " + std::exchange(temp_path_, std::string()), err);
+    fail("cannot open the temporary file " + temp_path_, err);
   }
 }
 
@@ -65,18 +65,28 @@ AtomicFile::~AtomicFile() {
 
 void AtomicFile::write(const void* bytes, std::size_t n) {
   if (file_ == nullptr) fail("write after commit", EINVAL);
-  if (n > 0 && std::fwrite(bytes, 1, n, file_) != n) fail("write failed", errno);
+  if (n > 0 && std::fwrite(bytes, 1, n, file_) != n) {
+    const int err = errno;
+    fail("write failed", err);
+  }
 }
 
 void AtomicFile::commit() {
   if (file_ == nullptr) fail("commit called twice", EINVAL);
-  const bool stream_ok = std::ferror(file_) == 0;
-  if (!stream_ok || std::fflush(file_) != 0) fail("write failed", stream_ok ? errno : EIO);
-  if (::fsync(::fileno(file_)) != 0) fail("fsync failed", errno);
+  // Each errno is saved right after the call that set it, before a message is built.
+  if (std::ferror(file_) != 0) fail("write failed", EIO);
+  if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0) {
+    const int err = errno;
+    fail("write failed", err);
+  }
   const int closed = std::fclose(file_);
+  const int close_err = errno;
   file_ = nullptr;
-  if (closed != 0) fail("close failed", errno);
-  if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) fail("cannot rename " + temp_path_ + " onto it", errno);
+  if (closed != 0) fail("close failed", close_err);
+  if (std::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    const int err = errno;
+    fail("cannot rename " + temp_path_ + " onto it", err);
+  }
   committed_ = true;
 }
 

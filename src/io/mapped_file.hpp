@@ -65,7 +65,8 @@ class MappedFile {
   const std::string& path() const { return path_; }
 
  private:
-  MappedFile(std::string path, void* base, std::size_t size) : path_(std::move(path)), base_(base), size_(size) {}
+  MappedFile(std::string path, void* base, std::size_t size)
+      : path_(std::move(path)), base_(base), size_(size) {}
 
   [[noreturn]] static void fail(const std::string& path, const std::string& problem) {
     throw Error(ErrorKind::bad_input, path + ": " + problem);

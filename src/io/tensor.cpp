@@ -12,7 +12,8 @@
 #include "levattn/io/npy.hpp"
 #include "levattn/io/safetensors.hpp"
 
-static_assert(std::endian::native == std::endian::little, "the io layer assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "the io layer assumes a little-endian host");
 
 namespace levattn::io {
 namespace {
@@ -30,10 +31,11 @@ Bits load_bits(const std::byte* p, bool swap) {
 
 // Writes the `count` elements at `in` to `out` in C order, converting each with `convert(pointer)`.
 // In Fortran order element (i0, ..., ik) is stored at offset sum_a i_a * stride_a with stride_0 = 1
-// and stride_a = stride_{a-1} * shape_{a-1}; we walk the output in C order with an odometer and keep
-// the input offset in step.
+// and stride_a = stride_{a-1} * shape_{a-1}; we walk the output in C order with an odometer and
+// keep the input offset in step.
 template <class Convert>
-void gather(float* out, const std::byte* in, index_t count, const StoredLayout& layout, Convert convert) {
+void gather(float* out, const std::byte* in, index_t count, const StoredLayout& layout,
+            Convert convert) {
   const auto itemsize = static_cast<index_t>(dtype_size(layout.dtype));
   const std::size_t ndim = layout.shape.size();
   if (!layout.fortran_order || ndim < 2 || count == 0) {
@@ -62,14 +64,17 @@ void convert_into(float* out, const std::byte* in, index_t count, const StoredLa
   const bool swap = layout.big_endian;
   switch (layout.dtype) {
     case DType::f16:
-      gather(out, in, count, layout, [&](const std::byte* p) { return half_to_float(load_bits<std::uint16_t>(p, swap)); });
+      gather(out, in, count, layout,
+             [&](const std::byte* p) { return half_to_float(load_bits<std::uint16_t>(p, swap)); });
       return;
     case DType::bf16:
-      gather(out, in, count, layout, [&](const std::byte* p) { return bf16_to_float(load_bits<std::uint16_t>(p, swap)); });
+      gather(out, in, count, layout,
+             [&](const std::byte* p) { return bf16_to_float(load_bits<std::uint16_t>(p, swap)); });
       return;
     case DType::f32:
-      gather(out, in, count, layout,
-             [&](const std::byte* p) { return std::bit_cast<float>(load_bits<std::uint32_t>(p, swap)); });
+      gather(out, in, count, layout, [&](const std::byte* p) {
+        return std::bit_cast<float>(load_bits<std::uint32_t>(p, swap));
+      });
       return;
     case DType::f64: {
       bool out_of_range = false;
@@ -87,7 +92,8 @@ void convert_into(float* out, const std::byte* in, index_t count, const StoredLa
         char value[32];
         std::snprintf(value, sizeof value, "%.17g", bad_value);
         throw Error(ErrorKind::bad_input,
-                    source + ": float64 value " + value + " is outside the float32 range (|x| <= 3.4028235e38)");
+                    source + ": float64 value " + value +
+                        " is outside the float32 range (|x| <= 3.4028235e38)");
       }
       return;
     }
@@ -101,11 +107,16 @@ void convert_into(float* out, const std::byte* in, index_t count, const StoredLa
 
 std::string dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::f16: return "float16";
-    case DType::bf16: return "bfloat16";
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i64: return "int64";
+    case DType::f16:
+      return "float16";
+    case DType::bf16:
+      return "bfloat16";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i64:
+      return "int64";
   }
   return "unknown";
 }
@@ -113,10 +124,13 @@ std::string dtype_name(DType dtype) {
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::f16:
-    case DType::bf16: return 2;
-    case DType::f32: return 4;
+    case DType::bf16:
+      return 2;
+    case DType::f32:
+      return 4;
     case DType::f64:
-    case DType::i64: return 8;
+    case DType::i64:
+      return 8;
   }
   return 0;
 }
@@ -127,17 +141,21 @@ std::string format_shape(const std::vector<index_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize, const std::string& context) {
+index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize,
+                              const std::string& context) {
   const auto max_bytes = std::numeric_limits<index_t>::max();
   const auto item = static_cast<index_t>(itemsize);
   for (const index_t d : shape) {
-    if (d < 0) throw Error(ErrorKind::bad_input, context + ": negative dimension in shape " + format_shape(shape));
+    if (d < 0)
+      throw Error(ErrorKind::bad_input,
+                  context + ": negative dimension in shape " + format_shape(shape));
   }
   index_t count = 1;
   for (const index_t d : shape) {
     if (d == 0) return 0;  // an empty dimension: no overflow whatever the others are
     if (count > max_bytes / item / d) {
-      throw Error(ErrorKind::bad_input, context + ": shape " + format_shape(shape) + " with " + std::to_string(itemsize) +
+      throw Error(ErrorKind::bad_input, context + ": shape " + format_shape(shape) + " with " +
+                                            std::to_string(itemsize) +
                                             "-byte elements is too large (byte count overflows)");
     }
     count *= d;
@@ -148,7 +166,8 @@ index_t checked_element_count(const std::vector<index_t>& shape, std::size_t ite
 FloatTensor::FloatTensor() : shape_{0} {}
 
 index_t FloatTensor::dim(int i) const {
-  require(i >= 0 && i < ndim(), source_ + ": axis " + std::to_string(i) + " out of range for shape " + format_shape(shape_));
+  require(i >= 0 && i < ndim(), source_ + ": axis " + std::to_string(i) +
+                                    " out of range for shape " + format_shape(shape_));
   return shape_[static_cast<std::size_t>(i)];
 }
 
@@ -157,12 +176,13 @@ ConstMatrixF FloatTensor::matrix() const {
   return ConstMatrixF(data_, shape_[0], shape_[1]);
 }
 
-FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std::shared_ptr<const void> owner,
-                                const StoredLayout& layout, std::string source) {
+FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes,
+                                std::shared_ptr<const void> owner, const StoredLayout& layout,
+                                std::string source) {
   const index_t count = checked_element_count(layout.shape, dtype_size(layout.dtype), source);
   require(static_cast<std::uint64_t>(count) * dtype_size(layout.dtype) == nbytes,
-          source + ": " + std::to_string(nbytes) + " bytes do not hold shape " + format_shape(layout.shape) + " of " +
-              dtype_name(layout.dtype));
+          source + ": " + std::to_string(nbytes) + " bytes do not hold shape " +
+              format_shape(layout.shape) + " of " + dtype_name(layout.dtype));
   FloatTensor t;
   t.shape_ = layout.shape;
   t.size_ = count;
@@ -174,7 +194,8 @@ FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std:
     t.owner_ = std::move(owner);
     t.mapped_ = true;
   } else {
-    std::shared_ptr<float[]> buffer = std::make_shared_for_overwrite<float[]>(static_cast<std::size_t>(count));
+    std::shared_ptr<float[]> buffer =
+        std::make_shared_for_overwrite<float[]>(static_cast<std::size_t>(count));
     convert_into(buffer.get(), bytes, count, layout, source);
     t.data_ = buffer.get();
     t.owner_ = std::move(buffer);
@@ -193,8 +214,9 @@ FloatTensor load_float_tensor(const std::string& spec) {
   }
   if (s.ends_with(safetensors)) return load_safetensors(spec, "");
   if (s.ends_with(".npy")) return load_npy(spec);
-  throw Error(ErrorKind::bad_input,
-              spec + ": unsupported tensor file (expected path.npy, path.safetensors or path.safetensors:tensor_name)");
+  throw Error(ErrorKind::bad_input, spec +
+                                        ": unsupported tensor file (expected path.npy, "
+                                        "path.safetensors or path.safetensors:tensor_name)");
 }
 
 }  // namespace levattn::io

@@ -1,7 +1,8 @@
-// NumPy .npy files: reading (versions 1.0, 2.0, 3.0) and writing (version 1.0, or 2.0 when the header
-// needs it).
+// NumPy .npy files: reading (versions 1.0, 2.0, 3.0) and writing (version 1.0, or 2.0 when the
+// header needs it).
 //
-// Readable element types: '<f2', '<f4', '<f8', '<i8' and their big-endian forms '>f2', '>f4', '>f8',
+// Readable element types: '<f2', '<f4', '<f8', '<i8' and their big-endian forms '>f2', '>f4',
+// '>f8',
 // '>i8' (big-endian data is byte-swapped while converting; it is never zero-copy). Loading as float
 // accepts the float types only. Both C and Fortran order are read; a Fortran-order array is
 // transposed into C order. The header is parsed as the Python dict literal NumPy writes (keys in
@@ -29,7 +30,8 @@ struct NpyHeader {
 // `path` otherwise.
 NpyHeader read_npy_header(const std::string& path);
 
-// Loads `path` as a float tensor (see load_float_tensor); zero-copy for little-endian C-order '<f4'.
+// Loads `path` as a float tensor (see load_float_tensor); zero-copy for little-endian C-order
+// '<f4'.
 FloatTensor load_npy(const std::string& path);
 
 // Writes `data` (product(shape) elements in C order) as a version 1.0 .npy file ('<f8', '<f4' or
@@ -39,6 +41,7 @@ FloatTensor load_npy(const std::string& path);
 // Error{failure} when the file cannot be written.
 void write_npy(const std::string& path, const double* data, const std::vector<index_t>& shape);
 void write_npy(const std::string& path, const float* data, const std::vector<index_t>& shape);
-void write_npy(const std::string& path, const std::int64_t* data, const std::vector<index_t>& shape);
+void write_npy(const std::string& path, const std::int64_t* data,
+               const std::vector<index_t>& shape);
 
 }  // namespace levattn::io

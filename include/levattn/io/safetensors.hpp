@@ -1,5 +1,6 @@
 // .safetensors files: an 8-byte little-endian header length N, N bytes of JSON
-//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__": {..}}
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__":
+//   {..}}
 // then the data buffer; offsets are relative to the start of the buffer.
 //
 // Reading validates every entry (N within the file, JSON well-formed, a known dtype, offsets inside
@@ -38,8 +39,8 @@ struct SafetensorsHeader {
 // Reads and validates the header of `path`. Throws Error{bad_input} naming `path` and the problem.
 SafetensorsHeader read_safetensors_header(const std::string& path);
 
-// Loads tensor `name` of `path` as a float tensor; an empty `name` means "the only tensor" and is an
-// error when the file holds several (the message lists them). Zero-copy for 4-byte-aligned F32.
+// Loads tensor `name` of `path` as a float tensor; an empty `name` means "the only tensor" and is
+// an error when the file holds several (the message lists them). Zero-copy for 4-byte-aligned F32.
 // An unknown name is an error listing the available names.
 FloatTensor load_safetensors(const std::string& path, const std::string& name);
 

@@ -30,7 +30,8 @@ std::string format_shape(const std::vector<index_t>& shape);
 // The number of elements of `shape` (1 for the 0-d shape "()"). Guarantees that the result times
 // `itemsize` (> 0) fits in int64; otherwise, or if a dimension is negative, throws
 // Error{bad_input} with a message starting "<context>: ".
-index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize, const std::string& context);
+index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize,
+                              const std::string& context);
 
 // How elements are laid out in a file.
 struct StoredLayout {
@@ -59,9 +60,10 @@ class FloatTensor {
   DType source_dtype() const { return source_dtype_; }
   // The spec the tensor was loaded from ("K.npy", "m.safetensors:k"), for messages.
   const std::string& source() const { return source_; }
-  // True when data() points into a memory map of the file (no conversion, no copy).
+  // True when no copy was made: data() points into the file's read-only memory map.
   bool mapped() const { return mapped_; }
-  // This 2-D tensor as a dense rows x cols matrix view; Error{bad_input} naming source() if ndim() != 2.
+  // This 2-D tensor as a dense rows x cols matrix view; Error{bad_input} naming source() if ndim()
+  // != 2.
   ConstMatrixF matrix() const;
 
  private:
@@ -78,17 +80,19 @@ class FloatTensor {
 
 // Converts the `nbytes` bytes at `bytes` (which `owner` keeps alive) into a float tensor named
 // `source`. nbytes must equal product(layout.shape) * dtype_size(layout.dtype).
-// Little-endian C-order float32 at a 4-byte-aligned address is not copied: the tensor shares `owner`
-// and mapped() is true. f16/bf16 convert exactly; f64 rounds to nearest float32, and a finite f64
-// beyond float32's range is an error rather than a silent infinity. int64 is refused.
+// Little-endian C-order float32 at a 4-byte-aligned address is not copied: the tensor shares
+// `owner` and mapped() is true. f16/bf16 convert exactly; f64 rounds to nearest float32, and a
+// finite f64 beyond float32's range is an error rather than a silent infinity. int64 is refused.
 // Throws Error{bad_input} naming `source`.
-FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std::shared_ptr<const void> owner,
-                                const StoredLayout& layout, std::string source);
+FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes,
+                                std::shared_ptr<const void> owner, const StoredLayout& layout,
+                                std::string source);
 
 // Loads a float tensor from `spec`:
-//   "path.npy"                      a .npy file (v1/v2/v3; f2, f4, f8, either byte order, C or Fortran order)
-//   "path.safetensors:tensor_name"  one tensor of a .safetensors file (F16, BF16, F32, F64)
-//   "path.safetensors"              the only tensor of a .safetensors file holding exactly one
+//   "path.npy"                      a .npy file (v1/v2/v3; f2, f4, f8, either byte order, C or
+//   Fortran order) "path.safetensors:tensor_name"  one tensor of a .safetensors file (F16, BF16,
+//   F32, F64) "path.safetensors"              the only tensor of a .safetensors file holding
+//   exactly one
 // The header is validated against the real file size before anything is mapped or allocated.
 // Throws Error{bad_input} naming the file and the problem (any other extension included).
 FloatTensor load_float_tensor(const std::string& spec);
