@@ -35,15 +35,25 @@ inline int pow2_shift(ConstMatrixF X) {
   return shift;
 }
 
-// out[i] = x[i]·2^shift (exact unless the result is subnormal).
+// out[i] = x[i]·2^shift (exact unless the result is subnormal). The product is formed in double,
+// where every power of two a float row can need is representable.
 inline void scale_copy(const float* x, index_t n, int shift, float* out) {
-  for (index_t i = 0; i < n; ++i) out[i] = std::ldexp(x[i], shift);
+  const double scale = std::ldexp(1.0, shift);
+  for (index_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<double>(x[i]) * scale);
 }
 
-// Σ a_i b_i with every product exact in double and the sum in double.
+// Σ a_i b_i with every product exact in double and the sum in double, in 8 interleaved partial
+// sums (a fixed order, so the result is reproducible, and not bound by add latency).
 inline double dot_double(const float* a, const float* b, index_t d) {
+  constexpr int kLanes = 8;
+  double partial[kLanes] = {};
+  index_t i = 0;
+  for (; i + kLanes <= d; i += kLanes)
+    for (int l = 0; l < kLanes; ++l)
+      partial[l] += static_cast<double>(a[i + l]) * static_cast<double>(b[i + l]);
+  for (; i < d; ++i) partial[0] += static_cast<double>(a[i]) * static_cast<double>(b[i]);
   double s = 0.0;
-  for (index_t i = 0; i < d; ++i) s += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  for (double p : partial) s += p;
   return s;
 }
 
