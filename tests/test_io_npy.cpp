@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "io/half.hpp"
+#include "io_test_helpers.hpp"
 #include "levattn/io/atomic_file.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/tensor.hpp"
@@ -31,44 +32,12 @@ using levattn::index_t;
 namespace io = levattn::io;
 namespace fs = std::filesystem;
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::random_device rd;
-    std::ostringstream name;
-    name << "levattn-test-npy-" << std::hex << rd() << rd();
-    path = fs::temp_directory_path() / name.str();
-    fs::create_directory(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path))
-      names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-};
-
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-template <class T>
-std::string raw_bytes(const std::vector<T>& values) {
-  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T));
-}
+using levattn::test::TempDir;
+using levattn::test::raw_bytes;
+using levattn::test::read_file;
+using levattn::test::write_file;
+using levattn::test::expect_error;
+using levattn::test::same_bits;
 
 // Reverses the bytes of every `itemsize`-byte element (little-endian <-> big-endian).
 std::string swap_elements(std::string bytes, std::size_t itemsize) {
@@ -90,27 +59,11 @@ std::string make_npy(const std::string& dict, const std::string& data, int versi
   return file + header + data;
 }
 
-// Runs f and checks it throws levattn::Error of `kind` whose message contains every part.
-template <class F>
-void expect_error(ErrorKind kind, F&& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning '" << parts.front() << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    for (const auto& part : parts)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos)
-          << "message \"" << e.what() << "\" lacks \"" << part << "\"";
-  }
-}
 
-bool same_bits(float a, float b) {
-  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
-}
 
 class Npy : public ::testing::Test {
  protected:
-  TempDir dir;
+  TempDir dir{"levattn-test-npy-"};
 };
 
 // ---------------------------------------------------------------- f16 conversion

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "attention/scaled_rows.hpp"
-#include "core/first_error.hpp"
+#include "attention/ordered_tiles.hpp"
 
 namespace levattn {
 
@@ -35,9 +35,7 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
   require(n >= 1 && d >= 1, "keys: need at least one key of dimension ≥ 1");
   require(queries.cols == d, "queries have " + std::to_string(queries.cols) +
                                  " columns but keys have " + std::to_string(d));
-  HeavyStats total;
-  total.queries = m;
-  if (m == 0) return total;
+  if (m == 0) return HeavyStats{};
 
   // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range.
   const int key_shift = detail::pow2_shift(keys);
@@ -57,61 +55,43 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
 
   // Tall query tiles amortise the GEMM packing of all n keys (up to 32 MiB of products a thread).
   const index_t tq = std::clamp<index_t>((index_t{1} << 23) / n, 1, 64);
-  const index_t tiles = (m + tq - 1) / tq;
-  FirstError error;
-#pragma omp parallel
-  {
-    std::vector<float> scaled(static_cast<size_t>(tq * d)), products(static_cast<size_t>(tq * n));
-    std::vector<HeavyEntry> found;
-    index_t zero_rows = 0;
-#pragma omp for ordered schedule(static, 1)
-    for (index_t t = 0; t < tiles; ++t) {
-      found.clear();
-      zero_rows = 0;
-      const index_t begin = t * tq, rows = std::min(tq, m - begin);
-      if (!error.failed()) {
-        try {
-          for (index_t i = 0; i < rows; ++i) {
-            const int shift = detail::pow2_shift(queries.row(begin + i), d);
-            detail::scale_copy(queries.row(begin + i), d, shift, &scaled[i * d]);
-          }
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                      static_cast<int>(n), static_cast<int>(d), 1.0f, scaled.data(),
-                      static_cast<int>(d), kdata, static_cast<int>(kstride), 0.0f, products.data(),
-                      static_cast<int>(n));
-          for (index_t i = 0; i < rows; ++i) {
-            const float* row = &products[i * n];
-            const double total_sq = sum_of_squares(row, n);
-            if (total_sq == 0.0) {
-              ++zero_rows;
-              continue;
-            }
-            const double cut = eps * total_sq;
-            // A float pre-filter a little below the cut, then the exact test in double.
-            const float near = static_cast<float>(std::sqrt(cut) * (1.0 - 1e-5));
-            for (index_t j = 0; j < n; ++j) {
-              if (std::fabs(row[j]) < near) continue;
-              const double sq = static_cast<double>(row[j]) * row[j];
-              if (sq >= cut) found.push_back({begin + i, j, sq / total_sq});
-            }
-          }
-        } catch (...) {
-          error.capture();
-        }
+  struct Scratch {
+    std::vector<float> scaled, products;
+  };
+  const auto make_scratch = [&] {
+    return Scratch{std::vector<float>(static_cast<size_t>(tq * d)),
+                   std::vector<float>(static_cast<size_t>(tq * n))};
+  };
+  const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+    const index_t begin = t * tq, rows = std::min(tq, m - begin);
+    for (index_t i = 0; i < rows; ++i) {
+      const int shift = detail::pow2_shift(queries.row(begin + i), d);
+      detail::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                static_cast<int>(n), static_cast<int>(d), 1.0f, s.scaled.data(),
+                static_cast<int>(d), kdata, static_cast<int>(kstride), 0.0f, s.products.data(),
+                static_cast<int>(n));
+    for (index_t i = 0; i < rows; ++i) {
+      const float* row = &s.products[i * n];
+      const double total_sq = sum_of_squares(row, n);
+      if (total_sq == 0.0) {
+        ++stats.zero_queries;
+        continue;
       }
-#pragma omp ordered
-      if (!error.failed()) {
-        try {
-          if (!found.empty()) sink(found.data(), static_cast<index_t>(found.size()));
-          total.heavy_count += static_cast<index_t>(found.size());
-          total.zero_queries += zero_rows;
-        } catch (...) {
-          error.capture();
-        }
+      const double cut = eps * total_sq;
+      // A float pre-filter a little below the cut, then the exact test in double.
+      const float near = static_cast<float>(std::sqrt(cut) * (1.0 - 1e-5));
+      for (index_t j = 0; j < n; ++j) {
+        if (std::fabs(row[j]) < near) continue;
+        const double sq = static_cast<double>(row[j]) * row[j];
+        if (sq >= cut) found.push_back({begin + i, j, sq / total_sq});
       }
     }
-  }
-  error.rethrow_if_any();
+  };
+  HeavyStats total = detail::search_tiles_in_order((m + tq - 1) / tq, make_scratch, search_tile,
+                                                   sink, [](index_t) {});
+  total.queries = m;
   return total;
 }
 

@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "attention/scaled_rows.hpp"
-#include "core/first_error.hpp"
+#include "attention/ordered_tiles.hpp"
 
 namespace levattn {
 
@@ -54,9 +54,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   const index_t d = keys_.cols, m = queries.rows, n = keys_.rows;
   require(queries.cols == d, "queries have " + std::to_string(queries.cols) +
                                  " columns but keys have " + std::to_string(d));
-  HeavyStats total;
-  total.queries = m;
-  if (m == 0) return total;
+  if (m == 0) return HeavyStats{};
 
   std::vector<double> normaliser(static_cast<size_t>(m)), cut(static_cast<size_t>(m), 0.0);
   scorer_.normalisers(queries, normaliser.data());
@@ -71,100 +69,76 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   const double rho_max = std::sqrt(eps_) * (1.0 - std::sqrt(1.0 - kScanSlack));
   const double eps_low = eps_ * (1.0 - 1e-9);  // the filter may only err towards keeping
   const index_t tq = tile_rows(scanned);
-  const index_t tiles = (m + tq - 1) / tq;
-  FirstError error;
-
-#pragma omp parallel
-  {
-    std::vector<float> scaled(static_cast<size_t>(tq * d));
-    std::vector<float> products(static_cast<size_t>(tq * scanned));
-    std::vector<int> shift(static_cast<size_t>(tq));
+  struct Scratch {
+    std::vector<float> scaled, products;
+    std::vector<int> shift;
     std::vector<double> all_products;  // fallback rows only
-    std::vector<HeavyEntry> found;
-    HeavyStats tile_stats;
+  };
+  const auto make_scratch = [&] {
+    return Scratch{std::vector<float>(static_cast<size_t>(tq * d)),
+                   std::vector<float>(static_cast<size_t>(tq * scanned)),
+                   std::vector<int>(static_cast<size_t>(tq)), {}};
+  };
 
-    const auto fallback = [&](index_t qi) {
-      ++tile_stats.fallback_queries;
-      all_products.resize(static_cast<size_t>(n));
-      double total_sq = 0.0;
-      for (index_t j = 0; j < n; ++j) {
-        all_products[j] = detail::dot_double(queries.row(qi), keys_.row(j), d);
-        total_sq += all_products[j] * all_products[j];
-      }
-      if (total_sq == 0.0) {
-        ++tile_stats.zero_queries;
-        return;
-      }
-      for (index_t j = 0; j < n; ++j) {
-        const double a = all_products[j] * all_products[j] / total_sq;
-        if (a >= eps_) found.push_back({qi, j, a});
-      }
-    };
+  // Every key for query qi, in double (see the header: rows the universal set cannot vouch for).
+  const auto fallback = [&](Scratch& s, index_t qi, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+    ++stats.fallback_queries;
+    s.all_products.resize(static_cast<size_t>(n));
+    double total_sq = 0.0;
+    for (index_t j = 0; j < n; ++j) {
+      s.all_products[j] = detail::dot_double(queries.row(qi), keys_.row(j), d);
+      total_sq += s.all_products[j] * s.all_products[j];
+    }
+    if (total_sq == 0.0) {
+      ++stats.zero_queries;
+      return;
+    }
+    for (index_t j = 0; j < n; ++j) {
+      const double a = s.all_products[j] * s.all_products[j] / total_sq;
+      if (a >= eps_) found.push_back({qi, j, a});
+    }
+  };
 
-    const auto search_tile = [&](index_t begin, index_t rows) {
-      for (index_t i = 0; i < rows; ++i) {
-        shift[i] = detail::pow2_shift(queries.row(begin + i), d);
-        detail::scale_copy(queries.row(begin + i), d, shift[i], scaled.data() + i * d);
+  const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+    const index_t begin = t * tq, rows = std::min(tq, m - begin);
+    for (index_t i = 0; i < rows; ++i) {
+      s.shift[i] = detail::pow2_shift(queries.row(begin + i), d);
+      detail::scale_copy(queries.row(begin + i), d, s.shift[i], s.scaled.data() + i * d);
+    }
+    if (scanned > 0)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                  static_cast<int>(scanned), static_cast<int>(d), 1.0f, s.scaled.data(),
+                  static_cast<int>(d), cand_keys_.data(), static_cast<int>(d), 0.0f,
+                  s.products.data(), static_cast<int>(scanned));
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t qi = begin + i;
+      const double q_norm = norm(s.scaled.data() + i * d, d);
+      if (q_norm == 0.0) {
+        ++stats.zero_queries;
+        continue;
       }
-      if (scanned > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                    static_cast<int>(scanned), static_cast<int>(d), 1.0f, scaled.data(),
-                    static_cast<int>(d), cand_keys_.data(), static_cast<int>(d), 0.0f,
-                    products.data(), static_cast<int>(scanned));
-      for (index_t i = 0; i < rows; ++i) {
-        const index_t qi = begin + i;
-        const double q_norm = norm(scaled.data() + i * d, d);
-        if (q_norm == 0.0) {
-          ++tile_stats.zero_queries;
-          continue;
-        }
-        const double nq = normaliser[qi];
-        if (!(nq > 0.0) || cut[qi] > rho_max * rho_max * nq) {
-          fallback(qi);
-          continue;
-        }
-        const double threshold =
-            std::ldexp(std::sqrt(eps_low * nq), shift[i] + key_shift_) -
-            detail::float_dot_error_bound(d, q_norm, key_norm_max);
-        const float* row = products.data() + i * scanned;
-        for (index_t j = 0; j < scanned; ++j) {
-          if (std::fabs(row[j]) < threshold) continue;
-          ++tile_stats.rechecked;
-          const double s = detail::dot_double(queries.row(qi), keys_.row(cand_[j]), d);
-          const double a = s * s / nq;
-          if (a >= eps_) found.push_back({qi, cand_[j], a});
-        }
+      const double nq = normaliser[qi];
+      if (!(nq > 0.0) || cut[qi] > rho_max * rho_max * nq) {
+        fallback(s, qi, found, stats);
+        continue;
       }
-    };
-
-#pragma omp for ordered schedule(static, 1)
-    for (index_t t = 0; t < tiles; ++t) {
-      found.clear();
-      tile_stats = HeavyStats{};
-      const index_t begin = t * tq;
-      if (!error.failed()) {
-        try {
-          search_tile(begin, std::min(tq, m - begin));
-        } catch (...) {
-          error.capture();
-        }
-      }
-#pragma omp ordered
-      if (!error.failed()) {
-        try {
-          if (!found.empty()) sink(found.data(), static_cast<index_t>(found.size()));
-          total.heavy_count += static_cast<index_t>(found.size());
-          total.zero_queries += tile_stats.zero_queries;
-          total.fallback_queries += tile_stats.fallback_queries;
-          total.rechecked += tile_stats.rechecked;
-          if (progress) progress(begin + std::min(tq, m - begin));
-        } catch (...) {
-          error.capture();
-        }
+      const double threshold = std::ldexp(std::sqrt(eps_low * nq), s.shift[i] + key_shift_) -
+                               detail::float_dot_error_bound(d, q_norm, key_norm_max);
+      const float* row = s.products.data() + i * scanned;
+      for (index_t j = 0; j < scanned; ++j) {
+        if (std::fabs(row[j]) < threshold) continue;
+        ++stats.rechecked;
+        const double p = detail::dot_double(queries.row(qi), keys_.row(cand_[j]), d);
+        const double a = p * p / nq;
+        if (a >= eps_) found.push_back({qi, cand_[j], a});
       }
     }
-  }
-  error.rethrow_if_any();
+  };
+
+  HeavyStats total = detail::search_tiles_in_order(
+      (m + tq - 1) / tq, make_scratch, search_tile, sink,
+      [&](index_t t) { if (progress) progress(std::min(m, (t + 1) * tq)); });
+  total.queries = m;
   return total;
 }
 

@@ -66,11 +66,7 @@ int run_heavy(const HeavyOptions& o) {
           writing += w.seconds();
         },
         [&](index_t done) { progress.update(h * queries.rows + done); });
-    sum.queries += stats.queries;
-    sum.heavy_count += stats.heavy_count;
-    sum.zero_queries += stats.zero_queries;
-    sum.fallback_queries += stats.fallback_queries;
-    sum.rechecked += stats.rechecked;
+    sum += stats;
     if (o.verify > 0) {
       Stopwatch v;
       std::vector<index_t> rows;

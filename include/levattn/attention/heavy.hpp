@@ -34,6 +34,15 @@ struct HeavyStats {
   index_t zero_queries = 0;      // rows with Σ_l <q,k_l>² = 0: no entries
   index_t fallback_queries = 0;  // rows searched over all keys (see above)
   index_t rechecked = 0;         // candidate entries re-checked in double
+
+  HeavyStats& operator+=(const HeavyStats& other) {
+    queries += other.queries;
+    heavy_count += other.heavy_count;
+    zero_queries += other.zero_queries;
+    fallback_queries += other.fallback_queries;
+    rechecked += other.rechecked;
+    return *this;
+  }
 };
 
 // Receives entries in (query, key) order, a batch at a time. It may throw; the search then stops
