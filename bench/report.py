@@ -5,9 +5,9 @@ import json
 import sys
 
 run = json.load(open(sys.argv[1]))
-median = {b["run_name"]: b["real_time"] for b in run["benchmarks"] if b.get("aggregate_name") == "median"}
+median = dict(sorted((b["run_name"], b["real_time"]) for b in run["benchmarks"] if b.get("aggregate_name") == "median"))
 if not median:  # a run without repetitions
-    median = {b["run_name"]: b["real_time"] for b in run["benchmarks"]}
+    median = dict(sorted((b["run_name"], b["real_time"]) for b in run["benchmarks"]))
 ctx = run["context"]
 print(f"Machine: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, run {ctx.get('date')}, "
       f"threads: {ctx.get('levattn_threads', 'default (all cores)')}\n")

@@ -19,7 +19,7 @@ namespace levattn {
 
 struct PlantedOptions {
   index_t n = 65536;        // keys
-  index_t m = 1024;         // queries
+  index_t m = 4096;         // queries
   index_t d = 64;           // dimension
   index_t directions = 16;  // r: relevant directions
   index_t copies = 2;       // c: keys along each relevant direction
