@@ -17,7 +17,7 @@ constexpr double kScanSlack = 1e-2;
 
 // Query rows per tile: the tile's float product block stays near 4 MiB.
 index_t tile_rows(index_t scanned) {
-  return std::clamp<index_t>((index_t{1} << 20) / std::max<index_t>(scanned, 1), 8, 256);
+  return std::clamp<index_t>((index_t{1} << 20) / std::max<index_t>(scanned, 1), 8, 1024);
 }
 
 ConstMatrixF checked_keys(ConstMatrixF keys, double eps) {
@@ -56,9 +56,6 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
                                  " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
-  std::vector<double> normaliser(static_cast<size_t>(m)), cut(static_cast<size_t>(m), 0.0);
-  scorer_.normalisers(queries, normaliser.data());
-  if (scorer_.cut_directions() > 0) scorer_.cut_normalisers(queries, cut.data());
 
   const index_t scanned = scanned_keys();
   double key_norm_max = 0.0;
@@ -72,12 +69,30 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   struct Scratch {
     std::vector<float> scaled, products;
     std::vector<int> shift;
-    std::vector<double> all_products;  // fallback rows only
+    std::vector<double> normaliser, cut;  // qᵀGq and its part along cut directions
+    std::vector<double> all_products;     // fallback rows only
   };
   const auto make_scratch = [&] {
     return Scratch{std::vector<float>(static_cast<size_t>(tq * d)),
                    std::vector<float>(static_cast<size_t>(tq * scanned)),
-                   std::vector<int>(static_cast<size_t>(tq)), {}};
+                   std::vector<int>(static_cast<size_t>(tq)),
+                   std::vector<double>(static_cast<size_t>(tq)),
+                   std::vector<double>(static_cast<size_t>(tq), 0.0), {}};
+  };
+  // Normalisers of a tile while its rows are in cache; a non-finite value is reported with its
+  // row number in `queries`.
+  const auto tile_normalisers = [&](Scratch& s, index_t begin, index_t rows) {
+    const ConstMatrixF tile = queries.rows_range(begin, begin + rows);
+    try {
+      scorer_.normalisers(tile, s.normaliser.data());
+      if (scorer_.cut_directions() > 0) scorer_.cut_normalisers(tile, s.cut.data());
+    } catch (const Error&) {
+      index_t r = 0;
+      while (r < rows && std::all_of(tile.row(r), tile.row(r) + d, [](float v) { return std::isfinite(v); }))
+        ++r;
+      throw Error(ErrorKind::bad_input,
+                  "queries: row " + std::to_string(begin + r) + " holds a NaN or an infinity");
+    }
   };
 
   // Every key for query qi, in double (see the header: rows the universal set cannot vouch for).
@@ -101,6 +116,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
 
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
+    tile_normalisers(s, begin, rows);
     for (index_t i = 0; i < rows; ++i) {
       s.shift[i] = detail::pow2_shift(queries.row(begin + i), d);
       detail::scale_copy(queries.row(begin + i), d, s.shift[i], s.scaled.data() + i * d);
@@ -117,8 +133,8 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
         ++stats.zero_queries;
         continue;
       }
-      const double nq = normaliser[qi];
-      if (!(nq > 0.0) || cut[qi] > rho_max * rho_max * nq) {
+      const double nq = s.normaliser[i];
+      if (!(nq > 0.0) || s.cut[i] > rho_max * rho_max * nq) {
         fallback(s, qi, found, stats);
         continue;
       }

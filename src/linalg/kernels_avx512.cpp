@@ -5,6 +5,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "linalg/kernels.hpp"
@@ -41,13 +42,36 @@ bool widen(const float* X, index_t rows, index_t d, index_t stride, std::vector<
   return bad == 0;
 }
 
+// Pulls the `rows` rows that follow X (the caller's next block, read once it returns) into L2,
+// a share at a time while this block computes, so that its widening does not wait for DRAM.
+// Prefetches never fault, so running past the end of the caller's buffer is harmless.
+class NextBlockPrefetch {
+ public:
+  NextBlockPrefetch(const float* X, index_t rows, index_t stride, index_t shares)
+      : next_(reinterpret_cast<const char*>(X + rows * stride)),
+        end_(next_ + rows * stride * static_cast<index_t>(sizeof(float))),
+        step_((end_ - next_) / shares + 64) {}
+  void share() {
+    for (const char* stop = std::min(next_ + step_, end_); next_ < stop; next_ += 64)
+      _mm_prefetch(next_, _MM_HINT_T1);
+  }
+
+ private:
+  const char* next_;
+  const char* end_;
+  index_t step_;
+};
+
 bool gram_avx512(const float* X, index_t rows, index_t d, index_t stride, double* G) {
   thread_local std::vector<double> buf;
   if (!widen(X, rows, d, stride, buf)) return false;
   const index_t dpad = padded_dim(d);
   const double* xd = buf.data();
+  const index_t row_tiles = (d + kTileRows - 1) / kTileRows;
+  NextBlockPrefetch prefetch(X, rows, stride, row_tiles * (dpad / 16));
   for (index_t a0 = 0; a0 < d; a0 += kTileRows) {
     for (index_t b0 = a0 / 16 * 16; b0 < dpad; b0 += 16) {
+      prefetch.share();
       __m512d acc[kTileRows][2];
 #pragma GCC unroll 8
       for (int i = 0; i < kTileRows; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_pd();
@@ -79,7 +103,9 @@ bool trapezoid_sumsq_avx512(const float* X, index_t rows, index_t d, index_t str
   if (!widen(X, rows, d, stride, buf)) return false;
   const index_t dpad = padded_dim(d);
   const index_t tpad = padded_dim(t_rows);
+  NextBlockPrefetch prefetch(X, rows, stride, (rows + kTileRows - 1) / kTileRows);
   for (index_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    prefetch.share();
     const double* xd = buf.data() + r0 * dpad;
     __m512d sq[kTileRows];
 #pragma GCC unroll 8

@@ -1,5 +1,6 @@
 // Portable kernels: straightforward loops in double, written so the compiler can vectorise them
 // for the baseline instruction set.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -29,13 +30,17 @@ bool gram_generic(const float* X, index_t rows, index_t d, index_t stride, doubl
   const index_t dpad = padded_dim(d);
   std::vector<double> xd(static_cast<size_t>(rows * dpad));
   if (!widen(X, rows, d, stride, xd.data())) return false;
+  // Sum the block on its own first, then add it to G once: G's entries then see one addition a
+  // block, not one a row, which keeps rounding independent of n.
+  std::vector<double> block(static_cast<size_t>(dpad));
   for (index_t a = 0; a < d; ++a) {
-    double* g = G + a * dpad;
+    std::fill(block.begin(), block.end(), 0.0);
     for (index_t r = 0; r < rows; ++r) {
       const double* x = xd.data() + r * dpad;
       const double xa = x[a];
-      for (index_t b = a; b < d; ++b) g[b] += xa * x[b];
+      for (index_t b = a; b < d; ++b) block[b] += xa * x[b];
     }
+    for (index_t b = a; b < d; ++b) G[a * dpad + b] += block[b];
   }
   return true;
 }
