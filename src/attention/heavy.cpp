@@ -45,8 +45,11 @@ HeavySearch::HeavySearch(ConstMatrixF keys, double eps, double rcond)
   for (index_t j : cand_)
     for (index_t c = 0; c < d; ++c) top = std::max(top, std::fabs(keys_(j, c)));
   key_shift_ = detail::pow2_shift(&top, 1);
-  for (size_t i = 0; i < cand_.size(); ++i)
-    detail::scale_copy(keys_.row(cand_[i]), d, key_shift_, cand_keys_.data() + i * d);
+  for (size_t i = 0; i < cand_.size(); ++i) {
+    float* scaled = cand_keys_.data() + i * d;
+    detail::scale_copy(keys_.row(cand_[i]), d, key_shift_, scaled);
+    cand_norm_max_ = std::max(cand_norm_max_, norm(scaled, d));
+  }
 }
 
 HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
@@ -56,11 +59,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
                                  " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
-
   const index_t scanned = scanned_keys();
-  double key_norm_max = 0.0;
-  for (index_t j = 0; j < scanned; ++j)
-    key_norm_max = std::max(key_norm_max, norm(cand_keys_.data() + j * d, d));
   // A query whose cut-direction weight ρ² = C/N stays below this cannot have a heavy key
   // outside the scanned set: A[i,j] ≤ (√τ_j + ρ)², and scanned keys have τ_j ≥ ε(1 − slack).
   const double rho_max = std::sqrt(eps_) * (1.0 - std::sqrt(1.0 - kScanSlack));
@@ -139,7 +138,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
         continue;
       }
       const double threshold = std::ldexp(std::sqrt(eps_low * nq), s.shift[i] + key_shift_) -
-                               detail::float_dot_error_bound(d, q_norm, key_norm_max);
+                               detail::float_dot_error_bound(d, q_norm, cand_norm_max_);
       const float* row = s.products.data() + i * scanned;
       for (index_t j = 0; j < scanned; ++j) {
         if (std::fabs(row[j]) < threshold) continue;

@@ -78,6 +78,7 @@ class HeavySearch {
   std::vector<index_t> cand_;     // scanned keys, ascending
   std::vector<float> cand_keys_;  // their rows, scaled by 2^key_shift_, |·|∞ < 1
   int key_shift_ = 0;
+  double cand_norm_max_ = 0.0;    // largest Euclidean norm of a scaled scanned row
 };
 
 }  // namespace levattn
