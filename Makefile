@@ -33,7 +33,8 @@ test-asan: deps
 	ctest --preset asan-ubsan -j $(JOBS)
 
 bench: build
-	./build/release/bench/levattn_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+	./build/release/bench/levattn_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
+	  --benchmark_report_aggregates_only=true \
 	  --benchmark_out=build/bench.json --benchmark_out_format=json
 	/usr/bin/python3 bench/report.py build/bench.json
 

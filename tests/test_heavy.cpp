@@ -154,6 +154,18 @@ TEST(Heavy, SinkErrorsPropagate) {
   }), Error);
 }
 
+TEST(Heavy, BruteForceRejectsNonFiniteKeys) {
+  Floats K = make_keys("gaussian", 50, 4, 1);
+  K.data[33 * 4 + 1] = std::nanf("");
+  const std::vector<float> q(4, 1.0f);
+  try {
+    brute_force_heavy(ConstMatrixF(q.data(), 1, 4), K.view(), 0.1, [](const HeavyEntry*, index_t) {});
+    FAIL() << "accepted a NaN key";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("keys: row 33"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Heavy, RejectsBadInput) {
   const Floats K = make_keys("gaussian", 50, 4, 1);
   EXPECT_THROW(HeavySearch(K.view(), 0.0), Error);

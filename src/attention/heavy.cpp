@@ -12,8 +12,9 @@ namespace levattn {
 
 namespace {
 
-// Keys with τ_j ≥ ε(1 − kScanSlack) are scanned: a superset of U that absorbs rounding in τ.
-constexpr double kScanSlack = 1e-2;
+// Keys with τ_j ≥ ε(1 − kScanSlack) are scanned: a superset of U that absorbs rounding in τ
+// (5× the worst relative error the tests allow at cond(K) = 1e6; the extra keys cost little).
+constexpr double kScanSlack = 5e-2;
 
 // Query rows per tile: the tile's float product block stays near 4 MiB.
 index_t tile_rows(index_t scanned) {

@@ -4,6 +4,7 @@
 // stops the work and is rethrown on the calling thread.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "core/first_error.hpp"
@@ -20,7 +21,7 @@ HeavyStats search_tiles_in_order(index_t tiles, MakeScratch make_scratch, Search
   FirstError error;
 #pragma omp parallel
   {
-    auto scratch = make_scratch();
+    std::optional<decltype(make_scratch())> scratch;  // made inside the try: it may not fit
     std::vector<HeavyEntry> found;
     HeavyStats stats;
 #pragma omp for ordered schedule(static, 1)
@@ -29,7 +30,8 @@ HeavyStats search_tiles_in_order(index_t tiles, MakeScratch make_scratch, Search
       stats = HeavyStats{};
       if (!error.failed()) {
         try {
-          search_tile(scratch, t, found, stats);
+          if (!scratch) scratch.emplace(make_scratch());
+          search_tile(*scratch, t, found, stats);
         } catch (...) {
           error.capture();
         }

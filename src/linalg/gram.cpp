@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/first_error.hpp"
 #include "linalg/kernels.hpp"
 
 namespace levattn {
@@ -30,19 +31,25 @@ void GramSummary::add(ConstMatrixF keys) {
   const index_t slices = std::min(kSlices, blocks);
   std::vector<double> partial(static_cast<size_t>(slices * dpad * dpad), 0.0);
   index_t first_bad_block = blocks;  // blocks holding NaN/Inf, smallest index
+  FirstError error;                  // e.g. a kernel's scratch that does not fit
 
 #pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad_block)
   for (index_t s = 0; s < slices; ++s) {
-    double* G = partial.data() + s * dpad * dpad;
-    for (index_t b = blocks * s / slices; b < blocks * (s + 1) / slices; ++b) {
-      const index_t begin = b * kernels::kBlockRows;
-      const index_t rows = std::min(kernels::kBlockRows, keys.rows - begin);
-      if (!kernel.gram(keys.row(begin), rows, d_, keys.stride, G)) {
-        first_bad_block = std::min(first_bad_block, b);
-        break;
+    try {
+      double* G = partial.data() + s * dpad * dpad;
+      for (index_t b = blocks * s / slices; b < blocks * (s + 1) / slices && !error.failed(); ++b) {
+        const index_t begin = b * kernels::kBlockRows;
+        const index_t rows = std::min(kernels::kBlockRows, keys.rows - begin);
+        if (!kernel.gram(keys.row(begin), rows, d_, keys.stride, G)) {
+          first_bad_block = std::min(first_bad_block, b);
+          break;
+        }
       }
+    } catch (...) {
+      error.capture();
     }
   }
+  error.rethrow_if_any();
   if (first_bad_block < blocks) {
     const index_t begin = first_bad_block * kernels::kBlockRows;
     const index_t end = std::min(begin + kernels::kBlockRows, keys.rows);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/first_error.hpp"
 #include "linalg/kernels.hpp"
 
 namespace levattn {
@@ -52,17 +53,24 @@ void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what)
   const auto& kernel = kernels::active_kernels();
   const index_t blocks = (X.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
   index_t first_bad = X.rows;
+  FirstError error;  // e.g. a kernel's scratch that does not fit
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (index_t b = 0; b < blocks; ++b) {
+    if (error.failed()) continue;
     const index_t begin = b * kernels::kBlockRows;
     const index_t rows = std::min(kernels::kBlockRows, X.rows - begin);
-    if (!kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) {
-      index_t r = begin;
-      while (r < begin + rows && std::all_of(X.row(r), X.row(r) + d_, [](float v) { return std::isfinite(v); }))
-        ++r;
-      first_bad = std::min(first_bad, r);
+    try {
+      if (!kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) {
+        index_t r = begin;
+        while (r < begin + rows && std::all_of(X.row(r), X.row(r) + d_, [](float v) { return std::isfinite(v); }))
+          ++r;
+        first_bad = std::min(first_bad, r);
+      }
+    } catch (...) {
+      error.capture();
     }
   }
+  error.rethrow_if_any();
   require(first_bad == X.rows, std::string(what) + ": row " + std::to_string(first_bad) +
                                    " holds a NaN or an infinity");
 }

@@ -123,7 +123,8 @@ with tempfile.TemporaryDirectory() as tmp:
     # demo
     r = run("demo", "--n", 4096, "--m", 64, "--d", 16, "--json")
     j = json.loads(r.stdout) if r.returncode == 0 else {}
-    check(r.returncode == 0 and j["recall"] == 1 and j["precision"] == 1 and j["planted_recovered"] == j["planted_keys"],
+    check(r.returncode == 0 and j["recall"] == 1 and j["precision"] == 1 and j["planted_recovered"] == j["planted_keys"]
+          and {"load", "compute", "write"} <= set(j["seconds"]),
           "demo on a small instance: recall and precision 1, planted keys recovered")
 
     # Bad input: usage (2), bad data or parameters (3), anything else (1).
@@ -150,6 +151,12 @@ with tempfile.TemporaryDirectory() as tmp:
     Qi = Q.copy(); Qi[9, 0] = np.inf; np.save(p("Qinf.npy"), Qi)
     expect_error(3, "row 9", "heavy", "--queries", p("Qinf.npy"), "--keys", p("K.npy"), "--eps", 0.1, "--output", p("never.csv"))
     check(not os.path.exists(p("never.csv")), "a failed heavy run leaves no output file")
+    K3n = K3.copy(); K3n[1, 77, 2] = np.nan; np.save(p("K3nan.npy"), K3n)
+    expect_error(3, "head 1: keys: row 77", "select", "--keys", p("K3nan.npy"), "--top-k", 3, "--output", p("x.csv"))
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([BIN, "heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", "0.01"],
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    check(r.returncode == 1 and "standard output" in r.stderr, f"heavy to a full stdout exits 1 ({r.returncode}: {r.stderr.strip()})")
     raw = open(p("K.npy"), "rb").read()
     open(p("trunc.npy"), "wb").write(raw[: len(raw) // 2])
     expect_error(3, "trunc.npy", "scores", "--keys", p("trunc.npy"), "--output", p("x.npy"))

@@ -51,11 +51,11 @@ int run_heavy(const HeavyOptions& o) {
   double verify_seconds = 0.0;
   Progress progress("heavy", queries.heads * queries.rows);
   for (index_t h = 0; h < keys.heads; ++h) {
-    const HeavySearch search(keys.head(h), o.eps, o.rcond);
+    const HeavySearch search = in_head(keys, h, [&] { return HeavySearch(keys.head(h), o.eps, o.rcond); });
     uset += search.universal_set().size();
     bound += search.universal_set().bound;
     scanned += search.scanned_keys();
-    const HeavyStats stats = search.run(
+    const HeavyStats stats = in_head(queries, h, [&] { return search.run(
         queries.head(h),
         [&](const HeavyEntry* e, index_t count) {
           Stopwatch w;
@@ -65,7 +65,7 @@ int run_heavy(const HeavyOptions& o) {
           }
           writing += w.seconds();
         },
-        [&](index_t done) { progress.update(h * queries.rows + done); });
+        [&](index_t done) { progress.update(h * queries.rows + done); }); });
     sum += stats;
     if (o.verify > 0) {
       Stopwatch v;
@@ -82,11 +82,14 @@ int run_heavy(const HeavyOptions& o) {
       verify_seconds += v.seconds();
     }
   }
-  Stopwatch commit;
-  if (file) file->commit();
-  else std::fflush(stdout);
-  phases.write = writing + commit.seconds();
   phases.compute = total.seconds() - writing - verify_seconds;
+  Stopwatch commit;
+  if (file) {
+    file->commit();
+  } else if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    throw Error(ErrorKind::failure, "writing the entries to standard output failed");
+  }
+  phases.write = writing + commit.seconds();
 
   const bool verify_ok = verified.recall() == 1.0 && verified.precision() == 1.0;
   if (o.verify > 0 && !verify_ok)
@@ -125,7 +128,7 @@ Command add_heavy_command(CLI::App& app) {
   c->add_option("--queries", o->queries, "Queries: (m, d) or (h, m, d)")->required();
   c->add_option("--keys", o->keys, "Keys: (n, d) or (h, n, d)")->required();
   c->add_option("--eps", o->eps, "Threshold ε in (0, 1]")->required();
-  c->add_option("--output", o->output, "CSV of the entries (default: stdout)");
+  c->add_option("--output", o->output, "CSV of the entries (default: stdout; required with --json)");
   c->add_option("--verify", o->verify, "Check N sampled queries (per head) against brute force")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--seed", o->seed, "Seed of the --verify sample")->capture_default_str();

@@ -30,11 +30,13 @@ int run_scores(const ScoresOptions& o) {
   std::vector<double> tau(static_cast<size_t>(keys.heads * keys.rows));
   nlohmann::json heads = nlohmann::json::array();
   for (index_t h = 0; h < keys.heads; ++h) {
-    LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
-    scorer.fit(keys.head(h));
-    double* out = tau.data() + h * keys.rows;
-    scorer.scores(keys.head(h), out);
-    heads.push_back({{"rank", scorer.rank()}, {"sum", std::accumulate(out, out + keys.rows, 0.0)}});
+    in_head(keys, h, [&] {
+      LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
+      scorer.fit(keys.head(h));
+      double* out = tau.data() + h * keys.rows;
+      scorer.scores(keys.head(h), out);
+      heads.push_back({{"rank", scorer.rank()}, {"sum", std::accumulate(out, out + keys.rows, 0.0)}});
+    });
   }
   phases.compute = compute.seconds();
 

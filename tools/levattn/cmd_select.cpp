@@ -60,16 +60,19 @@ int run_select(const SelectOptions& o) {
   bool within = true;
   if (o.eps) check_eps(*o.eps);
   for (index_t h = 0; h < keys.heads; ++h) {
-    LeverageScorer scorer(keys.cols, {0.0, o.rcond});
-    scorer.fit(keys.head(h));
-    const std::vector<double> tau = scorer.scores(keys.head(h));
-    sets.push_back(o.eps ? select_by_threshold(tau.data(), keys.rows, *o.eps, double(scorer.rank()))
-                         : select_top_k(tau.data(), keys.rows, *o.top_k));
+    const index_t rank = in_head(keys, h, [&] {
+      LeverageScorer scorer(keys.cols, {0.0, o.rcond});
+      scorer.fit(keys.head(h));
+      const std::vector<double> tau = scorer.scores(keys.head(h));
+      sets.push_back(o.eps ? select_by_threshold(tau.data(), keys.rows, *o.eps, double(scorer.rank()))
+                           : select_top_k(tau.data(), keys.rows, *o.top_k));
+      return scorer.rank();
+    });
     const UniversalSet& u = sets.back();
     total += u.size();
     bound += u.bound;
     within = within && u.within_bound;
-    heads.push_back({{"rank", scorer.rank()}, {"universal_set_size", u.size()}, {"bound", u.bound},
+    heads.push_back({{"rank", rank}, {"universal_set_size", u.size()}, {"bound", u.bound},
                      {"within_bound", u.within_bound}});
   }
   phases.compute = compute.seconds();

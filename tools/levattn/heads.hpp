@@ -28,4 +28,16 @@ HeadArray load_heads(const std::string& spec, const std::string& role);
 // Throws Error{bad_input} unless queries and keys have the same d and the same head layout.
 void check_compatible(const HeadArray& queries, const HeadArray& keys);
 
+// Runs work() for head h of a (possibly multi-head) input; a levattn::Error it throws is
+// rethrown with "head h: " in front when the input has several heads, so messages locate rows.
+template <class Work>
+auto in_head(const HeadArray& array, index_t h, Work work) {
+  try {
+    return work();
+  } catch (const Error& e) {
+    if (!array.multi_head) throw;
+    throw Error(e.kind(), "head " + std::to_string(h) + ": " + e.what());
+  }
+}
+
 }  // namespace levattn::cli

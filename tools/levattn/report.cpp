@@ -1,5 +1,7 @@
 #include "report.hpp"
 
+#include "levattn/core/error.hpp"
+
 #include <omp.h>
 #include <unistd.h>
 
@@ -34,7 +36,10 @@ void Progress::update(index_t done) {
   std::fflush(stderr);
 }
 
-void print_json(const nlohmann::json& object) { std::cout << object.dump() << std::endl; }
+void print_json(const nlohmann::json& object) {
+  std::cout << object.dump() << std::endl;
+  if (!std::cout) throw Error(ErrorKind::failure, "writing JSON to standard output failed");
+}
 
 bool ends_with(const std::string& path, const std::string& suffix) {
   return path.size() >= suffix.size() &&

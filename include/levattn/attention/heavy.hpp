@@ -5,7 +5,10 @@
 // is exact. Cost O((n + m)·d² + m·|U|·d), memory O(n + m + |U|·d) (entries stream to a sink).
 //
 // Guarantee: every entry with A[i,j] ≥ ε is reported, and no entry below it, with A computed in
-// double from the float inputs (relative error ~1e-13). Candidate products come from a float
+// double from the float inputs: the product <q,k> exactly up to double rounding, the normaliser
+// qᵀGq from the Gram factor (relative error growing like 1e-16·cond(K)²; the tests hold A to
+// 1e-4 up to cond(K) = 1e6, so only entries that close to ε can fall on the wrong side).
+// Candidate products come from a float
 // GEMM and are re-checked in double whenever the float value, widened by its rigorous rounding
 // bound, could clear ε. A query whose normaliser has noticeable weight along directions below
 // the rank cut-off (see gram_factors.hpp), where leverage scores say nothing, is computed by
@@ -66,7 +69,7 @@ class HeavySearch {
   const std::vector<double>& key_scores() const { return tau_; }
   // U = {j : τ_j ≥ ε}, with bound rank/ε.
   const UniversalSet& universal_set() const { return uset_; }
-  // Keys actually scanned: τ_j ≥ ε(1 − 1e-2), a superset of U that absorbs rounding in τ.
+  // Keys actually scanned: τ_j ≥ ε(1 − 5e-2), a superset of U that absorbs rounding in τ.
   index_t scanned_keys() const { return static_cast<index_t>(cand_.size()); }
 
  private:

@@ -4,10 +4,12 @@
 // How: G is first equilibrated, G̃ = D^{-1/2} G D^{-1/2} with D = diag(G), so that scaling the
 // columns of K (which leaves leverage scores unchanged) cannot change the result or the rank;
 // then G̃ = V Λ Vᵀ in double. An eigenvalue is cut — treated as zero — when
-// λ_i ≤ rcond² · λ_max, i.e. when its singular value of the equilibrated K is at most rcond
-// times the largest one. The default rcond = 2⁻²¹ ≈ 4.8e-7 sits 8× above the float32
-// rounding of K (2⁻²⁴) and 2× below the smallest singular-value ratio we promise to resolve
-// (cond(K) ≤ 1e6). The numerical rank is the number of kept eigenvalues, and on the fitted keys
+// λ_i ≤ rcond² · λ_max, i.e. when its singular value of the equilibrated K (columns scaled to
+// unit norm) is at most rcond times the largest one. The default rcond = 2⁻²¹ ≈ 4.8e-7 sits 8×
+// above the float32 rounding of K (2⁻²⁴) and 2× below 1/cond for cond = 1e6. Equilibration
+// lowers cond(K) in practice but can raise it by up to √d, so keys with cond(K) near 1e6 may
+// lose a direction; pass a smaller rcond for them. With a ridge the same cut applies to
+// G̃ + λD⁻¹. The numerical rank is the number of kept eigenvalues, and on the fitted keys
 // Σ_j kⱼᵀ G⁺ kⱼ equals it.
 #pragma once
 

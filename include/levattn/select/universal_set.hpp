@@ -1,7 +1,9 @@
 // Universal sets: the keys that any heavy attention entry must use.
 //
 // By threshold: U = {j : τ_j ≥ ε}. With τ the x² leverage scores, every entry A[i,j] ≥ ε of every
-// query has j ∈ U, and |U| ≤ rank/ε because Σ τ_j = rank. By budget: the k keys with the largest
+// query has j ∈ U, and |U| ≤ rank/ε because Σ τ_j = rank — up to the rounding in τ (see
+// leverage.hpp): a key whose score lies within that rounding of ε may fall either way.
+// HeavySearch scans a slightly larger set for that reason. By budget: the k keys with the largest
 // scores (ties to the lower index) — no guarantee beyond "these are the k most influential".
 #pragma once
 
