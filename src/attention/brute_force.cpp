@@ -11,19 +11,6 @@
 namespace levattn {
 
 namespace {
-// Σ x_j² in double, with independent partial sums so the loop is not bound by add latency.
-double sum_of_squares(const float* x, index_t n) {
-  constexpr int kLanes = 8;
-  double partial[kLanes] = {};
-  index_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) partial[l] += static_cast<double>(x[j + l]) * x[j + l];
-  for (; j < n; ++j) partial[0] += static_cast<double>(x[j]) * x[j];
-  double total = 0.0;
-  for (double p : partial) total += p;
-  return total;
-}
-
 // Keys whose largest magnitude lies in [2⁻³⁰, 2³⁰) are used in place; others are scaled first.
 bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
 }  // namespace
@@ -37,6 +24,14 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
                                  " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
+  for (index_t j = 0; j < n; ++j)
+    for (index_t c = 0; c < d; ++c)
+      require(std::isfinite(keys(j, c)), "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
+  for (index_t i = 0; i < m; ++i)
+    for (index_t c = 0; c < d; ++c)
+      require(std::isfinite(queries(i, c)),
+              "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+
   // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range.
   const int key_shift = detail::pow2_shift(keys);
   std::vector<float> scaled_keys;
@@ -48,13 +43,6 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
     kdata = scaled_keys.data();
     kstride = d;
   }
-  for (index_t j = 0; j < n; ++j)
-    for (index_t c = 0; c < d; ++c)
-      require(std::isfinite(keys(j, c)), "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
-  for (index_t i = 0; i < m; ++i)
-    for (index_t c = 0; c < d; ++c)
-      require(std::isfinite(queries(i, c)),
-              "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
 
   // Tall query tiles amortise the GEMM packing of all n keys (up to 32 MiB of products a thread).
   const index_t tq = std::clamp<index_t>((index_t{1} << 23) / n, 1, 64);
@@ -77,7 +65,7 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
                 static_cast<int>(n));
     for (index_t i = 0; i < rows; ++i) {
       const float* row = &s.products[i * n];
-      const double total_sq = sum_of_squares(row, n);
+      const double total_sq = detail::dot_double(row, row, n);
       if (total_sq == 0.0) {
         ++stats.zero_queries;
         continue;

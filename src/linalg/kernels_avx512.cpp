@@ -6,6 +6,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "linalg/kernels.hpp"
@@ -44,22 +45,23 @@ bool widen(const float* X, index_t rows, index_t d, index_t stride, std::vector<
 
 // Pulls the `rows` rows that follow X (the caller's next block, read once it returns) into L2,
 // a share at a time while this block computes, so that its widening does not wait for DRAM.
-// Prefetches never fault, so running past the end of the caller's buffer is harmless.
+// Addresses are kept as integers, since the range may lie past the caller's buffer; a prefetch
+// never faults, so touching it is harmless.
 class NextBlockPrefetch {
  public:
-  NextBlockPrefetch(const float* X, index_t rows, index_t stride, index_t shares)
-      : next_(reinterpret_cast<const char*>(X + rows * stride)),
-        end_(next_ + rows * stride * static_cast<index_t>(sizeof(float))),
-        step_((end_ - next_) / shares + 64) {}
+  NextBlockPrefetch(const float* X, index_t rows, index_t stride, index_t shares) {
+    const std::uintptr_t bytes = static_cast<std::uintptr_t>(rows * stride) * sizeof(float);
+    next_ = reinterpret_cast<std::uintptr_t>(X) + bytes;
+    end_ = next_ + bytes;
+    step_ = bytes / static_cast<std::uintptr_t>(shares) + 64;
+  }
   void share() {
-    for (const char* stop = std::min(next_ + step_, end_); next_ < stop; next_ += 64)
-      _mm_prefetch(next_, _MM_HINT_T1);
+    for (const std::uintptr_t stop = std::min(next_ + step_, end_); next_ < stop; next_ += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(next_), _MM_HINT_T1);
   }
 
  private:
-  const char* next_;
-  const char* end_;
-  index_t step_;
+  std::uintptr_t next_, end_, step_;
 };
 
 bool gram_avx512(const float* X, index_t rows, index_t d, index_t stride, double* G) {
@@ -67,8 +69,9 @@ bool gram_avx512(const float* X, index_t rows, index_t d, index_t stride, double
   if (!widen(X, rows, d, stride, buf)) return false;
   const index_t dpad = padded_dim(d);
   const double* xd = buf.data();
-  const index_t row_tiles = (d + kTileRows - 1) / kTileRows;
-  NextBlockPrefetch prefetch(X, rows, stride, row_tiles * (dpad / 16));
+  index_t tiles = 0;  // register tiles on or above the diagonal, one prefetch share each
+  for (index_t a0 = 0; a0 < d; a0 += kTileRows) tiles += (dpad - a0 / 16 * 16) / 16;
+  NextBlockPrefetch prefetch(X, rows, stride, tiles);
   for (index_t a0 = 0; a0 < d; a0 += kTileRows) {
     for (index_t b0 = a0 / 16 * 16; b0 < dpad; b0 += 16) {
       prefetch.share();

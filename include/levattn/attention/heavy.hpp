@@ -8,9 +8,8 @@
 // double from the float inputs: the product <q,k> exactly up to double rounding, the normaliser
 // qᵀGq from the Gram factor (relative error growing like 1e-16·cond(K)²; the tests hold A to
 // 1e-4 up to cond(K) = 1e6, so only entries that close to ε can fall on the wrong side).
-// Candidate products come from a float
-// GEMM and are re-checked in double whenever the float value, widened by its rigorous rounding
-// bound, could clear ε. A query whose normaliser has noticeable weight along directions below
+// Candidate products come from a float GEMM and are re-checked in double whenever the float
+// value, widened by its rigorous rounding bound, could clear ε. A query whose normaliser has noticeable weight along directions below
 // the rank cut-off (see gram_factors.hpp), where leverage scores say nothing, is computed by
 // brute force over all n keys instead ("fallback" queries; rare, counted in the stats). A query
 // with Σ_l <q,k_l>² = 0 (e.g. q = 0) has no defined row: it yields no entries and is counted.

@@ -2,9 +2,8 @@
 // header needs it).
 //
 // Readable element types: '<f2', '<f4', '<f8', '<i8' and their big-endian forms '>f2', '>f4',
-// '>f8',
-// '>i8' (big-endian data is byte-swapped while converting; it is never zero-copy). Loading as float
-// accepts the float types only. Both C and Fortran order are read; a Fortran-order array is
+// '>f8', '>i8' (big-endian data is byte-swapped while converting; it is never zero-copy).
+// Loading as float accepts the float types only. Both C and Fortran order are read; a Fortran-order array is
 // transposed into C order. The header is parsed as the Python dict literal NumPy writes (keys in
 // any order, any spacing, optional trailing comma) and checked against the real file size: a data
 // section shorter or longer than the header's shape says is an error.

@@ -1,6 +1,6 @@
 // .safetensors files: an 8-byte little-endian header length N, N bytes of JSON
-//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ..., "__metadata__":
-//   {..}}
+//   {"name": {"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}, ...,
+//    "__metadata__": {..}}
 // then the data buffer; offsets are relative to the start of the buffer.
 //
 // Reading validates every entry (N within the file, JSON well-formed, a known dtype, offsets inside

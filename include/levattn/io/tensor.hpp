@@ -62,8 +62,8 @@ class FloatTensor {
   const std::string& source() const { return source_; }
   // True when no copy was made: data() points into the file's read-only memory map.
   bool mapped() const { return mapped_; }
-  // This 2-D tensor as a dense rows x cols matrix view; Error{bad_input} naming source() if ndim()
-  // != 2.
+  // This 2-D tensor as a dense rows x cols matrix view; Error{bad_input} naming source() unless
+  // ndim() == 2.
   ConstMatrixF matrix() const;
 
  private:
@@ -89,10 +89,9 @@ FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes,
                                 std::string source);
 
 // Loads a float tensor from `spec`:
-//   "path.npy"                      a .npy file (v1/v2/v3; f2, f4, f8, either byte order, C or
-//   Fortran order) "path.safetensors:tensor_name"  one tensor of a .safetensors file (F16, BF16,
-//   F32, F64) "path.safetensors"              the only tensor of a .safetensors file holding
-//   exactly one
+//   "path.npy"              a .npy file (v1/v2/v3; f2, f4, f8, either byte order, C or Fortran)
+//   "path.safetensors:name" one tensor of a .safetensors file (F16, BF16, F32, F64)
+//   "path.safetensors"      the only tensor of a .safetensors file that holds exactly one
 // The header is validated against the real file size before anything is mapped or allocated.
 // Throws Error{bad_input} naming the file and the problem (any other extension included).
 FloatTensor load_float_tensor(const std::string& spec);
