@@ -7,20 +7,20 @@
 namespace levattn::kernels {
 
 namespace {
-const KernelSet& choose() {
+bool choose_avx512() {
   const char* forced = std::getenv("LEVATTN_KERNELS");
-  if (forced != nullptr && std::strcmp(forced, "generic") == 0) return generic_kernels();
+  if (forced != nullptr && std::strcmp(forced, "generic") == 0) return false;
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl"))
-    return avx512_kernels();
-  return generic_kernels();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl");
 }
 }  // namespace
 
-const KernelSet& active_kernels() {
-  static const KernelSet& chosen = choose();
+bool use_avx512() {
+  static const bool chosen = choose_avx512();
   return chosen;
 }
+
+const KernelSet& active_kernels() { return use_avx512() ? avx512_kernels() : generic_kernels(); }
 
 }  // namespace levattn::kernels

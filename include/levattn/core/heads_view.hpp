@@ -1,0 +1,37 @@
+// Non-owning view of a dense (batch, heads, rows, cols) float tensor, row-major: the layout of
+// numpy/torch attention inputs (B, H, n, d). Each (b, h) slice is a MatrixView.
+#pragma once
+
+#include "levattn/core/matrix_view.hpp"
+
+namespace levattn {
+
+template <class T>
+struct HeadsView {
+  T* data = nullptr;
+  index_t batch = 0, heads = 0, rows = 0, cols = 0;
+
+  HeadsView() = default;
+  HeadsView(T* data_, index_t batch_, index_t heads_, index_t rows_, index_t cols_)
+      : data(data_), batch(batch_), heads(heads_), rows(rows_), cols(cols_) {
+    require(batch >= 0 && heads >= 0 && rows >= 0 && cols >= 0, "heads view: negative shape");
+    require(data != nullptr || batch * heads * rows * cols == 0, "heads view: null data");
+  }
+  // A single head (rows, cols) seen as (1, 1, rows, cols).
+  explicit HeadsView(MatrixView<T> m) : HeadsView(m.data, 1, 1, m.rows, m.cols) {
+    require(m.stride == m.cols || m.rows <= 1, "heads view: the matrix must be dense");
+  }
+  template <class U>
+  HeadsView(const HeadsView<U>& o)  // NOLINT(google-explicit-constructor): non-const → const
+      : data(o.data), batch(o.batch), heads(o.heads), rows(o.rows), cols(o.cols) {}
+
+  MatrixView<T> head(index_t b, index_t h) const {
+    return MatrixView<T>(data + ((b * heads + h) * rows) * cols, rows, cols, cols);
+  }
+  index_t count() const { return batch * heads; }
+};
+
+using HeadsF = HeadsView<float>;
+using ConstHeadsF = HeadsView<const float>;
+
+}  // namespace levattn

@@ -1,0 +1,303 @@
+// The inner loops of exact attention, written once in plain C++ and compiled twice: for the
+// baseline instruction set (flash_generic.cpp) and for AVX-512 (flash_avx512.cpp, with FMA
+// contraction and 512-bit vectors). Include only from those two files; everything here sits in
+// a namespace named by the including file so the two builds never mix.
+//
+// Layout: a tile holds up to kLanes queries *in lanes*. Queries are packed transposed and scaled,
+// Qp[c·kLanes + v] = c_v·q_v[c]; a key block's scores are St[j·kLanes + v] = <q_v, k_j>; the
+// output is kept transposed, Ot[c·kLanes + v]. The online-softmax statistics (running maximum,
+// weight sum, rescaling) are then plain element-wise operations over lanes, which vectorise
+// without any horizontal work.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "attention/flash_kernel.hpp"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace levattn::detail::FLASH_NAMESPACE {
+
+using detail::kKeyBlock;
+using detail::kLanes;
+
+// e^x for x ≤ 0: x = n·ln2 + r with |r| ≤ ln2/2 and e^r by its degree-6 Taylor polynomial (relative
+// error below 2e-7), times 2^n built in the exponent bits; below 2^-126 the result is flushed to 0.
+// Branch-free so it vectorises; a NaN argument gives NaN.
+inline float exp_nonpositive(float x) {
+  x = x < -100.0f ? -100.0f : x;  // NaN fails the test and is kept
+  const float t = x * 1.44269504f;
+  const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (|t| < 2^22)
+  const float r = (x - n * 0.693145752f) - n * 1.42860677e-6f;
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const std::int32_t e = n >= -126.0f ? static_cast<std::int32_t>(n) + 127 : 0;  // NaN → 0
+  return p * std::bit_cast<float>(static_cast<std::uint32_t>(e) << 23);
+}
+
+// St (cols × kLanes) = K[0..cols) · Qp, i.e. St[j][v] = Σ_c K[j][c]·Qp[c][v]. Register tiles of
+// kTileKeys keys × kLanes lanes; K rows are read in place (row stride ks).
+constexpr int kTileKeys = 12;
+
+template <int J>
+inline void scores_tile(const float* K, index_t ks, index_t d, const float* Qp, float* St) {
+  float acc[J][kLanes] = {};
+  for (index_t c = 0; c < d; ++c) {
+    const float* qp = Qp + c * kLanes;
+#pragma GCC unroll 12
+    for (int jj = 0; jj < J; ++jj) {
+      const float kv = K[jj * ks + c];
+#pragma GCC unroll 32
+      for (int v = 0; v < kLanes; ++v) acc[jj][v] += kv * qp[v];
+    }
+  }
+  for (int jj = 0; jj < J; ++jj)
+    for (int v = 0; v < kLanes; ++v) St[jj * kLanes + v] = acc[jj][v];
+}
+
+#if defined(__AVX512F__)
+// The same register tile with explicit AVX-512 (2 vectors of 16 lanes × J keys accumulators).
+template <int J>
+inline void scores_tile_avx512(const float* K, index_t ks, index_t d, const float* Qp, float* St) {
+  static_assert(kLanes == 32);
+  __m512 a0[J], a1[J];
+  for (int jj = 0; jj < J; ++jj) a0[jj] = a1[jj] = _mm512_setzero_ps();
+  for (index_t c = 0; c < d; ++c) {
+    const __m512 q0 = _mm512_loadu_ps(Qp + c * kLanes), q1 = _mm512_loadu_ps(Qp + c * kLanes + 16);
+#pragma GCC unroll 12
+    for (int jj = 0; jj < J; ++jj) {
+      const __m512 kv = _mm512_set1_ps(K[jj * ks + c]);
+      a0[jj] = _mm512_fmadd_ps(kv, q0, a0[jj]);
+      a1[jj] = _mm512_fmadd_ps(kv, q1, a1[jj]);
+    }
+  }
+  for (int jj = 0; jj < J; ++jj) {
+    _mm512_storeu_ps(St + jj * kLanes, a0[jj]);
+    _mm512_storeu_ps(St + jj * kLanes + 16, a1[jj]);
+  }
+}
+#define LEVATTN_SCORES_TILE scores_tile_avx512
+#else
+#define LEVATTN_SCORES_TILE scores_tile
+#endif
+
+inline void block_scores(const float* K, index_t ks, index_t d, index_t cols, const float* Qp, float* St) {
+  index_t j = 0;
+  for (; j + kTileKeys <= cols; j += kTileKeys)
+    LEVATTN_SCORES_TILE<kTileKeys>(K + j * ks, ks, d, Qp, St + j * kLanes);
+  for (; j + 4 <= cols; j += 4) LEVATTN_SCORES_TILE<4>(K + j * ks, ks, d, Qp, St + j * kLanes);
+  for (; j < cols; ++j) LEVATTN_SCORES_TILE<1>(K + j * ks, ks, d, Qp, St + j * kLanes);
+}
+
+// Ot[c][v] += Σ_j V[j][c]·St[j][v] for c < dv, in register tiles of kTileCols output columns.
+constexpr int kTileCols = 12;
+
+template <int C>
+inline void output_tile(const float* V, index_t vs, index_t cols, const float* St, float* Ot) {
+  float acc[C][kLanes];
+  for (int cc = 0; cc < C; ++cc)
+    for (int v = 0; v < kLanes; ++v) acc[cc][v] = Ot[cc * kLanes + v];
+  for (index_t j = 0; j < cols; ++j) {
+    const float* w = St + j * kLanes;
+#pragma GCC unroll 12
+    for (int cc = 0; cc < C; ++cc) {
+      const float vv = V[j * vs + cc];
+#pragma GCC unroll 32
+      for (int v = 0; v < kLanes; ++v) acc[cc][v] += vv * w[v];
+    }
+  }
+  for (int cc = 0; cc < C; ++cc)
+    for (int v = 0; v < kLanes; ++v) Ot[cc * kLanes + v] = acc[cc][v];
+}
+
+#if defined(__AVX512F__)
+template <int C>
+inline void output_tile_avx512(const float* V, index_t vs, index_t cols, const float* St, float* Ot) {
+  __m512 a0[C], a1[C];
+  for (int cc = 0; cc < C; ++cc) {
+    a0[cc] = _mm512_loadu_ps(Ot + cc * kLanes);
+    a1[cc] = _mm512_loadu_ps(Ot + cc * kLanes + 16);
+  }
+  for (index_t j = 0; j < cols; ++j) {
+    const __m512 w0 = _mm512_loadu_ps(St + j * kLanes), w1 = _mm512_loadu_ps(St + j * kLanes + 16);
+#pragma GCC unroll 12
+    for (int cc = 0; cc < C; ++cc) {
+      const __m512 vv = _mm512_set1_ps(V[j * vs + cc]);
+      a0[cc] = _mm512_fmadd_ps(vv, w0, a0[cc]);
+      a1[cc] = _mm512_fmadd_ps(vv, w1, a1[cc]);
+    }
+  }
+  for (int cc = 0; cc < C; ++cc) {
+    _mm512_storeu_ps(Ot + cc * kLanes, a0[cc]);
+    _mm512_storeu_ps(Ot + cc * kLanes + 16, a1[cc]);
+  }
+}
+#define LEVATTN_OUTPUT_TILE output_tile_avx512
+#else
+#define LEVATTN_OUTPUT_TILE output_tile
+#endif
+
+inline void block_output(const float* V, index_t vs, index_t dv, index_t cols, const float* St, float* Ot) {
+  index_t c = 0;
+  for (; c + kTileCols <= dv; c += kTileCols)
+    LEVATTN_OUTPUT_TILE<kTileCols>(V + c, vs, cols, St, Ot + c * kLanes);
+  for (; c + 4 <= dv; c += 4) LEVATTN_OUTPUT_TILE<4>(V + c, vs, cols, St, Ot + c * kLanes);
+  for (; c < dv; ++c) LEVATTN_OUTPUT_TILE<1>(V + c, vs, cols, St, Ot + c * kLanes);
+}
+
+// Causal mask on a block: lane v (query q_first + v) keeps key kb + j iff kb + j ≤ q_first + v +
+// offset; masked scores are set to `masked`.
+inline void mask_block(float* St, index_t cols, index_t kb, index_t q_first, index_t offset, float masked) {
+  for (index_t j = 0; j < cols; ++j) {
+    const index_t first_lane = kb + j - offset - q_first;  // lanes below this are masked
+    if (first_lane <= 0) continue;
+    float* s = St + j * kLanes;
+    for (index_t v = 0; v < std::min<index_t>(first_lane, kLanes); ++v) s[v] = masked;
+  }
+}
+
+// One block of the online softmax: scores St → weights exp(St − m_new), the running maximum m and
+// sum l (per lane) updated, Ot rescaled where the maximum grew.
+inline void softmax_update(float* St, index_t cols, index_t dv, float* m, double* l, float* Ot) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  float m_new[kLanes], shift[kLanes], alpha[kLanes], sum[kLanes];
+  for (int v = 0; v < kLanes; ++v) m_new[v] = m[v];
+  for (index_t j = 0; j < cols; ++j)
+    for (int v = 0; v < kLanes; ++v) m_new[v] = St[j * kLanes + v] > m_new[v] ? St[j * kLanes + v] : m_new[v];
+  for (int v = 0; v < kLanes; ++v) {
+    shift[v] = m_new[v] == kNegInf ? 0.0f : m_new[v];  // lane with no key yet: weights stay 0
+    alpha[v] = exp_nonpositive(m[v] - shift[v]);       // m = −∞ gives 0
+    sum[v] = 0.0f;
+  }
+  for (index_t j = 0; j < cols; ++j)
+    for (int v = 0; v < kLanes; ++v) {
+      const float w = exp_nonpositive(St[j * kLanes + v] - shift[v]);
+      St[j * kLanes + v] = w;
+      sum[v] += w;
+    }
+  for (int v = 0; v < kLanes; ++v) {
+    l[v] = l[v] * alpha[v] + sum[v];
+    m[v] = m_new[v];
+  }
+  for (index_t c = 0; c < dv; ++c)
+    for (int v = 0; v < kLanes; ++v) Ot[c * kLanes + v] *= alpha[v];
+}
+
+// The same for |x|^p: m is the running max |score|, weights (|s|/m)^p; p = 2 is done by squaring.
+inline void power_update(float* St, index_t cols, index_t dv, double p, float* m, double* l, float* Ot) {
+  float m_new[kLanes], inv[kLanes], alpha[kLanes], sum[kLanes];
+  for (int v = 0; v < kLanes; ++v) m_new[v] = m[v];
+  for (index_t j = 0; j < cols; ++j)
+    for (int v = 0; v < kLanes; ++v) {
+      const float a = std::fabs(St[j * kLanes + v]);
+      m_new[v] = a > m_new[v] ? a : m_new[v];
+    }
+  for (int v = 0; v < kLanes; ++v) {
+    inv[v] = m_new[v] > 0.0f ? 1.0f / m_new[v] : 0.0f;  // all products 0 so far: weights 0
+    sum[v] = 0.0f;
+  }
+  if (p == 2.0) {
+    for (index_t j = 0; j < cols; ++j)
+      for (int v = 0; v < kLanes; ++v) {
+        const float y = St[j * kLanes + v] * inv[v];
+        St[j * kLanes + v] = y * y;
+        sum[v] += y * y;
+      }
+  } else {
+    const float pf = static_cast<float>(p);
+    for (index_t j = 0; j < cols; ++j)
+      for (int v = 0; v < kLanes; ++v) {
+        const float y = std::pow(std::fabs(St[j * kLanes + v]) * inv[v], pf);
+        St[j * kLanes + v] = y;
+        sum[v] += y;
+      }
+  }
+  for (int v = 0; v < kLanes; ++v) {
+    alpha[v] = m_new[v] > 0.0f ? static_cast<float>(std::pow(static_cast<double>(m[v] * inv[v]), p)) : 1.0f;
+    l[v] = l[v] * alpha[v] + sum[v];
+    m[v] = m_new[v];
+  }
+  for (index_t c = 0; c < dv; ++c)
+    for (int v = 0; v < kLanes; ++v) Ot[c * kLanes + v] *= alpha[v];
+}
+
+// A whole tile (see flash_kernel.hpp for the contract).
+inline void run_tile(const TileJob& job, TileState& st) {
+  const index_t d = job.d, dv = job.dv;
+  const bool softmax = job.kind == ScoreKind::softmax;
+  const float masked = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
+  for (index_t kb = job.k_begin; kb < job.k_end; kb += kKeyBlock) {
+    const index_t cols = std::min(kKeyBlock, job.k_end - kb);
+    block_scores(job.keys + kb * job.key_stride, job.key_stride, d, cols, st.Qp, st.St);
+    if (job.causal && kb + cols - 1 > job.q_first + job.offset)
+      mask_block(st.St, cols, kb, job.q_first, job.offset, masked);
+    if (softmax)
+      softmax_update(st.St, cols, dv, st.m, st.l, st.Ot);
+    else
+      power_update(st.St, cols, dv, job.p, st.m, st.l, st.Ot);
+    block_output(job.values + kb * job.value_stride, job.value_stride, dv, cols, st.St, st.Ot);
+  }
+}
+
+// One query (decode): s_j = c·<q, k_j> one key at a time, then the same online update.
+inline float dot(const float* a, const float* b, index_t n) {
+  float acc[16] = {};
+  index_t c = 0;
+  for (; c + 16 <= n; c += 16)
+    for (int v = 0; v < 16; ++v) acc[v] += a[c + v] * b[c + v];
+  float s = 0.0f;
+  for (; c < n; ++c) s += a[c] * b[c];
+  for (int v = 0; v < 16; ++v) s += acc[v];
+  return s;
+}
+
+inline void run_single(const SingleJob& job, SingleState& st) {
+  const index_t d = job.d, dv = job.dv;
+  const bool softmax = job.kind == ScoreKind::softmax;
+  for (index_t kb = job.k_begin; kb < job.k_end; kb += kKeyBlock) {
+    const index_t cols = std::min(kKeyBlock, job.k_end - kb);
+    float* s = st.s;
+    for (index_t j = 0; j < cols; ++j) s[j] = dot(job.keys + (kb + j) * job.key_stride, st.q, d);
+    float bm = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
+    for (index_t j = 0; j < cols; ++j) bm = std::max(bm, softmax ? s[j] : std::fabs(s[j]));
+    const float m_new = std::max(st.m, bm);
+    float sum = 0.0f, alpha = 1.0f;
+    if (softmax) {
+      alpha = exp_nonpositive(st.m - m_new);
+      for (index_t j = 0; j < cols; ++j) {
+        s[j] = exp_nonpositive(s[j] - m_new);
+        sum += s[j];
+      }
+    } else {
+      const float inv = m_new > 0.0f ? 1.0f / m_new : 0.0f;
+      alpha = m_new > 0.0f ? static_cast<float>(std::pow(static_cast<double>(st.m * inv), job.p)) : 1.0f;
+      for (index_t j = 0; j < cols; ++j) {
+        s[j] = job.p == 2.0 ? (s[j] * inv) * (s[j] * inv)
+                            : std::pow(std::fabs(s[j]) * inv, static_cast<float>(job.p));
+        sum += s[j];
+      }
+    }
+    // A NaN score must reach the sum even if max() skipped it.
+    st.l = st.l * alpha + sum;
+    st.m = m_new;
+    for (index_t c = 0; c < dv; ++c) st.o[c] *= alpha;
+    for (index_t j = 0; j < cols; ++j) {
+      const float w = s[j];
+      const float* vr = job.values + (kb + j) * job.value_stride;
+      for (index_t c = 0; c < dv; ++c) st.o[c] += w * vr[c];
+    }
+  }
+}
+
+}  // namespace levattn::detail::FLASH_NAMESPACE
