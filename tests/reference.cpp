@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 namespace levattn::test {
@@ -155,6 +156,46 @@ MatD attention_reference(const Floats& Q, const Floats& K) {
                            : Eigen::RowVectorXd::Zero(S.cols()).eval();
   }
   return S;
+}
+
+AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const Floats& V,
+                                       const std::vector<index_t>& rows, const AttentionSpec& spec) {
+  AttentionRows r;
+  r.out = MatD::Zero(static_cast<index_t>(rows.size()), V.cols);
+  const MatD Vd = V.to_double();
+  for (size_t t = 0; t < rows.size(); ++t) {
+    const index_t i = rows[t];
+    std::vector<double> s(K.rows, 0.0);
+    std::vector<char> vis(K.rows, 0), kep(K.rows, 0);
+    double top = -std::numeric_limits<double>::infinity();
+    for (index_t j = 0; j < K.rows; ++j) {
+      vis[j] = !spec.visible || spec.visible(i, j);
+      kep[j] = vis[j] && (!spec.kept || spec.kept(i, j));
+      double dot = 0.0;
+      for (index_t c = 0; c < K.cols; ++c)
+        dot += static_cast<double>(Q.data[i * Q.cols + c]) * K.data[j * K.cols + c];
+      s[j] = spec.softmax ? spec.scale * dot : std::abs(spec.scale * dot);
+      if (vis[j]) top = std::max(top, s[j]);
+    }
+    double all = 0.0, kept = 0.0;
+    Eigen::RowVectorXd acc = Eigen::RowVectorXd::Zero(V.cols);
+    for (index_t j = 0; j < K.rows; ++j) {
+      if (!vis[j]) continue;
+      // Relative to the largest visible term, so that neither exp nor the power overflows.
+      const double w = spec.softmax ? std::exp(s[j] - top) : (top > 0 ? std::pow(s[j] / top, spec.p) : 0.0);
+      all += w;
+      if (kep[j]) {
+        kept += w;
+        acc += w * Vd.row(j);
+      }
+    }
+    const double lshift = spec.softmax ? top : spec.p * std::log(top);
+    r.lse.push_back(kept > 0 ? lshift + std::log(kept) : -std::numeric_limits<double>::infinity());
+    r.kept_mass.push_back(all > 0 ? kept / all : 0.0);
+    const double denominator = spec.normalise_over_kept ? kept : all;
+    if (denominator > 0) r.out.row(t) = acc / denominator;
+  }
+  return r;
 }
 
 }  // namespace levattn::test

@@ -5,6 +5,7 @@
 
 #include <Eigen/Dense>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,5 +42,25 @@ std::vector<double> leverage_reference(const Floats& K, double rcond, index_t ra
 std::vector<double> ridge_reference(const Floats& K, double lambda);
 // A[i,j] = <q_i,k_j>² / Σ_l <q_i,k_l>² in double, m×n (rows with a zero sum are all zero).
 MatD attention_reference(const Floats& Q, const Floats& K);
+
+// Attention outputs in double, row by row, for the rows listed in `rows`: weights w_ij =
+// exp(c·s_ij) (softmax) or |c·s_ij|^p over the keys `visible(i, j)` allows, with s_ij = <q_i,k_j>
+// summed in double. Each output row is Σ_{kept} w_ij v_j / Σ_{visible} w_ij where `kept(i, j)`
+// (default: every visible key) picks the keys whose terms are summed; lse is log Σ_{kept} w_ij
+// and kept_mass Σ_{kept} w / Σ_{visible} w. Rows with Σ_{visible} w = 0 are 0 with lse = −∞.
+struct AttentionRows {
+  MatD out;                    // rows.size() × d_v
+  std::vector<double> lse, kept_mass;
+};
+struct AttentionSpec {
+  bool softmax = true;
+  double p = 2.0;
+  double scale = 1.0;
+  std::function<bool(index_t, index_t)> visible;  // null: every key
+  std::function<bool(index_t, index_t)> kept;     // null: every visible key
+  bool normalise_over_kept = true;                // false: divide by Σ over visible keys
+};
+AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const Floats& V,
+                                       const std::vector<index_t>& rows, const AttentionSpec& spec);
 
 }  // namespace levattn::test

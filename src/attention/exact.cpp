@@ -15,6 +15,7 @@
 
 #include "attention/finite_check.hpp"
 #include "attention/flash_kernel.hpp"
+#include "attention/masked_attention.hpp"
 #include "core/first_error.hpp"
 
 namespace levattn {
@@ -32,9 +33,8 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 struct Plan {
   ScoreFunction f;
   double scale;      // c
-  bool causal;
+  detail::KeyMask mask;
   index_t n_q, n_k, d, dv;
-  index_t offset;    // causal: query i sees keys j ≤ i + offset
   index_t segments;  // key segments per tile
   index_t segment_keys;
 };
@@ -77,12 +77,13 @@ int key_shift(ConstMatrixF keys) {
 void pack_queries(const Plan& plan, ConstMatrixF q, int keys_shift, Scratch& sc) {
   std::fill(sc.Qp.begin(), sc.Qp.end(), 0.0f);
   for (index_t v = 0; v < q.rows; ++v) {
-    float factor = static_cast<float>(plan.scale);
-    if (plan.f.kind == ScoreKind::power) {
+    if (plan.f.kind == ScoreKind::power) {  // the shift may exceed float's exponent range
       sc.shift[v] = exponent_of(max_abs_row(q.row(v), plan.d)) + keys_shift;
-      factor = std::ldexp(1.0f, -sc.shift[v]);
+      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = std::ldexp(q(v, c), -sc.shift[v]);
+    } else {
+      const float factor = static_cast<float>(plan.scale);
+      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = q(v, c) * factor;
     }
-    for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = q(v, c) * factor;
   }
 }
 
@@ -115,20 +116,31 @@ bool finish_lanes(const Plan& plan, const float* Ot, index_t lanes, const float*
   return finite;
 }
 
+// Shrinks [k_begin, k_end) to the keys some query in [q_lo, q_hi] may see (positions ascend).
+void narrow_keys(const detail::KeyMask& mask, index_t q_lo, index_t q_hi, index_t& k_begin, index_t& k_end) {
+  const auto first_at_or_after = [&](index_t pos) {  // first key in range with position ≥ pos
+    if (mask.positions == nullptr) return std::clamp(pos, k_begin, k_end);
+    return static_cast<index_t>(std::lower_bound(mask.positions + k_begin, mask.positions + k_end, pos) -
+                                mask.positions);
+  };
+  if (mask.upper) k_end = first_at_or_after(q_hi + mask.hi_offset + 1);
+  if (mask.lower) k_begin = std::min(k_end, first_at_or_after(q_lo + mask.lo_offset));
+}
+
 // Queries [q_first, q_first + q.rows) of one head over keys [k_begin, k_end) → out, lse.
 bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF keys, ConstMatrixF values,
               int keys_shift, index_t k_begin, index_t k_end, Scratch& sc, MatrixF out, double* lse) {
   const auto& kernels = detail::active_flash_kernels();
   const bool softmax = plan.f.kind == ScoreKind::softmax;
   const float m0 = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
-  if (plan.causal) k_end = std::max(k_begin, std::min(k_end, q_first + q.rows + plan.offset));
+  narrow_keys(plan.mask, q_first, q_first + q.rows - 1, k_begin, k_end);
   pack_queries(plan, q, keys_shift, sc);
   if (q.rows == 1) {
     std::vector<float> qv(static_cast<size_t>(plan.d));
     for (index_t c = 0; c < plan.d; ++c) qv[c] = sc.Qp[c * kLanes];
     std::fill(sc.Ot.begin(), sc.Ot.begin() + plan.dv, 0.0f);
     detail::SingleJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
-                          plan.d, plan.dv, k_begin, k_end};
+                          plan.d, plan.dv, k_begin, k_end, plan.mask, q_first};
     detail::SingleState st{qv.data(), sc.St.data(), sc.Ot.data(), m0, 0.0};
     kernels.run_single(job, st);
     return finish_lanes(plan, sc.Ot.data(), 1, &st.m, &st.l, sc.shift.data(), 1, out, lse);
@@ -137,7 +149,7 @@ bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF ke
   std::fill(sc.l.begin(), sc.l.end(), 0.0);
   std::fill(sc.Ot.begin(), sc.Ot.end(), 0.0f);
   detail::TileJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
-                      plan.d, plan.dv, k_begin, k_end, plan.causal, q_first, plan.offset};
+                      plan.d, plan.dv, k_begin, k_end, plan.mask, q_first};
   detail::TileState st{sc.Qp.data(), sc.St.data(), sc.Ot.data(), sc.m.data(), sc.l.data()};
   kernels.run_tile(job, st);
   return finish_lanes(plan, sc.Ot.data(), kLanes, sc.m.data(), sc.l.data(), sc.shift.data(), q.rows,
@@ -194,6 +206,17 @@ void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values,
 
 void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
                   const AttentionOptions& options, HeadsF out, double* log_normaliser) {
+  detail::KeyMask mask;
+  mask.upper = options.causal;
+  mask.hi_offset = keys.rows - queries.rows;
+  detail::attend_masked(queries, keys, values, options, mask, out, log_normaliser);
+}
+
+namespace detail {
+
+void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
+                   const AttentionOptions& options, const KeyMask& mask, HeadsF out,
+                   double* log_normaliser) {
   check_options(options);
   require(keys.batch == queries.batch && values.batch == queries.batch && out.batch == queries.batch,
           "attention: queries, keys, values and out must have the same batch size");
@@ -214,12 +237,11 @@ void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
   Plan plan;
   plan.f = options.f;
   plan.scale = effective_scale(options, queries.cols);
-  plan.causal = options.causal;
+  plan.mask = mask;
   plan.n_q = queries.rows;
   plan.n_k = keys.rows;
   plan.d = queries.cols;
   plan.dv = values.cols;
-  plan.offset = keys.rows - queries.rows;
   const index_t heads = queries.count();
   const index_t group = queries.heads / keys.heads;
   const index_t tiles = plan.n_q == 1 ? 1 : (plan.n_q + kLanes - 1) / kLanes;
@@ -299,6 +321,8 @@ void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
   }
   if (!all_finite) detail::explain_nonfinite(queries, keys, values);
 }
+
+}  // namespace detail
 
 void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out,
                      const double* other_log_normaliser) {

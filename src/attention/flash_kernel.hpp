@@ -12,6 +12,19 @@ namespace levattn::detail {
 constexpr index_t kLanes = 32;     // queries per tile, held in vector lanes
 constexpr index_t kKeyBlock = 256; // keys per block inside a tile (scores fit in L1/L2)
 
+// Which keys a query may see: key j has position pos_j (positions[j], or j when positions is
+// null); query i sees it iff i + lo_offset ≤ pos_j ≤ i + hi_offset (each bound only when set).
+struct KeyMask {
+  const index_t* positions = nullptr;
+  bool upper = false;
+  index_t hi_offset = 0;
+  bool lower = false;
+  index_t lo_offset = 0;
+
+  bool any() const { return upper || lower; }
+  index_t position(index_t j) const { return positions != nullptr ? positions[j] : j; }
+};
+
 // A tile: up to kLanes queries of one head over keys [k_begin, k_end).
 struct TileJob {
   ScoreKind kind;
@@ -22,9 +35,8 @@ struct TileJob {
   index_t value_stride;
   index_t d, dv;
   index_t k_begin, k_end;
-  bool causal;
-  index_t q_first;        // index of lane 0's query (for the causal mask)
-  index_t offset;         // causal: query i sees keys j ≤ i + offset
+  KeyMask mask;
+  index_t q_first;        // index of lane 0's query (for the mask)
 };
 
 // Per-tile buffers, owned by the caller. Before run_tile: Qp holds the packed queries
@@ -48,6 +60,8 @@ struct SingleJob {
   index_t value_stride;
   index_t d, dv;
   index_t k_begin, k_end;
+  KeyMask mask;
+  index_t q_index;  // the query's index (for the mask)
 };
 struct SingleState {
   const float* q;  // d floats, already scaled

@@ -156,14 +156,17 @@ inline void block_output(const float* V, index_t vs, index_t dv, index_t cols, c
   for (; c < dv; ++c) LEVATTN_OUTPUT_TILE<1>(V + c, vs, cols, St, Ot + c * kLanes);
 }
 
-// Causal mask on a block: lane v (query q_first + v) keeps key kb + j iff kb + j ≤ q_first + v +
-// offset; masked scores are set to `masked`.
-inline void mask_block(float* St, index_t cols, index_t kb, index_t q_first, index_t offset, float masked) {
+// Applies the mask to a block of scores: lane v (query q_first + v) keeps key kb + j iff
+// v + q_first + lo_offset ≤ pos ≤ v + q_first + hi_offset; other scores are set to `masked`.
+inline void mask_block(float* St, index_t cols, index_t kb, index_t q_first, const KeyMask& mask,
+                       float masked) {
   for (index_t j = 0; j < cols; ++j) {
-    const index_t first_lane = kb + j - offset - q_first;  // lanes below this are masked
-    if (first_lane <= 0) continue;
+    const index_t pos = mask.position(kb + j) - q_first;
+    const index_t first = mask.upper ? std::clamp<index_t>(pos - mask.hi_offset, 0, kLanes) : 0;
+    const index_t last = mask.lower ? std::clamp<index_t>(pos - mask.lo_offset + 1, 0, kLanes) : kLanes;
     float* s = St + j * kLanes;
-    for (index_t v = 0; v < std::min<index_t>(first_lane, kLanes); ++v) s[v] = masked;
+    for (index_t v = 0; v < first; ++v) s[v] = masked;
+    for (index_t v = std::max(first, last); v < kLanes; ++v) s[v] = masked;
   }
 }
 
@@ -240,8 +243,7 @@ inline void run_tile(const TileJob& job, TileState& st) {
   for (index_t kb = job.k_begin; kb < job.k_end; kb += kKeyBlock) {
     const index_t cols = std::min(kKeyBlock, job.k_end - kb);
     block_scores(job.keys + kb * job.key_stride, job.key_stride, d, cols, st.Qp, st.St);
-    if (job.causal && kb + cols - 1 > job.q_first + job.offset)
-      mask_block(st.St, cols, kb, job.q_first, job.offset, masked);
+    if (job.mask.any()) mask_block(st.St, cols, kb, job.q_first, job.mask, masked);
     if (softmax)
       softmax_update(st.St, cols, dv, st.m, st.l, st.Ot);
     else
@@ -269,14 +271,22 @@ inline void run_single(const SingleJob& job, SingleState& st) {
     const index_t cols = std::min(kKeyBlock, job.k_end - kb);
     float* s = st.s;
     for (index_t j = 0; j < cols; ++j) s[j] = dot(job.keys + (kb + j) * job.key_stride, st.q, d);
+    if (job.mask.any())
+      for (index_t j = 0; j < cols; ++j) {
+        const index_t pos = job.mask.position(kb + j);
+        if ((job.mask.upper && pos > job.q_index + job.mask.hi_offset) ||
+            (job.mask.lower && pos < job.q_index + job.mask.lo_offset))
+          s[j] = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
+      }
     float bm = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
     for (index_t j = 0; j < cols; ++j) bm = std::max(bm, softmax ? s[j] : std::fabs(s[j]));
     const float m_new = std::max(st.m, bm);
     float sum = 0.0f, alpha = 1.0f;
     if (softmax) {
-      alpha = exp_nonpositive(st.m - m_new);
+      const float shift = m_new == -std::numeric_limits<float>::infinity() ? 0.0f : m_new;
+      alpha = exp_nonpositive(st.m - shift);
       for (index_t j = 0; j < cols; ++j) {
-        s[j] = exp_nonpositive(s[j] - m_new);
+        s[j] = exp_nonpositive(s[j] - shift);
         sum += s[j];
       }
     } else {

@@ -1,0 +1,58 @@
+// LevAttention (the paper's operator): per batch and key/value head, the keys with the largest
+// ℓ2 leverage scores — a budget (top-k) or a threshold ε — optionally joined with the first s keys
+// ("sinks"), are gathered with their values, and attention runs over them.
+//
+//  * softmax: normalised over the kept keys (the paper's mechanism; no error bound exists for
+//    exp, see DESIGN.md).
+//  * pow:2 (|x|²): normalised by the exact full normaliser Σ_l <q,k_l>² (qᵀGq from the Gram
+//    matrix), so the output is the exact truncation Σ_{j kept} A[i,j]·v_j of true attention, and
+//    each row's missing mass μ_i = 1 − Σ_{j kept} A[i,j] is reported; ‖o_i − ô_i‖ ≤ μ_i·max_j‖v_j‖.
+//    With a threshold ε (and no causal mask) every entry A[i,j] ≥ ε is kept, for every query
+//    (the universal-set guarantee; rounding as in leverage.hpp).
+//  * causal: ONE set per head, chosen from all keys, masked by position (query i sees kept keys
+//    j ≤ i + n_k − n_q), plus a local window of the `window` most recent keys each query may see.
+//    Why: it costs one selection per head and keeps the operator a plain masked attention.
+//    What it guarantees: for pow:2 the normaliser is still exact (the prefix sum Σ_{j visible}
+//    <q,k_j>²) and so is the reported missing mass; the universal-set promise does not carry over,
+//    since a prefix of the keys gives larger leverage scores than the whole sequence.
+//
+// With every key kept (k = n, or ε at most the smallest score) the result equals attend_exact up
+// to rounding. Grouped-query layouts share one selection among the query heads of a key head.
+// Other pow:P are refused (their normaliser needs an estimate, not yet part of the library).
+#pragma once
+
+#include <vector>
+
+#include "levattn/attention/exact.hpp"
+#include "levattn/core/heads_view.hpp"
+#include "levattn/scores/leverage.hpp"
+
+namespace levattn {
+
+struct LevSelectOptions {
+  index_t top_k = 0;    // > 0: the k keys of largest score (ties to the lower index); 1 ≤ k ≤ n
+  double eps = 0.0;     // > 0 with top_k = 0: the keys with score ≥ ε, ε ∈ (0, 1]
+  index_t sinks = 0;    // keys [0, sinks) are always kept
+  index_t window = 0;   // causal only: each query also sees the `window` latest keys it may see
+  LeverageOptions leverage;  // ridge and rank cut-off of the scores
+};
+
+// The kept keys of one head (n×d): U ∪ [0, sinks), ascending. Throws Error{bad_input} unless
+// exactly one of top_k > 0 and eps > 0 is given, on k > n, ε ∉ (0,1], or bad keys.
+std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& options);
+
+struct LevAttentionReport {
+  std::vector<index_t> kept;          // per (batch, key head): number of keys kept
+  std::vector<double> missing_mass;   // pow:2: per (batch, query head, query); else empty
+  double select_seconds = 0.0;        // leverage scores and selection
+  double attend_seconds = 0.0;        // gathering and attention
+};
+
+// Shapes as attend_exact (batches, heads, grouped queries); options.causal applies as described
+// above. Throws Error{bad_input} on the errors of lev_select and attend_exact, on a window without
+// the causal mask, and on pow:P with P ≠ 2.
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
+                              const AttentionOptions& attention, const LevSelectOptions& select,
+                              HeadsF out);
+
+}  // namespace levattn

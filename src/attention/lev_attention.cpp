@@ -1,0 +1,152 @@
+// LevAttention: select by leverage score per key head, gather, attend (see lev_attention.hpp).
+#include "levattn/attention/lev_attention.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "attention/masked_attention.hpp"
+#include "attention/prefix_normalisers.hpp"
+#include "levattn/select/universal_set.hpp"
+
+namespace levattn {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void check_select(const LevSelectOptions& o) {
+  require((o.top_k > 0) != (o.eps > 0.0),
+          "LevAttention: give exactly one of a budget (top-k ≥ 1) and a threshold ε");
+  require(o.top_k >= 0, "LevAttention: top-k must be at least 1");
+  if (o.eps > 0.0) check_eps(o.eps);
+  require(o.sinks >= 0 && o.window >= 0, "LevAttention: sinks and window must be ≥ 0");
+}
+
+// Rows idx of m, densely.
+std::vector<float> gather(ConstMatrixF m, const std::vector<index_t>& idx) {
+  std::vector<float> g(idx.size() * static_cast<size_t>(m.cols));
+  for (size_t r = 0; r < idx.size(); ++r) std::copy(m.row(idx[r]), m.row(idx[r]) + m.cols, g.data() + r * m.cols);
+  return g;
+}
+
+// U ∪ [0, sinks) from a scorer fitted on keys.
+std::vector<index_t> kept_keys(const LeverageScorer& scorer, ConstMatrixF keys,
+                               const LevSelectOptions& options) {
+  const std::vector<double> tau = scorer.scores(keys);
+  const UniversalSet u = options.top_k > 0
+                             ? select_top_k(tau.data(), keys.rows, options.top_k)
+                             : select_by_threshold(tau.data(), keys.rows, options.eps,
+                                                   static_cast<double>(scorer.rank()));
+  std::vector<index_t> kept;
+  const index_t sinks = std::min(options.sinks, keys.rows);
+  kept.reserve(u.indices.size() + static_cast<size_t>(sinks));
+  for (index_t j = 0; j < sinks; ++j) kept.push_back(j);
+  for (index_t j : u.indices)
+    if (j >= sinks) kept.push_back(j);
+  return kept;
+}
+
+void check_budget(ConstMatrixF keys, const LevSelectOptions& options) {
+  require(keys.rows >= 1, "LevAttention: no keys to select from");
+  require(options.top_k <= keys.rows, "LevAttention: top-k = " + std::to_string(options.top_k) +
+                                          " exceeds the number of keys n = " + std::to_string(keys.rows));
+}
+
+}  // namespace
+
+std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& options) {
+  check_select(options);
+  check_budget(keys, options);
+  LeverageScorer scorer(keys.cols, options.leverage);
+  scorer.fit(keys);
+  return kept_keys(scorer, keys, options);
+}
+
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
+                              const AttentionOptions& attention, const LevSelectOptions& select,
+                              HeadsF out) {
+  check_select(select);
+  const bool pow2 = attention.f.kind == ScoreKind::power;
+  require(!pow2 || attention.f.p == 2.0,
+          "LevAttention with pow:P needs P = 2 (the exact normaliser qᵀGq); other P are not supported");
+  require(select.window == 0 || attention.causal, "LevAttention: a window needs the causal mask");
+  require(keys.batch == queries.batch && keys.heads > 0 && queries.heads % keys.heads == 0,
+          "attention: query heads must be a multiple of key heads, with equal batch sizes");
+  require(values.batch == keys.batch && values.heads == keys.heads && values.rows == keys.rows,
+          "attention: values must have one row per key and as many heads as keys");
+  require(out.batch == queries.batch && out.heads == queries.heads && out.rows == queries.rows &&
+              out.cols == values.cols,
+          "attention: out must have shape (batch, query heads, n_q, d_v)");
+  require(keys.cols == queries.cols, "attention: queries and keys must have the same width d");
+
+  LevAttentionReport report;
+  const index_t group = queries.heads / keys.heads, n_q = queries.rows, n_k = keys.rows;
+  const index_t offset = n_k - n_q;
+  const double c = effective_scale(attention, queries.cols);
+  if (pow2) report.missing_mass.assign(static_cast<size_t>(queries.count() * n_q), 0.0);
+  std::vector<double> lse(static_cast<size_t>(n_q)), lse2, normaliser(static_cast<size_t>(n_q));
+  std::vector<float> window_out;
+
+  for (index_t b = 0; b < keys.batch; ++b)
+    for (index_t kh = 0; kh < keys.heads; ++kh) {
+      const ConstMatrixF K = keys.head(b, kh), V = values.head(b, kh);
+      auto start = std::chrono::steady_clock::now();
+      check_budget(K, select);
+      LeverageScorer scorer(K.cols, select.leverage);
+      scorer.fit(K);
+      const std::vector<index_t> kept = kept_keys(scorer, K, select);
+      report.kept.push_back(static_cast<index_t>(kept.size()));
+      report.select_seconds += seconds_since(start);
+
+      start = std::chrono::steady_clock::now();
+      const std::vector<float> Kg = gather(K, kept), Vg = gather(V, kept);
+      const index_t m = static_cast<index_t>(kept.size());
+      for (index_t h = kh * group; h < (kh + 1) * group; ++h) {
+        const ConstMatrixF Q = queries.head(b, h);
+        const MatrixF O = out.head(b, h);
+        detail::KeyMask mask;
+        mask.positions = kept.data();
+        mask.upper = attention.causal;
+        mask.hi_offset = offset - select.window;  // the window's keys come from the second pass
+        AttentionOptions plain = attention;
+        plain.causal = false;
+        detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(ConstMatrixF(Kg.data(), m, K.cols)),
+                              ConstHeadsF(ConstMatrixF(Vg.data(), m, V.cols)), plain, mask,
+                              HeadsF(O), lse.data());
+        if (select.window > 0) {  // keys (i + offset − window, i + offset], all of them
+          detail::KeyMask band;
+          band.upper = band.lower = true;
+          band.hi_offset = offset;
+          band.lo_offset = offset - select.window + 1;
+          window_out.resize(static_cast<size_t>(n_q * V.cols));
+          lse2.resize(static_cast<size_t>(n_q));
+          const MatrixF W(window_out.data(), n_q, V.cols);
+          detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(K), ConstHeadsF(V), plain, band, HeadsF(W),
+                                lse2.data());
+          merge_attention(O, lse.data(), W, lse2.data());
+        }
+        if (!pow2) continue;
+        // Rescale from "normalised over the kept keys" to "normalised over all visible keys".
+        if (attention.causal)
+          detail::prefix_normalisers(Q, K, offset, normaliser.data());
+        else
+          scorer.normalisers(Q, normaliser.data());
+        double* missing = report.missing_mass.data() + (b * queries.heads + h) * n_q;
+        for (index_t i = 0; i < n_q; ++i) {
+          const double total = c * c * normaliser[i];
+          const double kept_mass = total > 0.0 ? std::exp(lse[i] - std::log(total)) : 0.0;
+          missing[i] = total > 0.0 ? std::max(0.0, 1.0 - kept_mass) : 0.0;
+          const float factor = static_cast<float>(kept_mass);
+          for (index_t col = 0; col < O.cols; ++col) O(i, col) *= factor;
+        }
+      }
+      report.attend_seconds += seconds_since(start);
+    }
+  return report;
+}
+
+}  // namespace levattn

@@ -1,0 +1,18 @@
+// Exact attention under a general key mask, for operators built on the exact one (LevAttention
+// runs it over gathered keys that keep their original positions, and over a sliding window).
+#pragma once
+
+#include "attention/flash_kernel.hpp"
+#include "levattn/attention/exact.hpp"
+
+namespace levattn::detail {
+
+// attend_exact (exact.hpp) with `mask` in place of options.causal (which is ignored): key j of
+// each head has position mask.position(j), ascending in j, and query i sees it iff
+// i + lo_offset ≤ position ≤ i + hi_offset. Same shapes, errors and guarantees as attend_exact;
+// rows that see no key get output 0 and log normaliser −∞.
+void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
+                   const AttentionOptions& options, const KeyMask& mask, HeadsF out,
+                   double* log_normaliser);
+
+}  // namespace levattn::detail

@@ -1,0 +1,214 @@
+// LevAttention against independent references: with every key kept it is exact attention; its
+// selection is the top-k of float64 SVD leverage scores (with sinks); its output is attention
+// restricted to the kept keys (and the causal window), with the pow:2 missing mass of a brute force;
+// a threshold set keeps every entry A ≥ ε of every query.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <set>
+
+#include "levattn/attention/exact.hpp"
+#include "levattn/attention/lev_attention.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+Floats gaussian(index_t rows, index_t cols, std::uint64_t seed) {
+  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  for (float& x : f.data) x = normal(rng);
+  return f;
+}
+
+struct LevRun {
+  std::vector<float> out;
+  LevAttentionReport report;
+};
+
+LevRun run_lev(const Floats& Q, const Floats& K, const Floats& V, const AttentionOptions& a,
+               const LevSelectOptions& s) {
+  LevRun r{std::vector<float>(static_cast<size_t>(Q.rows * V.cols)), {}};
+  r.report = attend_lev(ConstHeadsF(Q.view()), ConstHeadsF(K.view()), ConstHeadsF(V.view()), a, s,
+                        HeadsF(MatrixF(r.out.data(), Q.rows, V.cols)));
+  return r;
+}
+
+double relative_error(const std::vector<float>& got, const MatD& ref) {
+  double num = 0, den = 0;
+  for (index_t i = 0; i < ref.rows(); ++i)
+    for (index_t c = 0; c < ref.cols(); ++c) {
+      num += std::pow(got[i * ref.cols() + c] - ref(i, c), 2);
+      den += ref(i, c) * ref(i, c);
+    }
+  return std::sqrt(num / den);
+}
+
+std::vector<index_t> all_rows(index_t n) {
+  std::vector<index_t> r(n);
+  for (index_t i = 0; i < n; ++i) r[i] = i;
+  return r;
+}
+
+TEST(LevAttention, KeepingEveryKeyIsExactAttention) {
+  const index_t n = 700, d = 32;
+  const Floats Q = gaussian(n, d, 1), K = gaussian(n, d, 2), V = gaussian(n, d, 3);
+  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
+    for (bool causal : {false, true})
+      for (index_t window : {index_t{0}, index_t{50}}) {
+        if (window > 0 && !causal) continue;
+        AttentionOptions a;
+        a.f = f;
+        a.causal = causal;
+        LevSelectOptions s;
+        s.top_k = n;
+        s.window = window;
+        s.sinks = 4;
+        const LevRun lev = run_lev(Q, K, V, a, s);
+        std::vector<float> exact(static_cast<size_t>(n * d));
+        attend_exact(Q.view(), K.view(), V.view(), a, MatrixF(exact.data(), n, d));
+        double num = 0, den = 0;
+        for (size_t i = 0; i < exact.size(); ++i) {
+          num += std::pow(double(lev.out[i]) - exact[i], 2);
+          den += double(exact[i]) * exact[i];
+        }
+        EXPECT_LE(std::sqrt(num / den), 1e-5) << f.name() << (causal ? " causal" : "") << " window " << window;
+        EXPECT_EQ(lev.report.kept, std::vector<index_t>{n});
+        if (f.kind == ScoreKind::power) {
+          for (double m : lev.report.missing_mass) EXPECT_LE(m, 1e-5);
+        }
+      }
+}
+
+TEST(LevAttention, SelectionIsTheTopKOfReferenceScoresPlusSinks) {
+  for (const std::string kind : {"gaussian", "heavy_tailed", "badly_scaled", "cond1e3"}) {
+    const Floats K = make_keys(kind, 3000, 16, 5);
+    const std::vector<double> ref = leverage_reference(K, 1e-7);
+    for (index_t k : {1, 16, 200}) {
+      LevSelectOptions s;
+      s.top_k = k;
+      s.sinks = 3;
+      const std::vector<index_t> kept = lev_select(K.view(), s);
+      std::vector<double> sorted = ref;
+      std::sort(sorted.begin(), sorted.end(), std::greater<>());
+      const double kth = sorted[k - 1];
+      std::set<index_t> set(kept.begin(), kept.end());
+      EXPECT_TRUE(std::is_sorted(kept.begin(), kept.end()));
+      for (index_t j = 0; j < 3; ++j) EXPECT_TRUE(set.count(j)) << "sink " << j;
+      index_t from_scores = 0;
+      for (index_t j : kept)
+        if (j >= 3 || ref[j] >= kth * (1 - 1e-4)) {
+          EXPECT_GE(ref[j], kth * (1 - 1e-4)) << kind << " k=" << k << " key " << j;
+          ++from_scores;
+        }
+      EXPECT_GE(from_scores, k - 3) << kind;
+      EXPECT_LE(static_cast<index_t>(kept.size()), k + 3) << kind;
+    }
+  }
+}
+
+TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
+  const index_t n = 900, d = 24, dv = 20;
+  const Floats Q = gaussian(n, d, 11), K = make_keys("heavy_tailed", n, d, 12), V = gaussian(n, dv, 13);
+  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
+    for (bool causal : {false, true}) {
+      AttentionOptions a;
+      a.f = f;
+      a.causal = causal;
+      a.scale = f.kind == ScoreKind::softmax ? 0.01 : 0.0;
+      LevSelectOptions s;
+      s.top_k = 64;
+      s.sinks = 2;
+      s.window = causal ? 16 : 0;
+      const LevRun lev = run_lev(Q, K, V, a, s);
+      const std::vector<index_t> kept = lev_select(K.view(), s);
+      const std::set<index_t> set(kept.begin(), kept.end());
+      AttentionSpec spec;
+      spec.softmax = f.kind == ScoreKind::softmax;
+      spec.scale = effective_scale(a, d);
+      if (causal) spec.visible = [](index_t i, index_t j) { return j <= i; };
+      spec.kept = [&](index_t i, index_t j) { return set.count(j) > 0 || (causal && j > i - 16); };
+      spec.normalise_over_kept = spec.softmax;
+      const AttentionRows ref = attention_rows_reference(Q, K, V, all_rows(n), spec);
+      EXPECT_LE(relative_error(lev.out, ref.out), 1e-5) << f.name() << (causal ? " causal" : "");
+      if (!spec.softmax) {
+        ASSERT_EQ(lev.report.missing_mass.size(), static_cast<size_t>(n));
+        double largest = 0.0;
+        for (index_t i = 0; i < n; ++i) {
+          EXPECT_NEAR(lev.report.missing_mass[i], 1.0 - ref.kept_mass[i], 1e-5) << "row " << i;
+          largest = std::max(largest, 1.0 - ref.kept_mass[i]);
+        }
+        EXPECT_GT(largest, 1e-3) << "the check must see keys left out";
+      }
+    }
+}
+
+TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
+  for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed"}) {
+    // n·ε ≈ 1.25·d: about half the keys clear ε, and the maximiser queries G⁺k_j reach them.
+    const Floats K = make_keys(kind, 500, 8, 21), Q = make_queries(K, 200, 22), V = gaussian(500, 8, 23);
+    const double eps = 0.02;
+    AttentionOptions a;
+    a.f = ScoreFunction::power(2.0);
+    LevSelectOptions s;
+    s.eps = eps;
+    const LevRun lev = run_lev(Q, K, V, a, s);
+    const std::vector<index_t> kept = lev_select(K.view(), s);
+    const std::set<index_t> set(kept.begin(), kept.end());
+    const MatD A = attention_reference(Q, K);
+    index_t heavy = 0;
+    for (index_t i = 0; i < A.rows(); ++i) {
+      double mass = 0.0;
+      for (index_t j = 0; j < A.cols(); ++j) {
+        if (set.count(j)) mass += A(i, j);
+        if (A(i, j) >= eps * (1 + 1e-4)) {
+          ++heavy;
+          EXPECT_TRUE(set.count(j)) << kind << ": entry (" << i << ", " << j << ") = " << A(i, j) << " lost";
+        }
+      }
+      if (A.row(i).sum() > 0) {
+        EXPECT_NEAR(lev.report.missing_mass[i], 1.0 - mass, 1e-5) << kind << " row " << i;
+      }
+    }
+    EXPECT_GT(heavy, 0) << kind;
+    EXPECT_LE(static_cast<double>(kept.size()), 8 / eps) << kind;
+    EXPECT_LT(static_cast<index_t>(kept.size()), 500) << kind << ": the set must leave keys out";
+  }
+}
+
+TEST(LevAttention, BadParametersAreRefused) {
+  const Floats Q = gaussian(10, 8, 31), K = gaussian(20, 8, 32), V = gaussian(20, 8, 33);
+  const auto bad = [&](const AttentionOptions& a, const LevSelectOptions& s, const std::string& fragment) {
+    try {
+      run_lev(Q, K, V, a, s);
+      ADD_FAILURE() << "accepted: " << fragment;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+  };
+  LevSelectOptions s;
+  bad(AttentionOptions{}, s, "exactly one");
+  s.top_k = 3;
+  s.eps = 0.1;
+  bad(AttentionOptions{}, s, "exactly one");
+  s.eps = 0.0;
+  s.top_k = 21;
+  bad(AttentionOptions{}, s, "exceeds");
+  s.top_k = 3;
+  s.window = 4;
+  bad(AttentionOptions{}, s, "causal");
+  s.window = 0;
+  AttentionOptions a;
+  a.f = ScoreFunction::power(3.0);
+  bad(a, s, "P = 2");
+  s.top_k = 0;
+  s.eps = 1.5;
+  bad(AttentionOptions{}, s, "eps");
+}
+
+}  // namespace
+}  // namespace levattn::test
