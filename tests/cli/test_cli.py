@@ -37,6 +37,16 @@ def leverage(K):
     return (U[:, :r] ** 2).sum(axis=1), r
 
 
+def softmax_attention(Q, K, V, scale, causal=False):
+    """Exact softmax attention in float64, bottom-right causal mask."""
+    S = scale * (Q.astype(np.float64) @ K.astype(np.float64).T)
+    if causal:
+        off = K.shape[0] - Q.shape[0]
+        S = np.where(np.arange(K.shape[0])[None, :] <= np.arange(Q.shape[0])[:, None] + off, S, -np.inf)
+    W = np.exp(S - S.max(axis=1, keepdims=True))
+    return (W @ V.astype(np.float64)) / W.sum(axis=1, keepdims=True), np.log(W.sum(axis=1)) + S.max(axis=1)
+
+
 def attention(Q, K):
     S = Q.astype(np.float64) @ K.astype(np.float64).T
     tot = (S ** 2).sum(axis=1, keepdims=True)
@@ -126,6 +136,62 @@ with tempfile.TemporaryDirectory() as tmp:
     check(r.returncode == 0 and j["recall"] == 1 and j["precision"] == 1 and j["planted_recovered"] == j["planted_keys"]
           and {"load", "compute", "write"} <= set(j["seconds"]),
           "demo on a small instance: recall and precision 1, planted keys recovered")
+
+    # attend: exact (softmax, causal, 4-D with grouped queries) and lev, against numpy
+    AQ = rng.standard_normal((2, 4, 70, 16)).astype(np.float32)
+    AK = rng.standard_normal((2, 2, 90, 16)).astype(np.float32)
+    AV = rng.standard_normal((2, 2, 90, 8)).astype(np.float32)
+    for name, arr in (("AQ", AQ), ("AK", AK), ("AV", AV)):
+        np.save(p(name + ".npy"), arr)
+    r = run("attend", "--queries", p("AQ.npy"), "--keys", p("AK.npy"), "--values", p("AV.npy"), "--causal",
+            "--output", p("O.npy"), "--lse", p("L.npy"), "--json")
+    ok = r.returncode == 0
+    if ok:
+        O, L = np.load(p("O.npy")), np.load(p("L.npy"))
+        err = 0.0
+        for b in range(2):
+            for h in range(4):
+                ref, lse = softmax_attention(AQ[b, h], AK[b, h // 2], AV[b, h // 2], 0.25, causal=True)
+                err = max(err, np.linalg.norm(O[b, h] - ref) / np.linalg.norm(ref), np.abs(L[b, h] - lse).max() / 10)
+        ok = O.shape == (2, 4, 70, 8) and O.dtype == np.float32 and err < 1e-5 and json.loads(r.stdout)["query_heads"] == 4
+    check(ok, "attend exact: (b, h, n, d) with grouped queries and causal mask matches numpy")
+    AQ2, AK2, AV2 = AQ[0, 0], AK[0, 0], AV[0, 0]
+    np.save(p("AQ2.npy"), AQ2); np.save(p("AK2.npy"), AK2); np.save(p("AV2.npy"), AV2)
+    r = run("attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"), "--method", "lev",
+            "--top-k", 90, "--output", p("O2.npy"))
+    ref, _ = softmax_attention(AQ2, AK2, AV2, 0.25)
+    check(r.returncode == 0 and np.linalg.norm(np.load(p("O2.npy")) - ref) / np.linalg.norm(ref) < 1e-5,
+          "attend lev with every key kept equals exact softmax attention")
+    r = run("attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"), "--method", "lev",
+            "--top-k", 10, "--f", "pow:2", "--output", p("O3.npy"), "--missing-mass", p("M3.npy"), "--json")
+    ok = r.returncode == 0
+    if ok:
+        tau, _ = leverage(AK2)
+        kept = np.sort(np.argsort(-tau, kind="stable")[:10])
+        A = attention(AQ2, AK2)
+        ref = A[:, kept] @ AV2[kept].astype(np.float64)
+        ok = (np.linalg.norm(np.load(p("O3.npy")) - ref) / np.linalg.norm(ref) < 1e-5
+              and np.abs(np.load(p("M3.npy")) - (1 - A[:, kept].sum(axis=1))).max() < 1e-5
+              and json.loads(r.stdout)["kept_per_head"] == [10])
+    check(ok, "attend lev pow:2 top-10: truncated output and missing mass match numpy")
+    expect_error(2, "--top-k", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),
+                 "--method", "lev", "--output", p("x.npy"))
+    expect_error(2, "lev", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),
+                 "--top-k", 3, "--output", p("x.npy"))
+    expect_error(2, "--causal", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),
+                 "--method", "lev", "--top-k", 3, "--window", 4, "--output", p("x.npy"))
+    expect_error(3, "pow:P", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),
+                 "--f", "pow:-1", "--output", p("x.npy"))
+    expect_error(3, "exceeds", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),
+                 "--method", "lev", "--top-k", 91, "--output", p("x.npy"))
+    expect_error(3, "mismatch", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK.npy"), "--values", p("AV.npy"),
+                 "--output", p("x.npy"))
+    expect_error(3, "multiple of key heads", "attend", "--queries", p("AK.npy"), "--keys", p("AQ.npy"),
+                 "--values", p("AQ.npy"), "--output", p("x.npy"))
+    AVn = AV2.copy(); AVn[33, 1] = np.nan; np.save(p("AVn.npy"), AVn)
+    expect_error(3, "values: batch 0, head 0, row 33", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"),
+                 "--values", p("AVn.npy"), "--output", p("never.npy"))
+    check(not os.path.exists(p("never.npy")), "a failed attend run leaves no output file")
 
     # Bad input: usage (2), bad data or parameters (3), anything else (1).
     expect_error(2, "subcommand")

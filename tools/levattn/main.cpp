@@ -20,11 +20,12 @@ int fail(int code, const char* message) {
 
 int main(int argc, char** argv) {
   using namespace levattn::cli;
-  CLI::App app("levattn — heavy attention with universal sets (leverage scores, f(x) = x²)",
+  CLI::App app("levattn — heavy attention with universal sets (leverage scores), exact attention and LevAttention",
                "levattn");
   app.require_subcommand(1);
   const std::vector<Command> commands = {add_scores_command(app), add_select_command(app),
-                                         add_heavy_command(app), add_demo_command(app)};
+                                         add_heavy_command(app), add_attend_command(app),
+                                         add_demo_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,207 @@
+// levattn attend --queries Q --keys K --values V [--method exact|lev] [--top-k K | --eps E]
+//                [--sinks S] [--window W] [--causal] [--f softmax|pow:P] [--scale X]
+//                --output O.npy [--lse L.npy] [--missing-mass M.npy] [--json]
+// Shapes (n, d), (h, n, d) or (b, h, n, d), the same rank for all three; query heads may be a
+// multiple of key heads (grouped-query attention). O has the queries' shape with d_v last.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include "commands.hpp"
+#include "levattn/attention/exact.hpp"
+#include "levattn/attention/lev_attention.hpp"
+#include "levattn/io/npy.hpp"
+#include "levattn/io/tensor.hpp"
+#include "report.hpp"
+
+namespace levattn::cli {
+
+namespace {
+
+struct AttendOptions {
+  std::string queries, keys, values, output, lse_output, missing_output;
+  std::string method = "exact";
+  std::string f = "softmax";
+  std::optional<double> eps;
+  std::optional<index_t> top_k;
+  index_t sinks = 0, window = 0;
+  bool causal = false;
+  double scale = 0.0, ridge = 0.0, rcond = kDefaultRcond;
+  CommonOptions common;
+};
+
+// A loaded array seen as (b, h, n, d).
+struct Heads4 {
+  io::FloatTensor tensor;
+  index_t batch = 1, heads = 1, rows = 0, cols = 0;
+  ConstHeadsF view() const { return ConstHeadsF(tensor.data(), batch, heads, rows, cols); }
+};
+
+Heads4 load_heads4(const std::string& spec, const std::string& role) {
+  Heads4 a;
+  a.tensor = io::load_float_tensor(spec);
+  const auto& s = a.tensor.shape();
+  require(s.size() >= 2 && s.size() <= 4, role + ": " + spec + " has shape " + io::format_shape(s) +
+                                              "; expected (n, d), (h, n, d) or (b, h, n, d)");
+  a.rows = s[s.size() - 2];
+  a.cols = s[s.size() - 1];
+  if (s.size() >= 3) a.heads = s[s.size() - 3];
+  if (s.size() == 4) a.batch = s[0];
+  require(a.batch >= 1 && a.heads >= 1 && a.rows >= 1 && a.cols >= 1,
+          role + ": " + spec + " has shape " + io::format_shape(s) + "; no dimension may be 0");
+  return a;
+}
+
+void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v) {
+  const auto shapes = "queries " + io::format_shape(q.tensor.shape()) + ", keys " +
+                      io::format_shape(k.tensor.shape()) + ", values " + io::format_shape(v.tensor.shape());
+  require(q.tensor.ndim() == k.tensor.ndim() && k.tensor.ndim() == v.tensor.ndim(),
+          "shape mismatch: " + shapes + " must have the same number of dimensions");
+  require(q.cols == k.cols, "shape mismatch: " + shapes + ": queries and keys differ in d");
+  require(k.rows == v.rows && k.heads == v.heads && k.batch == v.batch,
+          "shape mismatch: " + shapes + ": values need one row per key, in the same heads");
+  require(q.batch == k.batch, "shape mismatch: " + shapes + ": batch sizes differ");
+  require(q.heads % k.heads == 0,
+          "shape mismatch: " + shapes + ": query heads must be a multiple of key heads");
+}
+
+void check_usage(const AttendOptions& o) {
+  if (!ends_with(o.output, ".npy")) throw UsageError("--output must end in .npy");
+  if (!o.lse_output.empty() && !ends_with(o.lse_output, ".npy")) throw UsageError("--lse must end in .npy");
+  if (!o.missing_output.empty() && !ends_with(o.missing_output, ".npy"))
+    throw UsageError("--missing-mass must end in .npy");
+  if (o.method == "exact") {
+    if (o.eps || o.top_k || o.sinks > 0 || o.window > 0 || !o.missing_output.empty())
+      throw UsageError("--top-k, --eps, --sinks, --window and --missing-mass apply to --method lev");
+    return;
+  }
+  if (static_cast<int>(o.eps.has_value()) + static_cast<int>(o.top_k.has_value()) != 1)
+    throw UsageError("--method lev needs exactly one of --top-k and --eps");
+  if (!o.lse_output.empty()) throw UsageError("--lse applies to --method exact");
+  if (o.window > 0 && !o.causal) throw UsageError("--window needs --causal");
+}
+
+int run_attend(const AttendOptions& o) {
+  check_usage(o);
+  apply_threads(o.common);
+  AttentionOptions attention;
+  attention.f = parse_score_function(o.f);
+  attention.scale = o.scale;
+  attention.causal = o.causal;
+  require(o.scale >= 0.0, "--scale must be > 0");
+  if (!o.missing_output.empty() && attention.f.kind != ScoreKind::power)
+    throw UsageError("--missing-mass needs --f pow:2 (softmax has no cheap full normaliser)");
+
+  Phases phases;
+  Stopwatch load;
+  const Heads4 q = load_heads4(o.queries, "queries"), k = load_heads4(o.keys, "keys"),
+               v = load_heads4(o.values, "values");
+  check_shapes(q, k, v);
+  phases.load = load.seconds();
+
+  std::vector<index_t> out_shape = q.tensor.shape();
+  out_shape.back() = v.cols;
+  std::vector<float> out(static_cast<size_t>(q.batch * q.heads * q.rows * v.cols));
+  const HeadsF out_view(out.data(), q.batch, q.heads, q.rows, v.cols);
+  std::vector<double> lse;
+  LevAttentionReport lev;
+  Stopwatch compute;
+  if (o.method == "exact") {
+    lse.resize(static_cast<size_t>(q.batch * q.heads * q.rows));
+    attend_exact(q.view(), k.view(), v.view(), attention, out_view, lse.data());
+  } else {
+    LevSelectOptions select;
+    select.top_k = o.top_k.value_or(0);
+    select.eps = o.eps.value_or(0.0);
+    select.sinks = o.sinks;
+    select.window = o.window;
+    select.leverage = {o.ridge, o.rcond};
+    lev = attend_lev(q.view(), k.view(), v.view(), attention, select, out_view);
+  }
+  phases.compute = compute.seconds();
+
+  Stopwatch write;
+  io::write_npy(o.output, out.data(), out_shape);
+  std::vector<index_t> row_shape(q.tensor.shape().begin(), q.tensor.shape().end() - 1);
+  if (!o.lse_output.empty()) io::write_npy(o.lse_output, lse.data(), row_shape);
+  if (!o.missing_output.empty()) io::write_npy(o.missing_output, lev.missing_mass.data(), row_shape);
+  phases.write = write.seconds();
+
+  nlohmann::json j = {{"command", "attend"},
+                      {"method", o.method},
+                      {"f", attention.f.name()},
+                      {"scale", effective_scale(attention, q.cols)},
+                      {"causal", o.causal},
+                      {"batch", q.batch},
+                      {"query_heads", q.heads},
+                      {"key_heads", k.heads},
+                      {"n_q", q.rows},
+                      {"n_k", k.rows},
+                      {"d", q.cols},
+                      {"d_v", v.cols},
+                      {"output", o.output},
+                      {"seconds", phases.json()}};
+  if (o.method == "lev") {
+    j["kept_per_head"] = lev.kept;
+    j["select_seconds"] = lev.select_seconds;
+    j["attend_seconds"] = lev.attend_seconds;
+    if (o.top_k) j["top_k"] = *o.top_k; else j["eps"] = *o.eps;
+    j["sinks"] = o.sinks;
+    j["window"] = o.window;
+    if (!lev.missing_mass.empty()) {
+      const auto& m = lev.missing_mass;
+      double sum = 0.0;
+      for (double x : m) sum += x;
+      j["missing_mass"] = {{"max", *std::max_element(m.begin(), m.end())},
+                           {"mean", sum / static_cast<double>(m.size())}};
+    }
+  }
+  if (o.common.json) {
+    print_json(j);
+  } else {
+    std::fprintf(stderr, "levattn: wrote %s: %s attention (%s), %lld × %lld queries × %lld keys in %.3f s\n",
+                 o.output.c_str(), o.method.c_str(), attention.f.name().c_str(),
+                 static_cast<long long>(q.batch * q.heads), static_cast<long long>(q.rows),
+                 static_cast<long long>(k.rows), phases.compute);
+    if (j.contains("missing_mass"))
+      std::fprintf(stderr, "levattn: missing mass per row: max %.3g, mean %.3g\n",
+                   j["missing_mass"]["max"].get<double>(), j["missing_mass"]["mean"].get<double>());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_attend_command(CLI::App& app) {
+  auto o = std::make_shared<AttendOptions>();
+  CLI::App* c = app.add_subcommand(
+      "attend", "Attention output O = A·V: exact (tiled, online normaliser) or LevAttention");
+  c->add_option("--queries", o->queries, "Queries: .npy or .safetensors[:name], (n, d), (h, n, d) or (b, h, n, d)")
+      ->required();
+  c->add_option("--keys", o->keys, "Keys, same rank as the queries; heads may divide the query heads")->required();
+  c->add_option("--values", o->values, "Values, one row per key")->required();
+  c->add_option("--method", o->method, "exact, or lev (attention over the keys of top leverage score)")
+      ->check(CLI::IsMember({"exact", "lev"}))
+      ->capture_default_str();
+  auto* k = c->add_option("--top-k", o->top_k, "lev: keep the k keys of largest leverage score per head");
+  auto* eps = c->add_option("--eps", o->eps, "lev: keep the keys with leverage score ≥ ε");
+  k->excludes(eps);
+  eps->excludes(k);
+  c->add_option("--sinks", o->sinks, "lev: always keep the first S keys")->check(CLI::NonNegativeNumber);
+  c->add_option("--window", o->window, "lev with --causal: each query also sees its W latest keys")
+      ->check(CLI::NonNegativeNumber);
+  c->add_flag("--causal", o->causal, "Causal mask (query i sees keys j ≤ i + n_k − n_q)");
+  c->add_option("--f", o->f, "softmax or pow:P (|x|^P)")->capture_default_str();
+  c->add_option("--scale", o->scale, "Scale c of the scores (default 1/√d for softmax, 1 for pow:P)");
+  c->add_option("--ridge", o->ridge, "lev: ridge λ of the leverage scores")->check(CLI::NonNegativeNumber);
+  c->add_option("--rcond", o->rcond, "lev: relative singular-value cut-off")->capture_default_str();
+  c->add_option("--output", o->output, "Output O.npy (float32)")->required();
+  c->add_option("--lse", o->lse_output, "exact: also write each row's log normaliser (float64 .npy)");
+  c->add_option("--missing-mass", o->missing_output,
+                "lev with pow:2: also write each row's missing mass 1 − Σ_kept A (float64 .npy)");
+  add_common_options(*c, o->common);
+  return {c, [o] { return run_attend(*o); }};
+}
+
+}  // namespace levattn::cli
