@@ -3,6 +3,8 @@
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy
+# Only `make bench` needs PyTorch (it times PyTorch's attention beside ours).
+BENCH_PACKAGES := python3-torch
 JOBS ?= 2
 
 .PHONY: all deps build demo test test-asan bench clean
@@ -10,7 +12,7 @@ JOBS ?= 2
 all: build
 
 deps:
-	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -32,11 +34,13 @@ test-asan: deps
 	cmake --build --preset asan-ubsan -j $(JOBS)
 	ctest --preset asan-ubsan -j $(JOBS)
 
-bench: build
+bench:
+	$(MAKE) build EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	./build/release/bench/levattn_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
 	  --benchmark_report_aggregates_only=true \
 	  --benchmark_out=build/bench.json --benchmark_out_format=json
-	/usr/bin/python3 bench/report.py build/bench.json
+	/usr/bin/python3 bench/torch_attention.py build/torch.json
+	/usr/bin/python3 bench/report.py build/bench.json build/torch.json
 
 clean:
 	rm -rf build

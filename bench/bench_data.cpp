@@ -16,4 +16,13 @@ const PlantedData& planted(index_t n, index_t m, index_t d) {
   return it->second;
 }
 
+std::vector<float> hashed_floats(index_t count, std::uint64_t seed) {
+  std::vector<float> x(static_cast<size_t>(count));
+  for (index_t i = 0; i < count; ++i) {
+    const std::uint64_t h = (static_cast<std::uint64_t>(i) * 2654435761ull + seed * 40503ull) % (1ull << 32);
+    x[i] = static_cast<float>(2.0 * (static_cast<double>(h) / 4294967296.0) - 1.0);
+  }
+  return x;
+}
+
 }  // namespace levattn::bench

@@ -5,9 +5,15 @@ import json
 import sys
 
 run = json.load(open(sys.argv[1]))
-median = dict(sorted((b["run_name"], b["real_time"]) for b in run["benchmarks"] if b.get("aggregate_name") == "median"))
-if not median:  # a run without repetitions
-    median = dict(sorted((b["run_name"], b["real_time"]) for b in run["benchmarks"]))
+torch_run = json.load(open(sys.argv[2])) if len(sys.argv) > 2 else None
+medians = [b for b in run["benchmarks"] if b.get("aggregate_name") == "median"]
+if not medians:  # a run without repetitions
+    medians = run["benchmarks"]
+medians += [b for b in run["benchmarks"] if "iterations:1" in b["run_name"] and b.get("run_type") == "iteration"
+            and not any(m["run_name"] == b["run_name"] for m in medians)]
+median = dict(sorted((b["run_name"], b["real_time"] * {"us": 1e-3, "ms": 1.0}.get(b.get("time_unit", "ms"), 1.0))
+                     for b in medians))
+counters = {b["run_name"]: b for b in medians}
 ctx = run["context"]
 print(f"Machine: {ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, run {ctx.get('date')}, "
       f"threads: {ctx.get('levattn_threads', 'default (all cores)')}\n")
@@ -35,3 +41,37 @@ for label, series in [("leverage scores", lev), ("heavy search (m = n)", search)
     if str(1 << 17) in series and str(1 << 20) in series:
         print(f"\nGrowth of {label} from n = 2^17 to 2^20 (8× the keys): "
               f"{series[str(1 << 20)] / series[str(1 << 17)]:.2f}×")
+
+exact = {n: t for n, t in median.items() if n.startswith("BM_ExactAttention/")}
+if exact:
+    print("\n| exact attention, one head, n_q = n_k, f32, softmax | median (ms) | GFLOP/s | PyTorch (ms) | PyTorch / levattn |"
+          "\n| --- | ---: | ---: | ---: | ---: |")
+    for name, t in exact.items():
+        n, d = name.split("/")[1:3]
+        flops = counters[name].get("FLOP", 0) / 1e9
+        tt = torch_run["median_ms"].get(f"{n}/{d}") if torch_run else None
+        print(f"| n = {n}, d = {d} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.1f}× |" if tt else "– | – |"))
+    if torch_run:
+        print(f"\nPyTorch {torch_run['torch_version']} with {torch_run['threads']} threads, matmul–softmax–matmul, "
+              f"median of its own repeats, on bit-identical inputs.")
+decode = {n: t for n, t in median.items() if n.startswith("BM_Decode/")}
+read = [counters[n]["bytes"] / 1e9 for n in median if n.startswith("BM_MemoryRead")]
+if decode:
+    print("\n| decode, n_q = 1, d = 128 | median (µs) | GB/s of K and V | share of measured read bandwidth |"
+          "\n| --- | ---: | ---: | ---: |")
+    for name, t in decode.items():
+        gbs = counters[name]["bytes"] / 1e9
+        print(f"| n_k = {name.split('/')[1]} | {t * 1e3:.0f} | {gbs:.1f} | " + (f"{gbs / read[0]:.0%} |" if read else "– |"))
+    if read:
+        print(f"\nMeasured read bandwidth (parallel sum over 512 MiB): {read[0]:.1f} GB/s.")
+levattn_runs = {int(n.split("/")[1]): t for n, t in median.items() if n.startswith("BM_LevAttention/")}
+if levattn_runs:
+    print("\n| LevAttention, softmax, top-256, d = 64, n_q = n_k = n (selection included) | median (ms) |\n| --- | ---: |")
+    for n, t in sorted(levattn_runs.items()):
+        print(f"| n = {n} | {t:.1f} |")
+    full = median.get("BM_ExactAttention/65536/64/iterations:1/real_time")
+    if full and 65536 in levattn_runs:
+        print(f"\nAt n = 65,536: exact {full:.0f} ms, LevAttention {levattn_runs[65536]:.1f} ms → "
+              f"{full / levattn_runs[65536]:.0f}× faster (ideal n/k = 256).")
+    if 1 << 14 in levattn_runs and 1 << 18 in levattn_runs:
+        print(f"Growth from n = 2^14 to 2^18 (16× the keys and queries): {levattn_runs[1 << 18] / levattn_runs[1 << 14]:.1f}×.")

@@ -1,0 +1,83 @@
+// Exact attention (prefill and decode) and LevAttention. FLOPs are counted as 4·n_q·n_k·d (two
+// products); decode is compared with the memory bandwidth measured in the same run. Inputs come
+// from hashed_floats, so bench/torch_attention.py times PyTorch on bit-identical data.
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "bench_data.hpp"
+#include "levattn/attention/exact.hpp"
+#include "levattn/attention/lev_attention.hpp"
+
+namespace levattn::bench {
+namespace {
+
+struct QKV {
+  std::vector<float> q, k, v;
+  QKV(index_t n_q, index_t n_k, index_t d)
+      : q(hashed_floats(n_q * d, 1)), k(hashed_floats(n_k * d, 2)), v(hashed_floats(n_k * d, 3)) {}
+};
+
+void exact(benchmark::State& state, index_t n_q, index_t n_k, index_t d) {
+  const QKV in(n_q, n_k, d);
+  std::vector<float> out(static_cast<size_t>(n_q * d));
+  for (auto _ : state) {
+    attend_exact(ConstMatrixF(in.q.data(), n_q, d), ConstMatrixF(in.k.data(), n_k, d),
+                 ConstMatrixF(in.v.data(), n_k, d), AttentionOptions{}, MatrixF(out.data(), n_q, d));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["FLOP"] = benchmark::Counter(4.0 * double(n_q) * double(n_k) * double(d),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// One head, n_q = n_k = range(0), width range(1).
+void BM_ExactAttention(benchmark::State& state) { exact(state, state.range(0), state.range(0), state.range(1)); }
+
+// One query over n_k = range(0) keys of width 128: bytes = K and V once.
+void BM_Decode(benchmark::State& state) {
+  const index_t n_k = state.range(0), d = 128;
+  exact(state, 1, n_k, d);
+  state.counters["bytes"] = benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(float),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The machine's read bandwidth in the same run: a parallel integer sum over 512 MiB (integer adds
+// keep the loop bound by memory, not by the latency of one float accumulator).
+void BM_MemoryRead(benchmark::State& state) {
+  const index_t count = index_t{1} << 27;
+  std::vector<std::uint32_t> x(static_cast<size_t>(count), 1u);
+  for (auto _ : state) {
+    std::uint32_t sum = 0;
+#pragma omp parallel for simd reduction(+ : sum) schedule(static)
+    for (index_t i = 0; i < count; ++i) sum += x[i];
+    benchmark::DoNotOptimize(sum);
+  }
+  state.counters["bytes"] = benchmark::Counter(double(count) * sizeof(std::uint32_t),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// LevAttention, softmax, top-256 keys, n_q = n_k = range(0), d = 64, selection included.
+void BM_LevAttention(benchmark::State& state) {
+  const index_t n = state.range(0), d = 64;
+  const QKV in(n, n, d);
+  std::vector<float> out(static_cast<size_t>(n * d));
+  LevSelectOptions select;
+  select.top_k = 256;
+  for (auto _ : state) {
+    attend_lev(ConstHeadsF(in.q.data(), 1, 1, n, d), ConstHeadsF(in.k.data(), 1, 1, n, d),
+               ConstHeadsF(in.v.data(), 1, 1, n, d), AttentionOptions{}, select, HeadsF(out.data(), 1, 1, n, d));
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+
+BENCHMARK(BM_ExactAttention)->Args({4096, 64})->Args({4096, 128})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ExactAttention)->Args({65536, 64})->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Decode)->Arg(16384)->Arg(65536)->Arg(262144)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_MemoryRead)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LevAttention)->RangeMultiplier(4)->Range(index_t{1} << 14, index_t{1} << 18)
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+}  // namespace levattn::bench

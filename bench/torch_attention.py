@@ -1,0 +1,48 @@
+#!/usr/bin/python3
+"""PyTorch's CPU attention (matmul–softmax–matmul, Debian's python3-torch) on the inputs that
+bench_attention.cpp uses, bit for bit (the same integer hash). Writes medians as JSON.
+Usage: torch_attention.py OUT.json [--threads 2] [--repeats 9]"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def hashed_floats(count, seed):
+    i = np.arange(count, dtype=np.uint64)
+    h = (i * np.uint64(2654435761) + np.uint64(seed * 40503)) % np.uint64(1 << 32)
+    return (2.0 * (h.astype(np.float64) / 4294967296.0) - 1.0).astype(np.float32)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=9)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results = {"torch_version": torch.__version__, "threads": args.threads, "median_ms": {}}
+    for n, d in ((4096, 64), (4096, 128)):
+        q, k, v = (torch.from_numpy(hashed_floats(n * d, s).reshape(n, d)) for s in (1, 2, 3))
+        scale = 1.0 / d ** 0.5
+
+        def attend():
+            return torch.softmax((q @ k.T) * scale, dim=-1) @ v
+
+        with torch.no_grad():
+            attend()  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                attend()
+                times.append((time.perf_counter() - t0) * 1e3)
+        results["median_ms"][f"{n}/{d}"] = statistics.median(times)
+    json.dump(results, open(args.out, "w"), indent=1)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
