@@ -40,7 +40,7 @@ struct Plan {
 };
 
 struct Scratch {
-  std::vector<float> Qp, St, Ot, m;
+  std::vector<float> Qp, St, Ot, m, q1;  // q1: the one query of a decode unit, scaled
   std::vector<double> l;
   std::vector<int> shift;  // power: query v was multiplied by 2^-shift[v]
 
@@ -49,6 +49,7 @@ struct Scratch {
         St(static_cast<size_t>(kKeyBlock * kLanes)),
         Ot(static_cast<size_t>(plan.dv * kLanes)),
         m(static_cast<size_t>(kLanes)),
+        q1(static_cast<size_t>(plan.d)),
         l(static_cast<size_t>(kLanes)),
         shift(static_cast<size_t>(kLanes)) {}
 };
@@ -136,12 +137,11 @@ bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF ke
   narrow_keys(plan.mask, q_first, q_first + q.rows - 1, k_begin, k_end);
   pack_queries(plan, q, keys_shift, sc);
   if (q.rows == 1) {
-    std::vector<float> qv(static_cast<size_t>(plan.d));
-    for (index_t c = 0; c < plan.d; ++c) qv[c] = sc.Qp[c * kLanes];
+    for (index_t c = 0; c < plan.d; ++c) sc.q1[c] = sc.Qp[c * kLanes];
     std::fill(sc.Ot.begin(), sc.Ot.begin() + plan.dv, 0.0f);
     detail::SingleJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
                           plan.d, plan.dv, k_begin, k_end, plan.mask, q_first};
-    detail::SingleState st{qv.data(), sc.St.data(), sc.Ot.data(), m0, 0.0};
+    detail::SingleState st{sc.q1.data(), sc.St.data(), sc.Ot.data(), m0, 0.0};
     kernels.run_single(job, st);
     return finish_lanes(plan, sc.Ot.data(), 1, &st.m, &st.l, sc.shift.data(), 1, out, lse);
   }
