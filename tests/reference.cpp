@@ -167,7 +167,8 @@ AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const F
     const index_t i = rows[t];
     std::vector<double> s(K.rows, 0.0);
     std::vector<char> vis(K.rows, 0), kep(K.rows, 0);
-    double top = -std::numeric_limits<double>::infinity();
+    const double kNegInf = -std::numeric_limits<double>::infinity();
+    double top = kNegInf, top_kept = kNegInf;  // largest visible and largest kept term
     for (index_t j = 0; j < K.rows; ++j) {
       vis[j] = !spec.visible || spec.visible(i, j);
       kep[j] = vis[j] && (!spec.kept || spec.kept(i, j));
@@ -176,24 +177,30 @@ AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const F
         dot += static_cast<double>(Q.data[i * Q.cols + c]) * K.data[j * K.cols + c];
       s[j] = spec.softmax ? spec.scale * dot : std::abs(spec.scale * dot);
       if (vis[j]) top = std::max(top, s[j]);
+      if (kep[j]) top_kept = std::max(top_kept, s[j]);
     }
+    // Terms relative to the largest one of their sum, so that neither exp nor the power
+    // overflows or underflows: w(s, m) = f(s)/f(m).
+    const auto w = [&](double x, double m) {
+      return spec.softmax ? std::exp(x - m) : (m > 0 ? std::pow(x / m, spec.p) : 0.0);
+    };
+    const auto log_f = [&](double m) { return spec.softmax ? m : spec.p * std::log(m); };
     double all = 0.0, kept = 0.0;
     Eigen::RowVectorXd acc = Eigen::RowVectorXd::Zero(V.cols);
     for (index_t j = 0; j < K.rows; ++j) {
-      if (!vis[j]) continue;
-      // Relative to the largest visible term, so that neither exp nor the power overflows.
-      const double w = spec.softmax ? std::exp(s[j] - top) : (top > 0 ? std::pow(s[j] / top, spec.p) : 0.0);
-      all += w;
+      if (vis[j]) all += w(s[j], top);
       if (kep[j]) {
-        kept += w;
-        acc += w * Vd.row(j);
+        kept += w(s[j], top_kept);
+        acc += w(s[j], top_kept) * Vd.row(j);
       }
     }
-    const double lshift = spec.softmax ? top : spec.p * std::log(top);
-    r.lse.push_back(kept > 0 ? lshift + std::log(kept) : -std::numeric_limits<double>::infinity());
-    r.kept_mass.push_back(all > 0 ? kept / all : 0.0);
-    const double denominator = spec.normalise_over_kept ? kept : all;
-    if (denominator > 0) r.out.row(t) = acc / denominator;
+    const bool any_kept = kept > 0 && (spec.softmax || top_kept > 0);
+    const double lse = any_kept ? log_f(top_kept) + std::log(kept) : kNegInf;
+    const double lse_all = all > 0 && (spec.softmax || top > 0) ? log_f(top) + std::log(all) : kNegInf;
+    r.lse.push_back(lse);
+    const double mass = any_kept && std::isfinite(lse_all) ? std::exp(lse - lse_all) : 0.0;
+    r.kept_mass.push_back(mass);
+    if (any_kept) r.out.row(t) = spec.normalise_over_kept ? (acc / kept).eval() : (acc / kept * mass).eval();
   }
   return r;
 }

@@ -1,0 +1,77 @@
+// A key/value cache for decoding: append (k, v) each step, attend with the step's query over the
+// keys the cache retains. Policies, compared at equal budgets (bench/bench_kv_cache.cpp):
+//
+//  * leverage: the keys of largest ℓ2 leverage score under the running Gram matrix G of every key
+//    appended so far (budget mode), or every key whose current score is ≥ ε (threshold mode).
+//    Scores are refreshed every `refresh` appends (O(d³ + size·d²) each, plus O(d²) per append to
+//    update G); keys appended since the last refresh are kept until the next one (a short
+//    recency window inside the budget). Because a key's score only falls as keys arrive, a
+//    key evicted in threshold mode (score < ε at a refresh) can never re-enter the universal set:
+//    for |x|² attention, every entry A ≥ ε of every later query lies in the cache, up to the
+//    rounding of the scores (see leverage.hpp). Budget mode carries no such guarantee.
+//  * window (StreamingLLM style): the first `sinks` keys and the latest budget − sinks.
+//  * accumulated (H2O style): the latest budget/2 keys, and of the older ones the budget − budget/2
+//    with the largest attention received so far (summed over the steps' softmax weights).
+//
+// attend(): softmax normalised over the retained keys; |x|² (pow:2) normalised by the exact full
+// normaliser qᵀGq over every key appended, so the output is the exact truncation of true
+// attention and missing_mass() is exact. Other pow:P are refused. Memory O(d² + budget·(d + d_v))
+// (threshold mode: O(d² + (d/ε)·(d + d_v)) after each refresh).
+#pragma once
+
+#include <vector>
+
+#include "levattn/attention/exact.hpp"
+#include "levattn/linalg/gram_factors.hpp"
+
+namespace levattn {
+
+enum class CachePolicy { leverage, window, accumulated };
+
+struct KVCacheOptions {
+  CachePolicy policy = CachePolicy::leverage;
+  index_t budget = 256;  // keys kept (leverage budget mode, window, accumulated); ≥ 1
+  double eps = 0.0;      // leverage only: > 0 selects threshold mode (budget then ignored)
+  index_t sinks = 4;     // window only
+  index_t refresh = 0;   // leverage only: appends between score refreshes; 0: max(1, budget/4)
+  AttentionOptions attention;  // softmax or pow:2; causal is irrelevant (one query per step)
+};
+
+class KVCache {
+ public:
+  // Throws Error{bad_input} for d, d_v < 1, budget < 1, ε outside [0, 1], sinks outside
+  // [0, budget), an f other than softmax and pow:2.
+  KVCache(index_t d, index_t d_v, KVCacheOptions options);
+
+  // Appends one key (d floats) and value (d_v floats); throws Error{bad_input} on NaN/Inf.
+  void append(const float* key, const float* value);
+  // out (d_v floats) = attention of query (d floats) over the retained keys, as described above.
+  // Updates the accumulated-attention scores of the H2O policy.
+  void attend(const float* query, float* out);
+
+  index_t size() const { return static_cast<index_t>(position_.size()); }  // keys retained
+  index_t appended() const { return appended_; }
+  // Global positions of the retained keys, ascending.
+  std::vector<index_t> positions() const;
+  // pow:2 only: 1 − Σ_{retained} A of the last attend() (0 before any attend).
+  double missing_mass() const { return missing_mass_; }
+
+ private:
+  void evict(index_t slot);
+  void refresh_scores();
+  void enforce_budget();
+
+  index_t d_, dv_;
+  KVCacheOptions options_;
+  index_t appended_ = 0;
+  std::vector<float> keys_, values_;  // retained, in slots (unordered)
+  std::vector<index_t> position_;     // global position of each slot
+  std::vector<double> weight_;        // leverage: score at the last refresh (+∞ if newer);
+                                      // accumulated: attention received so far
+  std::vector<double> gram_;          // d×d, every key appended (double)
+  index_t since_refresh_ = 0;
+  double missing_mass_ = 0.0;
+  std::vector<double> lse_;           // scratch for attend()
+};
+
+}  // namespace levattn

@@ -1,0 +1,124 @@
+// KVCache (see kv_cache.hpp): slots of retained keys/values, a running Gram matrix in double, and
+// per-policy eviction.
+#include "levattn/attention/kv_cache.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace levattn {
+
+namespace {
+constexpr double kNew = std::numeric_limits<double>::infinity();  // appended since the last refresh
+}  // namespace
+
+KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options) : d_(d), dv_(d_v), options_(options) {
+  require(d >= 1 && d_v >= 1, "KV cache: d and d_v must be at least 1");
+  require(options.budget >= 1, "KV cache: the budget must be at least 1");
+  require(options.eps >= 0.0 && options.eps <= 1.0, "KV cache: eps must lie in [0, 1] (0: budget mode)");
+  require(options.policy != CachePolicy::window || (options.sinks >= 0 && options.sinks < options.budget),
+          "KV cache: sinks must lie in [0, budget)");
+  require(options.attention.f.kind == ScoreKind::softmax || options.attention.f.p == 2.0,
+          "KV cache: attention must be softmax or pow:2");
+  require(options.refresh >= 0, "KV cache: refresh must be ≥ 0");
+  if (options_.refresh == 0) options_.refresh = std::max<index_t>(1, options_.budget / 4);
+  gram_.assign(static_cast<size_t>(d * d), 0.0);
+}
+
+std::vector<index_t> KVCache::positions() const {
+  std::vector<index_t> p = position_;
+  std::sort(p.begin(), p.end());
+  return p;
+}
+
+void KVCache::evict(index_t slot) {  // the last slot moves into `slot`
+  const index_t last = size() - 1;
+  if (slot != last) {
+    std::copy_n(keys_.begin() + last * d_, d_, keys_.begin() + slot * d_);
+    std::copy_n(values_.begin() + last * dv_, dv_, values_.begin() + slot * dv_);
+    position_[slot] = position_[last];
+    weight_[slot] = weight_[last];
+  }
+  keys_.resize(static_cast<size_t>(last * d_));
+  values_.resize(static_cast<size_t>(last * dv_));
+  position_.pop_back();
+  weight_.pop_back();
+}
+
+void KVCache::refresh_scores() {
+  const GramFactors f = factor_gram(gram_, d_, 0.0, kDefaultRcond);
+  f.inverse_root.sum_squares(ConstMatrixF(keys_.data(), size(), d_), weight_.data(), "keys");
+  since_refresh_ = 0;
+  if (options_.eps > 0.0)
+    for (index_t s = size() - 1; s >= 0; --s)
+      if (weight_[s] < options_.eps) evict(s);
+}
+
+// Evicts while over budget: the policy's least valuable slot each time.
+void KVCache::enforce_budget() {
+  if (options_.policy == CachePolicy::leverage && options_.eps > 0.0) return;
+  while (size() > options_.budget) {
+    index_t victim = -1;
+    for (index_t s = 0; s < size(); ++s) {
+      bool eligible = true;
+      if (options_.policy == CachePolicy::window) eligible = position_[s] >= options_.sinks;
+      if (options_.policy == CachePolicy::accumulated)
+        eligible = position_[s] < appended_ - options_.budget / 2;  // outside the recent half
+      if (!eligible) continue;
+      const bool better = victim < 0 ||
+                          (options_.policy == CachePolicy::window
+                               ? position_[s] < position_[victim]  // the oldest
+                               : weight_[s] < weight_[victim] ||
+                                     (weight_[s] == weight_[victim] && position_[s] < position_[victim]));
+      if (better) victim = s;
+    }
+    if (victim < 0) break;  // cannot happen with the option checks above
+    evict(victim);
+  }
+}
+
+void KVCache::append(const float* key, const float* value) {
+  require(std::all_of(key, key + d_, [](float x) { return std::isfinite(x); }) &&
+              std::all_of(value, value + dv_, [](float x) { return std::isfinite(x); }),
+          "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
+  for (index_t r = 0; r < d_; ++r)
+    for (index_t c = 0; c < d_; ++c) gram_[r * d_ + c] += static_cast<double>(key[r]) * key[c];
+  keys_.insert(keys_.end(), key, key + d_);
+  values_.insert(values_.end(), value, value + dv_);
+  position_.push_back(appended_++);
+  weight_.push_back(options_.policy == CachePolicy::leverage ? kNew : 0.0);
+  if (options_.policy == CachePolicy::leverage && ++since_refresh_ >= options_.refresh) refresh_scores();
+  enforce_budget();
+}
+
+void KVCache::attend(const float* query, float* out) {
+  require(std::all_of(query, query + d_, [](float x) { return std::isfinite(x); }),
+          "KV cache: the query holds a NaN or an infinity");
+  lse_.resize(1);
+  const index_t n = size();
+  AttentionOptions o = options_.attention;
+  o.causal = false;
+  attend_exact(ConstMatrixF(query, 1, d_), ConstMatrixF(keys_.data(), n, d_),
+               ConstMatrixF(values_.data(), n, dv_), o, MatrixF(out, 1, dv_), lse_.data());
+  const double c = effective_scale(o, d_);
+  if (options_.policy == CachePolicy::accumulated && std::isfinite(lse_[0]))
+    for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received
+      double dot = 0.0;
+      for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * keys_[s * d_ + col];
+      const double logf = o.f.kind == ScoreKind::softmax ? c * dot : 2.0 * std::log(std::fabs(c * dot));
+      weight_[s] += std::exp(logf - lse_[0]);
+    }
+  if (o.f.kind != ScoreKind::power) return;
+  double total = 0.0;  // c²·qᵀGq over every key appended
+  for (index_t r = 0; r < d_; ++r) {
+    double row = 0.0;
+    for (index_t col = 0; col < d_; ++col) row += gram_[r * d_ + col] * query[col];
+    total += row * query[r];
+  }
+  total *= c * c;
+  const double kept = total > 0.0 && std::isfinite(lse_[0]) ? std::exp(lse_[0] - std::log(total)) : 0.0;
+  missing_mass_ = total > 0.0 ? std::max(0.0, 1.0 - kept) : 0.0;
+  for (index_t col = 0; col < dv_; ++col) out[col] *= static_cast<float>(kept);
+}
+
+}  // namespace levattn

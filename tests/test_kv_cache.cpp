@@ -1,0 +1,132 @@
+// The decoding KV cache against double references: with room for every key it is exact
+// attention; each policy keeps what it promises; threshold-mode leverage keeps every key whose
+// final leverage score clears ε (hence every |x|² entry ≥ ε); pow:2 outputs and missing mass are
+// the exact truncation over the retained keys.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+#include <set>
+
+#include "levattn/attention/kv_cache.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+Floats gaussian(index_t rows, index_t cols, std::uint64_t seed) {
+  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal;
+  for (float& x : f.data) x = normal(rng);
+  return f;
+}
+
+// Output of attention at step t (keys [0, t]) restricted to `kept`, as the cache defines it.
+AttentionRows reference_step(const Floats& Q, const Floats& K, const Floats& V, index_t t, index_t query_row,
+                             const std::set<index_t>& kept, const AttentionOptions& o) {
+  AttentionSpec spec;
+  spec.softmax = o.f.kind == ScoreKind::softmax;
+  spec.scale = effective_scale(o, K.cols);
+  spec.visible = [t](index_t, index_t j) { return j <= t; };
+  spec.kept = [&](index_t, index_t j) { return kept.count(j) > 0; };
+  spec.normalise_over_kept = spec.softmax;
+  return attention_rows_reference(Q, K, V, {query_row}, spec);
+}
+
+double row_error(const std::vector<float>& got, const MatD& ref) {
+  double num = 0, den = 0;
+  for (index_t c = 0; c < ref.cols(); ++c) {
+    num += std::pow(got[c] - ref(0, c), 2);
+    den += ref(0, c) * ref(0, c);
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+TEST(KVCache, EveryPolicyMatchesTheReferenceOverItsRetainedKeys) {
+  const index_t n = 600, d = 16, dv = 8;
+  const Floats K = make_keys("heavy_tailed", n, d, 1), V = gaussian(n, dv, 2), Q = gaussian(n, d, 3);
+  for (CachePolicy policy : {CachePolicy::leverage, CachePolicy::window, CachePolicy::accumulated})
+    for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
+      for (index_t budget : {index_t{40}, index_t{1000}}) {
+        KVCacheOptions o;
+        o.policy = policy;
+        o.budget = budget;
+        o.attention.f = f;
+        o.attention.scale = f.kind == ScoreKind::softmax ? 0.05 : 0.0;
+        KVCache cache(d, dv, o);
+        std::vector<float> out(dv);
+        for (index_t t = 0; t < n; ++t) {
+          cache.append(K.data.data() + t * d, V.data.data() + t * dv);
+          cache.attend(Q.data.data() + t * d, out.data());
+          ASSERT_LE(cache.size(), std::min(budget, t + 1));
+          if (t % 37 != 0 && t != n - 1) continue;
+          const std::vector<index_t> pos = cache.positions();
+          const std::set<index_t> kept(pos.begin(), pos.end());
+          if (budget >= n) {
+            EXPECT_EQ(cache.size(), t + 1);
+          }
+          if (policy == CachePolicy::window && t + 1 > budget) {  // sinks + the latest
+            for (index_t j = 0; j < 4; ++j) EXPECT_TRUE(kept.count(j));
+            for (index_t j = t - (budget - 4) + 1; j <= t; ++j) EXPECT_TRUE(kept.count(j)) << j;
+          }
+          if (policy == CachePolicy::accumulated) {
+            for (index_t j = std::max<index_t>(0, t - budget / 2 + 1); j <= t; ++j) EXPECT_TRUE(kept.count(j)) << j;
+          }
+          const AttentionRows ref = reference_step(Q, K, V, t, t, kept, o.attention);
+          EXPECT_LE(row_error(out, ref.out), 1e-5) << "step " << t << " budget " << budget << " " << f.name();
+          if (f.kind == ScoreKind::power) {
+            EXPECT_NEAR(cache.missing_mass(), 1.0 - ref.kept_mass[0], 1e-5) << "step " << t;
+          }
+        }
+      }
+}
+
+TEST(KVCache, ThresholdLeverageKeepsEveryKeyOfFinalScoreAboveEps) {
+  for (const std::string kind : {"gaussian", "heavy_tailed", "duplicated", "low_rank"}) {
+    const index_t n = 600, d = 8;  // mean score d/n ≈ 0.013: some keys clear ε, many do not
+    const double eps = 0.01;
+    const Floats K = make_keys(kind, n, d, 11), V = gaussian(n, 4, 12);
+    KVCacheOptions o;
+    o.eps = eps;
+    o.refresh = 64;
+    o.attention.f = ScoreFunction::power(2.0);
+    KVCache cache(d, 4, o);
+    for (index_t t = 0; t < n; ++t) cache.append(K.data.data() + t * d, V.data.data() + t * 4);
+    const std::vector<index_t> pos = cache.positions();
+    const std::set<index_t> kept(pos.begin(), pos.end());
+    const std::vector<double> tau = leverage_reference(K, 4.8e-7);
+    index_t strong = 0;
+    for (index_t j = 0; j < n; ++j)
+      if (tau[j] >= eps * (1 + 1e-4)) {
+        ++strong;
+        EXPECT_TRUE(kept.count(j)) << kind << ": key " << j << " with τ = " << tau[j] << " was evicted";
+      }
+    EXPECT_GT(strong, 0) << kind;
+    EXPECT_LT(cache.size(), n) << kind << ": the cache must have evicted keys";
+  }
+}
+
+TEST(KVCache, BadInputIsRefused) {
+  KVCacheOptions o;
+  EXPECT_THROW(KVCache(0, 4, o), Error);
+  o.budget = 0;
+  EXPECT_THROW(KVCache(4, 4, o), Error);
+  o.budget = 8;
+  o.attention.f = ScoreFunction::power(3.0);
+  EXPECT_THROW(KVCache(4, 4, o), Error);
+  o.attention.f = ScoreFunction::softmax();
+  o.policy = CachePolicy::window;
+  o.sinks = 8;
+  EXPECT_THROW(KVCache(4, 4, o), Error);
+  o.sinks = 2;
+  KVCache cache(4, 4, o);
+  const float bad[4] = {1.0f, std::nanf(""), 0.0f, 0.0f}, good[4] = {1, 2, 3, 4};
+  EXPECT_THROW(cache.append(bad, good), Error);
+  EXPECT_EQ(cache.size(), 0);
+  std::vector<float> out(4);
+  EXPECT_THROW(cache.attend(bad, out.data()), Error);
+}
+
+}  // namespace
+}  // namespace levattn::test
