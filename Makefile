@@ -41,6 +41,7 @@ bench:
 	  --benchmark_out=build/bench.json --benchmark_out_format=json
 	/usr/bin/python3 bench/torch_attention.py build/torch.json
 	/usr/bin/python3 bench/report.py build/bench.json build/torch.json
+	./build/release/bench/levattn_kv_eval 32768 256
 
 clean:
 	rm -rf build

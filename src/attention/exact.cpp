@@ -267,7 +267,7 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
 
   FirstError error;
   bool all_finite = true;
-#pragma omp parallel reduction(&& : all_finite)
+#pragma omp parallel reduction(&& : all_finite) if (units > 1)
   {
     std::optional<Scratch> sc;
 #pragma omp for schedule(dynamic, 1)
