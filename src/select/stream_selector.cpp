@@ -70,7 +70,15 @@ void StreamSelector::push(ConstMatrixF keys, ConstMatrixF values) {
     require(values.rows == 0, "values given but the selector carries none (value_dim = 0)");
   if (keys.rows == 0) return;
   const index_t first = summary_.end_row();
-  summary_.add(keys);  // validates the keys; unchanged on error
+  try {
+    summary_.add(keys);  // validates the keys; unchanged on error
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::bad_input) throw;
+    for (index_t r = 0; r < keys.rows; ++r)
+      for (index_t c = 0; c < d_; ++c)
+        require(std::isfinite(keys(r, c)), "keys: row " + std::to_string(first + r) + " holds a NaN or an infinity");
+    throw;
+  }
 
   if (pending_.rows + keys.rows < options_.pending_rows) {
     for (index_t r = 0; r < keys.rows; ++r)

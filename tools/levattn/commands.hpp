@@ -16,6 +16,7 @@ struct Command {
 Command add_scores_command(CLI::App& app);
 Command add_select_command(CLI::App& app);
 Command add_heavy_command(CLI::App& app);
+Command add_stream_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 
 }  // namespace levattn::cli

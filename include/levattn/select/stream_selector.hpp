@@ -90,8 +90,8 @@ class StreamSelector {
 
   // Appends keys (rows × d, finite) and, when value_dim > 0, their values (rows × value_dim; an
   // empty view otherwise). They get global indices next_index(), next_index() + 1, …. Throws
-  // Error{bad_input} on a shape mismatch or a NaN/Inf key, naming the row within `keys`; the
-  // selector is then unchanged.
+  // Error{bad_input} on a shape mismatch or a NaN/Inf key, naming the key by its global index;
+  // the selector is then unchanged.
   void push(ConstMatrixF keys, ConstMatrixF values = {});
 
   // Takes in the keys of another selector with the same d, mode, ε/budget, rcond and value_dim.
