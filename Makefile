@@ -2,7 +2,8 @@
 # configures, builds and runs. `make bench` runs the benchmarks (not part of the tests).
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
-            libgtest-dev libbenchmark-dev python3-numpy
+            libgtest-dev libbenchmark-dev python3-numpy \
+            libopenmpi-dev openmpi-bin
 # Only `make bench` needs PyTorch (it times PyTorch's attention beside ours).
 BENCH_PACKAGES := python3-torch
 JOBS ?= 2

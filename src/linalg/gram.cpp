@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "core/first_error.hpp"
@@ -10,75 +11,285 @@
 namespace levattn {
 
 namespace {
-// Rows of one call are cut into at most this many contiguous slices, each summed by one thread
-// in row order and then added in slice order: the thread count never changes the sums.
-constexpr index_t kSlices = 16;
+
+constexpr index_t kB = kernels::kBlockRows;
+
+// Whole blocks of one add() call are cut, at multiples of 2^level blocks, into at most about
+// this many tasks; each task's pieces are canonical, so the cut never changes any bit.
+constexpr index_t kMaxTasks = 64;
+
+bool finite_row(const float* x, index_t d) {
+  return std::all_of(x, x + d, [](float v) { return std::isfinite(v); });
+}
+
+void add_upper(std::vector<double>& acc, const std::vector<double>& x, index_t d) {
+  const index_t dpad = kernels::padded_dim(d);
+  for (index_t a = 0; a < d; ++a)
+    for (index_t b = a; b < d; ++b) acc[a * dpad + b] += x[a * dpad + b];
+}
+
 }  // namespace
 
-GramSummary::GramSummary(index_t d) : d_(d) {
+GramSummary::GramSummary(index_t d, index_t first_row) : d_(d), first_row_(first_row) {
   require(d >= 1, "gram summary: dimension must be at least 1");
-  const index_t dpad = kernels::padded_dim(d);
-  upper_.assign(static_cast<size_t>(dpad * dpad), 0.0);
+  require(first_row >= 0, "gram summary: first row must be ≥ 0, got " + std::to_string(first_row));
+}
+
+// Pushes a piece onto `items`, joining it with its left sibling as long as there is one, so that
+// `items` always holds maximal pieces (no two adjacent ones form an aligned pair). Such a
+// decomposition of a range of blocks is unique, and every piece's value is left + right of its
+// halves, so the result does not depend on the order in which pieces were formed.
+void GramSummary::push_piece_into(std::vector<Item>& items, Item piece, index_t d) {
+  while (!items.empty()) {
+    Item& left = items.back();
+    const index_t span = index_t{1} << piece.level;
+    if (left.fragment || left.level != piece.level || left.first + span != piece.first ||
+        left.first % (2 * span) != 0)
+      break;
+    add_upper(left.sum, piece.sum, d);
+    ++left.level;
+    piece = std::move(left);
+    items.pop_back();
+  }
+  items.push_back(std::move(piece));
+}
+
+void GramSummary::push_piece(Item piece) { push_piece_into(items_, std::move(piece), d_); }
+
+void GramSummary::push(Item item) {
+  if (!item.fragment) return push_piece(std::move(item));
+  if (!items_.empty()) {
+    Item& last = items_.back();
+    if (last.fragment && last.first + last.rows == item.first && last.first / kB == item.first / kB) {
+      last.data.insert(last.data.end(), item.data.begin(), item.data.end());
+      last.rows += item.rows;
+      if (last.first % kB != 0 || last.rows < kB) return;
+      // The block is whole: it becomes a piece of level 0.
+      Item leaf;
+      leaf.first = last.first / kB;
+      const index_t dpad = kernels::padded_dim(d_);
+      leaf.sum.assign(static_cast<size_t>(dpad * dpad), 0.0);
+      kernels::active_kernels().gram(last.data.data(), kB, d_, d_, leaf.sum.data());
+      items_.pop_back();
+      return push_piece(std::move(leaf));
+    }
+  }
+  items_.push_back(std::move(item));
 }
 
 void GramSummary::add(ConstMatrixF keys) {
   require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
                                " columns, summary has dimension " + std::to_string(d_));
-  if (keys.rows == 0) return;
-  const auto& kernel = kernels::active_kernels();
-  const index_t dpad = kernels::padded_dim(d_);
-  const index_t blocks = (keys.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
-  const index_t slices = std::min(kSlices, blocks);
-  std::vector<double> partial(static_cast<size_t>(slices * dpad * dpad), 0.0);
-  index_t first_bad_block = blocks;  // blocks holding NaN/Inf, smallest index
-  FirstError error;                  // e.g. a kernel's scratch that does not fit
+  const index_t n = keys.rows;
+  if (n == 0) return;
+  const index_t e = end_row();
+  // Rows [0, h) finish the block holding position e, [h, t) are whole blocks, [t, n) start one.
+  const index_t h = e % kB == 0 ? 0 : std::min(n, kB - e % kB);
+  const index_t blocks = (n - h) / kB;
+  const index_t t = h + blocks * kB;
+  const auto first_bad_row = [&](index_t begin, index_t end) {
+    while (begin < end && finite_row(keys.row(begin), d_)) ++begin;
+    return begin;
+  };
+  const auto reject_row = [](index_t r) {
+    throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+  };
+  if (const index_t r = first_bad_row(0, h); r < h) reject_row(r);
 
-#pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad_block)
-  for (index_t s = 0; s < slices; ++s) {
+  // Whole blocks, in tasks of aligned runs of 2^level blocks, each task summed left to right.
+  const index_t first_block = (e + h) / kB;
+  index_t level = 0;
+  while ((blocks >> level) > kMaxTasks) ++level;
+  const index_t span = index_t{1} << level;
+  std::vector<index_t> cuts = {first_block};
+  for (index_t b = (first_block / span + 1) * span; b < first_block + blocks; b += span) cuts.push_back(b);
+  cuts.push_back(first_block + blocks);
+  const index_t tasks = blocks == 0 ? 0 : static_cast<index_t>(cuts.size()) - 1;
+  std::vector<std::vector<Item>> parts(static_cast<size_t>(tasks));
+  const index_t dpad = kernels::padded_dim(d_);
+  const auto& kernel = kernels::active_kernels();
+  index_t first_bad_block = first_block + blocks;
+  FirstError error;  // e.g. out of memory
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad_block) if (tasks > 1)
+  for (index_t task = 0; task < tasks; ++task) {
     try {
-      double* G = partial.data() + s * dpad * dpad;
-      for (index_t b = blocks * s / slices; b < blocks * (s + 1) / slices && !error.failed(); ++b) {
-        const index_t begin = b * kernels::kBlockRows;
-        const index_t rows = std::min(kernels::kBlockRows, keys.rows - begin);
-        if (!kernel.gram(keys.row(begin), rows, d_, keys.stride, G)) {
+      for (index_t b = cuts[task]; b < cuts[task + 1] && !error.failed(); ++b) {
+        Item leaf;
+        leaf.first = b;
+        leaf.sum.assign(static_cast<size_t>(dpad * dpad), 0.0);
+        if (!kernel.gram(keys.row(h + (b - first_block) * kB), kB, d_, keys.stride, leaf.sum.data())) {
           first_bad_block = std::min(first_bad_block, b);
           break;
         }
+        push_piece_into(parts[task], std::move(leaf), d_);
       }
     } catch (...) {
       error.capture();
     }
   }
   error.rethrow_if_any();
-  if (first_bad_block < blocks) {
-    const index_t begin = first_bad_block * kernels::kBlockRows;
-    const index_t end = std::min(begin + kernels::kBlockRows, keys.rows);
+  if (first_bad_block < first_block + blocks)
+    reject_row(first_bad_row(h + (first_bad_block - first_block) * kB, t));
+  if (const index_t r = first_bad_row(t, n); r < n) reject_row(r);
+
+  const auto fragment = [&](index_t begin, index_t end) {
+    Item f;
+    f.fragment = true;
+    f.first = e + begin;
+    f.rows = end - begin;
+    f.data.resize(static_cast<size_t>(f.rows * d_));
     for (index_t r = begin; r < end; ++r)
-      for (index_t c = 0; c < d_; ++c)
-        require(std::isfinite(keys(r, c)),
-                "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
-  }
-  for (index_t s = 0; s < slices; ++s) {
-    const double* G = partial.data() + s * dpad * dpad;
-    for (index_t a = 0; a < d_; ++a)
-      for (index_t b = a; b < d_; ++b) upper_[a * dpad + b] += G[a * dpad + b];
-  }
-  count_ += keys.rows;
+      std::copy(keys.row(r), keys.row(r) + d_, f.data.begin() + (r - begin) * d_);
+    return f;
+  };
+  if (h > 0) push(fragment(0, h));
+  for (auto& part : parts)
+    for (auto& piece : part) push_piece(std::move(piece));
+  if (t < n) push(fragment(t, n));
+  count_ += n;
+}
+
+void GramSummary::add_item_sum(const Item& item, std::vector<double>& acc) const {
+  if (item.fragment)
+    kernels::active_kernels().gram(item.data.data(), item.rows, d_, d_, acc.data());
+  else
+    add_upper(acc, item.sum, d_);
 }
 
 void GramSummary::merge(const GramSummary& other) {
   require(other.d_ == d_, "gram summary: cannot merge dimension " + std::to_string(other.d_) +
                               " into dimension " + std::to_string(d_));
-  for (size_t i = 0; i < upper_.size(); ++i) upper_[i] += other.upper_[i];
+  if (other.count_ == 0 && other.loose_.empty()) return;
+  if (count_ == 0 && loose_.empty()) {
+    *this = other;
+    return;
+  }
+  if (other.first_row_ == end_row() && other.loose_.empty()) {
+    for (const Item& item : other.items_) push(item);
+    count_ += other.count_;
+    return;
+  }
+  // Not consecutive: fold both into one loose sum.
+  const index_t dpad = kernels::padded_dim(d_);
+  std::vector<double> acc = loose_.empty() ? std::vector<double>(static_cast<size_t>(dpad * dpad), 0.0) : loose_;
+  for (const Item& item : items_) add_item_sum(item, acc);
+  std::vector<double> theirs = other.loose_.empty() ? std::vector<double>(acc.size(), 0.0) : other.loose_;
+  for (const Item& item : other.items_) other.add_item_sum(item, theirs);
+  add_upper(acc, theirs, d_);
+  loose_ = std::move(acc);
+  items_.clear();
   count_ += other.count_;
 }
 
 std::vector<double> GramSummary::gram() const {
   const index_t dpad = kernels::padded_dim(d_);
+  std::vector<double> acc = loose_.empty() ? std::vector<double>(static_cast<size_t>(dpad * dpad), 0.0) : loose_;
+  for (const Item& item : items_) add_item_sum(item, acc);
   std::vector<double> G(static_cast<size_t>(d_ * d_));
   for (index_t a = 0; a < d_; ++a)
-    for (index_t b = a; b < d_; ++b) G[a * d_ + b] = G[b * d_ + a] = upper_[a * dpad + b];
+    for (index_t b = a; b < d_; ++b) G[a * d_ + b] = G[b * d_ + a] = acc[a * dpad + b];
   return G;
+}
+
+namespace {
+
+constexpr char kMagic[8] = {'L', 'V', 'G', 'R', 'A', 'M', '0', '1'};
+
+class Writer {
+ public:
+  template <class T>
+  void put(const T* x, size_t count) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(x);
+    bytes.insert(bytes.end(), p, p + count * sizeof(T));
+  }
+  void put(index_t v) { put(&v, 1); }
+  std::vector<std::uint8_t> bytes;
+};
+
+class Reader {
+ public:
+  Reader(const std::uint8_t* p, size_t n) : p_(p), n_(n) {}
+  template <class T>
+  void get(T* x, size_t count) {
+    require(count <= (n_ - at_) / sizeof(T), "gram summary: truncated bytes");
+    std::memcpy(x, p_ + at_, count * sizeof(T));
+    at_ += count * sizeof(T);
+  }
+  index_t get() {
+    index_t v = 0;
+    get(&v, 1);
+    return v;
+  }
+  bool done() const { return at_ == n_; }
+
+ private:
+  const std::uint8_t* p_;
+  size_t n_, at_ = 0;
+};
+
+}  // namespace
+
+std::vector<std::uint8_t> GramSummary::to_bytes() const {
+  Writer w;
+  w.put(kMagic, sizeof kMagic);
+  w.put(d_);
+  w.put(first_row_);
+  w.put(count_);
+  w.put(static_cast<index_t>(loose_.size()));
+  w.put(loose_.data(), loose_.size());
+  w.put(static_cast<index_t>(items_.size()));
+  for (const Item& item : items_) {
+    w.put(index_t{item.fragment});
+    w.put(item.first);
+    w.put(item.level);
+    w.put(item.rows);
+    w.put(static_cast<index_t>(item.sum.size()));
+    w.put(item.sum.data(), item.sum.size());
+    w.put(static_cast<index_t>(item.data.size()));
+    w.put(item.data.data(), item.data.size());
+  }
+  return std::move(w.bytes);
+}
+
+GramSummary GramSummary::from_bytes(const std::uint8_t* bytes, std::size_t size) {
+  Reader r(bytes, size);
+  char magic[sizeof kMagic];
+  r.get(magic, sizeof magic);
+  require(std::memcmp(magic, kMagic, sizeof kMagic) == 0, "gram summary: not a serialised summary");
+  const index_t d = r.get();
+  require(d >= 1 && d <= (index_t{1} << 20), "gram summary: bad dimension");
+  const index_t first_row = r.get();
+  GramSummary s(d, first_row);
+  s.count_ = r.get();
+  require(s.count_ >= 0, "gram summary: bad count");
+  const auto dpad2 = static_cast<index_t>(kernels::padded_dim(d) * kernels::padded_dim(d));
+  const auto sized = [&](auto& v, index_t expected_max) {
+    const index_t len = r.get();
+    require(len >= 0 && len <= expected_max, "gram summary: bad length");
+    v.resize(static_cast<size_t>(len));
+    r.get(v.data(), v.size());
+  };
+  sized(s.loose_, dpad2);
+  require(s.loose_.empty() || static_cast<index_t>(s.loose_.size()) == dpad2, "gram summary: bad sum");
+  const index_t items = r.get();
+  require(items >= 0 && items <= 256, "gram summary: bad item count");
+  for (index_t i = 0; i < items; ++i) {
+    Item item;
+    item.fragment = r.get() != 0;
+    item.first = r.get();
+    item.level = r.get();
+    item.rows = r.get();
+    sized(item.sum, dpad2);
+    sized(item.data, kB * d);
+    require(item.fragment ? (item.rows > 0 && item.rows < kB &&
+                             static_cast<index_t>(item.data.size()) == item.rows * d)
+                          : (static_cast<index_t>(item.sum.size()) == dpad2 && item.level >= 0 &&
+                             item.level < 62),
+            "gram summary: bad item");
+    s.items_.push_back(std::move(item));
+  }
+  require(r.done(), "gram summary: trailing bytes");
+  return s;
 }
 
 }  // namespace levattn

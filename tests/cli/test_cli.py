@@ -219,6 +219,31 @@ with tempfile.TemporaryDirectory() as tmp:
     check(not os.path.exists(p("never.csv")), "a failed heavy run leaves no output file")
     K3n = K3.copy(); K3n[1, 77, 2] = np.nan; np.save(p("K3nan.npy"), K3n)
     expect_error(3, "head 1: keys: row 77", "select", "--keys", p("K3nan.npy"), "--top-k", 3, "--output", p("x.csv"))
+    # stream: the same bytes as select --eps, for every dtype, byte order and block size.
+    Kbig = rng.standard_normal((6000, 8)).astype(np.float32)
+    Kbig[::700] *= 40
+    np.save(p("Kbig.npy"), Kbig)
+    np.save(p("Kbig64be.npy"), Kbig.astype(">f8"))
+    for name, eps in [("K.npy", 0.05), ("K16.npy", 0.02), ("Kbig.npy", 0.01), ("Kbig.npy", 0.2), ("Kbig64be.npy", 0.01)]:
+        r0 = run("select", "--keys", p(name), "--eps", eps, "--output", p("sel.npy"))
+        for block in [1, 7, 256, 1000, 100000]:
+            if block == 1 and name.startswith("Kbig"):
+                continue  # 6000 single-row reads add nothing over 7-row ones but time
+            r = run("stream", "--keys", p(name), "--eps", eps, "--block", block, "--output", p("str.npy"), "--json")
+            same = r.returncode == 0 and open(p("sel.npy"), "rb").read() == open(p("str.npy"), "rb").read()
+            check(r0.returncode == 0 and same, f"stream {name} --eps {eps} --block {block} writes select's bytes")
+    tau_big, rank_big = leverage(Kbig)
+    j = json.loads(run("stream", "--keys", p("Kbig.npy"), "--eps", 0.2, "--output", p("str.npy"), "--json", "--block", 500).stdout)
+    check(np.array_equal(np.load(p("str.npy")), np.flatnonzero(tau_big >= 0.2)) and j["rank"] == rank_big
+          and j["peak_retained_keys"] < 6000 and set(j["seconds"]) == {"read", "compute", "write"},
+          f"stream agrees with numpy's SVD and evicts (held at most {j['peak_retained_keys']} of 6000)")
+    expect_error(3, "2-D", "stream", "--keys", p("K3.npy"), "--eps", 0.1, "--output", p("never.npy"))
+    expect_error(3, "Fortran", "stream", "--keys", p("KF.npy"), "--eps", 0.1, "--output", p("never.npy"))
+    expect_error(3, "eps", "stream", "--keys", p("K.npy"), "--eps", 2, "--output", p("never.npy"))
+    expect_error(3, "row 123", "stream", "--keys", p("Knan.npy"), "--eps", 0.1, "--block", 100, "--output", p("never.npy"))
+    expect_error(2, ".npy", "stream", "--keys", p("K.npy"), "--eps", 0.1, "--output", p("never.csv"))
+    expect_error(2, "block", "stream", "--keys", p("K.npy"), "--eps", 0.1, "--block", 0, "--output", p("never.npy"))
+    check(not os.path.exists(p("never.npy")), "a failed stream run leaves no output file")
     with open("/dev/full", "w") as full:
         r = subprocess.run([BIN, "heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", "0.01"],
                            stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
@@ -226,6 +251,7 @@ with tempfile.TemporaryDirectory() as tmp:
     raw = open(p("K.npy"), "rb").read()
     open(p("trunc.npy"), "wb").write(raw[: len(raw) // 2])
     expect_error(3, "trunc.npy", "scores", "--keys", p("trunc.npy"), "--output", p("x.npy"))
+    expect_error(3, "trunc.npy", "stream", "--keys", p("trunc.npy"), "--eps", 0.1, "--output", p("x.npy"))
     open(p("lie.npy"), "wb").write(raw.replace(b"(400, 12)", b"(900, 12)"))
     expect_error(3, "lie.npy", "scores", "--keys", p("lie.npy"), "--output", p("x.npy"))
     open(p("junk.npy"), "wb").write(b"not an npy file at all")

@@ -1,0 +1,143 @@
+// StreamSelector — the universal set U = {j : τ_j ≥ ε} in one pass over keys that arrive in
+// blocks, with memory that does not grow with n, mergeable across parts of a stream.
+//
+// State: the GramSummary of every key pushed (O(d²·log n), see gram.hpp), the candidates (keys
+// not yet evicted, with their values and global indices) and a buffer of at most pending_rows
+// keys not yet scored. Every pending_rows keys the selector refits a LeverageBound on the current
+// summary (O(d³)), scores the buffered keys (O(d²) each) and keeps those with bound score
+// s ≥ ε/4; whenever the candidates have doubled since they were last re-scored it re-scores them
+// all under the current summary and evicts those with s < ε/4 for good. Cost: O(d²) amortised per
+// key (a refit per pending_rows ≥ d keys; a re-scoring costs ≤ 2 d² per key inserted since the
+// last one). Size: Σ_j s_j ≤ rank ≤ d, so after a re-scoring at most 4d/ε candidates remain and
+// between re-scorings at most 8d/ε + pending_rows: O(d² log n + (d + d_v)·d/ε) in all.
+//
+// Exactness. result() equals the offline set — select_by_threshold over LeverageScorer
+// (rcond, no ridge) fitted on all keys, as `levattn select --eps` computes it — bit for bit,
+// indices and scores, ties at τ_j == ε included:
+//  1. The summary is bit-identical to the offline one: GramSummary's summation order depends only
+//     on the rows and their global positions (gram.hpp), not on the blocks they came in, nor on
+//     merges of consecutive parts. So the final LeverageScorer is the offline one.
+//  2. result() scores the retained keys with that scorer; the kernels compute each row's score on
+//     its own, the same instructions for any batch it sits in, so every retained key gets the
+//     offline bits, and the same `>= ε` filter then keeps the same keys.
+//  3. No key of the offline set was evicted. A key evicted at some time t had bound score
+//     s_t < ε/4 under the summary G_t ⪯ G_f; by leverage_bound.hpp, τ_f ≤ 2·s_t < ε/2 in exact
+//     arithmetic. The remaining factor 2 absorbs rounding: τ_f and s_t are each computed to a few
+//     per cent for d up to a few hundred (leverage_bound.hpp). (Keys the filter sees in the
+//     pending buffer are never evicted before result().)
+// Hence result() = {j retained : τ_f(j) ≥ ε} = {j : τ_f(j) ≥ ε}. The summary must stay exact():
+// parts merged must be consecutive (each built with first_row = where the previous one ends).
+//
+// Heavy entries at any time (heavy()): for each query, every retained key with
+// A = <q,k>²/qᵀGq ≥ eps_q, with the exact normaliser qᵀGq over ALL keys pushed (G in double).
+// For eps_q ≥ ε an evicted key j has A ≤ s_t·(1 + ρ(q)) with ρ(q) = r²·qᵀDq / qᵀGq (same
+// lemma), so the answer is complete for every query with ρ(q) ≤ 1; queries with ρ(q) > 1 (almost
+// orthogonal to every key, in the equilibrated sense) are listed as uncertain.
+//
+// Fixed-budget mode (budget > 0): keeps the `budget` keys with the highest current bound scores
+// (ties to the lower index) and result() returns the top `budget` by final τ among them. This
+// carries NO guarantee: a key dropped early may end in the offline top-k, since the scores of
+// the keys that outranked it fall later too.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+#include "levattn/linalg/gram.hpp"
+#include "levattn/linalg/gram_factors.hpp"
+#include "levattn/scores/leverage_bound.hpp"
+#include "levattn/select/universal_set.hpp"
+
+namespace levattn {
+
+struct StreamOptions {
+  double eps = 0.0;               // threshold mode: ε in (0, 1]
+  index_t budget = 0;             // > 0: fixed-budget mode (eps is then ignored)
+  double rcond = kDefaultRcond;   // cut-off of the final scorer, see gram_factors.hpp
+  index_t first_row = 0;          // global index of the first key this selector receives
+  index_t value_dim = 0;          // columns of the values carried with the keys (0: none)
+  index_t pending_rows = 0;       // keys buffered between refits; 0: max(4096, 16·d)
+};
+
+// The kept keys, in ascending global index.
+struct StreamResult {
+  UniversalSet set;           // global indices, final τ, bound rank/ε (or budget)
+  index_t rank = 0;           // numerical rank of the final summary
+  index_t count = 0;          // keys pushed
+  std::vector<float> keys;    // set.size() × d
+  std::vector<float> values;  // set.size() × value_dim
+};
+
+struct StreamHeavyEntry {
+  index_t query;  // row of the queries passed to heavy()
+  index_t key;    // global key index
+  double score;   // A = <q,k>² / qᵀGq
+};
+
+struct StreamHeavyAnswer {
+  std::vector<StreamHeavyEntry> entries;  // by (query, key)
+  index_t zero_queries = 0;               // qᵀGq = 0: no row of A, no entries
+  std::vector<index_t> uncertain;         // queries with ρ(q) > 1 (all, in budget mode): evicted
+                                          // keys not ruled out
+};
+
+class StreamSelector {
+ public:
+  // Throws Error{bad_input} for d < 1, ε outside (0, 1] (threshold mode), budget < 0, rcond
+  // outside (0, 1), first_row < 0, value_dim < 0 or pending_rows < 0.
+  StreamSelector(index_t d, StreamOptions options);
+
+  // Appends keys (rows × d, finite) and, when value_dim > 0, their values (rows × value_dim; an
+  // empty view otherwise). They get global indices next_index(), next_index() + 1, …. Throws
+  // Error{bad_input} on a shape mismatch or a NaN/Inf key, naming the key by its global index;
+  // the selector is then unchanged.
+  void push(ConstMatrixF keys, ConstMatrixF values = {});
+
+  // Takes in the keys of another selector with the same d, mode, ε/budget, rcond and value_dim.
+  // Exact (see above) when other.first_row() == next_index(); otherwise the union is still a
+  // superset-safe selector but result() is only equal to the offline set up to rounding.
+  void merge(const StreamSelector& other);
+
+  // The set over every key pushed so far (does not change the state; pushing may go on).
+  StreamResult result() const;
+
+  // Heavy entries A ≥ eps_q (eps_q ≥ ε in threshold mode) for each row of queries (m × d,
+  // finite), see above. Parallel over queries; the output does not depend on the thread count.
+  StreamHeavyAnswer heavy(ConstMatrixF queries, double eps_q) const;
+
+  index_t dim() const { return d_; }
+  index_t first_row() const { return summary_.first_row(); }
+  index_t next_index() const { return summary_.end_row(); }
+  index_t count() const { return summary_.count(); }
+  // Keys held now (candidates and pending).
+  index_t retained() const { return cand_.rows + pending_.rows; }
+  // The largest number of keys held at once so far.
+  index_t peak_retained() const { return peak_retained_; }
+  const GramSummary& summary() const { return summary_; }
+  const StreamOptions& options() const { return options_; }
+
+ private:
+  struct Rows {  // keys with their values and global indices
+    index_t rows = 0;
+    std::vector<float> keys, values;
+    std::vector<index_t> index;
+    void append(const float* k, const float* v, index_t j, index_t d, index_t dv);
+  };
+
+  void score_and_keep(ConstMatrixF keys, const float* values, index_t value_stride,
+                      const index_t* index, index_t first_index);
+  void flush();
+  void rescore();
+  void note_peak();
+
+  index_t d_;
+  StreamOptions options_;
+  GramSummary summary_;
+  LeverageBound bound_;
+  Rows cand_, pending_;
+  index_t rescored_size_ = 0;  // candidates right after the last re-scoring
+  index_t peak_retained_ = 0;
+};
+
+}  // namespace levattn
