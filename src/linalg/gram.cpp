@@ -21,10 +21,16 @@ GramSummary::GramSummary(index_t d) : d_(d) {
   upper_.assign(static_cast<size_t>(dpad * dpad), 0.0);
 }
 
-void GramSummary::add(ConstMatrixF keys) {
+void GramSummary::add(ConstMatrixF keys) { add(keys, nullptr); }
+
+void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
   require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
                                " columns, summary has dimension " + std::to_string(d_));
   if (keys.rows == 0) return;
+  if (row_scale != nullptr)
+    for (index_t r = 0; r < keys.rows; ++r)
+      require(row_scale[r] >= 0.0 && std::isfinite(row_scale[r]),
+              "gram summary: row scale " + std::to_string(r) + " must be finite and ≥ 0");
   const auto& kernel = kernels::active_kernels();
   const index_t dpad = kernels::padded_dim(d_);
   const index_t blocks = (keys.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
@@ -37,10 +43,22 @@ void GramSummary::add(ConstMatrixF keys) {
   for (index_t s = 0; s < slices; ++s) {
     try {
       double* G = partial.data() + s * dpad * dpad;
+      std::vector<float> scaled(row_scale != nullptr ? static_cast<size_t>(kernels::kBlockRows * d_) : 0);
       for (index_t b = blocks * s / slices; b < blocks * (s + 1) / slices && !error.failed(); ++b) {
         const index_t begin = b * kernels::kBlockRows;
         const index_t rows = std::min(kernels::kBlockRows, keys.rows - begin);
-        if (!kernel.gram(keys.row(begin), rows, d_, keys.stride, G)) {
+        const float* X = keys.row(begin);
+        index_t stride = keys.stride;
+        if (row_scale != nullptr) {
+          for (index_t r = 0; r < rows; ++r) {
+            const double w = row_scale[begin + r];
+            const float* x = keys.row(begin + r);
+            for (index_t c = 0; c < d_; ++c) scaled[r * d_ + c] = static_cast<float>(w * x[c]);
+          }
+          X = scaled.data();
+          stride = d_;
+        }
+        if (!kernel.gram(X, rows, d_, stride, G)) {
           first_bad_block = std::min(first_bad_block, b);
           break;
         }
@@ -57,6 +75,8 @@ void GramSummary::add(ConstMatrixF keys) {
       for (index_t c = 0; c < d_; ++c)
         require(std::isfinite(keys(r, c)),
                 "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+    throw Error(ErrorKind::failure, "gram summary: a row of block " + std::to_string(first_bad_block) +
+                                        " overflows float once scaled");
   }
   for (index_t s = 0; s < slices; ++s) {
     const double* G = partial.data() + s * dpad * dpad;

@@ -21,6 +21,11 @@ class GramSummary {
   // G += keysᵀ keys. keys must have d columns. Throws Error{bad_input} naming the first row
   // that holds a NaN or an infinity (G is then unchanged). Parallel over rows (OpenMP).
   void add(ConstMatrixF keys);
+  // G += Σ_j a_j a_jᵀ with a_j = row_scale[j]·k_j rounded to float (a relative change of at most
+  // 2⁻²⁴ per entry), for weighted Gram matrices KᵀWK (row_scale = √w). row_scale has keys.rows
+  // finite entries ≥ 0 (else Error{bad_input}); a row that overflows float once scaled is
+  // Error{failure}. count grows by keys.rows.
+  void add(ConstMatrixF keys, const double* row_scale);
 
   // G += other.G, count += other.count: the summary of the union of both key sets.
   void merge(const GramSummary& other);
