@@ -122,7 +122,8 @@ ApproxLeveragePlan plan_approx_leverage(index_t n, index_t d, const ApproxLevera
     best.jl_columns = o.jl_columns > 0 ? o.jl_columns : d;
     best.sketch_failure = best.jl_columns >= d ? o.failure : o.failure / 10;
     best.sketch_rows = o.sketch_rows > 0 ? o.sketch_rows : rows_needed(d, best.jl_columns, o.gamma, o.failure);
-    require(best.sketch_rows > 0, "approximate leverage: no sketch size meets gamma and failure");
+    // A projection too narrow for δ at any m: a sketch of 256·d rows, and the failure it gives.
+    if (best.sketch_rows == 0) best.sketch_rows = 256 * d;
     finish_plan(best, d, o.gamma);
     return best;
   }

@@ -22,7 +22,10 @@
 //     Lewis 1978, the formulation of Fazel–Lee–Padmanabhan–Sidford 2022), the step in log w is a
 //     descent direction of f, and an Armijo backtracking line search on f (halving β) makes the
 //     method a globally convergent descent method on a convex function (standard line-search
-//     theory; the step is ours, the convex formulation is what FLPS build on).
+//     theory; the step is ours, the convex formulation is what FLPS build on). Once the predicted
+//     decrease falls below f's rounding (1e-9·|f|), the full step is taken without the test: that
+//     close to the fixed point it contracts the error by (p−2)/(p+2). log det is taken on a fixed
+//     orthonormal basis of range(Kᵀ), so rank-deficient keys work too.
 // Stop when the relative fixed-point residual max_j |φ(w)_j − w_j| / max(φ(w)_j, w_j) is at most
 // the tolerance (default 1e-6); the result reports the iterations (weighted leverage-score
 // evaluations, each costing about one exact leverage computation) and that residual.
