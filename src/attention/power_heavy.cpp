@@ -73,6 +73,9 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   require(queries.cols == d, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
                                  std::to_string(d));
   if (m == 0) return HeavyStats{};
+  for (index_t i = 0; i < m; ++i)  // here, so that messages carry row numbers of `queries`
+    for (index_t c = 0; c < d; ++c)
+      require(std::isfinite(queries(i, c)), "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
   const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
   struct Scratch {
     std::vector<double> log_n, cut, total, all;
