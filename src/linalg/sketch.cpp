@@ -19,7 +19,7 @@ namespace {
 constexpr std::uint64_t kStreamSparseRow = 1, kStreamSparseSign = 2, kStreamGaussian = 3,
                         kStreamSrhtRow = 4, kStreamSrhtSign = 5;
 constexpr index_t kMaxNonzeros = 64;
-constexpr index_t kKeysPerPass = 4096;   // keys whose hashes are drawn before scattering them
+constexpr index_t kKeysPerPass = index_t{1} << 16;  // keys whose nonzeros are drawn and sorted at once
 constexpr index_t kGaussianRowChunk = 16;
 
 kernels::ScatterFn scatter_kernel() {
@@ -91,14 +91,18 @@ void Sketch::add(ConstMatrixF block) {
 void Sketch::add_sparse(ConstMatrixF block) {
   const index_t m = options_.rows, s = options_.nonzeros;
   const double scale = 1.0 / std::sqrt(static_cast<double>(s));
+  // Sketch rows are handled in bands that fit in L2 (≈ 256 KiB of doubles); the nonzeros of a
+  // pass are sorted by band (stably: key order is kept), and each band gathers its keys. Every
+  // sketch row is thus summed in key order whatever the thread count or block split.
+  const index_t band = std::max<index_t>(1, (index_t{1} << 15) / d_);
+  const index_t bands = (m + band - 1) / band;
   // Work on a copy so that a bad row leaves the sketch unchanged.
   std::vector<double> out = sk_;
   std::vector<std::int32_t> target(static_cast<size_t>(kKeysPerPass * s));
   std::vector<double> value(target.size());
-  // Column tiles (a function of d alone, so the work split never depends on the thread count):
-  // about four per key, 8 to 64 doubles wide.
-  const index_t tile = std::clamp<index_t>((d_ / 4 + 7) / 8 * 8, 8, kernels::kScatterTile);
-  const index_t tiles = (d_ + tile - 1) / tile;
+  std::vector<std::int32_t> sorted_target(target.size()), sorted_key(target.size());
+  std::vector<double> sorted_value(target.size());
+  std::vector<index_t> start(static_cast<size_t>(bands + 1));
   const kernels::ScatterFn scatter = scatter_kernel();
   bool finite = true;
   for (index_t begin = 0; begin < block.rows && finite; begin += kKeysPerPass) {
@@ -121,13 +125,24 @@ void Sketch::add_sparse(ConstMatrixF block) {
                     : -scale;
       }
     }
-    bool pass_finite = true;
-#pragma omp parallel for schedule(static) reduction(&& : pass_finite)
-    for (index_t c = 0; c < tiles; ++c) {
-      const index_t c0 = c * tile, w = std::min(tile, d_ - c0);
-      pass_finite = scatter(block.row(begin), rows, block.stride, c0, w, target.data(), value.data(),
-                            s, out.data(), d_) && pass_finite;
+    // Counting sort of the nonzeros by band, stable.
+    const index_t entries = rows * s;
+    std::fill(start.begin(), start.end(), 0);
+    for (index_t e = 0; e < entries; ++e) ++start[target[e] / band + 1];
+    for (index_t b = 0; b < bands; ++b) start[b + 1] += start[b];
+    std::vector<index_t> fill(start.begin(), start.end() - 1);
+    for (index_t e = 0; e < entries; ++e) {
+      const index_t at = fill[target[e] / band]++;
+      sorted_target[at] = target[e];
+      sorted_key[at] = static_cast<std::int32_t>(e / s);
+      sorted_value[at] = value[e];
     }
+    bool pass_finite = true;
+#pragma omp parallel for schedule(dynamic, 1) reduction(&& : pass_finite)
+    for (index_t b = 0; b < bands; ++b)
+      pass_finite = scatter(block.row(begin), block.stride, d_, sorted_key.data() + start[b],
+                            sorted_target.data() + start[b], sorted_value.data() + start[b],
+                            start[b + 1] - start[b], out.data()) && pass_finite;
     finite = pass_finite;
   }
   if (!finite) require_finite(block, count_);

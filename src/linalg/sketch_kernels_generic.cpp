@@ -3,9 +3,9 @@
 namespace levattn::kernels {
 
 namespace {
-bool scatter(const float* X, index_t rows, index_t stride, index_t c0, index_t w,
-             const std::int32_t* target, const double* value, index_t s, double* out, index_t ld) {
-  return scatter_impl(X, rows, stride, c0, w, target, value, s, out, ld);
+bool scatter(const float* X, index_t stride, index_t d, const std::int32_t* key, const std::int32_t* target,
+             const double* value, index_t count, double* out) {
+  return scatter_impl(X, stride, d, key, target, value, count, out);
 }
 }  // namespace
 

@@ -20,9 +20,12 @@ constexpr std::uint64_t kStreamProjection = 11;
 constexpr index_t kMaxSketchRows = index_t{1} << 28;
 constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 
-// Relative costs per multiply-add, measured on the project's machine (BENCHMARKS.md): a
-// sketch nonzero (scatter in double) ≈ 3, a float GEMM ≈ 0.6, a double kernel ≈ 1.
-constexpr double kCostScatter = 3.0, kCostFloatGemm = 0.6;
+// Costs relative to one multiply-add of the exact pipeline's double kernels, measured on the
+// project's machine (one thread, n = 2²⁰, d = 256): one key entry of one sketch nonzero costs
+// about 23 (m ≈ 10⁴) to 35 (m ≈ 5·10⁴) — a gather of the key row and a read-modify-write of a
+// sketch row, bound by memory — and a float GEMM multiply-add about 0.6.
+constexpr double kCostFloatGemm = 0.6;
+double scatter_cost(index_t m) { return 20.0 + 3.0 * double(m) / 10000.0; }
 
 double distortion(index_t r, index_t m, double sketch_failure) {
   return std::sqrt(double(r) / double(m)) + std::sqrt(2.0 * std::log(2.0 / sketch_failure) / double(m));
@@ -77,7 +80,7 @@ void finish_plan(ApproxLeveragePlan& plan, index_t r, double gamma) {
 double sketched_cost(index_t n, index_t d, index_t s, index_t m, index_t k) {
   const double nd = double(n) * double(d);
   const double scoring = k >= d ? 0.5 * nd * double(d) : kCostFloatGemm * nd * double(k);
-  return kCostScatter * nd * double(s) + double(m) * d * d + scoring + double(d) * d * d;
+  return scatter_cost(m) * nd * double(s) + double(m) * d * d + scoring + double(d) * d * d;
 }
 
 // The smallest m meeting the failure target for projection width k (rank r), or 0 if none.

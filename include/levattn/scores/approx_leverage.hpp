@@ -53,7 +53,7 @@ struct ApproxLeverageOptions {
   std::uint64_t seed = 1;
   double rcond = kDefaultRcond;
   SketchKind sketch = SketchKind::sparse_sign;
-  index_t nonzeros = 8;    // s for sparse_sign
+  index_t nonzeros = 2;    // s for sparse_sign (2 suffices at the m ≥ 25·r the plan asks for)
   ApproxMethod method = ApproxMethod::automatic;
   index_t sketch_rows = 0;  // m; 0 lets the plan choose
   index_t jl_columns = 0;   // k; 0 lets the plan choose (k ≥ rank means no projection)
