@@ -75,7 +75,7 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   if (m == 0) return HeavyStats{};
   for (index_t i = 0; i < m; ++i)  // here, so that messages carry row numbers of `queries`
     for (index_t c = 0; c < d; ++c)
-      require(std::isfinite(queries(i, c)), "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+      if (!std::isfinite(queries(i, c))) throw Error(ErrorKind::bad_input, "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
   const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
   struct Scratch {
     std::vector<double> log_n, cut, total, all;
@@ -128,7 +128,7 @@ HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, doub
   for (const auto& [X, what] : {std::pair{keys, "keys"}, std::pair{queries, "queries"}})
     for (index_t r = 0; r < X.rows; ++r)
       for (index_t c = 0; c < X.cols; ++c)
-        require(std::isfinite(X(r, c)), std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
+        if (!std::isfinite(X(r, c))) throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
   const index_t m = queries.rows;
   const auto make_scratch = [] { return std::vector<double>(); };
   const auto search_tile = [&](std::vector<double>& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {

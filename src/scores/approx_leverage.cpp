@@ -21,11 +21,11 @@ constexpr index_t kMaxSketchRows = index_t{1} << 28;
 constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 
 // Costs relative to one multiply-add of the exact pipeline's double kernels, measured on the
-// project's machine (one thread, n = 2²⁰, d = 256): one key entry of one sketch nonzero costs
-// about 23 (m ≈ 10⁴) to 35 (m ≈ 5·10⁴) — a gather of the key row and a read-modify-write of a
-// sketch row, bound by memory — and a float GEMM multiply-add about 0.6.
+// project's machine (n = 2²⁰, d = 256): one key entry of one sketch nonzero costs about 50
+// (m ≈ 10⁴), 110 (m ≈ 5·10⁴) and 270 (m ≈ 1.5·10⁵) — a gather of the key row and a
+// read-modify-write of a sketch row, bound by memory — and a float GEMM multiply-add about 0.6.
 constexpr double kCostFloatGemm = 0.6;
-double scatter_cost(index_t m) { return 20.0 + 3.0 * double(m) / 10000.0; }
+double scatter_cost(index_t m) { return 40.0 + 1.5e-3 * double(m); }
 
 double distortion(index_t r, index_t m, double sketch_failure) {
   return std::sqrt(double(r) / double(m)) + std::sqrt(2.0 * std::log(2.0 / sketch_failure) / double(m));
@@ -245,7 +245,7 @@ void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
     // A NaN/Inf in the keys, or a float overflow of the product: name the row either way.
     for (index_t r = 0; r < keys.rows; ++r)
       for (index_t col = 0; col < d_; ++col)
-        require(std::isfinite(keys(r, col)), "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+        if (!std::isfinite(keys(r, col))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
     throw Error(ErrorKind::failure, "approximate leverage: float overflow projecting row " + std::to_string(first_bad));
   }
 }

@@ -25,7 +25,7 @@ constexpr double kObjectiveNoise = 1e-9;  // relative rounding allowance of f
 struct Evaluation {
   std::vector<double> log_phi;  // log φ(w)_j (−∞ where φ = 0)
   double residual = 0.0;        // max_j |φ_j − w_j| / max(φ_j, w_j)
-  double objective = 0.0;       // f(w), p ≥ 2 only
+  double objective = 0.0;       // f(w), p ≥ 4 only
   index_t rank = 0;
 };
 
@@ -36,7 +36,7 @@ class LewisMap {
     float top = 0.0f;
     for (index_t j = 0; j < keys.rows; ++j)
       for (index_t c = 0; c < keys.cols; ++c) {
-        require(std::isfinite(keys(j, c)), "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
+        if (!std::isfinite(keys(j, c))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
         top = std::max(top, std::fabs(keys(j, c)));
       }
     int e = 0;
@@ -48,6 +48,7 @@ class LewisMap {
     const index_t n = keys_.rows, d = keys_.cols;
     const double alpha = 1.0 - 2.0 / p_;  // u = w^alpha
     double log_umax = kMinusInf;
+#pragma omp parallel for schedule(static) reduction(max : log_umax)
     for (index_t j = 0; j < n; ++j)
       if (v[j] > kMinusInf) log_umax = std::max(log_umax, alpha * v[j]);
     std::vector<double> scale(static_cast<size_t>(n));
@@ -76,7 +77,7 @@ class LewisMap {
       worst = std::max(worst, -std::expm1(-gap));  // 1 − e^{−gap} = |φ − w| / max(φ, w)
     }
     out.residual = worst;
-    if (p_ >= 2.0) {
+    if (p_ >= 4.0) {  // the line search's objective (p ≥ 4 only)
       // f(w) = −log det(KᵀUK) + (1−2/p)Σw, with log det(KᵀUK) = log det G − r·log_offset'…
       // G = c²/u_max · KᵀUK: log det(KᵀUK) = log det G − r·(2·shift·ln 2 − log u_max).
       // log pdet(G) = log det(BᵀGB), B an orthonormal basis of range(G) = range(Kᵀ), which
@@ -112,7 +113,7 @@ class LewisMap {
   ConstMatrixF keys_;
   double p_, rcond_;
   int shift_ = 0;
-  mutable Mat basis_;  // p ≥ 2: fixed at the first evaluation
+  mutable Mat basis_;  // p ≥ 4: fixed at the first evaluation
 };
 
 std::vector<double> step(const std::vector<double>& v, const std::vector<double>& log_phi, double beta) {

@@ -49,7 +49,7 @@ int integer_power(double p) {
 void require_finite_rows(ConstMatrixF X, const char* what) {
   for (index_t r = 0; r < X.rows; ++r)
     for (index_t c = 0; c < X.cols; ++c)
-      require(std::isfinite(X(r, c)), std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
+      if (!std::isfinite(X(r, c))) throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
 }
 
 // The degree-2 features of x·2^shift: x_a x_b (a ≤ b), off-diagonal ones times √2.
