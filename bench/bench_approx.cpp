@@ -58,7 +58,7 @@ void BM_LewisWeights(benchmark::State& state) {
     w = lewis_weights(data.key_view(), p);
     benchmark::DoNotOptimize(w.weights.data());
   }
-  state.counters["iterations"] = double(w.iterations);
+  state.counters["evaluations"] = double(w.iterations);
   state.counters["residual"] = w.residual;
 }
 
