@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <utility>
 
 #include "levattn/linalg/gram.hpp"
 
@@ -44,14 +45,16 @@ class LewisMap {
     shift_ = -e;
   }
 
-  Evaluation operator()(const std::vector<double>& v) const {
+  // Evaluates at v into `out`, whose buffers are reused from call to call.
+  void operator()(const std::vector<double>& v, Evaluation& out) const {
     const index_t n = keys_.rows, d = keys_.cols;
     const double alpha = 1.0 - 2.0 / p_;  // u = w^alpha
     double log_umax = kMinusInf;
 #pragma omp parallel for schedule(static) reduction(max : log_umax)
     for (index_t j = 0; j < n; ++j)
       if (v[j] > kMinusInf) log_umax = std::max(log_umax, alpha * v[j]);
-    std::vector<double> scale(static_cast<size_t>(n));
+    std::vector<double>& scale = scale_;
+    scale.resize(static_cast<size_t>(n));
     const double two_shift = std::ldexp(1.0, shift_);
 #pragma omp parallel for schedule(static)
     for (index_t j = 0; j < n; ++j)
@@ -60,9 +63,9 @@ class LewisMap {
     summary.add(keys_, scale.data());
     const std::vector<double> G = summary.gram();
     const GramFactors factors = factor_gram(G, d, 0.0, rcond_);
-    Evaluation out;
     out.rank = factors.rank;
-    std::vector<double> t(static_cast<size_t>(n));
+    std::vector<double>& t = t_;
+    t.resize(static_cast<size_t>(n));
     factors.inverse_root.sum_squares(keys_, t.data(), "keys");
     // t_j = k_jᵀ(c²·KᵀU'K)⁺k_j with c = 2^shift, U' = U/u_max, so τ'_j = c²·t_j/u_max.
     const double log_offset = 2.0 * shift_ * std::log(2.0) - log_umax;
@@ -94,7 +97,6 @@ class LewisMap {
         if (v[j] > kMinusInf) total += std::exp(v[j]);
       out.objective = -log_det + alpha * total;
     }
-    return out;
   }
 
  private:
@@ -114,14 +116,14 @@ class LewisMap {
   double p_, rcond_;
   int shift_ = 0;
   mutable Mat basis_;  // p ≥ 4: fixed at the first evaluation
+  mutable std::vector<double> scale_, t_;  // scratch reused across evaluations
 };
 
-std::vector<double> step(const std::vector<double>& v, const std::vector<double>& log_phi, double beta) {
-  std::vector<double> out(v.size());
+void step(const std::vector<double>& v, const std::vector<double>& log_phi, double beta, std::vector<double>& out) {
+  out.resize(v.size());
 #pragma omp parallel for schedule(static)
   for (size_t j = 0; j < v.size(); ++j)
     out[j] = (v[j] == kMinusInf || log_phi[j] == kMinusInf) ? kMinusInf : v[j] + beta * (log_phi[j] - v[j]);
-  return out;
 }
 
 // ∇_v f · Δv for Δv = β(log φ − v): Σ_j (1−2/p)(w_j − σ_j)·Δv_j, σ_j = w_j·(φ_j/w_j)^{2/p}.
@@ -169,7 +171,9 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
   out.method = p >= 4.0 ? "mirror descent" : over_relaxed ? "cohen-peng (over-relaxed)" : "cohen-peng";
 
   std::vector<double> v(static_cast<size_t>(keys.rows), 0.0);  // w = 1
-  Evaluation at = map(v);
+  Evaluation at, there;
+  std::vector<double> next;
+  map(v, at);
   index_t evaluations = 1;
   bool first = true;
   while (at.residual > o.tolerance) {
@@ -182,8 +186,8 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
     // The first step from w = 1 is the plain Cohen–Peng step (w ← τ^{p/2}) for p < 4.
     double beta = (first && p < 4.0) ? 1.0 : (over_relaxed || p >= 2.0) ? beta_fast : 1.0;
     for (int halvings = 0;; ++halvings) {
-      std::vector<double> next = step(v, at.log_phi, beta);
-      Evaluation there = map(next);
+      step(v, at.log_phi, beta, next);
+      map(next, there);
       ++evaluations;
       bool accept = true;
       if (p < 2.0 && beta > 1.0 && there.residual > at.residual) {
@@ -204,7 +208,7 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
       }
       if (accept) {
         v.swap(next);
-        at = std::move(there);
+        std::swap(at, there);
         break;
       }
       if (evaluations >= o.max_iterations) break;
