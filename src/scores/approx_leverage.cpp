@@ -21,11 +21,12 @@ constexpr index_t kMaxSketchRows = index_t{1} << 28;
 constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 
 // Costs relative to one multiply-add of the exact pipeline's double kernels, measured on the
-// project's machine (n = 2²⁰, d = 256): one key entry of one sketch nonzero costs about 50
-// (m ≈ 10⁴), 110 (m ≈ 5·10⁴) and 270 (m ≈ 1.5·10⁵) — a gather of the key row and a
-// read-modify-write of a sketch row, bound by memory — and a float GEMM multiply-add about 0.6.
+// project's machine (n = 2²⁰, d = 128 and 256, 2 threads, BENCHMARKS.md "Issue 4"): one key entry
+// of one sketch nonzero costs about 90 at m ≈ 10⁴ — a gather of the key row and a
+// read-modify-write of a sketch row, bound by memory — growing with m as the sketch leaves the
+// caches; a float GEMM multiply-add costs about 0.6.
 constexpr double kCostFloatGemm = 0.6;
-double scatter_cost(index_t m) { return 40.0 + 1.5e-3 * double(m); }
+double scatter_cost(index_t m) { return 80.0 + 1.5e-3 * double(m); }
 
 double distortion(index_t r, index_t m, double sketch_failure) {
   return std::sqrt(double(r) / double(m)) + std::sqrt(2.0 * std::log(2.0 / sketch_failure) / double(m));
