@@ -149,6 +149,36 @@ void GramSummary::add(ConstMatrixF keys) {
   count_ += n;
 }
 
+void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
+  require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
+                               " columns, summary has dimension " + std::to_string(d_));
+  const index_t n = keys.rows;
+  for (index_t r = 0; r < n; ++r)
+    require(row_scale[r] >= 0.0 && std::isfinite(row_scale[r]),
+            "gram summary: row scale " + std::to_string(r) + " must be finite and ≥ 0");
+  const auto scale_row = [&](index_t r, float* out) {
+    const float* x = keys.row(r);
+    for (index_t c = 0; c < d_; ++c) out[c] = static_cast<float>(row_scale[r] * x[c]);
+  };
+  // Every row is checked before anything is added, so a refused call leaves the summary unchanged.
+  std::vector<float> row(static_cast<size_t>(d_));
+  for (index_t r = 0; r < n; ++r) {
+    scale_row(r, row.data());
+    if (finite_row(row.data(), d_)) continue;
+    if (!finite_row(keys.row(r), d_))
+      throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+    throw Error(ErrorKind::failure, "gram summary: row " + std::to_string(r) + " overflows float once scaled");
+  }
+  // Scaled copies in chunks of whole blocks; add() gives the same bits however rows are split.
+  constexpr index_t kChunkRows = 256 * kB;
+  std::vector<float> chunk(static_cast<size_t>(std::min(n, kChunkRows) * d_));
+  for (index_t begin = 0; begin < n; begin += kChunkRows) {
+    const index_t rows = std::min(kChunkRows, n - begin);
+    for (index_t r = 0; r < rows; ++r) scale_row(begin + r, chunk.data() + r * d_);
+    add(ConstMatrixF{chunk.data(), rows, d_, d_});
+  }
+}
+
 void GramSummary::add_item_sum(const Item& item, std::vector<double>& acc) const {
   if (item.fragment)
     kernels::active_kernels().gram(item.data.data(), item.rows, d_, d_, acc.data());

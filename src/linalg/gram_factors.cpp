@@ -37,6 +37,14 @@ TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, ind
     for (index_t c = i; c < d; ++c) tt_[c * tpad + i] = T[i * d + c];
 }
 
+std::vector<double> TrapezoidalForm::dense() const {
+  const index_t tpad = kernels::padded_dim(rows_);
+  std::vector<double> T(static_cast<size_t>(rows_ * d_), 0.0);
+  for (index_t i = 0; i < rows_; ++i)
+    for (index_t c = i; c < d_; ++c) T[i * d_ + c] = tt_[c * tpad + i];
+  return T;
+}
+
 void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what) const {
   require(X.cols == d_, std::string(what) + ": have " + std::to_string(X.cols) +
                             " columns, expected " + std::to_string(d_));

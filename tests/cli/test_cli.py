@@ -47,6 +47,24 @@ def softmax_attention(Q, K, V, scale, causal=False):
     return (W @ V.astype(np.float64)) / W.sum(axis=1, keepdims=True), np.log(W.sum(axis=1)) + S.max(axis=1)
 
 
+def lewis(K, p, iterations=200):
+    """ℓp Lewis weights by the Cohen–Peng fixed point in float64 (p < 4), independent of the library."""
+    Kd = K.astype(np.float64)
+    w = np.ones(len(Kd))
+    for _ in range(iterations):
+        M = np.linalg.pinv(Kd.T @ (Kd * (w ** (1 - 2 / p))[:, None]))
+        w = np.einsum("ij,jk,ik->i", Kd, M, Kd) ** (p / 2)
+    return w
+
+
+def power_attention(Q, K, p):
+    S = np.abs(Q.astype(np.float64) @ K.astype(np.float64).T)
+    top = S.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        A = np.where(top > 0, (S / np.where(top > 0, top, 1)) ** p, 0.0)
+        return np.where(top > 0, A / A.sum(axis=1, keepdims=True), 0.0)
+
+
 def attention(Q, K):
     S = Q.astype(np.float64) @ K.astype(np.float64).T
     tot = (S ** 2).sum(axis=1, keepdims=True)
@@ -129,6 +147,45 @@ with tempfile.TemporaryDirectory() as tmp:
     got1 = {(int(b), int(c)) for a, b, c, _ in rows[1:] if a == "1"}
     check(r.returncode == 0 and rows[0] == ["head", "query", "key", "score"]
           and {(i, k) for i, k in zip(*np.nonzero(A1 >= 0.05 * (1 + 1e-4)))} <= got1, "heavy on 3-D input")
+
+    # --p (Lewis weights, |x|^p heavy entries) and --approx (sketched leverage scores).
+    for pw in [1.0, 3.0]:
+        w_ref = lewis(K, pw)
+        r = run("scores", "--keys", p("K.npy"), "--p", pw, "--output", p("w.npy"), "--json")
+        j = json.loads(r.stdout) if r.returncode == 0 else {}
+        check(r.returncode == 0 and np.allclose(np.load(p("w.npy")), w_ref, rtol=1e-5)
+              and j["per_head"][0]["residual"] <= 1e-6 and j["per_head"][0]["iterations"] >= 1,
+              f"scores --p {pw} match a numpy Lewis fixed point; residual and iterations reported")
+        s_ref = w_ref * (rank ** (pw / 2 - 1) if pw > 2 else 1.0)
+        r = run("select", "--keys", p("K.npy"), "--p", pw, "--eps", 0.05, "--output", p("Up.npy"), "--json")
+        j = json.loads(r.stdout) if r.returncode == 0 else {}
+        Up = set(np.load(p("Up.npy")).tolist()) if r.returncode == 0 else set()
+        sure = set(np.flatnonzero(s_ref >= 0.05 * (1 + 1e-4)).tolist())
+        maybe = set(np.flatnonzero(s_ref >= 0.05 * (1 - 1e-4)).tolist())
+        bound = (rank if pw <= 2 else rank ** (pw / 2)) / 0.05
+        check(r.returncode == 0 and sure <= Up <= maybe and len(sure) > 0 and abs(j["bound"] - bound) < 1e-3 * bound,
+              f"select --p {pw}: U = {{s_j >= eps}} with bound {bound:.1f}")
+    for pw in [1.0, 3.0, 4.0]:
+        A = power_attention(Q, K, pw)
+        r = run("heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--p", pw, "--eps", 0.05,
+                "--output", p("hp.csv"), "--verify", len(Q), "--json")
+        j = json.loads(r.stdout) if r.returncode == 0 else {"verify": {}}
+        rows = list(csv.reader(open(p("hp.csv")))) if r.returncode == 0 else [[]]
+        got = {(int(a), int(b)) for a, b, _, _ in rows[1:]}
+        strong = {(i, k) for i, k in zip(*np.nonzero(A >= 0.05 * (1 + 1e-6)))}
+        check(r.returncode == 0 and rows[0] == ["query", "key", "score", "estimated"] and strong <= got
+              and len(strong) > 0 and j["verify"]["recall"] == 1 and 0 < j["verify"]["precision"] <= 1,
+              f"heavy --p {pw}: every A >= eps of numpy's brute force reported ({len(strong)}), verify recall 1")
+    r = run("scores", "--keys", p("K.npy"), "--approx", 0.5, "--output", p("ap.npy"), "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {"per_head": [{}]}
+    ratio = np.load(p("ap.npy")) / tau_ref if r.returncode == 0 else np.zeros(1)
+    check(r.returncode == 0 and np.mean((ratio < 1 / 1.5) | (ratio > 1.5)) <= j["per_head"][0]["failure_bound"] + 1e-12,
+          "scores --approx 0.5: scores within a factor 1.5 up to the stated failure probability")
+    expect_error(3, "p must", "scores", "--keys", p("K.npy"), "--p", 0, "--output", p("x.npy"))
+    expect_error(3, "gamma", "scores", "--keys", p("K.npy"), "--approx", 0, "--output", p("x.npy"))
+    expect_error(2, "--approx", "select", "--keys", p("K.npy"), "--p", 3, "--approx", 0.5, "--eps", 0.1, "--output", p("x.npy"))
+    expect_error(2, "--ridge", "scores", "--keys", p("K.npy"), "--p", 3, "--ridge", 1, "--output", p("x.npy"))
+    expect_error(3, "delta", "heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--p", 3, "--eps", 0.1, "--delta", 2)
 
     # demo
     r = run("demo", "--n", 4096, "--m", 64, "--d", 16, "--json")

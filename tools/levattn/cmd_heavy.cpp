@@ -1,6 +1,10 @@
-// levattn heavy --queries Q --keys K --eps E [--output heavy.csv] [--verify N] [--json]
-// Every entry A[i,j] = <q_i,k_j>² / Σ_l <q_i,k_l>² ≥ ε as CSV "query,key,score" ("head," first
-// for 3-D input), sorted by (head,) query, key; score with 9 significant digits.
+// levattn heavy --queries Q --keys K --eps E [--p P [--delta D]] [--output heavy.csv] [--verify N]
+//               [--seed S] [--json]
+// Every entry A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p ≥ ε (p = 2 by default) as CSV
+// "query,key,score" ("head," first for 3-D input), sorted by (head,) query, key; score with 9
+// significant digits. With --p ≠ 2 a column "estimated" follows: 1 when the normaliser was
+// estimated by Lewis-weight sampling (the score is then Â and entries clear ε/(1+δ)), 0 when exact.
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
@@ -9,6 +13,7 @@
 #include "commands.hpp"
 #include "heads.hpp"
 #include "levattn/attention/heavy.hpp"
+#include "levattn/attention/power_heavy.hpp"
 #include "levattn/attention/verify.hpp"
 #include "levattn/io/atomic_file.hpp"
 #include "report.hpp"
@@ -19,6 +24,7 @@ namespace {
 struct HeavyOptions {
   std::string queries, keys, output;
   double eps = 0.0;
+  double p = 2.0, delta = 0.1;
   index_t verify = 0;
   std::uint64_t seed = 1;
   double rcond = kDefaultRcond;
@@ -30,6 +36,7 @@ int run_heavy(const HeavyOptions& o) {
   if (o.common.json && o.output.empty())
     throw UsageError("--json prints the summary on stdout, so the entries need --output");
   check_eps(o.eps);
+  require(o.delta > 0.0 && o.delta < 1.0, "delta must lie in (0, 1), got " + std::to_string(o.delta));
   Phases phases;
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys");
@@ -40,7 +47,9 @@ int run_heavy(const HeavyOptions& o) {
   std::optional<io::AtomicFile> file;
   if (!o.output.empty()) file.emplace(o.output);
   std::FILE* out = file ? file->stream() : stdout;
-  std::fprintf(out, keys.multi_head ? "head,query,key,score\n" : "query,key,score\n");
+  const bool power = o.p != 2.0;
+  std::fprintf(out, "%s%s\n", keys.multi_head ? "head,query,key,score" : "query,key,score",
+               power ? ",estimated" : "");
 
   Stopwatch total;
   double writing = 0.0;
@@ -50,29 +59,57 @@ int run_heavy(const HeavyOptions& o) {
   VerifyReport verified;
   double verify_seconds = 0.0;
   Progress progress("heavy", queries.heads * queries.rows);
+  nlohmann::json power_heads = nlohmann::json::array();
   for (index_t h = 0; h < keys.heads; ++h) {
-    const HeavySearch search = in_head(keys, h, [&] { return HeavySearch(keys.head(h), o.eps, o.rcond); });
-    uset += search.universal_set().size();
-    bound += search.universal_set().bound;
-    scanned += search.scanned_keys();
-    const HeavyStats stats = in_head(queries, h, [&] { return search.run(
-        queries.head(h),
-        [&](const HeavyEntry* e, index_t count) {
-          Stopwatch w;
-          for (index_t i = 0; i < count; ++i) {
-            if (keys.multi_head) std::fprintf(out, "%" PRId64 ",", h);
-            std::fprintf(out, "%" PRId64 ",%" PRId64 ",%.9g\n", e[i].query, e[i].key, e[i].score);
-          }
-          writing += w.seconds();
-        },
-        [&](index_t done) { progress.update(h * queries.rows + done); }); });
+    std::optional<HeavySearch> search2;
+    std::optional<PowerHeavySearch> searchp;
+    in_head(keys, h, [&] {
+      if (!power) {
+        search2.emplace(keys.head(h), o.eps, o.rcond);
+        return;
+      }
+      PowerHeavyOptions po;
+      po.lewis.rcond = o.rcond;
+      po.normaliser.delta = o.delta;
+      po.normaliser.seed = o.seed + static_cast<std::uint64_t>(h);
+      searchp.emplace(keys.head(h), o.p, o.eps, po);
+    });
+    const UniversalSet& u = power ? searchp->universal_set() : search2->universal_set();
+    uset += u.size();
+    bound += u.bound;
+    scanned += power ? searchp->scanned_keys() : search2->scanned_keys();
+    const int estimated = power && searchp->estimated() ? 1 : 0;
+    if (power) {
+      const PowerNormaliser& nz = searchp->normaliser();
+      power_heads.push_back({{"normaliser", normaliser_kind_name(nz.kind())}, {"estimated", estimated == 1},
+                             {"delta", nz.delta()}, {"failure_per_query", nz.failure()},
+                             {"sample_size", nz.sample_size()}, {"report_threshold", searchp->report_threshold()},
+                             {"lewis_iterations", searchp->lewis().iterations},
+                             {"lewis_residual", searchp->lewis().residual}, {"rank", searchp->lewis().rank}});
+    }
+    const HeavySink sink = [&](const HeavyEntry* e, index_t count) {
+      Stopwatch w;
+      for (index_t i = 0; i < count; ++i) {
+        if (keys.multi_head) std::fprintf(out, "%" PRId64 ",", h);
+        if (power)
+          std::fprintf(out, "%" PRId64 ",%" PRId64 ",%.9g,%d\n", e[i].query, e[i].key, e[i].score, estimated);
+        else
+          std::fprintf(out, "%" PRId64 ",%" PRId64 ",%.9g\n", e[i].query, e[i].key, e[i].score);
+      }
+      writing += w.seconds();
+    };
+    const auto tell = [&](index_t done) { progress.update(h * queries.rows + done); };
+    const HeavyStats stats = in_head(queries, h, [&] {
+      return power ? searchp->run(queries.head(h), sink, tell) : search2->run(queries.head(h), sink, tell);
+    });
     sum += stats;
     if (o.verify > 0) {
       Stopwatch v;
       std::vector<index_t> rows;
       const std::vector<float> sample = sample_rows(queries.head(h), o.verify, o.seed + h, rows);
-      const VerifyReport r = verify_heavy(
-          search, keys.head(h), ConstMatrixF(sample.data(), index_t(rows.size()), queries.cols));
+      const ConstMatrixF view(sample.data(), index_t(rows.size()), queries.cols);
+      const VerifyReport r = power ? verify_power_heavy(*searchp, keys.head(h), view)
+                                   : verify_heavy(*search2, keys.head(h), view);
       verified.queries += r.queries;
       verified.tolerance = r.tolerance;
       verified.reference += r.reference;
@@ -91,7 +128,10 @@ int run_heavy(const HeavyOptions& o) {
   }
   phases.write = writing + commit.seconds();
 
-  const bool verify_ok = verified.recall() == 1.0 && verified.precision() == 1.0;
+  // With an estimated normaliser precision below 1 is expected; recall below 1 never is.
+  const bool any_estimated = power && std::any_of(power_heads.begin(), power_heads.end(),
+                                                  [](const nlohmann::json& j) { return j["estimated"].get<bool>(); });
+  const bool verify_ok = verified.recall() == 1.0 && (any_estimated || verified.precision() == 1.0);
   if (o.verify > 0 && !verify_ok)
     std::fprintf(stderr, "levattn: warning: verification against brute force found differences\n");
   if (o.common.json) {
@@ -100,7 +140,11 @@ int run_heavy(const HeavyOptions& o) {
                         {"universal_set_size", uset}, {"bound", bound}, {"scanned_keys", scanned},
                         {"heavy_count", sum.heavy_count}, {"zero_queries", sum.zero_queries},
                         {"fallback_queries", sum.fallback_queries}, {"rechecked", sum.rechecked},
-                        {"output", o.output}, {"seconds", phases.json()}};
+                        {"output", o.output}, {"seconds", phases.json()}, {"p", o.p}};
+    if (power) {
+      j["estimated"] = any_estimated;
+      j["per_head"] = power_heads;
+    }
     if (o.verify > 0)
       j["verify"] = {{"queries", verified.queries}, {"recall", verified.recall()},
                      {"precision", verified.precision()}, {"tolerance", verified.tolerance},
@@ -114,6 +158,9 @@ int run_heavy(const HeavyOptions& o) {
                  static_cast<long long>(sum.heavy_count), o.eps, static_cast<long long>(sum.queries),
                  static_cast<long long>(uset), bound, static_cast<long long>(sum.zero_queries),
                  static_cast<long long>(sum.fallback_queries));
+    if (any_estimated)
+      std::fprintf(stderr, "levattn: normaliser estimated by Lewis-weight sampling (delta %g): scores are "
+                           "estimates, entries clear eps/(1+delta)\n", o.delta);
     if (o.verify > 0)
       std::fprintf(stderr, "levattn: verify on %lld sampled queries: recall %.6f, precision %.6f\n",
                    static_cast<long long>(verified.queries), verified.recall(), verified.precision());
@@ -124,14 +171,18 @@ int run_heavy(const HeavyOptions& o) {
 
 Command add_heavy_command(CLI::App& app) {
   auto o = std::make_shared<HeavyOptions>();
-  CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = x²");
+  CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = |x|^p (p = 2 by default)");
   c->add_option("--queries", o->queries, "Queries: (m, d) or (h, m, d)")->required();
   c->add_option("--keys", o->keys, "Keys: (n, d) or (h, n, d)")->required();
   c->add_option("--eps", o->eps, "Threshold ε in (0, 1]")->required();
   c->add_option("--output", o->output, "CSV of the entries (default: stdout; required with --json)");
+  c->add_option("--p", o->p, "Exponent of f(x) = |x|^p (default 2: exact leverage-score search)")
+      ->capture_default_str();
+  c->add_option("--delta", o->delta,
+                "p ≠ 2: relative accuracy δ of a sampled normaliser, in (0, 1)")->capture_default_str();
   c->add_option("--verify", o->verify, "Check N sampled queries (per head) against brute force")
       ->check(CLI::NonNegativeNumber);
-  c->add_option("--seed", o->seed, "Seed of the --verify sample")->capture_default_str();
+  c->add_option("--seed", o->seed, "Seed of the --verify sample and of the normaliser's key sample")->capture_default_str();
   c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
       ->capture_default_str();
   add_common_options(*c, o->common);

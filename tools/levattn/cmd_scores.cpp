@@ -1,7 +1,10 @@
-// levattn scores --keys K [--ridge L] [--rcond R] --output tau.npy [--json]
-// Writes float64 leverage (or ridge) scores, shape (n,) for (n, d) keys or (h, n) for (h, n, d).
+// levattn scores --keys K [--ridge L | --p P | --approx G [--failure F] [--seed S]] [--rcond R]
+//                --output tau.npy [--json]
+// Writes float64 leverage (ridge, ℓp Lewis, or sketched leverage) scores, shape (n,) for (n, d)
+// keys or (h, n) for (h, n, d).
 #include <cstdio>
 #include <memory>
+#include <algorithm>
 #include <numeric>
 
 #include "commands.hpp"
@@ -9,6 +12,7 @@
 #include "levattn/io/npy.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "report.hpp"
+#include "score_kinds.hpp"
 
 namespace levattn::cli {
 
@@ -16,11 +20,13 @@ namespace {
 struct ScoresOptions {
   std::string keys, output;
   double ridge = 0.0, rcond = kDefaultRcond;
+  ScoreKindOptions kind;
   CommonOptions common;
 };
 
 int run_scores(const ScoresOptions& o) {
   apply_threads(o.common);
+  check_score_kind(o.kind, o.ridge);
   Phases phases;
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys");
@@ -31,11 +37,12 @@ int run_scores(const ScoresOptions& o) {
   nlohmann::json heads = nlohmann::json::array();
   for (index_t h = 0; h < keys.heads; ++h) {
     in_head(keys, h, [&] {
-      LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
-      scorer.fit(keys.head(h));
-      double* out = tau.data() + h * keys.rows;
-      scorer.scores(keys.head(h), out);
-      heads.push_back({{"rank", scorer.rank()}, {"sum", std::accumulate(out, out + keys.rows, 0.0)}});
+      const KeyScores s = compute_key_scores(keys.head(h), o.kind, o.ridge, o.rcond, false);
+      std::copy(s.values.begin(), s.values.end(), tau.begin() + h * keys.rows);
+      nlohmann::json head = s.report;
+      head["rank"] = s.rank;
+      head["sum"] = std::accumulate(s.values.begin(), s.values.end(), 0.0);
+      heads.push_back(head);
     });
   }
   phases.compute = compute.seconds();
@@ -48,7 +55,7 @@ int run_scores(const ScoresOptions& o) {
 
   if (o.common.json) {
     print_json({{"command", "scores"}, {"n", keys.rows}, {"d", keys.cols}, {"heads", keys.heads},
-                {"ridge", o.ridge}, {"rcond", o.rcond}, {"per_head", heads},
+                {"ridge", o.ridge}, {"rcond", o.rcond}, {"p", o.kind.p}, {"per_head", heads},
                 {"output", o.output}, {"seconds", phases.json()}});
   } else {
     std::fprintf(stderr, "levattn: wrote %s: %lld scores, d = %lld, rank %lld (head 0)\n",
@@ -61,10 +68,11 @@ int run_scores(const ScoresOptions& o) {
 
 Command add_scores_command(CLI::App& app) {
   auto o = std::make_shared<ScoresOptions>();
-  CLI::App* c = app.add_subcommand("scores", "Leverage scores τ_j = k_jᵀ(KᵀK + λI)⁺k_j of every key");
+  CLI::App* c = app.add_subcommand("scores", "Leverage scores τ_j = k_jᵀ(KᵀK + λI)⁺k_j of every key (ℓp Lewis weights with --p)");
   c->add_option("--keys", o->keys, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)")
       ->required();
   c->add_option("--ridge", o->ridge, "Ridge λ ≥ 0 (default 0: plain leverage scores)");
+  add_score_kind_options(*c, o->kind);
   c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
       ->capture_default_str();
   c->add_option("--output", o->output, "Output .npy: float64, shape (n,) or (h, n)")->required();

@@ -1,4 +1,7 @@
-// levattn select --keys K (--eps E | --top-k K) --output OUT [--json]
+// levattn select --keys K (--eps E | --top-k K) [--p P | --approx G [--failure F] [--seed S]]
+//                --output OUT [--json]
+// --p P: U = {j : s_j ≥ ε}, s_j the ℓp Lewis sensitivity bound; --approx G: sketched scores kept
+// at ε/(1+γ).
 // (n, d) keys: OUT.npy, int64 indices ascending. (h, n, d) keys: OUT.csv "head,key,score".
 #include <cinttypes>
 #include <cstdio>
@@ -12,6 +15,7 @@
 #include "levattn/scores/leverage.hpp"
 #include "levattn/select/universal_set.hpp"
 #include "report.hpp"
+#include "score_kinds.hpp"
 
 namespace levattn::cli {
 
@@ -21,6 +25,7 @@ struct SelectOptions {
   std::optional<double> eps;
   std::optional<index_t> top_k;
   double rcond = kDefaultRcond;
+  ScoreKindOptions kind;
   CommonOptions common;
 };
 
@@ -46,6 +51,7 @@ void write_sets(const std::string& path, const HeadArray& keys, const std::vecto
 
 int run_select(const SelectOptions& o) {
   apply_threads(o.common);
+  check_score_kind(o.kind, 0.0);
   Phases phases;
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys");
@@ -60,23 +66,25 @@ int run_select(const SelectOptions& o) {
   bool within = true;
   if (o.eps) check_eps(*o.eps);
   for (index_t h = 0; h < keys.heads; ++h) {
+    nlohmann::json report;
     const index_t rank = in_head(keys, h, [&] {
-      LeverageScorer scorer(keys.cols, {0.0, o.rcond});
-      scorer.fit(keys.head(h));
-      const std::vector<double> tau = scorer.scores(keys.head(h));
-      sets.push_back(o.eps ? select_by_threshold(tau.data(), keys.rows, *o.eps, double(scorer.rank()))
-                           : select_top_k(tau.data(), keys.rows, *o.top_k));
-      return scorer.rank();
+      const KeyScores s = compute_key_scores(keys.head(h), o.kind, 0.0, o.rcond, true);
+      sets.push_back(o.eps ? select_by_threshold(s.values.data(), keys.rows, *o.eps * s.threshold_factor,
+                                                 s.bound_mass)
+                           : select_top_k(s.values.data(), keys.rows, *o.top_k));
+      report = s.report;
+      return s.rank;
     });
     const UniversalSet& u = sets.back();
     total += u.size();
     bound += u.bound;
     within = within && u.within_bound;
-    heads.push_back({{"rank", rank}, {"universal_set_size", u.size()}, {"bound", u.bound},
-                     {"within_bound", u.within_bound}});
+    report.update({{"rank", rank}, {"universal_set_size", u.size()}, {"bound", u.bound},
+                   {"within_bound", u.within_bound}});
+    heads.push_back(report);
   }
   phases.compute = compute.seconds();
-  if (!within) std::fprintf(stderr, "levattn: warning: |U| exceeds its bound rank/eps\n");
+  if (!within) std::fprintf(stderr, "levattn: warning: |U| exceeds its bound\n");
 
   Stopwatch write;
   write_sets(o.output, keys, sets);
@@ -84,7 +92,7 @@ int run_select(const SelectOptions& o) {
 
   if (o.common.json) {
     nlohmann::json j = {{"command", "select"}, {"n", keys.rows}, {"d", keys.cols},
-                        {"heads", keys.heads}, {"universal_set_size", total}, {"bound", bound},
+                        {"heads", keys.heads}, {"p", o.kind.p}, {"universal_set_size", total}, {"bound", bound},
                         {"within_bound", within}, {"per_head", heads}, {"output", o.output},
                         {"seconds", phases.json()}};
     if (o.eps) j["eps"] = *o.eps; else j["top_k"] = *o.top_k;
@@ -108,6 +116,7 @@ Command add_select_command(CLI::App& app) {
   auto* k = c->add_option("--top-k", o->top_k, "Budget: the k keys with the largest τ (ties: lower index)");
   eps->excludes(k);
   k->excludes(eps);
+  add_score_kind_options(*c, o->kind);
   c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
       ->capture_default_str();
   c->add_option("--output", o->output, "Output: OUT.npy (int64) for (n, d) keys, OUT.csv for (h, n, d)")

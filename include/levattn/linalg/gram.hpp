@@ -33,6 +33,11 @@ class GramSummary {
   // columns. Throws Error{bad_input} naming the first row (counted within `keys`) that holds a
   // NaN or an infinity; the summary is then unchanged. Parallel over blocks (OpenMP).
   void add(ConstMatrixF keys);
+  // G += Σ_j a_j a_jᵀ with a_j = row_scale[j]·k_j rounded to float (a relative change of at most
+  // 2⁻²⁴ per entry), for weighted Gram matrices KᵀWK (row_scale = √w). row_scale has keys.rows
+  // finite entries ≥ 0 (else Error{bad_input}); a row that overflows float once scaled is
+  // Error{failure}. count grows by keys.rows.
+  void add(ConstMatrixF keys, const double* row_scale);
 
   // The summary of both key sets. When other.first_row() == end_row() (other continues this run)
   // the result is bit-identical to one summary of the concatenated rows; otherwise it is the

@@ -32,6 +32,8 @@ class TrapezoidalForm {
 
   index_t rows() const { return rows_; }
   index_t dim() const { return d_; }
+  // T itself, rows × d row-major (zeros below the trapezoid).
+  std::vector<double> dense() const;
 
   // out[r] = ‖T x_r‖² in double for every row x_r of X (X.cols == d), parallel over rows.
   // Throws Error{bad_input} "<what>: row r holds a NaN or an infinity" on non-finite input.

@@ -1,0 +1,78 @@
+// Every heavy entry of attention with f(x) = |x|^p, A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p,
+// for any p > 0, without forming A.
+//
+// Method: ℓp Lewis weights (scores/lewis.hpp) give sensitivity bounds s_j ≥ A[i,j] for every
+// query, so U = {j : s_j ≥ ε} holds every entry A ≥ ε, |U| ≤ r/ε (p ≤ 2) or r^{p/2}/ε (p > 2).
+// Keys with s_j ≥ ε(1 − 5e-2) are scanned (absorbing the 1e-6 residual of the weights and
+// rounding). The normaliser N(q) comes from a PowerNormaliser (scores/power_normaliser.hpp):
+// exact for p = 2 and (when affordable) p = 4, else estimated to (1±δ) by Lewis-weight sampling.
+//
+// Reported: every scanned entry whose value Â = |<q,k>|^p / N̂(q) — <q,k> in double — clears
+// ε/(1+δ) (ε itself when the normaliser is exact), with Â as its score. Guarantee: when N̂(q) is
+// within (1±δ) of N(q) — for each query with probability ≥ 1 − normaliser().failure() — every
+// entry A ≥ ε of that query is reported (recall 1); reported entries have A ≥ ε/(1+δ)·(1−δ), so
+// precision may be below 1 when estimated() (verify_power_heavy measures it). Queries with
+// N(q) = 0 yield nothing (zero_queries). Queries with weight along directions below the rank
+// cut-off, where the weights say nothing, are searched over all keys with the exact normaliser
+// (fallback_queries). Output order and values never depend on the thread count.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "levattn/attention/heavy.hpp"
+#include "levattn/attention/verify.hpp"
+#include "levattn/scores/lewis.hpp"
+#include "levattn/scores/power_normaliser.hpp"
+
+namespace levattn {
+
+struct PowerHeavyOptions {
+  LewisOptions lewis;
+  PowerNormaliserOptions normaliser;
+};
+
+class PowerHeavySearch {
+ public:
+  // keys: n×d, n ≥ 1, finite; the view must outlive the search. Throws Error{bad_input} on bad
+  // keys, p ≤ 0 or ε ∉ (0, 1]; Error{failure} if the Lewis weights do not converge.
+  PowerHeavySearch(ConstMatrixF keys, double p, double eps, const PowerHeavyOptions& options = {});
+
+  // Streams the reported entries of the rows of queries (m×d) to sink in (query, key) order.
+  HeavyStats run(ConstMatrixF queries, const HeavySink& sink,
+                 const std::function<void(index_t)>& progress = {}) const;
+
+  double p() const { return p_; }
+  double eps() const { return eps_; }
+  bool estimated() const { return !normaliser_.exact(); }
+  double report_threshold() const { return eps_ / (1.0 + normaliser_.delta()); }
+  const LewisWeights& lewis() const { return lewis_; }
+  const std::vector<double>& sensitivities() const { return sens_; }
+  // U = {j : s_j ≥ ε} with bound Σ_j s_j/ε (= r/ε or r^{p/2}/ε).
+  const UniversalSet& universal_set() const { return uset_; }
+  const PowerNormaliser& normaliser() const { return normaliser_; }
+  index_t scanned_keys() const { return static_cast<index_t>(cand_.size()); }
+
+ private:
+  ConstMatrixF keys_;
+  double p_, eps_;
+  LewisWeights lewis_;
+  std::vector<double> sens_;
+  UniversalSet uset_;
+  std::vector<index_t> cand_;
+  PowerNormaliser normaliser_;
+  std::optional<LeverageScorer> cut_check_;  // when the weights cut directions
+};
+
+// Every entry A[i,j] ≥ ε for f(x) = |x|^p by brute force: all products in double, exact
+// normalisers. O(m·n·d). Streams to sink in (query, key) order.
+HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, double p, double eps,
+                                   const HeavySink& sink);
+
+// Runs `search` and the brute force on the rows of `sample` and compares them: recall over true
+// entries A ≥ ε(1+tolerance), precision = reported entries whose true A ≥ ε(1−tolerance).
+VerifyReport verify_power_heavy(const PowerHeavySearch& search, ConstMatrixF keys, ConstMatrixF sample,
+                                double tolerance = 1e-9);
+
+}  // namespace levattn

@@ -1,0 +1,105 @@
+// Fast approximate ℓ2 leverage scores (the Drineas–Magdon-Ismail–Mahoney–Woodruff 2012 scheme):
+// a sketch S gives R with SK = QR, and τ̂_j = c·‖k_j R⁻¹ Π‖², Π a random projection.
+//
+// Here R⁻¹ is represented by the factor T of (SK)ᵀ(SK) = RᵀR (see gram_factors.hpp:
+// ‖T k‖² = kᵀ((SK)ᵀSK)⁺k, with the same equilibration and rank cut-off as the exact scores), and Π is
+// √(r/k)·(k columns of a Haar-random r×r orthogonal matrix), r the rank. With k = r the projection
+// is the identity and τ̂_j = c·‖T k_j‖².
+//
+// Guarantee. Say the sketch has distortion η on the column space of K when
+// (1−η)‖Kx‖ ≤ ‖SKx‖ ≤ (1+η)‖Kx‖ for all x; then ‖T k_j‖² ∈ [τ_j/(1+η)², τ_j/(1−η)²]. For a fixed
+// key, X = ‖k_j T ᵀΠ‖²/‖T k_j‖² follows (r/k)·Beta(k/2, (r−k)/2) exactly (Π is independent of
+// the sketch). The plan picks m, k and c so that, for every key j,
+//     P( τ̂_j ∉ [τ_j/(1+γ), (1+γ)·τ_j] ) ≤ δ_R + P(X ∉ [A/c, B/c]) = failure() ≤ δ,
+// A = (1+η)²/(1+γ), B = (1+γ)(1−η)², where δ_R is the probability that the sketch's distortion
+// exceeds η = √(r/m) + √(2 ln(2/δ_R)/m). That tail is a theorem for the gaussian sketch
+// (Davidson–Szarek 2001, Thm II.13); for sparse_sign, count_sketch and srht it is the behaviour
+// the tests observe, not a proof (sparse sign embeddings are proven to need m = O(r/η²) only up to
+// log factors and unspecified constants: Chenakkod–Dereziński–Dong–Rudelson 2024). The interval
+// [τ/(1+γ), (1+γ)τ] lies inside (1±γ)·τ.
+//
+// Universal sets: if τ_j ≥ ε then, unless key j fails, τ̂_j ≥ ε/(1+γ); so
+// U = {j : τ̂_j ≥ ε/(1+γ)} holds every key whose attention can reach ε, each with probability
+// ≥ 1 − failure(), and |U| ≤ (1+γ)²·rank/ε when no key fails.
+//
+// Rounding: the sketch is summed in double; the projection K·(TᵀΠ) is a float GEMM, which adds a
+// relative error of about d·2⁻²⁴·cond(K) to a score on top of γ (k < r only).
+//
+// Cost: O(n·d·s) to sketch (s nonzeros per key) + O(m·d²) + O(n·d·k) float (or O(n·d²/2) double
+// when k = r). When no (m, k) is cheaper than the exact scores, method automatic computes the
+// exact scores instead (plan().sketched == false), which meet any γ with failure 0.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+#include "levattn/linalg/gram_factors.hpp"
+#include "levattn/linalg/sketch.hpp"
+#include "levattn/scores/leverage.hpp"
+
+namespace levattn {
+
+enum class ApproxMethod {
+  automatic,  // the cheaper of a sketch meeting (γ, δ) and the exact scores
+  sketched,   // always sketch (the plan may then need m > n)
+  exact,      // exact scores (failure 0)
+};
+
+struct ApproxLeverageOptions {
+  double gamma = 0.5;      // γ > 0: τ̂ within a factor 1+γ of τ
+  double failure = 0.05;   // δ ∈ (0, 1): per-key probability of missing that
+  std::uint64_t seed = 1;
+  double rcond = kDefaultRcond;
+  SketchKind sketch = SketchKind::sparse_sign;
+  index_t nonzeros = 2;    // s for sparse_sign (2 suffices at the m ≥ 25·r the plan asks for)
+  ApproxMethod method = ApproxMethod::automatic;
+  index_t sketch_rows = 0;  // m; 0 lets the plan choose
+  index_t jl_columns = 0;   // k; 0 lets the plan choose (k ≥ rank means no projection)
+};
+
+struct ApproxLeveragePlan {
+  bool sketched = false;
+  index_t sketch_rows = 0;        // m
+  index_t jl_columns = 0;         // k (== rank: no projection)
+  double distortion = 0.0;        // η assumed of the sketch
+  double sketch_failure = 0.0;    // δ_R
+  double projection_failure = 0.0;  // δ_J = P(X ∉ [A/c, B/c])
+  double scale = 1.0;             // c
+  double failure() const { return sketch_failure + projection_failure; }
+};
+
+class ApproxLeverageScorer {
+ public:
+  // Throws Error{bad_input} unless d ≥ 1, γ > 0, δ ∈ (0, 1) and the overrides are ≥ 0.
+  explicit ApproxLeverageScorer(index_t d, ApproxLeverageOptions options = {});
+
+  // Plans for n = keys.rows, sketches the keys in row blocks, factors. keys finite (n×d, n ≥ 1);
+  // throws Error{bad_input} naming the first bad row, or when the plan cannot meet (γ, δ).
+  ApproxLeverageScorer& fit(ConstMatrixF keys);
+
+  // τ̂_j for each row (the guarantee above holds for the fitted keys, and for any row chosen
+  // independently of the seed). Throws Error{bad_input} on NaN/Inf or wrong width.
+  void scores(ConstMatrixF keys, double* out) const;
+  std::vector<double> scores(ConstMatrixF keys) const;
+
+  index_t dim() const { return d_; }
+  index_t rank() const { return rank_; }
+  const ApproxLeveragePlan& plan() const { return plan_; }
+  const ApproxLeverageOptions& options() const { return options_; }
+
+ private:
+  index_t d_;
+  ApproxLeverageOptions options_;
+  ApproxLeveragePlan plan_;
+  index_t rank_ = 0;
+  LeverageScorer exact_;              // plan_.sketched == false
+  TrapezoidalForm root_;              // T, when k == rank
+  std::vector<float> projection_;     // TᵀΠ (d × k, float), when k < rank
+};
+
+// The plan for n keys of dimension d (rank assumed d): exposed for reports and tests.
+ApproxLeveragePlan plan_approx_leverage(index_t n, index_t d, const ApproxLeverageOptions& options);
+
+}  // namespace levattn

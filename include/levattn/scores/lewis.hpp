@@ -1,0 +1,72 @@
+// ℓp Lewis weights of keys K (n×d), for any p > 0: the unique w ≥ 0 with
+//     w_j = ( k_jᵀ (Kᵀ W^{1−2/p} K)⁺ k_j )^{p/2}         (Lewis 1978; Cohen–Peng 2015)
+// (rows with w_j = 0 — zero keys — are left out of the inverse). Σ_j w_j = rank(K); for p = 2
+// they are the leverage scores.
+//
+// Why: for every query q and key j, |<q,k_j>|^p ≤ s_j · Σ_l |<q,k_l>|^p with the sensitivity bound
+//     s_j = w_j (p ≤ 2),   s_j = r^{p/2−1}·w_j (p > 2),   r = rank(K) ≤ d,
+// (Hölder on the Lewis change of density), so U = {j : s_j ≥ ε} holds every key any query can give
+// attention ≥ ε under f(x) = |x|^p, and |U| ≤ r/ε (p ≤ 2) or r^{p/2}/ε (p > 2).
+//
+// How. With φ(w)_j the right-hand side above (one weighted leverage-score computation), every
+// iteration moves w ← w^{1−β}·φ(w)^β (a step in log w). Around the fixed point the error then
+// contracts by |1 − β(1 − λ(p/2−1))| over the spectrum λ ∈ [0, 1] of a stochastic matrix, and
+// β = 4/(p+2) makes that |p−2|/(p+2): 1/3 at p = 1 and p = 4, 1/5 at p = 3, 1/2 at p = 6.
+//   * p < 4: β = 1 is the Cohen–Peng iteration, a contraction with factor |1 − p/2| in the metric
+//     max_j |log w_j − log w*_j| (Cohen–Peng 2015, Thm 3.3). For 2 ≤ p < 4, β = 4/(p+2) ≤ 1 mixes
+//     that map with the identity and keeps the proof. For p < 2, β = 4/(p+2) > 1 over-relaxes: a
+//     step is kept only if it lowers the residual, and after three refusals the iteration falls
+//     back to β = 1 for good, so Cohen–Peng's proof covers the tail.
+//   * p ≥ 4 (where the plain iteration need not converge): the Lewis weights are the minimiser of
+//     the convex function f(w) = −log det(KᵀW^{1−2/p}K) + (1−2/p)·Σ_j w_j (convex for p ≥ 2;
+//     Lewis 1978, the formulation of Fazel–Lee–Padmanabhan–Sidford 2022), the step in log w is a
+//     descent direction of f, and an Armijo backtracking line search on f (halving β) makes the
+//     method a globally convergent descent method on a convex function (standard line-search
+//     theory; the step is ours, the convex formulation is what FLPS build on). Once the predicted
+//     decrease falls below f's rounding (1e-9·|f|), the full step is taken without the test: that
+//     close to the fixed point it contracts the error by (p−2)/(p+2). log det is taken on a fixed
+//     orthonormal basis of range(Kᵀ), so rank-deficient keys work too.
+// Stop when the relative fixed-point residual max_j |φ(w)_j − w_j| / max(φ(w)_j, w_j) is at most
+// the tolerance (default 1e-6); the result reports the iterations (weighted leverage-score
+// evaluations, each costing about one exact leverage computation) and that residual.
+//
+// Accuracy: each weighted Gram matrix is summed in double from rows √u_j·k_j rounded to float
+// (gram.hpp), so the map φ itself carries a relative error of about 1e-7·cond; the residual is
+// measured against that map. Results never depend on the thread count.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+#include "levattn/linalg/gram_factors.hpp"
+
+namespace levattn {
+
+struct LewisOptions {
+  double tolerance = 1e-6;       // stop at this relative fixed-point residual, in (0, 1)
+  index_t max_iterations = 300;  // weighted leverage-score evaluations
+  double rcond = kDefaultRcond;  // cut-off of each weighted pseudo-inverse (gram_factors.hpp)
+};
+
+struct LewisWeights {
+  double p = 2.0;
+  std::vector<double> weights;  // w_j ≥ 0, one per key
+  index_t rank = 0;             // numerical rank of the last weighted Gram matrix
+  index_t cut_directions = 0;   // d − rank
+  index_t iterations = 0;       // weighted leverage-score evaluations
+  double residual = 0.0;        // relative fixed-point residual of `weights`
+  std::string method;           // "cohen-peng", "cohen-peng (over-relaxed)", "mirror descent"
+
+  // 1 for p ≤ 2, rank^{p/2−1} for p > 2.
+  double sensitivity_factor() const;
+  // s_j = sensitivity_factor()·w_j: bounds of |<q,k_j>|^p / Σ_l |<q,k_l>|^p over all q.
+  std::vector<double> sensitivities() const;
+};
+
+// Throws Error{bad_input} for p ≤ 0 or not finite, empty or non-finite keys (naming the row), a
+// tolerance outside (0, 1) or max_iterations < 1; Error{failure} if the residual has not reached
+// the tolerance after max_iterations evaluations (the message gives the residual).
+LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& options = {});
+
+}  // namespace levattn

@@ -1,0 +1,93 @@
+// PowerNormaliser — the row normaliser N(q) = Σ_l |<q,k_l>|^p of attention with f(x) = |x|^p,
+// for many queries at once, exact where that is cheap and estimated by Lewis-weight sampling
+// otherwise. This is the function `levattn attend --f pow:P` is meant to call for its
+// normaliser: A[i,j] = |<q_i,k_j>|^p / N(q_i), with missing mass bounded by delta() when estimated.
+//
+// Contract
+//   * Results are natural logarithms, ln N(q) (−∞ when N(q) = 0, e.g. q = 0), so that no input
+//     scale overflows: rows are pre-scaled by exact powers of two internally.
+//   * exact_gram (p = 2): N(q) = qᵀGq from the Gram matrix in double (leverage.hpp).
+//   * exact_moments (p = 4): N(q) = φ(q)ᵀ M φ(q) with φ(k) the d(d+1)/2 degree-2 monomials of k
+//     (off-diagonal ones times √2, so <φ(q),φ(k)> = <q,k>²) and M = Σ_l φ(k_l)φ(k_l)ᵀ, the
+//     fourth-moment tensor of the keys, in double. Costs O(n·D²) to build, O(D²) a query,
+//     D = d(d+1)/2; offered for D ≤ 4096 (d ≤ 90).
+//   * sampled (any p): key j is kept with probability π_j = min(1, β·s_j), independently
+//     (decided by a counter-based hash of (seed, j)), and weighted 1/π_j:
+//     Ñ(q) = Σ_{j kept} |<q,k_j>|^p / π_j. Here s_j bounds |<q,k_j>|^p / N(q) for every q — the
+//     Lewis-weight sensitivities of lewis.hpp — so each term is at most N(q)/β and Bernstein's
+//     inequality gives, for any query fixed independently of the seed,
+//         P( |Ñ(q) − N(q)| > δ·N(q) ) ≤ 2·exp(−β δ² / (2(1 + δ/3))) ≤ failure,
+//     with β = 2(1 + δ/3)·ln(2/failure)/δ². For m such queries all m rows hold with probability
+//     ≥ 1 − m·failure (union bound). Expected sample size Σ_j π_j ≤ β·Σ_j s_j (≤ β·r for p ≤ 2,
+//     β·r^{p/2} for p > 2). (Cohen–Peng 2015 show that O(d·log(d)/δ²)-type oversampling makes the
+//     sample an ℓp subspace embedding — every q at once — but with unstated constants; the
+//     per-query bound above is the one whose constants we can state.)
+//   * Products <q,k> are formed in double from the float inputs.
+// Results never depend on the thread count.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+#include "levattn/scores/leverage.hpp"
+
+namespace levattn {
+
+enum class NormaliserKind { exact_gram, exact_moments, sampled };
+const char* normaliser_kind_name(NormaliserKind kind);  // "exact_gram", "exact_moments", "sampled"
+
+enum class NormaliserPolicy {
+  automatic,  // exact for p = 2; exact_moments for p = 4 when n·D² ≤ moment_budget; else sampled
+  exact,      // exact (p must be 2 or 4; p = 4 needs D ≤ 4096)
+  sampled,    // sampled, for any p
+};
+
+struct PowerNormaliserOptions {
+  double delta = 0.1;      // δ ∈ (0, 1): relative accuracy of the sampled normaliser
+  double failure = 1e-6;   // per-query failure probability ∈ (0, 1)
+  std::uint64_t seed = 1;
+  NormaliserPolicy policy = NormaliserPolicy::automatic;
+  double moment_budget = 2e10;  // multiply-adds allowed for the fourth-moment tensor (automatic)
+};
+
+class PowerNormaliser {
+ public:
+  // keys: n×d, n ≥ 1, finite (the view must outlive this object). sensitivities: n values ≥ 0
+  // with |<q,k_j>|^p ≤ s_j·N(q) for all q (LewisWeights::sensitivities()); needed only when the
+  // normaliser samples (may be empty otherwise). Throws Error{bad_input} on bad parameters.
+  PowerNormaliser(ConstMatrixF keys, double p, const std::vector<double>& sensitivities,
+                  const PowerNormaliserOptions& options = {});
+
+  // out[i] = ln N(q_i) (or ln Ñ(q_i)) for every row of queries (cols == d, finite; Error{bad_input}
+  // naming the row otherwise).
+  void log_normalisers(ConstMatrixF queries, double* out) const;
+
+  double p() const { return p_; }
+  NormaliserKind kind() const { return kind_; }
+  bool exact() const { return kind_ != NormaliserKind::sampled; }
+  double delta() const { return exact() ? 0.0 : options_.delta; }      // 0 when exact
+  double failure() const { return exact() ? 0.0 : options_.failure; }  // per query; 0 when exact
+  double oversampling() const { return beta_; }                        // β (sampled)
+  index_t sample_size() const { return static_cast<index_t>(sample_.size()); }
+  double expected_sample_size() const { return expected_size_; }
+
+ private:
+  void build_moments();
+  void build_sample(const std::vector<double>& sensitivities);
+
+  ConstMatrixF keys_;
+  double p_;
+  PowerNormaliserOptions options_;
+  NormaliserKind kind_ = NormaliserKind::sampled;
+  int key_shift_ = 0;                 // keys are used as k·2^key_shift_
+  LeverageScorer gram_;               // exact_gram
+  index_t features_ = 0;              // D, exact_moments
+  std::vector<double> moments_;       // D × D, exact_moments
+  double beta_ = 0.0, expected_size_ = 0.0;
+  std::vector<index_t> sample_;       // kept keys, ascending
+  std::vector<double> sample_keys_;   // their rows ·2^key_shift_, in double (sample × d)
+  std::vector<double> inverse_pi_;    // 1/π_j
+};
+
+}  // namespace levattn

@@ -1,0 +1,219 @@
+#include "levattn/scores/power_normaliser.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "linalg/counter_random.hpp"
+
+namespace levattn {
+
+namespace {
+
+constexpr std::uint64_t kStreamSample = 21;
+constexpr index_t kQueryTile = 64;
+constexpr index_t kMaxFeatures = 4096;
+constexpr double kLn2 = 0.6931471805599453;
+
+// The e with max|x|·2^e ∈ [0.5, 1), or 0 when x is all zero.
+int pow2_shift(const float* x, index_t n) {
+  float top = 0.0f;
+  for (index_t i = 0; i < n; ++i) top = std::max(top, std::fabs(x[i]));
+  if (top == 0.0f) return 0;
+  int e = 0;
+  std::frexp(top, &e);
+  return -e;
+}
+
+// x^p for x ≥ 0, with exact products for small integer p.
+double power(double x, double p, int integer_p) {
+  switch (integer_p) {
+    case 1: return x;
+    case 2: return x * x;
+    case 3: return x * x * x;
+    case 4: { const double y = x * x; return y * y; }
+    case 6: { const double y = x * x * x; return y * y; }
+    case 8: { const double y = x * x; const double z = y * y; return z * z; }
+    default: return std::pow(x, p);
+  }
+}
+
+int integer_power(double p) {
+  for (int k : {1, 2, 3, 4, 6, 8})
+    if (p == k) return k;
+  return 0;
+}
+
+void require_finite_rows(ConstMatrixF X, const char* what) {
+  for (index_t r = 0; r < X.rows; ++r)
+    for (index_t c = 0; c < X.cols; ++c)
+      if (!std::isfinite(X(r, c))) throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
+}
+
+// The degree-2 features of x·2^shift: x_a x_b (a ≤ b), off-diagonal ones times √2.
+void features(const float* x, index_t d, int shift, double* out) {
+  const double s = std::ldexp(1.0, shift);
+  index_t f = 0;
+  for (index_t a = 0; a < d; ++a) {
+    const double xa = x[a] * s;
+    out[f++] = xa * xa;
+    for (index_t b = a + 1; b < d; ++b) out[f++] = std::sqrt(2.0) * xa * (x[b] * s);
+  }
+}
+
+}  // namespace
+
+const char* normaliser_kind_name(NormaliserKind kind) {
+  switch (kind) {
+    case NormaliserKind::exact_gram: return "exact_gram";
+    case NormaliserKind::exact_moments: return "exact_moments";
+    case NormaliserKind::sampled: return "sampled";
+  }
+  return "?";
+}
+
+PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<double>& sensitivities,
+                                 const PowerNormaliserOptions& options)
+    : keys_(keys), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+  {
+    std::ostringstream msg;
+    msg << "p must be finite and > 0, got " << p;
+    require(p > 0.0 && std::isfinite(p), msg.str());
+  }
+  require(keys.rows >= 1 && keys.cols >= 1,
+          "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
+  require(options.delta > 0.0 && options.delta < 1.0, "normaliser: delta must lie in (0, 1)");
+  require(options.failure > 0.0 && options.failure < 1.0, "normaliser: failure probability must lie in (0, 1)");
+  require_finite_rows(keys, "keys");
+  const index_t d = keys.cols;
+  const index_t D = d * (d + 1) / 2;
+  float top = 0.0f;
+  for (index_t j = 0; j < keys.rows; ++j)
+    for (index_t c = 0; c < d; ++c) top = std::max(top, std::fabs(keys(j, c)));
+  key_shift_ = pow2_shift(&top, 1);
+
+  if (options.policy == NormaliserPolicy::exact)
+    require(p == 2.0 || (p == 4.0 && D <= kMaxFeatures),
+            "normaliser: an exact normaliser exists for p = 2, and for p = 4 when d ≤ 90");
+  const bool moments_fit = p == 4.0 && D <= kMaxFeatures &&
+                           (options.policy == NormaliserPolicy::exact ||
+                            double(keys.rows) * double(D) * double(D) <= options.moment_budget);
+  if (p == 2.0 && options.policy != NormaliserPolicy::sampled) {
+    kind_ = NormaliserKind::exact_gram;
+    gram_.fit(keys);
+  } else if (moments_fit && options.policy != NormaliserPolicy::sampled) {
+    kind_ = NormaliserKind::exact_moments;
+    features_ = D;
+    build_moments();
+  } else {
+    kind_ = NormaliserKind::sampled;
+    require(static_cast<index_t>(sensitivities.size()) == keys.rows,
+            "normaliser: sampling needs one sensitivity per key");
+    build_sample(sensitivities);
+  }
+}
+
+void PowerNormaliser::build_moments() {
+  const index_t n = keys_.rows, d = keys_.cols, D = features_;
+  moments_.assign(static_cast<size_t>(D * D), 0.0);
+  constexpr index_t kBlock = 512;
+  std::vector<double> phi(static_cast<size_t>(kBlock * D));
+  for (index_t begin = 0; begin < n; begin += kBlock) {
+    const index_t rows = std::min(kBlock, n - begin);
+#pragma omp parallel for schedule(static)
+    for (index_t r = 0; r < rows; ++r) features(keys_.row(begin + r), d, key_shift_, phi.data() + r * D);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(D), static_cast<int>(rows), 1.0,
+                phi.data(), static_cast<int>(D), 1.0, moments_.data(), static_cast<int>(D));
+  }
+  for (index_t a = 0; a < D; ++a)
+    for (index_t b = 0; b < a; ++b) moments_[a * D + b] = moments_[b * D + a];
+}
+
+void PowerNormaliser::build_sample(const std::vector<double>& s) {
+  const double delta = options_.delta;
+  beta_ = 2.0 * (1.0 + delta / 3.0) * std::log(2.0 / options_.failure) / (delta * delta);
+  const index_t d = keys_.cols;
+  expected_size_ = 0.0;
+  for (index_t j = 0; j < keys_.rows; ++j) {
+    require(s[j] >= 0.0 && std::isfinite(s[j]), "normaliser: sensitivity " + std::to_string(j) + " must be finite and ≥ 0");
+    const double pi = std::min(1.0, beta_ * s[j]);
+    expected_size_ += pi;
+    if (pi > 0.0 && (pi >= 1.0 || detail::counter_uniform(options_.seed, kStreamSample, static_cast<std::uint64_t>(j), 0) < pi)) {
+      sample_.push_back(j);
+      inverse_pi_.push_back(1.0 / pi);
+    }
+  }
+  const double scale = std::ldexp(1.0, key_shift_);
+  sample_keys_.resize(sample_.size() * static_cast<size_t>(d));
+  for (size_t i = 0; i < sample_.size(); ++i)
+    for (index_t c = 0; c < d; ++c) sample_keys_[i * d + c] = keys_(sample_[i], c) * scale;
+}
+
+void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
+  const index_t d = keys_.cols;
+  require(queries.cols == d, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
+                                 std::to_string(d));
+  require_finite_rows(queries, "queries");
+  if (kind_ == NormaliserKind::exact_gram) {
+    gram_.normalisers(queries, out);
+    for (index_t i = 0; i < queries.rows; ++i) out[i] = out[i] > 0.0 ? std::log(out[i]) : -INFINITY;
+    return;
+  }
+  const index_t m = queries.rows, tiles = (m + kQueryTile - 1) / kQueryTile;
+  const int ip = integer_power(p_);
+#pragma omp parallel
+  {
+    std::vector<double> qd, prod;
+    std::vector<int> shift(static_cast<size_t>(kQueryTile));
+#pragma omp for schedule(static)
+    for (index_t t = 0; t < tiles; ++t) {
+      const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
+      for (index_t i = 0; i < rows; ++i) shift[i] = pow2_shift(queries.row(begin + i), d);
+      if (kind_ == NormaliserKind::exact_moments) {
+        const index_t D = features_;
+        qd.resize(static_cast<size_t>(rows * D));
+        prod.resize(static_cast<size_t>(rows * D));
+        for (index_t i = 0; i < rows; ++i) features(queries.row(begin + i), d, shift[i], qd.data() + i * D);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(D),
+                    static_cast<int>(D), 1.0, qd.data(), static_cast<int>(D), moments_.data(),
+                    static_cast<int>(D), 0.0, prod.data(), static_cast<int>(D));
+        for (index_t i = 0; i < rows; ++i) {
+          double total = 0.0;
+          for (index_t f = 0; f < D; ++f) total += prod[i * D + f] * qd[i * D + f];
+          out[begin + i] = total > 0.0 ? std::log(total) - 4.0 * (shift[i] + key_shift_) * kLn2 : -INFINITY;
+        }
+        continue;
+      }
+      const index_t S = sample_size();
+      if (S == 0) {
+        for (index_t i = 0; i < rows; ++i) out[begin + i] = -INFINITY;
+        continue;
+      }
+      qd.resize(static_cast<size_t>(rows * d));
+      prod.resize(static_cast<size_t>(rows * S));
+      for (index_t i = 0; i < rows; ++i) {
+        const double s = std::ldexp(1.0, shift[i]);
+        for (index_t c = 0; c < d; ++c) qd[i * d + c] = queries(begin + i, c) * s;
+      }
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(S),
+                  static_cast<int>(d), 1.0, qd.data(), static_cast<int>(d), sample_keys_.data(),
+                  static_cast<int>(d), 0.0, prod.data(), static_cast<int>(S));
+      for (index_t i = 0; i < rows; ++i) {
+        const double* x = prod.data() + i * S;
+        double top = 0.0;
+        for (index_t l = 0; l < S; ++l) top = std::max(top, std::fabs(x[l]));
+        if (top == 0.0) {
+          out[begin + i] = -INFINITY;
+          continue;
+        }
+        double total = 0.0;
+        for (index_t l = 0; l < S; ++l) total += power(std::fabs(x[l]) / top, p_, ip) * inverse_pi_[l];
+        out[begin + i] = std::log(total) + p_ * (std::log(top) - (shift[i] + key_shift_) * kLn2);
+      }
+    }
+  }
+}
+
+}  // namespace levattn

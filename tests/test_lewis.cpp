@@ -1,0 +1,176 @@
+// ℓp Lewis weights against independent double-precision checks (acceptance 1 of issue 4).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+
+#include "levattn/scores/lewis.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+const double kPowers[] = {0.5, 1.0, 1.5, 3.0, 4.0, 6.0};
+
+Floats from_double(const MatD& m) {
+  Floats f{m.rows(), m.cols(), std::vector<float>(static_cast<size_t>(m.size()))};
+  for (index_t i = 0; i < m.size(); ++i) f.data[i] = static_cast<float>(m.data()[i]);
+  return f;
+}
+
+// max_j |w_j − (k_jᵀ(KᵀW^{1−2/p}K)⁻¹k_j)^{p/2}| / w_j, all in double with an LDLᵀ solve — the
+// Lewis equation checked independently of the library's Gram/eigen route.
+double lewis_equation_error(const Floats& K, const std::vector<double>& w, double p) {
+  const MatD k = K.to_double();
+  Eigen::VectorXd u(k.rows());
+  for (index_t j = 0; j < k.rows(); ++j) u(j) = w[j] > 0 ? std::pow(w[j], 1.0 - 2.0 / p) : 0.0;
+  const MatD M = k.transpose() * u.asDiagonal() * k;
+  const Eigen::LDLT<MatD> ldlt(M);
+  double worst = 0.0;
+  for (index_t j = 0; j < k.rows(); ++j) {
+    const Eigen::VectorXd kj = k.row(j).transpose();
+    const double want = std::pow(kj.dot(ldlt.solve(kj)), p / 2.0);
+    worst = std::max(worst, std::abs(w[j] - want) / std::max(w[j], want));
+  }
+  return worst;
+}
+
+TEST(Lewis, PTwoEqualsLeverageScores) {
+  for (const std::string kind : {"gaussian", "heavy_tailed", "cond1e3"}) {
+    const Floats K = make_keys(kind, 1200, 10, 2);
+    const LewisWeights w = lewis_weights(K.view(), 2.0);
+    const std::vector<double> tau = leverage_reference(K, kDefaultRcond);
+    for (size_t j = 0; j < tau.size(); ++j) EXPECT_NEAR(w.weights[j], tau[j], 1e-5 * tau[j]) << kind;
+    EXPECT_LE(w.residual, 1e-6);
+  }
+}
+
+// Rows of equal norm along d orthogonal directions, direction i repeated c_i times: for every p
+// the Lewis weights are 1/c_i (the weighted Gram is diagonal; the fixed point is then explicit).
+TEST(Lewis, OrthogonalEqualNormRowsGiveTheClosedForm) {
+  const index_t d = 6;
+  const index_t copies[d] = {1, 2, 3, 5, 8, 13};
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> normal;
+  MatD g(d, d);
+  for (index_t i = 0; i < g.size(); ++i) g.data()[i] = normal(rng);
+  const MatD V = Eigen::HouseholderQR<MatD>(g).householderQ();  // random orthonormal directions
+  std::vector<index_t> direction;
+  for (index_t i = 0; i < d; ++i)
+    for (index_t c = 0; c < copies[i]; ++c) direction.push_back(i);
+  std::shuffle(direction.begin(), direction.end(), rng);
+  MatD k(static_cast<index_t>(direction.size()), d);
+  for (size_t j = 0; j < direction.size(); ++j)
+    k.row(j) = 3.0 * ((j % 2) ? 1.0 : -1.0) * V.row(direction[j]);
+  const Floats K = from_double(k);
+  for (double p : kPowers) {
+    const LewisWeights w = lewis_weights(K.view(), p);
+    for (size_t j = 0; j < direction.size(); ++j)
+      EXPECT_NEAR(w.weights[j], 1.0 / copies[direction[j]], 1e-5 / copies[direction[j]]) << "p " << p;
+  }
+}
+
+TEST(Lewis, InvariantUnderInvertibleColumnTransforms) {
+  const Floats K = make_keys("gaussian", 800, 8, 5);
+  std::mt19937_64 rng(9);
+  std::normal_distribution<double> normal;
+  MatD T(8, 8);
+  for (index_t i = 0; i < T.size(); ++i) T.data()[i] = normal(rng);
+  const Floats KT = from_double(K.to_double() * T);
+  for (double p : kPowers) {
+    const LewisWeights a = lewis_weights(K.view(), p), b = lewis_weights(KT.view(), p);
+    double worst = 0.0;
+    for (size_t j = 0; j < a.weights.size(); ++j)
+      worst = std::max(worst, std::abs(a.weights[j] - b.weights[j]) / a.weights[j]);
+    EXPECT_LE(worst, 1e-4) << "p " << p;  // float rounding of K·T is the only difference
+  }
+}
+
+TEST(Lewis, SumEqualsRankAndResidualMeetsTheTolerance) {
+  for (const std::string kind : {"gaussian", "heavy_tailed", "low_rank", "duplicated", "zero_column"}) {
+    for (double p : kPowers) {
+      const Floats K = make_keys(kind, 1500, 10, 7);
+      const LewisWeights w = lewis_weights(K.view(), p);
+      const index_t rank = built_rank(kind, 10);
+      EXPECT_EQ(w.rank, rank) << kind << " p " << p;
+      EXPECT_NEAR(std::accumulate(w.weights.begin(), w.weights.end(), 0.0), double(rank), 2e-5 * rank)
+          << kind << " p " << p;
+      EXPECT_LE(w.residual, 1e-6) << kind << " p " << p;
+      if (kind == "gaussian" || kind == "heavy_tailed") {
+        EXPECT_LE(lewis_equation_error(K, w.weights, p), 1e-5) << kind << " p " << p;
+        std::printf("%-12s p = %.1f: %lld iterations (%s), residual %.2e\n", kind.c_str(), p,
+                    (long long)w.iterations, w.method.c_str(), w.residual);
+      }
+    }
+  }
+}
+
+TEST(Lewis, SensitivityBoundHoldsForEveryQuery) {
+  const Floats K = make_keys("heavy_tailed", 600, 5, 11);
+  const MatD k = K.to_double();
+  for (double p : kPowers) {
+    const LewisWeights w = lewis_weights(K.view(), p);
+    const std::vector<double> s = w.sensitivities();
+    // The worst queries for key j lie near its dual direction; try those and random ones.
+    const Floats Q = make_queries(K, 300, 3);
+    const MatD prod = Q.to_double() * k.transpose();
+    for (index_t i = 0; i < prod.rows(); ++i) {
+      const double total = prod.row(i).array().abs().pow(p).sum();
+      if (total == 0.0) continue;
+      for (index_t j = 0; j < prod.cols(); ++j)
+        ASSERT_LE(std::pow(std::abs(prod(i, j)), p) / total, s[j] * (1 + 1e-6)) << "p " << p;
+    }
+  }
+}
+
+TEST(Lewis, ZeroRowsGetZeroWeight) {
+  Floats K = make_keys("gaussian", 300, 4, 1);
+  for (index_t c = 0; c < 4; ++c) K.data[17 * 4 + c] = 0.0f;
+  for (double p : kPowers) {
+    const LewisWeights w = lewis_weights(K.view(), p);
+    EXPECT_EQ(w.weights[17], 0.0);
+    EXPECT_NEAR(std::accumulate(w.weights.begin(), w.weights.end(), 0.0), 4.0, 8e-5);
+  }
+}
+
+TEST(Lewis, ThreadCountDoesNotChangeAnyBit) {
+  const Floats K = make_keys("heavy_tailed", 5000, 12, 2);
+  const int before = omp_get_max_threads();
+  for (double p : {1.0, 6.0}) {
+    omp_set_num_threads(1);
+    const LewisWeights one = lewis_weights(K.view(), p);
+    omp_set_num_threads(3);
+    const LewisWeights three = lewis_weights(K.view(), p);
+    EXPECT_EQ(one.weights, three.weights) << p;
+  }
+  omp_set_num_threads(before);
+}
+
+TEST(Lewis, RejectsBadInput) {
+  const Floats K = make_keys("gaussian", 50, 3, 1);
+  for (double p : {0.0, -1.0, double(NAN), double(INFINITY)}) EXPECT_THROW(lewis_weights(K.view(), p), Error);
+  EXPECT_THROW(lewis_weights(ConstMatrixF(K.data.data(), 0, 3), 1.0), Error);
+  LewisOptions tight;
+  tight.max_iterations = 2;
+  try {
+    lewis_weights(K.view(), 1.0, tight);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::failure);
+    EXPECT_NE(std::string(e.what()).find("did not converge"), std::string::npos);
+  }
+  Floats bad = K;
+  bad.data[33 * 3] = NAN;
+  try {
+    lewis_weights(bad.view(), 3.0);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 33"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace levattn::test

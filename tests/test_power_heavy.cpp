@@ -1,0 +1,198 @@
+// Heavy entries for f(x) = |x|^p and their normalisers, against a float64 brute force
+// (acceptance 3 of issue 4).
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "levattn/attention/heavy.hpp"
+#include "levattn/attention/power_heavy.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+// A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p in double (rows of zero products are all zero).
+MatD power_attention(const Floats& Q, const Floats& K, double p) {
+  MatD S = Q.to_double() * K.to_double().transpose();
+  for (index_t i = 0; i < S.rows(); ++i) {
+    const double top = S.row(i).cwiseAbs().maxCoeff();
+    if (top == 0.0) {
+      S.row(i).setZero();
+      continue;
+    }
+    const Eigen::ArrayXd a = (S.row(i).array().abs() / top).pow(p);
+    S.row(i) = (a / a.sum()).matrix().transpose();
+  }
+  return S;
+}
+
+std::vector<HeavyEntry> collect(const PowerHeavySearch& s, ConstMatrixF Q, HeavyStats* stats = nullptr) {
+  std::vector<HeavyEntry> out;
+  const HeavyStats st = s.run(Q, [&](const HeavyEntry* e, index_t c) { out.insert(out.end(), e, e + c); });
+  if (stats) *stats = st;
+  return out;
+}
+
+struct Tally {
+  index_t instances = 0, heavy = 0, found = 0, reported = 0, confirmed = 0, sampled = 0;
+  double worst_u_over_bound = 0.0;
+};
+
+// Acceptance 3: recall 1 on ≥ 100 seeded instances for p ∈ {1, 3, 4}, n up to 20,000.
+TEST(PowerHeavy, RecallIsOneOnSeededInstances) {
+  const char* kinds_used[] = {"gaussian", "heavy_tailed", "duplicated", "badly_scaled", "low_rank"};
+  for (double p : {1.0, 3.0, 4.0}) {
+    Tally t;
+    for (std::uint64_t seed = 1; seed <= 100; ++seed) {
+      const std::string kind = kinds_used[seed % 5];
+      const index_t n = seed % 10 == 0 ? 20000 : 400 + 150 * index_t(seed % 13);
+      const index_t d = 4 + index_t(seed % 5);
+      const double eps = seed % 2 ? 0.05 : 0.2;
+      const Floats K = make_keys(kind, n, d, seed);
+      const Floats Q = make_queries(K, 24, seed + 1000);
+      PowerHeavyOptions o;
+      o.normaliser.delta = 0.3;
+      o.normaliser.seed = seed;
+      if (p == 4.0 && seed % 2) o.normaliser.policy = NormaliserPolicy::sampled;
+      const PowerHeavySearch search(K.view(), p, eps, o);
+      const MatD A = power_attention(Q, K, p);
+      const auto got = collect(search, Q.view());
+      const std::string what = kind + " p " + std::to_string(p) + " seed " + std::to_string(seed);
+      std::map<std::pair<index_t, index_t>, double> reported;
+      for (const HeavyEntry& e : got) reported[{e.query, e.key}] = e.score;
+      const double delta = search.normaliser().delta();
+      for (index_t i = 0; i < A.rows(); ++i)
+        for (index_t j = 0; j < A.cols(); ++j) {
+          const auto it = reported.find({i, j});
+          if (A(i, j) >= eps * (1 + 1e-9)) {
+            ++t.heavy;
+            t.found += it != reported.end();
+            EXPECT_TRUE(it != reported.end()) << what << ": missed (" << i << "," << j << ") A = " << A(i, j);
+          }
+          if (it != reported.end()) {
+            t.confirmed += A(i, j) >= eps;
+            EXPECT_GE(it->second, A(i, j) / (1 + delta) * (1 - 1e-9)) << what;
+            EXPECT_LE(it->second, A(i, j) / (1 - delta) * (1 + 1e-9)) << what;
+          }
+        }
+      t.reported += static_cast<index_t>(got.size());
+      t.sampled += search.estimated();
+      EXPECT_TRUE(search.universal_set().within_bound) << what;
+      const double rank = double(search.lewis().rank);
+      const double bound = (p <= 2 ? rank : std::pow(rank, p / 2)) / eps;
+      EXPECT_LE(double(search.universal_set().size()), bound * (1 + 1e-6)) << what;
+      EXPECT_LE(double(search.universal_set().size()), (p <= 2 ? d : std::pow(double(d), p / 2)) / eps) << what;
+      t.worst_u_over_bound = std::max(t.worst_u_over_bound, search.universal_set().size() / bound);
+      ++t.instances;
+    }
+    std::printf("p = %.0f: %lld instances (%lld with a sampled normaliser): recall %lld/%lld, "
+                "precision %.4f (%lld/%lld), largest |U|/bound %.3f\n",
+                p, (long long)t.instances, (long long)t.sampled, (long long)t.found, (long long)t.heavy,
+                t.reported ? double(t.confirmed) / double(t.reported) : 1.0, (long long)t.confirmed,
+                (long long)t.reported, t.worst_u_over_bound);
+    EXPECT_EQ(t.found, t.heavy);
+    EXPECT_GT(t.heavy, 100);
+    EXPECT_GT(t.sampled, 30);  // the sampled normaliser is exercised, not only exact ones
+  }
+}
+
+TEST(PowerNormaliser, ExactAndSampledAgainstBruteForce) {
+  const Floats K = make_keys("heavy_tailed", 20000, 6, 3);
+  const Floats Q = make_queries(K, 200, 4);
+  const MatD S = Q.to_double() * K.to_double().transpose();
+  for (double p : {1.0, 2.0, 3.0, 4.0}) {
+    const LewisWeights w = lewis_weights(K.view(), p);
+    for (NormaliserPolicy policy : {NormaliserPolicy::automatic, NormaliserPolicy::sampled}) {
+      PowerNormaliserOptions o;
+      o.policy = policy;
+      o.delta = 0.2;
+      const PowerNormaliser norm(K.view(), p, w.sensitivities(), o);
+      std::vector<double> got(static_cast<size_t>(Q.rows));
+      norm.log_normalisers(Q.view(), got.data());
+      const std::string what = "p " + std::to_string(p) + " " + normaliser_kind_name(norm.kind());
+      if (!norm.exact()) {
+        EXPECT_LT(norm.sample_size(), K.rows) << what;  // it really samples
+        EXPECT_LE(double(norm.sample_size()), 1.2 * norm.expected_sample_size() + 50) << what;
+      }
+      for (index_t i = 0; i < Q.rows; ++i) {
+        const double top = S.row(i).cwiseAbs().maxCoeff();
+        if (top == 0.0) {
+          EXPECT_EQ(got[i], -INFINITY) << what;
+          continue;
+        }
+        const double want = std::log((S.row(i).array().abs() / top).pow(p).sum()) + p * std::log(top);
+        const double tol = norm.exact() ? 1e-9 : std::log1p(norm.delta());
+        EXPECT_NEAR(got[i], want, tol) << what << " query " << i;
+      }
+    }
+  }
+}
+
+TEST(PowerHeavy, PTwoMatchesTheLeverageSearch) {
+  const Floats K = make_keys("gaussian", 3000, 8, 2);
+  const Floats Q = make_queries(K, 60, 3);
+  const auto a = collect(PowerHeavySearch(K.view(), 2.0, 0.02), Q.view());
+  std::vector<HeavyEntry> b;
+  HeavySearch(K.view(), 0.02).run(Q.view(), [&](const HeavyEntry* e, index_t c) { b.insert(b.end(), e, e + c); });
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].query, b[i].query);
+    EXPECT_EQ(a[i].key, b[i].key);
+    EXPECT_NEAR(a[i].score, b[i].score, 1e-6 * b[i].score);
+  }
+}
+
+TEST(PowerHeavy, VerifyReportsTrueRecallAndPrecision) {
+  const Floats K = make_keys("heavy_tailed", 20000, 6, 8);
+  const Floats Q = make_queries(K, 100, 9);
+  PowerHeavyOptions o;
+  o.normaliser.delta = 0.3;
+  const PowerHeavySearch search(K.view(), 1.0, 0.05, o);
+  ASSERT_TRUE(search.estimated());
+  const VerifyReport r = verify_power_heavy(search, K.view(), Q.view());
+  EXPECT_EQ(r.recall(), 1.0);
+  EXPECT_GT(r.reference, 0);
+  EXPECT_LE(r.precision(), 1.0);
+  EXPECT_EQ(r.queries, 100);
+}
+
+TEST(PowerHeavy, ThreadCountDoesNotChangeTheOutput) {
+  const Floats K = make_keys("heavy_tailed", 8000, 6, 5);
+  const Floats Q = make_queries(K, 300, 6);
+  const int before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const auto one = collect(PowerHeavySearch(K.view(), 3.0, 0.05), Q.view());
+  omp_set_num_threads(3);
+  const auto three = collect(PowerHeavySearch(K.view(), 3.0, 0.05), Q.view());
+  omp_set_num_threads(before);
+  ASSERT_EQ(one.size(), three.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    EXPECT_EQ(one[i].key, three[i].key);
+    EXPECT_EQ(one[i].score, three[i].score);
+  }
+}
+
+TEST(PowerHeavy, RejectsBadInput) {
+  const Floats K = make_keys("gaussian", 100, 4, 1);
+  EXPECT_THROW(PowerHeavySearch(K.view(), 0.0, 0.1), Error);
+  EXPECT_THROW(PowerHeavySearch(K.view(), 1.0, 0.0), Error);
+  EXPECT_THROW(PowerHeavySearch(K.view(), 1.0, 1.5), Error);
+  PowerHeavyOptions exact;
+  exact.normaliser.policy = NormaliserPolicy::exact;
+  EXPECT_THROW(PowerHeavySearch(K.view(), 3.0, 0.1, exact), Error);
+  Floats Q = make_queries(K, 100, 2);
+  Q.data[77 * 4 + 1] = NAN;
+  try {
+    collect(PowerHeavySearch(K.view(), 1.0, 0.1), Q.view());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+    EXPECT_NE(std::string(e.what()).find("row 77"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace levattn::test
