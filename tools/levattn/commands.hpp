@@ -17,6 +17,8 @@ Command add_scores_command(CLI::App& app);
 Command add_select_command(CLI::App& app);
 Command add_heavy_command(CLI::App& app);
 Command add_attend_command(CLI::App& app);
+Command add_eval_command(CLI::App& app);
+Command add_planted_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 
 }  // namespace levattn::cli
