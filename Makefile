@@ -1,8 +1,9 @@
 # levattn — the two commands of the README. Each installs the Debian packages it is missing,
 # configures, builds and runs. `make bench` runs the benchmarks (not part of the tests).
+# python3-matplotlib draws `levattn eval --plots` (the CLI tests check the PNGs) and the studies.
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
-            libgtest-dev libbenchmark-dev python3-numpy
+            libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib
 # Only `make bench` needs PyTorch (it times PyTorch's attention beside ours).
 BENCH_PACKAGES := python3-torch
 JOBS ?= 2

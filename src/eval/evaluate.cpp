@@ -33,6 +33,11 @@ struct Accumulator {
 };
 
 void check_options(const EvalOptions& o, index_t n, const std::vector<std::string>& rules) {
+  for (const std::string& r : rules) {
+    const auto all = eval_rule_names();
+    require(std::find(all.begin(), all.end(), r) != all.end(),
+            "eval: unknown rule '" + r + "' (leverage, ridge, lewis, row-norm, random, sinks-window, h2o, oracle)");
+  }
   require(!o.functions.empty(), "eval: no score function given");
   require(!o.budgets.empty() || !o.thresholds.empty(), "eval: give at least one budget or threshold");
   for (index_t k : o.budgets)
@@ -46,11 +51,6 @@ void check_options(const EvalOptions& o, index_t n, const std::vector<std::strin
   for (index_t j : o.relevant)
     require(j >= 0 && j < n, "eval: relevant key " + std::to_string(j) + " outside [0, n) = [0, " +
                                  std::to_string(n) + ")");
-  for (const std::string& r : rules) {
-    const auto all = eval_rule_names();
-    require(std::find(all.begin(), all.end(), r) != all.end(),
-            "eval: unknown rule '" + r + "' (leverage, ridge, lewis, row-norm, random, sinks-window, h2o, oracle)");
-  }
 }
 
 void check_shapes(ConstHeadsF q, ConstHeadsF k, ConstHeadsF v) {

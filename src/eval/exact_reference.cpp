@@ -28,7 +28,7 @@ ExactReference exact_reference(ConstMatrixF queries, ConstMatrixF keys, ConstMat
   ref.log_normaliser.assign(static_cast<size_t>(m), -std::numeric_limits<double>::infinity());
   const index_t blocks = (m + detail::kEvalBlock - 1) / detail::kEvalBlock;
   std::vector<std::vector<WeightedEntry>> heavy(static_cast<size_t>(blocks));
-#pragma omp parallel
+#pragma omp parallel if (m * n * (keys.cols + dv) >= detail::kParallelWork)
   {
     std::vector<double> w(static_cast<size_t>(detail::kEvalBlock * n));
 #pragma omp for schedule(dynamic)

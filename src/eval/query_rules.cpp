@@ -46,7 +46,7 @@ std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queri
                  options, MatrixF(unused.data(), m, 1), lse.data());
     std::vector<float> dense_q(static_cast<size_t>(m * d));
     for (index_t i = 0; i < m; ++i) std::copy(q.row(i), q.row(i) + d, dense_q.data() + i * d);
-#pragma omp parallel
+#pragma omp parallel if (m * n * d >= detail::kParallelWork)
     {
       std::vector<float> s(static_cast<size_t>(std::min(m, kQueryTile) * kKeyBlock));
 #pragma omp for schedule(dynamic)
@@ -93,7 +93,7 @@ OracleResult oracle_attention(ConstMatrixF queries, ConstMatrixF keys, ConstMatr
   auto start = std::chrono::steady_clock::now();
   const detail::LogWeights weights(keys, options.f, effective_scale(options, keys.cols));
   const index_t blocks = (m + detail::kEvalBlock - 1) / detail::kEvalBlock;
-#pragma omp parallel
+#pragma omp parallel if (m * n * keys.cols >= detail::kParallelWork)
   {
     std::vector<double> w(static_cast<size_t>(detail::kEvalBlock * n));
     std::vector<index_t> order(static_cast<size_t>(n));
@@ -125,7 +125,7 @@ OracleResult oracle_attention(ConstMatrixF queries, ConstMatrixF keys, ConstMatr
   r.select_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * k * dv >= detail::kParallelWork)
   for (index_t q = 0; q < m; ++q) {
     if (norm_log[q] == -std::numeric_limits<double>::infinity()) continue;
     const double inv = std::exp(-norm_log[q]);

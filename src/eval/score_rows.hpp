@@ -28,6 +28,8 @@ class LogWeights {
 // Query rows handled together by the eval passes (a block's n doubles a row stay in cache-sized
 // chunks; blocks are independent, so results do not depend on the thread count).
 constexpr index_t kEvalBlock = 32;
+// Multiply-adds below which a pass runs on one thread (a parallel region costs more than it saves).
+constexpr index_t kParallelWork = index_t{1} << 22;
 
 // Checks queries, keys (and values when non-null) for shape and finite entries, and the score
 // function (p > 0, finite), refusing a causal mask; `what` names the caller in messages.
