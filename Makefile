@@ -8,7 +8,7 @@ PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlo
 BENCH_PACKAGES := python3-torch
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-asan bench clean
+.PHONY: all deps build demo test test-asan bench planted clean
 
 all: build
 
@@ -42,6 +42,10 @@ bench:
 	  --benchmark_out=build/bench.json --benchmark_out_format=json
 	/usr/bin/python3 bench/torch_attention.py build/torch.json
 	/usr/bin/python3 bench/report.py build/bench.json build/torch.json
+
+# The planted study (experiments/planted/): tables and plots, a few minutes, at the lowest priority.
+planted: build
+	nice -n 19 /usr/bin/python3 experiments/planted/run.py build/release/tools/levattn/levattn
 
 clean:
 	rm -rf build

@@ -56,8 +56,12 @@ def main(csv_path, out_dir):
         return sorted(pts)
 
     def thresholds(f, column):
-        return [(num(r["kept_mean"]), num(r[column]), r["threshold"]) for r in rows
-                if r["f"] == f and r["threshold"]]
+        """Leverage threshold sets as (kept, value, label), sets of equal size and value merged."""
+        merged = {}
+        for r in rows:
+            if r["f"] == f and r["threshold"]:
+                merged.setdefault((num(r["kept_mean"]), num(r[column])), []).append(r["threshold"])
+        return [(k, v, ",".join(t)) for (k, v), t in merged.items()]
 
     for f in functions:
         fig, axes = plt.subplots(1, len(eps), figsize=(4.2 * len(eps), 3.8), sharey=True, squeeze=False)

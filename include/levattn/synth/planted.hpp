@@ -24,8 +24,11 @@
 //    θ = (d + 2√(d ln n) + 2 ln n)/n with probability ≈ 1 − 1/n (Laurent–Massart), G being close
 //    to its expectation. So top-(r·c) leverage returns exactly the relevant keys when
 //    (strength/2)² / (c·(strength/2)² + σ²) > θ: more keys (larger n) help, larger d and noise
-//    hurt, and the subspace amplitude a does not matter. Row norms fail once a > strength/2, and
-//    random selection keeps r·c/n of them. experiments/planted/ measures all three.
+//    hurt, and the subspace amplitude a does not matter. This is a prediction, not a theorem: the
+//    τ formula treats the relevant directions as orthogonal (r + s ≪ d) and is sufficient, not
+//    necessary. The exact certificate for one instance is min τ_relevant > max τ_noise. Row norms
+//    fail once a > strength/2, and random selection keeps r·c/n of them. experiments/planted/
+//    measures all three.
 // Deterministic for a given seed, whatever the thread count.
 #pragma once
 
