@@ -1,14 +1,15 @@
 # levattn — the two commands of the README. Each installs the Debian packages it is missing,
 # configures, builds and runs. `make bench` runs the benchmarks (not part of the tests).
+# python3-matplotlib draws `levattn eval --plots` (the CLI tests check the PNGs) and the studies.
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
-            libgtest-dev libbenchmark-dev python3-numpy \
+            libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
             libopenmpi-dev openmpi-bin
 # Only `make bench` needs PyTorch (it times PyTorch's attention beside ours).
 BENCH_PACKAGES := python3-torch
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-asan bench clean
+.PHONY: all deps build demo test test-asan bench planted clean
 
 all: build
 
@@ -43,6 +44,10 @@ bench:
 	/usr/bin/python3 bench/torch_attention.py build/torch.json
 	/usr/bin/python3 bench/report.py build/bench.json build/torch.json
 	./build/release/bench/levattn_kv_eval 32768 256
+
+# The planted study (experiments/planted/): tables and plots, a few minutes, at the lowest priority.
+planted: build
+	nice -n 19 /usr/bin/python3 experiments/planted/run.py build/release/tools/levattn/levattn
 
 clean:
 	rm -rf build

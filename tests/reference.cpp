@@ -148,6 +148,21 @@ std::vector<double> ridge_reference(const Floats& K, double lambda) {
   return tau;
 }
 
+std::vector<double> lewis_reference(const Floats& K, double p) {
+  const MatD k = K.to_double();
+  Eigen::VectorXd w = Eigen::VectorXd::Ones(k.rows());
+  for (int iteration = 0; iteration < 500; ++iteration) {
+    const Eigen::VectorXd u = w.array().pow(1.0 - 2.0 / p);
+    const Eigen::LDLT<MatD> ldlt(k.transpose() * u.asDiagonal() * k);
+    const Eigen::VectorXd quad = (k * ldlt.solve(k.transpose())).diagonal();
+    const Eigen::VectorXd next = quad.array().pow(p / 2.0);
+    const double change = ((next - w).array().abs() / next.array()).maxCoeff();
+    w = next;
+    if (change < 1e-13) break;
+  }
+  return {w.data(), w.data() + w.size()};
+}
+
 MatD attention_reference(const Floats& Q, const Floats& K) {
   MatD S = Q.to_double() * K.to_double().transpose();
   for (index_t i = 0; i < S.rows(); ++i) {

@@ -40,6 +40,9 @@ Floats make_queries(const Floats& keys, index_t m, std::uint64_t seed);
 std::vector<double> leverage_reference(const Floats& K, double rcond, index_t rank = -1);
 // Ridge scores k_jᵀ(KᵀK + λI)⁻¹k_j from a QR of [K; √λ·I] in double.
 std::vector<double> ridge_reference(const Floats& K, double lambda);
+// ℓp Lewis weights for 0 < p < 4 by the plain Cohen–Peng iteration w ← (k_jᵀ(KᵀW^{1−2/p}K)⁻¹k_j)^{p/2}
+// in double with an LDLᵀ solve, run to convergence (K of full column rank).
+std::vector<double> lewis_reference(const Floats& K, double p);
 // A[i,j] = <q_i,k_j>² / Σ_l <q_i,k_l>² in double, m×n (rows with a zero sum are all zero).
 MatD attention_reference(const Floats& Q, const Floats& K);
 

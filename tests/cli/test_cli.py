@@ -250,6 +250,88 @@ with tempfile.TemporaryDirectory() as tmp:
                  "--values", p("AVn.npy"), "--output", p("never.npy"))
     check(not os.path.exists(p("never.npy")), "a failed attend run leaves no output file")
 
+    # eval: capture and error per rule against numpy float64, CSV + JSON + plots; planted files.
+    def dense_attention(Qh, Kh, f):
+        S = Qh.astype(np.float64) @ Kh.astype(np.float64).T
+        if f == "softmax":
+            W = np.exp(S / np.sqrt(Kh.shape[1]) - (S / np.sqrt(Kh.shape[1])).max(axis=1, keepdims=True))
+        else:
+            W = S ** 2
+        return W / W.sum(axis=1, keepdims=True)
+
+    EK = rng.standard_normal((2, 300, 8)).astype(np.float32)
+    EK[:, 10:16] *= 5
+    EQ = rng.standard_normal((2, 50, 8)).astype(np.float32)
+    EV = rng.standard_normal((2, 300, 4)).astype(np.float32)
+    for name, a in [("EQ", EQ), ("EK", EK), ("EV", EV)]:
+        np.save(p(name + ".npy"), a)
+    eargs = ["eval", "--queries", p("EQ.npy"), "--keys", p("EK.npy"), "--values", p("EV.npy"),
+             "--budgets", "4,32", "--thresholds", "0.05", "--rules", "leverage,row-norm,oracle"]
+    r = run(*eargs, "--output", p("eval.csv"), "--plots", p("plots"), "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {"rows": []}
+    rows = {(x["rule"], x["f"], x.get("budget", x.get("threshold"))): x for x in j["rows"]}
+    check(r.returncode == 0 and len(rows) == 2 * 7, f"eval runs ({r.returncode}: {r.stderr.strip()[:200]})")
+    with open(p("eval.csv")) as fh:
+        csv_rows = list(csv.DictReader(fh))
+    check(len(csv_rows) == 14 and {"capture_0.01", "heavy_0.1", "rel_error", "select_seconds"} <= set(csv_rows[0]),
+          "eval CSV has one row per rule, f and budget with capture, heavy counts, error, time")
+    for png in ["capture_softmax.png", "capture_pow2.png", "error.png"]:
+        path = os.path.join(p("plots"), png)
+        check(os.path.exists(path) and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n", f"eval --plots wrote {png}")
+    ok = True
+    for f in ["softmax", "pow:2"]:
+        for (rule, k) in [("leverage", 4), ("leverage", 32), ("row-norm", 4), ("row-norm", 32), ("oracle", 4),
+                          ("leverage", 0.05)]:
+            heavy = np.zeros(3); captured = np.zeros(3); diff2 = ref2 = 0.0
+            for h in range(2):
+                A = dense_attention(EQ[h], EK[h], f)
+                tau, _ = leverage(EK[h])
+                if rule == "oracle":
+                    keep = np.zeros_like(A, dtype=bool)
+                    np.put_along_axis(keep, np.argsort(-A, axis=1, kind="stable")[:, :k], True, axis=1)
+                else:
+                    score = tau if rule == "leverage" else (EK[h].astype(np.float64) ** 2).sum(axis=1)
+                    kept = np.nonzero(score >= k * 0.95)[0] if isinstance(k, float) else np.argsort(-score, kind="stable")[:k]
+                    keep = np.zeros_like(A, dtype=bool); keep[:, kept] = True
+                for t, e in enumerate([0.01, 0.05, 0.1]):
+                    heavy[t] += (A >= e).sum(); captured[t] += ((A >= e) & keep).sum()
+                O = A @ EV[h].astype(np.float64)
+                Ak = np.where(keep, A, 0.0)
+                if f == "softmax":
+                    Ak = Ak / Ak.sum(axis=1, keepdims=True)
+                diff2 += ((O - Ak @ EV[h].astype(np.float64)) ** 2).sum(); ref2 += (O ** 2).sum()
+            got = rows.get((rule, f, k))
+            good = got is not None and all(got["heavy"][e] == heavy[t] for t, e in enumerate(["0.01", "0.05", "0.1"])) \
+                and all(abs(got["capture"][e] - captured[t] / heavy[t]) < 1e-12 for t, e in enumerate(["0.01", "0.05", "0.1"])) \
+                and abs(got["rel_error"] - np.sqrt(diff2 / ref2)) <= 1e-5 + 1e-4 * np.sqrt(diff2 / ref2)
+            if not good:
+                print("  eval mismatch:", rule, f, k, got, heavy, captured, np.sqrt(diff2 / ref2))
+            ok = ok and good
+    check(ok, "eval capture and error match numpy float64 for leverage, row-norm, oracle, a threshold set")
+    check(rows[("leverage", "pow:2", 0.05)]["capture"]["0.05"] == 1.0, "eval: leverage threshold set captures every x² A ≥ ε")
+    expect_error(3, "budget 301", *eargs[:-6], "--budgets", "301")
+    expect_error(2, "--plots needs --output", *eargs, "--plots", p("plots"))
+    expect_error(2, ".csv", *eargs, "--output", p("eval.txt"))
+    expect_error(3, "unknown rule", *eargs[:-2], "--rules", "bogus")
+
+    r = run("planted", "--output-dir", p("planted"), "--n", 2048, "--m", 64, "--d", 16, "--directions", 4,
+            "--noise-rank", 3, "--noise-strength", 2, "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    PK = np.load(p("planted/keys.npy")) if r.returncode == 0 else None
+    rel = np.load(p("planted/relevant.npy")) if r.returncode == 0 else None
+    check(r.returncode == 0 and PK.shape == (2048, 16) and rel.dtype == np.int64 and list(rel) == j["relevant_keys"]
+          and np.load(p("planted/values.npy")).shape == (2048, 16) and np.load(p("planted/queries.npy")).shape == (64, 16)
+          and j["predicted"]["top_k_recovers"], "planted writes queries, keys, values, relevant keys and the prediction")
+    if r.returncode == 0:
+        tau, _ = leverage(PK)
+        check(sorted(np.argsort(-tau)[:8]) == sorted(rel), "planted: the top-8 leverage keys (numpy SVD) are the relevant ones")
+        r = run("eval", "--queries", p("planted/queries.npy"), "--keys", p("planted/keys.npy"), "--values",
+                p("planted/values.npy"), "--budgets", 8, "--rules", "leverage,row-norm", "--f", "pow:2",
+                "--relevant", ",".join(map(str, rel)), "--json")
+        rr = {x["rule"]: x["relevant_recall"] for x in json.loads(r.stdout)["rows"]} if r.returncode == 0 else {}
+        check(rr == {"leverage": 1.0, "row-norm": 0.0}, f"eval --relevant: leverage recovers the planted keys, row norm none ({rr})")
+    expect_error(3, "noise rank", "planted", "--output-dir", p("planted2"), "--d", 8, "--directions", 4, "--noise-rank", 5)
+
     # Bad input: usage (2), bad data or parameters (3), anything else (1).
     expect_error(2, "subcommand")
     expect_error(2, "--bogus", "scores", "--keys", p("K.npy"), "--output", p("x.npy"), "--bogus")

@@ -18,6 +18,8 @@ Command add_select_command(CLI::App& app);
 Command add_heavy_command(CLI::App& app);
 Command add_attend_command(CLI::App& app);
 Command add_stream_command(CLI::App& app);
+Command add_eval_command(CLI::App& app);
+Command add_planted_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 
 }  // namespace levattn::cli

@@ -27,4 +27,32 @@ void check_compatible(const HeadArray& queries, const HeadArray& keys) {
               io::format_shape(keys.tensor.shape()) + " must both be (n, d) or both (h, n, d) with the same h");
 }
 
+Heads4 load_heads4(const std::string& spec, const std::string& role) {
+  Heads4 a;
+  a.tensor = io::load_float_tensor(spec);
+  const auto& s = a.tensor.shape();
+  require(s.size() >= 2 && s.size() <= 4, role + ": " + spec + " has shape " + io::format_shape(s) +
+                                              "; expected (n, d), (h, n, d) or (b, h, n, d)");
+  a.rows = s[s.size() - 2];
+  a.cols = s[s.size() - 1];
+  if (s.size() >= 3) a.heads = s[s.size() - 3];
+  if (s.size() == 4) a.batch = s[0];
+  require(a.batch >= 1 && a.heads >= 1 && a.rows >= 1 && a.cols >= 1,
+          role + ": " + spec + " has shape " + io::format_shape(s) + "; no dimension may be 0");
+  return a;
+}
+
+void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v) {
+  const auto shapes = "queries " + io::format_shape(q.tensor.shape()) + ", keys " +
+                      io::format_shape(k.tensor.shape()) + ", values " + io::format_shape(v.tensor.shape());
+  require(q.tensor.ndim() == k.tensor.ndim() && k.tensor.ndim() == v.tensor.ndim(),
+          "shape mismatch: " + shapes + " must have the same number of dimensions");
+  require(q.cols == k.cols, "shape mismatch: " + shapes + ": queries and keys differ in d");
+  require(k.rows == v.rows && k.heads == v.heads && k.batch == v.batch,
+          "shape mismatch: " + shapes + ": values need one row per key, in the same heads");
+  require(q.batch == k.batch, "shape mismatch: " + shapes + ": batch sizes differ");
+  require(q.heads % k.heads == 0,
+          "shape mismatch: " + shapes + ": query heads must be a multiple of key heads");
+}
+
 }  // namespace levattn::cli

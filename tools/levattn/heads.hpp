@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "levattn/core/heads_view.hpp"
 #include "levattn/io/tensor.hpp"
 
 namespace levattn::cli {
@@ -39,5 +40,19 @@ auto in_head(const HeadArray& array, index_t h, Work work) {
     throw Error(e.kind(), "head " + std::to_string(h) + ": " + e.what());
   }
 }
+
+// An attention input seen as (b, h, n, d): (n, d) is (1, 1, n, d), (h, n, d) is (1, h, n, d).
+struct Heads4 {
+  io::FloatTensor tensor;
+  index_t batch = 1, heads = 1, rows = 0, cols = 0;
+  ConstHeadsF view() const { return ConstHeadsF(tensor.data(), batch, heads, rows, cols); }
+};
+
+// Loads `spec` as (n, d), (h, n, d) or (b, h, n, d); Error{bad_input} otherwise or on a 0 dimension.
+Heads4 load_heads4(const std::string& spec, const std::string& role);
+
+// Throws Error{bad_input} unless Q, K, V have the same rank, Q and K the same d, V one row per key
+// in K's heads and batches, and Q's heads a multiple of K's (grouped-query attention).
+void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v);
 
 }  // namespace levattn::cli

@@ -1,0 +1,186 @@
+// levattn eval --queries Q --keys K --values V --budgets 16,32,64,256 [--thresholds E,...]
+//              [--rules R,...] [--f softmax,pow:2] [--capture-eps 0.01,0.05,0.1] [--scale X]
+//              [--ridge-fraction F] [--sinks S] [--seed S] [--relevant J,...]
+//              [--output OUT.csv] [--plots DIR] [--json]
+// Every selection rule at equal budgets against exact attention (eval/evaluate.hpp): capture of
+// heavy entries, relative output error, time. Shapes as `attend`.
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "commands.hpp"
+#include "heads.hpp"
+#include "levattn/eval/evaluate.hpp"
+#include "levattn/io/atomic_file.hpp"
+#include "report.hpp"
+
+extern char** environ;
+
+namespace levattn::cli {
+
+namespace {
+
+struct EvalCliOptions {
+  std::string queries, keys, values, output, plots;
+  std::vector<std::string> f = {"softmax", "pow:2"};
+  EvalOptions eval;
+  CommonOptions common;
+};
+
+std::string number(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", x);
+  return buf;
+}
+
+void write_csv(const std::string& path, const EvalReport& r, const std::vector<double>& eps) {
+  io::AtomicFile file(path);
+  std::FILE* out = file.stream();
+  std::fprintf(out, "rule,f,budget,threshold,kept_mean");
+  for (double e : eps) std::fprintf(out, ",capture_%s", number(e).c_str());
+  for (double e : eps) std::fprintf(out, ",heavy_%s", number(e).c_str());
+  std::fprintf(out, ",rel_error,select_seconds,attend_seconds,relevant_recall\n");
+  for (const EvalRow& row : r.rows) {
+    std::fprintf(out, "%s,%s,", row.rule.c_str(), row.f.name().c_str());
+    if (row.budget > 0) std::fprintf(out, "%" PRId64 ",", row.budget); else std::fprintf(out, ",");
+    if (row.threshold > 0) std::fprintf(out, "%g,", row.threshold); else std::fprintf(out, ",");
+    std::fprintf(out, "%.6g", row.kept_mean);
+    for (double c : row.capture) std::isnan(c) ? std::fprintf(out, ",") : std::fprintf(out, ",%.9g", c);
+    for (index_t h : row.heavy) std::fprintf(out, ",%" PRId64, h);
+    std::fprintf(out, ",%.9g,%.6g,%.6g,", row.error, row.select_seconds, row.attend_seconds);
+    if (row.relevant_recall >= 0) std::fprintf(out, "%.9g", row.relevant_recall);
+    std::fprintf(out, "\n");
+  }
+  file.commit();
+}
+
+// Runs the plotting script (python3-matplotlib) on the CSV: capture and error vs budget.
+void plot(const std::string& csv, const std::string& dir) {
+  const char* script = std::getenv("LEVATTN_PLOT_SCRIPT");
+  const char* python = std::getenv("LEVATTN_PYTHON");
+  const std::string s = script ? script : LEVATTN_PLOT_SCRIPT;
+  const std::string py = python ? python : "/usr/bin/python3";
+  std::vector<std::string> args = {py, s, csv, dir};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, py.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+    throw Error(ErrorKind::failure, "plots: cannot run " + py);
+  int status = 0;
+  if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error(ErrorKind::failure, "plots: " + s + " failed (it needs python3-matplotlib under " + py + ")");
+}
+
+nlohmann::json row_json(const EvalRow& row, const std::vector<double>& eps) {
+  nlohmann::json capture = nlohmann::json::object(), heavy = nlohmann::json::object();
+  for (size_t t = 0; t < eps.size(); ++t) {
+    capture[number(eps[t])] = std::isnan(row.capture[t]) ? nlohmann::json() : nlohmann::json(row.capture[t]);
+    heavy[number(eps[t])] = row.heavy[t];
+  }
+  nlohmann::json j = {{"rule", row.rule},       {"f", row.f.name()},
+                      {"kept_mean", row.kept_mean}, {"capture", capture},
+                      {"heavy", heavy},         {"rel_error", row.error},
+                      {"select_seconds", row.select_seconds}, {"attend_seconds", row.attend_seconds}};
+  if (row.budget > 0) j["budget"] = row.budget; else j["threshold"] = row.threshold;
+  if (row.relevant_recall >= 0) j["relevant_recall"] = row.relevant_recall;
+  return j;
+}
+
+void print_table(const EvalReport& r, const std::vector<double>& eps) {
+  std::printf("%-13s %-8s %8s %9s", "rule", "f", "budget", "kept");
+  for (double e : eps) std::printf("  cap@%-6s", number(e).c_str());
+  std::printf(" %10s %10s\n", "rel_error", "seconds");
+  for (const EvalRow& row : r.rows) {
+    const std::string budget = row.budget > 0 ? std::to_string(row.budget) : "ε=" + number(row.threshold);
+    std::printf("%-13s %-8s %8s %9.1f", row.rule.c_str(), row.f.name().c_str(), budget.c_str(), row.kept_mean);
+    for (double c : row.capture) std::isnan(c) ? std::printf("  %10s", "-") : std::printf("  %10.4f", c);
+    std::printf(" %10.3g %10.3g\n", row.error, row.select_seconds + row.attend_seconds);
+  }
+}
+
+int run_eval(EvalCliOptions& o) {
+  if (!o.output.empty() && !ends_with(o.output, ".csv")) throw UsageError("--output must end in .csv");
+  if (!o.plots.empty() && o.output.empty()) throw UsageError("--plots needs --output (the plots are drawn from the CSV)");
+  apply_threads(o.common);
+  o.eval.functions.clear();
+  for (const std::string& f : o.f) o.eval.functions.push_back(parse_score_function(f));
+  require(o.eval.scale >= 0.0, "--scale must be > 0");
+
+  Phases phases;
+  Stopwatch load;
+  const Heads4 q = load_heads4(o.queries, "queries"), k = load_heads4(o.keys, "keys"),
+               v = load_heads4(o.values, "values");
+  check_shapes(q, k, v);
+  phases.load = load.seconds();
+
+  Stopwatch compute;
+  const EvalReport report = evaluate(q.view(), k.view(), v.view(), o.eval);
+  phases.compute = compute.seconds();
+
+  Stopwatch write;
+  if (!o.output.empty()) write_csv(o.output, report, o.eval.capture_eps);
+  if (!o.plots.empty()) plot(o.output, o.plots);
+  phases.write = write.seconds();
+
+  if (o.common.json) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const EvalRow& row : report.rows) rows.push_back(row_json(row, o.eval.capture_eps));
+    print_json({{"command", "eval"}, {"batch", q.batch}, {"query_heads", q.heads},
+                {"key_heads", k.heads}, {"n_q", q.rows}, {"n_k", k.rows}, {"d", q.cols},
+                {"d_v", v.cols}, {"rows", rows}, {"reference_seconds", report.reference_seconds},
+                {"seconds", phases.json()}});
+  } else {
+    print_table(report, o.eval.capture_eps);
+    if (!o.output.empty()) std::fprintf(stderr, "levattn: wrote %s\n", o.output.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalCliOptions>();
+  CLI::App* c = app.add_subcommand(
+      "eval", "Selection rules at equal budgets against exact attention: heavy-entry capture, output error, time");
+  c->add_option("--queries", o->queries, "Queries: .npy or .safetensors[:name], (n, d), (h, n, d) or (b, h, n, d)")
+      ->required();
+  c->add_option("--keys", o->keys, "Keys, same rank as the queries; heads may divide the query heads")->required();
+  c->add_option("--values", o->values, "Values, one row per key")->required();
+  c->add_option("--budgets", o->eval.budgets, "Keys kept per head, comma-separated (e.g. 16,32,64,256)")
+      ->delimiter(',');
+  c->add_option("--thresholds", o->eval.thresholds,
+                "Also the leverage threshold sets {τ ≥ ε}, comma-separated ε in (0, 1]")
+      ->delimiter(',');
+  c->add_option("--rules", o->eval.rules,
+                "Comma-separated rules: leverage, ridge, lewis, row-norm, random, sinks-window, h2o, "
+                "oracle (default: every one)")
+      ->delimiter(',');
+  c->add_option("--f", o->f, "Score functions, comma-separated: softmax, pow:P")->delimiter(',')->capture_default_str();
+  c->add_option("--capture-eps", o->eval.capture_eps, "Heavy-entry thresholds ε of the capture, comma-separated")
+      ->delimiter(',')
+      ->capture_default_str();
+  c->add_option("--scale", o->eval.scale, "Scale c of the scores (default 1/√d for softmax, 1 for pow:P)");
+  c->add_option("--ridge-fraction", o->eval.key_rules.ridge_fraction,
+                "ridge: λ = F·‖K‖_F²/d")->capture_default_str();
+  c->add_option("--sinks", o->eval.key_rules.sinks, "sinks-window: leading keys always kept")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--seed", o->eval.key_rules.seed, "random: seed")->capture_default_str();
+  c->add_option("--rcond", o->eval.key_rules.rcond, "leverage, ridge: relative singular-value cut-off")
+      ->capture_default_str();
+  c->add_option("--relevant", o->eval.relevant,
+                "Key indices to look for (e.g. a planted model's): report each rule's recall of them")
+      ->delimiter(',');
+  c->add_option("--output", o->output, "Write the results as CSV (one row per rule, f and budget)");
+  c->add_option("--plots", o->plots, "Also draw capture and error vs budget as PNGs into DIR (python3-matplotlib)");
+  add_common_options(*c, o->common);
+  return {c, [o] { return run_eval(*o); }};
+}
+
+}  // namespace levattn::cli
