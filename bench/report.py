@@ -63,7 +63,7 @@ if decode:
         gbs = counters[name]["bytes"] / 1e9
         print(f"| n_k = {name.split('/')[1]} | {t * 1e3:.0f} | {gbs:.1f} | " + (f"{gbs / read[0]:.0%} |" if read else "– |"))
     if read:
-        print(f"\nMeasured read bandwidth (parallel sum over 512 MiB): {read[0]:.1f} GB/s.")
+        print(f"\nMeasured read bandwidth (parallel 64-bit OR over 512 MiB): {read[0]:.1f} GB/s.")
 levattn_runs = {int(n.split("/")[1]): t for n, t in median.items() if n.startswith("BM_LevAttention/")}
 if levattn_runs:
     print("\n| LevAttention, softmax, top-256, d = 64, n_q = n_k = n (selection included) | median (ms) |\n| --- | ---: |")

@@ -154,7 +154,7 @@ std::vector<double> lewis_reference(const Floats& K, double p) {
   for (int iteration = 0; iteration < 500; ++iteration) {
     const Eigen::VectorXd u = w.array().pow(1.0 - 2.0 / p);
     const Eigen::LDLT<MatD> ldlt(k.transpose() * u.asDiagonal() * k);
-    const Eigen::VectorXd quad = (k * ldlt.solve(k.transpose())).diagonal();
+    const Eigen::VectorXd quad = (k.array() * ldlt.solve(k.transpose()).transpose().array()).rowwise().sum();
     const Eigen::VectorXd next = quad.array().pow(p / 2.0);
     const double change = ((next - w).array().abs() / next.array()).maxCoeff();
     w = next;

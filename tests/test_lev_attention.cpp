@@ -1,11 +1,13 @@
 // LevAttention against independent references: with every key kept it is exact attention; its
 // selection is the top-k of float64 SVD leverage scores (with sinks); its output is attention
 // restricted to the kept keys (and the causal window), with the pow:2 missing mass of a brute force;
-// a threshold set keeps every entry A ≥ ε of every query.
+// a threshold set keeps every entry A ≥ ε of every query; for pow:P (P ≠ 2) the keys are the top
+// ℓP Lewis weights of a float64 fixed point and the sampled normaliser stays within its δ bound.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -179,6 +181,74 @@ TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
   }
 }
 
+// pow:P, P ≠ 2: the kept keys are the top-k of float64 Lewis weights (P < 4); the output and the
+// missing mass are the truncation of true attention, exactly when the normaliser is exact (P = 4,
+// small d; or every key kept) and within the sampled normaliser's δ otherwise.
+TEST(LevAttention, PowerPKeepsTopLewisKeysAndHonoursItsNormaliser) {
+  const index_t n = 20000, d = 8, dv = 6, k = 40;
+  const Floats K = make_keys("heavy_tailed", n, d, 41), V = gaussian(n, dv, 42);
+  Floats Q = gaussian(200, d, 43);
+  for (float& x : Q.data) x *= 0.5f;
+  for (double p : {1.0, 3.0, 4.0}) {
+    AttentionOptions a;
+    a.f = ScoreFunction::power(p);
+    LevSelectOptions s;
+    s.top_k = k;
+    s.power.delta = 0.5;  // a genuine sample: 5-15% of the keys
+    const LevRun lev = run_lev(Q, K, V, a, s);
+    const std::string what = "p " + std::to_string(p);
+    ASSERT_EQ(lev.report.kept, std::vector<index_t>{k}) << what;
+    // The reference keeps the top-k of float64 Lewis weights (P < 4); a different set would show
+    // in the output check below.
+    if (p < 4) {
+      const std::vector<double> ref = lewis_reference(K, p);
+      std::vector<index_t> order(n);
+      std::iota(order.begin(), order.end(), index_t{0});
+      std::stable_sort(order.begin(), order.end(), [&](index_t x, index_t y) { return ref[x] > ref[y]; });
+      const std::set<index_t> set(order.begin(), order.begin() + k);
+      AttentionSpec spec;
+      spec.softmax = false;
+      spec.p = p;
+      spec.kept = [&](index_t, index_t j) { return set.count(j) > 0; };
+      spec.normalise_over_kept = false;
+      const AttentionRows truth = attention_rows_reference(Q, K, V, all_rows(Q.rows), spec);
+      // ô_i = o_i·N(q_i)/Ñ(q_i): parallel to the true truncation (this checks the kept set), with
+      // a factor within the normaliser's bound, and the missing mass estimated with that factor.
+      const double bound = s.power.delta / (1 - s.power.delta);
+      EXPECT_TRUE(lev.report.normaliser_estimated) << what;
+      double largest_deviation = 0.0;
+      for (index_t i = 0; i < Q.rows; ++i) {
+        double dot = 0, norm2 = 0;
+        for (index_t c = 0; c < dv; ++c) {
+          dot += lev.out[i * dv + c] * truth.out(i, c);
+          norm2 += truth.out(i, c) * truth.out(i, c);
+        }
+        const double factor = dot / norm2;
+        double residual = 0;
+        for (index_t c = 0; c < dv; ++c) residual += std::pow(lev.out[i * dv + c] - factor * truth.out(i, c), 2);
+        EXPECT_LE(std::sqrt(residual), 1e-5 * std::sqrt(norm2)) << what << " row " << i;
+        EXPECT_LE(std::abs(factor - 1), bound) << what << " row " << i;
+        const double kept = truth.kept_mass[i], estimated = 1 - lev.report.missing_mass[i];
+        if (estimated < 1) {
+          EXPECT_NEAR(estimated, factor * kept, 1e-5 * kept + 1e-9) << what << " row " << i;
+        }
+        largest_deviation = std::max(largest_deviation, std::abs(factor - 1));
+      }
+      EXPECT_GT(largest_deviation, 1e-4) << what << ": the normaliser must really be sampled here";
+    } else {
+      EXPECT_FALSE(lev.report.normaliser_estimated) << "p = 4 at d = 8 has the exact moment normaliser";
+      s.top_k = n;  // every key: exact attention
+      const LevRun every = run_lev(Q, K, V, a, s);
+      AttentionSpec spec;
+      spec.softmax = false;
+      spec.p = p;
+      const AttentionRows truth = attention_rows_reference(Q, K, V, all_rows(Q.rows), spec);
+      EXPECT_LE(relative_error(every.out, truth.out), 1e-5);
+      for (double m : every.report.missing_mass) EXPECT_LE(m, 1e-5);
+    }
+  }
+}
+
 TEST(LevAttention, BadParametersAreRefused) {
   const Floats Q = gaussian(10, 8, 31), K = gaussian(20, 8, 32), V = gaussian(20, 8, 33);
   const auto bad = [&](const AttentionOptions& a, const LevSelectOptions& s, const std::string& fragment) {
@@ -204,7 +274,12 @@ TEST(LevAttention, BadParametersAreRefused) {
   s.window = 0;
   AttentionOptions a;
   a.f = ScoreFunction::power(3.0);
-  bad(a, s, "P = 2");
+  a.causal = true;
+  bad(a, s, "cannot be causal");
+  a.causal = false;
+  s.leverage.ridge = 1.0;
+  bad(a, s, "ridge");
+  s.leverage.ridge = 0.0;
   s.top_k = 0;
   s.eps = 1.5;
   bad(AttentionOptions{}, s, "eps");

@@ -5,14 +5,19 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <numeric>
 
 #include "attention/masked_attention.hpp"
 #include "attention/prefix_normalisers.hpp"
+#include "levattn/scores/lewis.hpp"
 #include "levattn/select/universal_set.hpp"
 
 namespace levattn {
 
 namespace {
+
+constexpr double kInfinity = std::numeric_limits<double>::infinity();
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -33,16 +38,13 @@ std::vector<float> gather(ConstMatrixF m, const std::vector<index_t>& idx) {
   return g;
 }
 
-// U ∪ [0, sinks) from a scorer fitted on keys.
-std::vector<index_t> kept_keys(const LeverageScorer& scorer, ConstMatrixF keys,
-                               const LevSelectOptions& options) {
-  const std::vector<double> tau = scorer.scores(keys);
-  const UniversalSet u = options.top_k > 0
-                             ? select_top_k(tau.data(), keys.rows, options.top_k)
-                             : select_by_threshold(tau.data(), keys.rows, options.eps,
-                                                   static_cast<double>(scorer.rank()));
+// U ∪ [0, sinks) from one score per key; `total` (the scores' sum) bounds |U|·ε.
+std::vector<index_t> kept_keys(const std::vector<double>& scores, double total, const LevSelectOptions& options) {
+  const index_t n = static_cast<index_t>(scores.size());
+  const UniversalSet u = options.top_k > 0 ? select_top_k(scores.data(), n, options.top_k)
+                                           : select_by_threshold(scores.data(), n, options.eps, total);
   std::vector<index_t> kept;
-  const index_t sinks = std::min(options.sinks, keys.rows);
+  const index_t sinks = std::min(options.sinks, n);
   kept.reserve(u.indices.size() + static_cast<size_t>(sinks));
   for (index_t j = 0; j < sinks; ++j) kept.push_back(j);
   for (index_t j : u.indices)
@@ -63,16 +65,18 @@ std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& optio
   check_budget(keys, options);
   LeverageScorer scorer(keys.cols, options.leverage);
   scorer.fit(keys);
-  return kept_keys(scorer, keys, options);
+  return kept_keys(scorer.scores(keys), static_cast<double>(scorer.rank()), options);
 }
 
 LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
                               const AttentionOptions& attention, const LevSelectOptions& select,
                               HeadsF out) {
   check_select(select);
-  const bool pow2 = attention.f.kind == ScoreKind::power;
-  require(!pow2 || attention.f.p == 2.0,
-          "LevAttention with pow:P needs P = 2 (the exact normaliser qᵀGq); other P are not supported");
+  const bool power = attention.f.kind == ScoreKind::power;
+  const bool lewis = power && attention.f.p != 2.0;  // ranked by ℓP Lewis sensitivities
+  require(!lewis || !attention.causal,
+          "LevAttention with pow:P, P ≠ 2, cannot be causal: its normaliser covers every key, not a prefix");
+  require(!lewis || select.leverage.ridge == 0.0, "LevAttention: a ridge applies to leverage scores (softmax, pow:2)");
   require(select.window == 0 || attention.causal, "LevAttention: a window needs the causal mask");
   require(keys.batch == queries.batch && keys.heads > 0 && queries.heads % keys.heads == 0,
           "attention: query heads must be a multiple of key heads, with equal batch sizes");
@@ -87,8 +91,9 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
   const index_t group = queries.heads / keys.heads, n_q = queries.rows, n_k = keys.rows;
   const index_t offset = n_k - n_q;
   const double c = effective_scale(attention, queries.cols);
-  if (pow2) report.missing_mass.assign(static_cast<size_t>(queries.count() * n_q), 0.0);
-  std::vector<double> lse(static_cast<size_t>(n_q)), lse2, normaliser(static_cast<size_t>(n_q));
+  if (power) report.missing_mass.assign(static_cast<size_t>(queries.count() * n_q), 0.0);
+  std::vector<double> lse(static_cast<size_t>(n_q)), lse2, normaliser(static_cast<size_t>(n_q)),
+      log_total(static_cast<size_t>(n_q));
   std::vector<float> window_out;
 
   for (index_t b = 0; b < keys.batch; ++b)
@@ -97,8 +102,25 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
       auto start = std::chrono::steady_clock::now();
       check_budget(K, select);
       LeverageScorer scorer(K.cols, select.leverage);
-      scorer.fit(K);
-      const std::vector<index_t> kept = kept_keys(scorer, K, select);
+      std::unique_ptr<PowerNormaliser> power_normaliser;
+      std::vector<index_t> kept;
+      if (lewis) {
+        LewisOptions lo;
+        lo.rcond = select.leverage.rcond;
+        const std::vector<double> s = lewis_weights(K, attention.f.p, lo).sensitivities();
+        kept = kept_keys(s, std::accumulate(s.begin(), s.end(), 0.0), select);
+        PowerNormaliserOptions po = select.power;  // one sample per head: seed + head number
+        po.seed += static_cast<std::uint64_t>(b * keys.heads + kh);
+        power_normaliser = std::make_unique<PowerNormaliser>(K, attention.f.p, s, po);
+        if (!power_normaliser->exact()) {
+          report.normaliser_estimated = true;
+          report.normaliser_delta = power_normaliser->delta();
+          report.normaliser_failure = power_normaliser->failure();
+        }
+      } else {
+        scorer.fit(K);
+        kept = kept_keys(scorer.scores(K), static_cast<double>(scorer.rank()), select);
+      }
       report.kept.push_back(static_cast<index_t>(kept.size()));
       report.select_seconds += seconds_since(start);
 
@@ -129,17 +151,25 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
                                 lse2.data());
           merge_attention(O, lse.data(), W, lse2.data());
         }
-        if (!pow2) continue;
-        // Rescale from "normalised over the kept keys" to "normalised over all visible keys".
-        if (attention.causal)
-          detail::prefix_normalisers(Q, K, offset, normaliser.data());
-        else
-          scorer.normalisers(Q, normaliser.data());
+        if (!power) continue;
+        // Rescale from "normalised over the kept keys" to "normalised over all visible keys":
+        // log_total[i] = ln Σ_{visible} |c·<q_i,k_j>|^P (estimated for a sampled normaliser).
+        if (lewis) {
+          power_normaliser->log_normalisers(Q, log_total.data());
+          for (double& t : log_total) t += attention.f.p * std::log(std::abs(c));
+        } else {
+          if (attention.causal)
+            detail::prefix_normalisers(Q, K, offset, normaliser.data());
+          else
+            scorer.normalisers(Q, normaliser.data());
+          for (index_t i = 0; i < n_q; ++i)
+            log_total[i] = normaliser[i] > 0.0 ? std::log(c * c * normaliser[i]) : -kInfinity;
+        }
         double* missing = report.missing_mass.data() + (b * queries.heads + h) * n_q;
         for (index_t i = 0; i < n_q; ++i) {
-          const double total = c * c * normaliser[i];
-          const double kept_mass = total > 0.0 ? std::exp(lse[i] - std::log(total)) : 0.0;
-          missing[i] = total > 0.0 ? std::max(0.0, 1.0 - kept_mass) : 0.0;
+          const bool some = log_total[i] > -kInfinity;
+          const double kept_mass = some ? std::exp(lse[i] - log_total[i]) : 0.0;
+          missing[i] = some ? std::max(0.0, 1.0 - kept_mass) : 0.0;
           const float factor = static_cast<float>(kept_mass);
           for (index_t col = 0; col < O.cols; ++col) O(i, col) *= factor;
         }

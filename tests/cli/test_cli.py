@@ -231,6 +231,24 @@ with tempfile.TemporaryDirectory() as tmp:
               and np.abs(np.load(p("M3.npy")) - (1 - A[:, kept].sum(axis=1))).max() < 1e-5
               and json.loads(r.stdout)["kept_per_head"] == [10])
     check(ok, "attend lev pow:2 top-10: truncated output and missing mass match numpy")
+    r = run("attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"), "--method", "lev",
+            "--top-k", 10, "--f", "pow:3", "--delta", 0.2, "--seed", 5, "--output", p("O4.npy"),
+            "--missing-mass", p("M4.npy"), "--json")
+    ok = r.returncode == 0
+    if ok:
+        kept = np.sort(np.argsort(-lewis(AK2, 3), kind="stable")[:10])
+        A = power_attention(AQ2, AK2, 3)
+        ref = A[:, kept] @ AV2[kept].astype(np.float64)
+        bound = 0.2 / 0.8  # a sampled normaliser within (1 ± δ) moves each row by at most δ/(1 − δ)
+        O, M, j = np.load(p("O4.npy")), np.load(p("M4.npy")), json.loads(r.stdout)
+        ok = (np.all(np.linalg.norm(O - ref, axis=1) <= bound * np.linalg.norm(ref, axis=1) + 1e-6)
+              and np.all(np.abs(M - (1 - A[:, kept].sum(axis=1))) <= bound + 1e-6)
+              and j["kept_per_head"] == [10] and j["normaliser_estimated"] and j["delta"] == 0.2)
+    check(ok, "attend lev pow:3 top-10: top Lewis keys, output and missing mass within the normaliser's bound")
+    expect_error(3, "cannot be causal", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values",
+                 p("AV2.npy"), "--method", "lev", "--top-k", 3, "--f", "pow:3", "--causal", "--output", p("x.npy"))
+    expect_error(2, "--delta", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values",
+                 p("AV2.npy"), "--method", "lev", "--top-k", 3, "--f", "pow:3", "--delta", 1.5, "--output", p("x.npy"))
     expect_error(2, "--top-k", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),
                  "--method", "lev", "--output", p("x.npy"))
     expect_error(2, "lev", "attend", "--queries", p("AQ2.npy"), "--keys", p("AK2.npy"), "--values", p("AV2.npy"),

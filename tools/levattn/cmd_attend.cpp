@@ -1,9 +1,10 @@
 // levattn attend --queries Q --keys K --values V [--method exact|lev] [--top-k K | --eps E]
 //                [--sinks S] [--window W] [--causal] [--f softmax|pow:P] [--scale X]
-//                --output O.npy [--lse L.npy] [--missing-mass M.npy] [--json]
+//                [--delta D] [--seed S] --output O.npy [--lse L.npy] [--missing-mass M.npy] [--json]
 // Shapes (n, d), (h, n, d) or (b, h, n, d), the same rank for all three; query heads may be a
 // multiple of key heads (grouped-query attention). O has the queries' shape with d_v last.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -28,7 +29,8 @@ struct AttendOptions {
   std::optional<index_t> top_k;
   index_t sinks = 0, window = 0;
   bool causal = false;
-  double scale = 0.0, ridge = 0.0, rcond = kDefaultRcond;
+  double scale = 0.0, ridge = 0.0, rcond = kDefaultRcond, delta = 0.1;
+  std::uint64_t seed = 1;
   CommonOptions common;
 };
 
@@ -37,6 +39,7 @@ void check_usage(const AttendOptions& o) {
   if (!o.lse_output.empty() && !ends_with(o.lse_output, ".npy")) throw UsageError("--lse must end in .npy");
   if (!o.missing_output.empty() && !ends_with(o.missing_output, ".npy"))
     throw UsageError("--missing-mass must end in .npy");
+  if (!(o.delta > 0.0 && o.delta < 1.0)) throw UsageError("--delta must lie in (0, 1)");
   if (o.method == "exact") {
     if (o.eps || o.top_k || o.sinks > 0 || o.window > 0 || !o.missing_output.empty())
       throw UsageError("--top-k, --eps, --sinks, --window and --missing-mass apply to --method lev");
@@ -57,7 +60,7 @@ int run_attend(const AttendOptions& o) {
   attention.causal = o.causal;
   require(o.scale >= 0.0, "--scale must be > 0");
   if (!o.missing_output.empty() && attention.f.kind != ScoreKind::power)
-    throw UsageError("--missing-mass needs --f pow:2 (softmax has no cheap full normaliser)");
+    throw UsageError("--missing-mass needs --f pow:P (softmax has no cheap full normaliser)");
 
   Phases phases;
   Stopwatch load;
@@ -83,6 +86,8 @@ int run_attend(const AttendOptions& o) {
     select.sinks = o.sinks;
     select.window = o.window;
     select.leverage = {o.ridge, o.rcond};
+    select.power.delta = o.delta;
+    select.power.seed = o.seed;
     lev = attend_lev(q.view(), k.view(), v.view(), attention, select, out_view);
   }
   phases.compute = compute.seconds();
@@ -121,6 +126,11 @@ int run_attend(const AttendOptions& o) {
       for (double x : m) sum += x;
       j["missing_mass"] = {{"max", *std::max_element(m.begin(), m.end())},
                            {"mean", sum / static_cast<double>(m.size())}};
+      j["normaliser_estimated"] = lev.normaliser_estimated;
+      if (lev.normaliser_estimated) {
+        j["delta"] = lev.normaliser_delta;
+        j["failure_per_row"] = lev.normaliser_failure;
+      }
     }
   }
   if (o.common.json) {
@@ -131,7 +141,8 @@ int run_attend(const AttendOptions& o) {
                  static_cast<long long>(q.batch * q.heads), static_cast<long long>(q.rows),
                  static_cast<long long>(k.rows), phases.compute);
     if (j.contains("missing_mass"))
-      std::fprintf(stderr, "levattn: missing mass per row: max %.3g, mean %.3g\n",
+      std::fprintf(stderr, "levattn: missing mass per row%s: max %.3g, mean %.3g\n",
+                   lev.normaliser_estimated ? " (estimated: normaliser sampled)" : "",
                    j["missing_mass"]["max"].get<double>(), j["missing_mass"]["mean"].get<double>());
   }
   return 0;
@@ -150,8 +161,9 @@ Command add_attend_command(CLI::App& app) {
   c->add_option("--method", o->method, "exact, or lev (attention over the keys of top leverage score)")
       ->check(CLI::IsMember({"exact", "lev"}))
       ->capture_default_str();
-  auto* k = c->add_option("--top-k", o->top_k, "lev: keep the k keys of largest leverage score per head");
-  auto* eps = c->add_option("--eps", o->eps, "lev: keep the keys with leverage score ≥ ε");
+  auto* k = c->add_option("--top-k", o->top_k,
+                          "lev: keep the k keys of largest leverage score (pow:P, P ≠ 2: ℓP Lewis sensitivity) per head");
+  auto* eps = c->add_option("--eps", o->eps, "lev: keep the keys with leverage score (or ℓP sensitivity) ≥ ε");
   k->excludes(eps);
   eps->excludes(k);
   c->add_option("--sinks", o->sinks, "lev: always keep the first S keys")->check(CLI::NonNegativeNumber);
@@ -165,7 +177,11 @@ Command add_attend_command(CLI::App& app) {
   c->add_option("--output", o->output, "Output O.npy (float32)")->required();
   c->add_option("--lse", o->lse_output, "exact: also write each row's log normaliser (float64 .npy)");
   c->add_option("--missing-mass", o->missing_output,
-                "lev with pow:2: also write each row's missing mass 1 − Σ_kept A (float64 .npy)");
+                "lev with pow:P: also write each row's missing mass 1 − Σ_kept A (float64 .npy; estimated "
+                "when the normaliser is sampled)");
+  c->add_option("--delta", o->delta, "lev with pow:P, P ≠ 2: relative accuracy of a sampled normaliser")
+      ->capture_default_str();
+  c->add_option("--seed", o->seed, "lev with pow:P, P ≠ 2: seed of the normaliser's key sample")->capture_default_str();
   add_common_options(*c, o->common);
   return {c, [o] { return run_attend(*o); }};
 }

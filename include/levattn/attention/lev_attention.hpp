@@ -16,9 +16,17 @@
 //    <q,k_j>²) and so is the reported missing mass; the universal-set promise does not carry over,
 //    since a prefix of the keys gives larger leverage scores than the whole sequence.
 //
+//  * pow:P, P ≠ 2 (|x|^P): keys are ranked by their ℓP Lewis sensitivities s_j (lewis.hpp), which
+//    bound A[i,j] for every query, so {s ≥ ε} is the universal set for |x|^P. The output is
+//    normalised by PowerNormaliser (power_normaliser.hpp): exact for P = 4 when the fourth-moment
+//    tensor is affordable, otherwise the Lewis-sampled estimate Ñ(q) ∈ (1 ± δ)·N(q) (each row
+//    with probability ≥ 1 − failure). The output is then the truncation scaled by N/Ñ and the
+//    reported missing mass 1 − Σ_kept |c<q,k_j>|^P / Ñ(q) is an estimate within δ/(1 − δ) of the
+//    true one (report.normaliser_estimated says when). Not causal: the normaliser covers all keys.
+//
 // With every key kept (k = n, or ε at most the smallest score) the result equals attend_exact up
-// to rounding. Grouped-query layouts share one selection among the query heads of a key head.
-// Other pow:P are refused (their normaliser needs an estimate, not yet part of the library).
+// to rounding (for an estimated pow:P normaliser: up to the factor N/Ñ). Grouped-query layouts
+// share one selection among the query heads of a key head.
 #pragma once
 
 #include <vector>
@@ -26,6 +34,7 @@
 #include "levattn/attention/exact.hpp"
 #include "levattn/core/heads_view.hpp"
 #include "levattn/scores/leverage.hpp"
+#include "levattn/scores/power_normaliser.hpp"
 
 namespace levattn {
 
@@ -34,7 +43,9 @@ struct LevSelectOptions {
   double eps = 0.0;     // > 0 with top_k = 0: the keys with score ≥ ε, ε ∈ (0, 1]
   index_t sinks = 0;    // keys [0, sinks) are always kept
   index_t window = 0;   // causal only: each query also sees the `window` latest keys it may see
-  LeverageOptions leverage;  // ridge and rank cut-off of the scores
+  LeverageOptions leverage;  // ridge and rank cut-off of the scores (ridge: leverage only)
+  PowerNormaliserOptions power;  // pow:P, P ≠ 2: δ, failure probability and seed of the normaliser
+                                 // (key head number t of batch·heads samples with seed + t)
 };
 
 // The kept keys of one head (n×d): U ∪ [0, sinks), ascending. Throws Error{bad_input} unless
@@ -43,14 +54,18 @@ std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& optio
 
 struct LevAttentionReport {
   std::vector<index_t> kept;          // per (batch, key head): number of keys kept
-  std::vector<double> missing_mass;   // pow:2: per (batch, query head, query); else empty
+  std::vector<double> missing_mass;   // pow:P: per (batch, query head, query); else empty
+  bool normaliser_estimated = false;  // pow:P: some head's normaliser was sampled (see above)
+  double normaliser_delta = 0.0;      // then: its relative accuracy δ …
+  double normaliser_failure = 0.0;    // … and the failure probability of each row
   double select_seconds = 0.0;        // leverage scores and selection
   double attend_seconds = 0.0;        // gathering and attention
 };
 
 // Shapes as attend_exact (batches, heads, grouped queries); options.causal applies as described
 // above. Throws Error{bad_input} on the errors of lev_select and attend_exact, on a window without
-// the causal mask, and on pow:P with P ≠ 2.
+// the causal mask, and on pow:P with P ≠ 2 combined with the causal mask or a ridge;
+// Error{failure} if the Lewis weights do not converge.
 LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
                               const AttentionOptions& attention, const LevSelectOptions& select,
                               HeadsF out);
