@@ -26,7 +26,8 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
 
   for (index_t j = 0; j < n; ++j)
     for (index_t c = 0; c < d; ++c)
-      require(std::isfinite(keys(j, c)), "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
+      if (!std::isfinite(keys(j, c)))
+        throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
   for (index_t i = 0; i < m; ++i)
     for (index_t c = 0; c < d; ++c)
       require(std::isfinite(queries(i, c)),

@@ -12,8 +12,9 @@ namespace {
 void check_finite(ConstMatrixF m, const char* what, const char* role) {
   for (index_t i = 0; i < m.rows; ++i)
     for (index_t c = 0; c < m.cols; ++c)
-      require(std::isfinite(m(i, c)), std::string(what) + ": " + role + " row " + std::to_string(i) +
-                                          " holds a NaN or an infinity");
+      if (!std::isfinite(m(i, c)))
+        throw Error(ErrorKind::bad_input,
+                    std::string(what) + ": " + role + " row " + std::to_string(i) + " holds a NaN or an infinity");
 }
 
 }  // namespace

@@ -137,7 +137,8 @@ void PowerNormaliser::build_sample(const std::vector<double>& s) {
   const index_t d = keys_.cols;
   expected_size_ = 0.0;
   for (index_t j = 0; j < keys_.rows; ++j) {
-    require(s[j] >= 0.0 && std::isfinite(s[j]), "normaliser: sensitivity " + std::to_string(j) + " must be finite and ≥ 0");
+    if (!(s[j] >= 0.0 && std::isfinite(s[j])))
+      throw Error(ErrorKind::bad_input, "normaliser: sensitivity " + std::to_string(j) + " must be finite and ≥ 0");
     const double pi = std::min(1.0, beta_ * s[j]);
     expected_size_ += pi;
     if (pi > 0.0 && (pi >= 1.0 || detail::counter_uniform(options_.seed, kStreamSample, static_cast<std::uint64_t>(j), 0) < pi)) {

@@ -18,7 +18,7 @@ void check_keys(ConstMatrixF keys, const std::string& rule) {
                                                 shape_string(keys.rows, keys.cols));
   for (index_t j = 0; j < keys.rows; ++j)
     for (index_t c = 0; c < keys.cols; ++c)
-      require(std::isfinite(keys(j, c)), rule + ": key " + std::to_string(j) + " is not finite");
+      if (!std::isfinite(keys(j, c))) throw Error(ErrorKind::bad_input, rule + ": key " + std::to_string(j) + " is not finite");
 }
 
 class LeverageRule : public KeyRule {

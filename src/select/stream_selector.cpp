@@ -203,7 +203,8 @@ StreamHeavyAnswer StreamSelector::heavy(ConstMatrixF queries, double eps_q) cons
     require(eps_q >= options_.eps, "heavy: eps must be at least the selector's ε = " + std::to_string(options_.eps));
   for (index_t i = 0; i < queries.rows; ++i)
     for (index_t c = 0; c < d_; ++c)
-      require(std::isfinite(queries(i, c)), "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+      if (!std::isfinite(queries(i, c)))
+        throw Error(ErrorKind::bad_input, "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
 
   const std::vector<double> G = summary_.gram();
   const double r2 = options_.rcond * options_.rcond;

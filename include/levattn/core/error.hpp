@@ -24,7 +24,8 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-// Throws Error{bad_input, message} unless `condition` holds.
+// Throws Error{bad_input, message} unless `condition` holds. The message is built on every call:
+// inside per-row or per-element loops, test and throw instead.
 inline void require(bool condition, const std::string& message) {
   if (!condition) throw Error(ErrorKind::bad_input, message);
 }
