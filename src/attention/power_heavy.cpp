@@ -121,7 +121,7 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
 HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, double p, double eps,
                                    const HeavySink& sink) {
   check_eps(eps);
-  require(p > 0.0 && std::isfinite(p), "p must be finite and > 0");
+  check_power_exponent(p);
   require(keys.rows >= 1 && keys.cols >= 1, "keys: need at least one key of dimension ≥ 1");
   require(queries.cols == keys.cols, "queries have " + std::to_string(queries.cols) +
                                          " columns but keys have " + std::to_string(keys.cols));

@@ -151,12 +151,15 @@ std::vector<double> LewisWeights::sensitivities() const {
   return s;
 }
 
+void check_power_exponent(double p) {
+  if (p > 0.0 && std::isfinite(p)) return;
+  std::ostringstream msg;
+  msg << "p must be finite and > 0, got " << p;
+  throw Error(ErrorKind::bad_input, msg.str());
+}
+
 LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
-  {
-    std::ostringstream msg;
-    msg << "p must be finite and > 0, got " << p;
-    require(p > 0.0 && std::isfinite(p), msg.str());
-  }
+  check_power_exponent(p);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   require(o.tolerance > 0.0 && o.tolerance < 1.0, "Lewis weights: tolerance must lie in (0, 1)");

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
 
+#include "levattn/scores/lewis.hpp"
 #include "linalg/counter_random.hpp"
 
 namespace levattn {
@@ -77,11 +77,7 @@ const char* normaliser_kind_name(NormaliserKind kind) {
 PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<double>& sensitivities,
                                  const PowerNormaliserOptions& options)
     : keys_(keys), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
-  {
-    std::ostringstream msg;
-    msg << "p must be finite and > 0, got " << p;
-    require(p > 0.0 && std::isfinite(p), msg.str());
-  }
+  check_power_exponent(p);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   require(options.delta > 0.0 && options.delta < 1.0, "normaliser: delta must lie in (0, 1)");

@@ -154,10 +154,7 @@ Command add_attend_command(CLI::App& app) {
   auto o = std::make_shared<AttendOptions>();
   CLI::App* c = app.add_subcommand(
       "attend", "Attention output O = A·V: exact (tiled, online normaliser) or LevAttention");
-  c->add_option("--queries", o->queries, "Queries: .npy or .safetensors[:name], (n, d), (h, n, d) or (b, h, n, d)")
-      ->required();
-  c->add_option("--keys", o->keys, "Keys, same rank as the queries; heads may divide the query heads")->required();
-  c->add_option("--values", o->values, "Values, one row per key")->required();
+  add_qkv_options(*c, o->queries, o->keys, o->values);
   c->add_option("--method", o->method, "exact, or lev (attention over the keys of top leverage score)")
       ->check(CLI::IsMember({"exact", "lev"}))
       ->capture_default_str();

@@ -148,10 +148,7 @@ Command add_eval_command(CLI::App& app) {
   auto o = std::make_shared<EvalCliOptions>();
   CLI::App* c = app.add_subcommand(
       "eval", "Selection rules at equal budgets against exact attention: heavy-entry capture, output error, time");
-  c->add_option("--queries", o->queries, "Queries: .npy or .safetensors[:name], (n, d), (h, n, d) or (b, h, n, d)")
-      ->required();
-  c->add_option("--keys", o->keys, "Keys, same rank as the queries; heads may divide the query heads")->required();
-  c->add_option("--values", o->values, "Values, one row per key")->required();
+  add_qkv_options(*c, o->queries, o->keys, o->values);
   c->add_option("--budgets", o->eval.budgets, "Keys kept per head, comma-separated (e.g. 16,32,64,256)")
       ->delimiter(',');
   c->add_option("--thresholds", o->eval.thresholds,

@@ -55,4 +55,11 @@ void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v) {
           "shape mismatch: " + shapes + ": query heads must be a multiple of key heads");
 }
 
+void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys, std::string& values) {
+  command.add_option("--queries", queries, "Queries: .npy or .safetensors[:name], (n, d), (h, n, d) or (b, h, n, d)")
+      ->required();
+  command.add_option("--keys", keys, "Keys, same rank as the queries; heads may divide the query heads")->required();
+  command.add_option("--values", values, "Values, one row per key")->required();
+}
+
 }  // namespace levattn::cli

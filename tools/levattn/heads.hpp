@@ -1,6 +1,7 @@
 // Input arrays seen as attention heads: (n, d) is one head, (h, n, d) is h independent heads.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 
 #include "levattn/core/heads_view.hpp"
@@ -54,5 +55,8 @@ Heads4 load_heads4(const std::string& spec, const std::string& role);
 // Throws Error{bad_input} unless Q, K, V have the same rank, Q and K the same d, V one row per key
 // in K's heads and batches, and Q's heads a multiple of K's (grouped-query attention).
 void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v);
+
+// The required options --queries, --keys and --values of a command that loads them as Heads4.
+void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys, std::string& values);
 
 }  // namespace levattn::cli

@@ -64,6 +64,9 @@ struct LewisWeights {
   std::vector<double> sensitivities() const;
 };
 
+// Throws Error{bad_input} "p must be finite and > 0, got …" unless p is.
+void check_power_exponent(double p);
+
 // Throws Error{bad_input} for p ≤ 0 or not finite, empty or non-finite keys (naming the row), a
 // tolerance outside (0, 1) or max_iterations < 1; Error{failure} if the residual has not reached
 // the tolerance after max_iterations evaluations (the message gives the residual).
