@@ -5,7 +5,8 @@
 //   levattn-vit train --checkpoint FILE [--rule R --k K --warm-start F ...] [--resume]
 //   levattn-vit eval --checkpoint FILE [--rule R --k K]      any checkpoint, any rule
 //   levattn-vit coverage --checkpoint FILE [--k 4,8,16 --threshold 0.01,0.05]
-//   levattn-vit dump --checkpoint FILE --out DIR [--batch B] one batch's per-layer Q, K, V as .npy
+//   levattn-vit dump --checkpoint FILE --out DIR [--batch B] [--format npy|safetensors]
+//                                                          one batch's per-layer Q, K, V
 //
 // Exit codes: 0 success, 2 usage, 3 bad input (missing/corrupt data or checkpoint, impossible
 // parameters), 1 anything else. Progress bars go to stderr when it is a terminal; results go to
@@ -23,6 +24,7 @@
 #include "fashion_mnist.hpp"
 #include "levattn/core/error.hpp"
 #include "levattn/io/npy.hpp"
+#include "levattn/io/safetensors.hpp"
 #include "training.hpp"
 
 namespace {
@@ -144,12 +146,17 @@ int main(int argc, char** argv) {
   cov_cmd->add_option("--test-subset", common.test_subset, "Use this many test images (0: all 10,000)");
   cov_cmd->add_option("--batch", common.batch, "Batch size");
 
-  std::string out_dir, dump_rule = "softmax";
+  std::string out_dir, dump_rule = "softmax", dump_format = "npy";
   std::int64_t dump_k = 0;
-  CLI::App* dump_cmd = app.add_subcommand("dump", "Write one test batch's per-layer Q, K, V (B, H, n, d) as .npy");
+  CLI::App* dump_cmd = app.add_subcommand(
+      "dump", "Write one test batch's per-layer Q, K, V (B, H, n, d) as .npy files or one .safetensors");
   add_common(dump_cmd, common);
   dump_cmd->add_option("--checkpoint", common.checkpoint, "Checkpoint to load")->required();
-  dump_cmd->add_option("--out", out_dir, "Directory for layer<l>_{q,k,v}.npy")->required();
+  dump_cmd->add_option("--out", out_dir, "Directory for layer<l>_{q,k,v}.npy, or for qkv.safetensors holding "
+                                        "tensors layer<l>_{q,k,v} (levattn reads FILE.safetensors:NAME)")->required();
+  dump_cmd->add_option("--format", dump_format, "npy or safetensors")
+      ->check(CLI::IsMember({"npy", "safetensors"}))
+      ->capture_default_str();
   dump_cmd->add_option("--batch", common.batch, "Images in the batch (the first of the test set)");
   dump_cmd->add_option("--rule", dump_rule, "Attention while running the batch");
   dump_cmd->add_option("--k", dump_k, "Keys kept per head and image");
@@ -209,14 +216,27 @@ int main(int argc, char** argv) {
       c.model->forward(test.images.narrow(0, 0, common.batch), &layers);
       std::filesystem::create_directories(out_dir);
       json files = json::array();
+      std::vector<torch::Tensor> kept;  // contiguous copies, alive until written
+      std::vector<io::TensorRef> tensors;
       for (std::size_t l = 0; l < layers.size(); ++l) {
         const std::pair<const char*, torch::Tensor> parts[] = {{"q", layers[l].q}, {"k", layers[l].k}, {"v", layers[l].v}};
         for (const auto& [name, t] : parts) {
-          const torch::Tensor x = t.contiguous();
-          const std::string path = (std::filesystem::path(out_dir) / ("layer" + std::to_string(l) + "_" + name + ".npy")).string();
-          io::write_npy(path, x.data_ptr<float>(), {x.size(0), x.size(1), x.size(2), x.size(3)});
+          const torch::Tensor& x = kept.emplace_back(t.contiguous());
+          const std::string stem = "layer" + std::to_string(l) + "_" + name;
+          const std::vector<index_t> shape = {x.size(0), x.size(1), x.size(2), x.size(3)};
+          if (dump_format == "safetensors") {
+            tensors.push_back({stem, io::DType::f32, shape, x.data_ptr<float>()});
+            continue;
+          }
+          const std::string path = (std::filesystem::path(out_dir) / (stem + ".npy")).string();
+          io::write_npy(path, x.data_ptr<float>(), shape);
           files.push_back(path);
         }
+      }
+      if (dump_format == "safetensors") {
+        const std::string path = (std::filesystem::path(out_dir) / "qkv.safetensors").string();
+        io::write_safetensors(path, tensors, {{"layout", "(batch, heads, tokens, head width)"}});
+        files.push_back(path);
       }
       print({{"files", files}, {"shape", {layers[0].q.size(0), layers[0].q.size(1), layers[0].q.size(2), layers[0].q.size(3)}}}, common.json);
       return 0;

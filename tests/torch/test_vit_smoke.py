@@ -92,6 +92,15 @@ def main():
         q, k = np.load(os.path.join(out, "layer1_q.npy")), np.load(os.path.join(out, "layer1_k.npy"))
         check(q.shape == (3, 2, 50, 16) and k.shape == q.shape and np.isfinite(q).all(),
               f"dump writes (B, H, n, d) = {q.shape}")
+        run("dump", "--checkpoint", ckpt["softmax"], "--out", out, "--batch", "3", "--format", "safetensors", "--json")
+        with open(os.path.join(out, "qkv.safetensors"), "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+            start, end = header["layer1_k"]["data_offsets"]
+            f.seek(8 + size + start)
+            k2 = np.frombuffer(f.read(end - start), dtype="<f4").reshape(header["layer1_k"]["shape"])
+        check(header["layer1_k"]["dtype"] == "F32" and np.array_equal(k2, k),
+              "dump --format safetensors holds the same tensors as the .npy files")
 
         # Bad input: exit 3 with a clear message.
         p = run("data", "--data", os.path.join(tmp, "absent.bin"), expect=3)
