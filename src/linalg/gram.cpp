@@ -243,6 +243,7 @@ class Writer {
  public:
   template <class T>
   void put(const T* x, size_t count) {
+    if (count == 0) return;  // x may be an empty vector's null data()
     const auto* p = reinterpret_cast<const std::uint8_t*>(x);
     bytes.insert(bytes.end(), p, p + count * sizeof(T));
   }
@@ -256,6 +257,7 @@ class Reader {
   template <class T>
   void get(T* x, size_t count) {
     require(count <= (n_ - at_) / sizeof(T), "gram summary: truncated bytes");
+    if (count == 0) return;  // x may be an empty vector's null data()
     std::memcpy(x, p_ + at_, count * sizeof(T));
     at_ += count * sizeof(T);
   }
