@@ -1,16 +1,17 @@
 // levattn-mpi — the levattn commands select and heavy over MPI ranks, with the CLI's arguments:
 //   mpirun -np P levattn-mpi select --keys K.npy (--eps E | --top-k K) --output U.npy [--json]
-// Rank r reads rows [n·r/P, n·(r+1)/P) of K; one MPI_Allgatherv of the ranks' Gram summaries lets
-// every rank merge them, in rank order, into the single-process summary bit for bit (gram.hpp:
-// consecutive parts merge exactly); each rank scores its own keys with the identical scorer; rank
-// 0 gathers the result and writes it atomically. Output: the bytes `levattn select` writes.
+//   mpirun -np P levattn-mpi heavy --queries Q.npy --keys K.npy --eps E [--output H.csv] [--json]
+// Each rank reads its own rows of the files; the output is the bytes the levattn command writes
+// (cmd_select.cpp, cmd_heavy.cpp say how). Exit codes as levattn's: 2 usage, 3 bad input, 1 failure.
 #include <mpi.h>
 
 #include <cstdio>
 #include <exception>
 #include <new>
 
-#include "mpi_select.hpp"
+#include "commands.hpp"
+#include "levattn/core/error.hpp"
+#include "report.hpp"
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include "levattn/attention/brute_force.hpp"
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/verify.hpp"
+#include "levattn/linalg/gram.hpp"
 #include "levattn/synth/planted.hpp"
 #include "reference.hpp"
 
@@ -122,6 +123,119 @@ TEST(Heavy, OutputDoesNotDependOnThreadsOrTiling) {
     if (e.query >= 100 && e.query < 200) expected.push_back({e.query - 100, e.key, e.score});
   ASSERT_EQ(part.size(), expected.size());
   for (size_t i = 0; i < part.size(); ++i) EXPECT_EQ(part[i].key, expected[i].key);
+}
+
+// A search assembled as levattn-mpi assembles it: the scorer from the parts' merged summaries,
+// the scan set from the parts' scan sets, fallback rows completed from products in key order.
+HeavySearch assembled_search(ConstMatrixF K, double eps, const std::vector<index_t>& splits) {
+  GramSummary summary(K.cols, 0);
+  HeavyScanSet scan;
+  std::vector<ConstMatrixF> parts;
+  for (size_t i = 0; i + 1 < splits.size(); ++i) parts.push_back(K.rows_range(splits[i], splits[i + 1]));
+  for (size_t i = 0; i < parts.size(); ++i) {
+    GramSummary part(K.cols, splits[i]);
+    part.add(parts[i]);
+    if (i == 0) summary = part; else summary.merge(part);
+  }
+  LeverageScorer scorer(K.cols);
+  scorer.fit(summary);
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const HeavyScanSet p = heavy_scan_set(scorer, parts[i], splits[i], eps);
+    scan.index.insert(scan.index.end(), p.index.begin(), p.index.end());
+    scan.tau.insert(scan.tau.end(), p.tau.begin(), p.tau.end());
+    scan.rows.insert(scan.rows.end(), p.rows.begin(), p.rows.end());
+  }
+  const HeavyFallback fallback = [K, eps](index_t qi, const float* q, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+    std::vector<double> products(static_cast<size_t>(K.rows));
+    heavy_products(q, K, products.data());
+    if (!heavy_entries_from_products(qi, products.data(), K.rows, eps, found)) ++stats.zero_queries;
+  };
+  return HeavySearch(std::move(scorer), K.rows, eps, std::move(scan), fallback);
+}
+
+void expect_identical(const std::vector<HeavyEntry>& a, const std::vector<HeavyEntry>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].query, b[i].query) << what;
+    EXPECT_EQ(a[i].key, b[i].key) << what;
+    EXPECT_EQ(a[i].score, b[i].score) << what;  // bit for bit
+  }
+}
+
+TEST(HeavySplit, AssembledFromPartsIsTheSameSearchBitForBit) {
+  index_t fallback_rows = 0;
+  for (const std::string& kind : kinds()) {
+    const Floats K = make_keys(kind, 1500, 12, 7);
+    const Floats Q = make_queries(K, 90, 8);
+    for (double eps : {0.005, 0.05}) {
+      const std::string what = kind + " eps " + std::to_string(eps);
+      const HeavySearch whole(K.view(), eps);
+      HeavyStats whole_stats, split_stats;
+      const auto want = collect(whole, Q.view(), &whole_stats);
+      const HeavySearch split = assembled_search(K.view(), eps, {0, 1, 700, 701, 1500});
+      EXPECT_EQ(split.scanned_keys(), whole.scanned_keys()) << what;
+      EXPECT_EQ(split.universal_set().indices, whole.universal_set().indices) << what;
+      EXPECT_EQ(split.universal_set().bound, whole.universal_set().bound) << what;
+      expect_identical(collect(split, Q.view(), &split_stats), want, what);
+      EXPECT_EQ(split_stats.zero_queries, whole_stats.zero_queries) << what;
+      EXPECT_EQ(split_stats.fallback_queries, whole_stats.fallback_queries) << what;
+      fallback_rows += whole_stats.fallback_queries;
+    }
+  }
+  // Keys with a direction below the rank cut-off (column 5 = column 4 + 1e-9·column 0, in float mostly column 4 itself) and
+  // queries along it (e5 − e4): their normaliser lies in the cut, so every such row falls back.
+  Floats K = make_keys("gaussian", 800, 6, 2);
+  for (index_t i = 0; i < K.rows; ++i) K.data[i * 6 + 5] = K.data[i * 6 + 4] + 1e-9f * K.data[i * 6];
+  Floats Q = make_queries(K, 50, 3);
+  for (index_t i = 0; i < Q.rows; i += 2) {
+    std::fill(Q.data.begin() + i * 6, Q.data.begin() + i * 6 + 6, 0.0f);
+    Q.data[i * 6 + 4] = -1.0f, Q.data[i * 6 + 5] = 1.0f;
+  }
+  const HeavySearch whole(K.view(), 0.01);
+  HeavyStats stats;
+  const auto want = collect(whole, Q.view(), &stats);
+  EXPECT_GE(stats.fallback_queries, 20);
+  expect_matches(want, attention_reference(Q, K), 0.01, "cut direction");
+  expect_identical(collect(assembled_search(K.view(), 0.01, {0, 300, 800}), Q.view()), want, "cut direction");
+  fallback_rows += stats.fallback_queries;
+  EXPECT_GT(fallback_rows, 0);
+}
+
+TEST(HeavySplit, QueriesSplitAtTileMultiplesGiveTheSameBits) {
+  const PlantedData data = make_planted({.n = 6000, .m = 3000, .d = 16, .directions = 6, .copies = 3});
+  const HeavySearch search(data.key_view(), 0.01);
+  const auto whole = collect(search, data.query_view());
+  const index_t tq = search.query_tile_rows(), m = data.query_view().rows;
+  ASSERT_LT(tq, m) << "the split needs several tiles";
+  std::vector<HeavyEntry> joined;
+  for (index_t begin = 0; begin < m; begin += 2 * tq) {
+    const index_t end = std::min(m, begin + 2 * tq);
+    for (HeavyEntry e : collect(search, data.query_view().rows_range(begin, end))) {
+      e.query += begin;
+      joined.push_back(e);
+    }
+  }
+  expect_identical(joined, whole, "tile-aligned query split");
+}
+
+TEST(HeavySplit, RejectsInconsistentParts) {
+  const Floats K = make_keys("gaussian", 100, 4, 1);
+  LeverageScorer scorer(4);
+  scorer.fit(K.view());
+  const HeavyScanSet scan = heavy_scan_set(scorer, K.view(), 0, 0.05);
+  ASSERT_GT(scan.index.size(), 1u);
+  const HeavyFallback none = [](index_t, const float*, std::vector<HeavyEntry>&, HeavyStats&) {};
+  EXPECT_THROW(HeavySearch(scorer, 101, 0.05, scan, none), Error);  // n is not the scorer's count
+  EXPECT_THROW(HeavySearch(scorer, 100, 0.0, scan, none), Error);
+  HeavyScanSet shorter = scan;
+  shorter.rows.pop_back();
+  EXPECT_THROW(HeavySearch(scorer, 100, 0.05, shorter, none), Error);
+  HeavyScanSet unordered = scan;
+  std::swap(unordered.index[0], unordered.index[1]);
+  EXPECT_THROW(HeavySearch(scorer, 100, 0.05, unordered, none), Error);
+  HeavyScanSet outside = scan;
+  outside.index.back() = 100;
+  EXPECT_THROW(HeavySearch(scorer, 100, 0.05, outside, none), Error);
 }
 
 TEST(Heavy, BruteForceAgreesWithDoubleReference) {

@@ -30,32 +30,93 @@ ConstMatrixF checked_keys(ConstMatrixF keys, double eps) {
 
 double norm(const float* x, index_t d) { return std::sqrt(detail::dot_double(x, x, d)); }
 
+// The fallback of a search that holds its keys: every product, in double.
+HeavyFallback over_all_keys(ConstMatrixF keys, double eps) {
+  return [keys, eps](index_t qi, const float* q, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+    std::vector<double> products(static_cast<size_t>(keys.rows));
+    heavy_products(q, keys, products.data());
+    if (!heavy_entries_from_products(qi, products.data(), keys.rows, eps, found)) ++stats.zero_queries;
+  };
+}
+
 }  // namespace
 
-HeavySearch::HeavySearch(ConstMatrixF keys, double eps, double rcond)
-    : keys_(checked_keys(keys, eps)), eps_(eps), scorer_(keys.cols, LeverageOptions{0.0, rcond}) {
-  scorer_.fit(keys_);
-  tau_ = scorer_.scores(keys_);
-  uset_ = select_by_threshold(tau_.data(), keys_.rows, eps_, static_cast<double>(scorer_.rank()));
-  for (index_t j = 0; j < keys_.rows; ++j)
-    if (tau_[j] >= eps_ * (1.0 - kScanSlack)) cand_.push_back(j);
+double heavy_scan_threshold(double eps) { return eps * (1.0 - kScanSlack); }
 
-  const index_t d = keys_.cols;
-  cand_keys_.resize(cand_.size() * static_cast<size_t>(d));
+HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, ConstMatrixF keys, index_t first, double eps) {
+  const std::vector<double> tau = fitted.scores(keys);
+  const double low = heavy_scan_threshold(eps);
+  HeavyScanSet scan;
+  for (index_t j = 0; j < keys.rows; ++j) {
+    if (!(tau[j] >= low)) continue;
+    scan.index.push_back(first + j);
+    scan.tau.push_back(tau[j]);
+    scan.rows.insert(scan.rows.end(), keys.row(j), keys.row(j) + keys.cols);
+  }
+  return scan;
+}
+
+void heavy_products(const float* query, ConstMatrixF keys, double* out) {
+  for (index_t j = 0; j < keys.rows; ++j) out[j] = detail::dot_double(query, keys.row(j), keys.cols);
+}
+
+bool heavy_entries_from_products(index_t query, const double* products, index_t n, double eps,
+                                 std::vector<HeavyEntry>& found) {
+  double total_sq = 0.0;
+  for (index_t j = 0; j < n; ++j) total_sq += products[j] * products[j];
+  if (total_sq == 0.0) return false;
+  for (index_t j = 0; j < n; ++j) {
+    const double a = products[j] * products[j] / total_sq;
+    if (a >= eps) found.push_back({query, j, a});
+  }
+  return true;
+}
+
+HeavySearch::HeavySearch(ConstMatrixF keys, double eps, double rcond)
+    : n_(checked_keys(keys, eps).rows), eps_(eps), scorer_(keys.cols, LeverageOptions{0.0, rcond}) {
+  scorer_.fit(keys);
+  fallback_ = over_all_keys(keys, eps);
+  prepare_scan(heavy_scan_set(scorer_, keys, 0, eps));
+}
+
+HeavySearch::HeavySearch(LeverageScorer fitted, index_t n, double eps, HeavyScanSet scan, HeavyFallback fallback)
+    : n_(n), eps_(eps), scorer_(std::move(fitted)), fallback_(std::move(fallback)) {
+  check_eps(eps);
+  require(n >= 1 && n == scorer_.count(), "heavy search: the scorer was fitted on " +
+                                              std::to_string(scorer_.count()) + " keys, not n = " + std::to_string(n));
+  const auto m = static_cast<index_t>(scan.index.size());
+  require(scan.tau.size() == scan.index.size() && scan.rows.size() == scan.index.size() * size_t(scorer_.dim()),
+          "heavy search: the scan set's indices, scores and rows disagree in length");
+  for (index_t i = 0; i < m; ++i)
+    require(scan.index[i] >= 0 && scan.index[i] < n && (i == 0 || scan.index[i - 1] < scan.index[i]),
+            "heavy search: scan-set indices must ascend within [0, n)");
+  prepare_scan(std::move(scan));
+}
+
+void HeavySearch::prepare_scan(HeavyScanSet scan) {
+  uset_ = select_by_threshold(scan.tau.data(), static_cast<index_t>(scan.tau.size()), eps_,
+                              static_cast<double>(scorer_.rank()));
+  for (index_t& j : uset_.indices) j = scan.index[static_cast<size_t>(j)];
+  cand_ = std::move(scan.index);
+  cand_rows_ = std::move(scan.rows);
+
+  const index_t d = scorer_.dim();
   float top = 0.0f;
-  for (index_t j : cand_)
-    for (index_t c = 0; c < d; ++c) top = std::max(top, std::fabs(keys_(j, c)));
+  for (float v : cand_rows_) top = std::max(top, std::fabs(v));
   key_shift_ = detail::pow2_shift(&top, 1);
+  cand_keys_.resize(cand_rows_.size());
   for (size_t i = 0; i < cand_.size(); ++i) {
     float* scaled = cand_keys_.data() + i * d;
-    detail::scale_copy(keys_.row(cand_[i]), d, key_shift_, scaled);
+    detail::scale_copy(cand_rows_.data() + i * d, d, key_shift_, scaled);
     cand_norm_max_ = std::max(cand_norm_max_, norm(scaled, d));
   }
 }
 
+index_t HeavySearch::query_tile_rows() const { return tile_rows(scanned_keys()); }
+
 HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
                             const std::function<void(index_t)>& progress) const {
-  const index_t d = keys_.cols, m = queries.rows, n = keys_.rows;
+  const index_t d = scorer_.dim(), m = queries.rows;
   require(queries.cols == d, "queries have " + std::to_string(queries.cols) +
                                  " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
@@ -65,19 +126,18 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   // outside the scanned set: A[i,j] ≤ (√τ_j + ρ)², and scanned keys have τ_j ≥ ε(1 − slack).
   const double rho_max = std::sqrt(eps_) * (1.0 - std::sqrt(1.0 - kScanSlack));
   const double eps_low = eps_ * (1.0 - 1e-9);  // the filter may only err towards keeping
-  const index_t tq = tile_rows(scanned);
+  const index_t tq = query_tile_rows();
   struct Scratch {
     std::vector<float> scaled, products;
     std::vector<int> shift;
     std::vector<double> normaliser, cut;  // qᵀGq and its part along cut directions
-    std::vector<double> all_products;     // fallback rows only
   };
   const auto make_scratch = [&] {
     return Scratch{std::vector<float>(static_cast<size_t>(tq * d)),
                    std::vector<float>(static_cast<size_t>(tq * scanned)),
                    std::vector<int>(static_cast<size_t>(tq)),
                    std::vector<double>(static_cast<size_t>(tq)),
-                   std::vector<double>(static_cast<size_t>(tq), 0.0), {}};
+                   std::vector<double>(static_cast<size_t>(tq), 0.0)};
   };
   // Normalisers of a tile while its rows are in cache; a non-finite value is reported with its
   // row number in `queries`.
@@ -92,25 +152,6 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
         ++r;
       throw Error(ErrorKind::bad_input,
                   "queries: row " + std::to_string(begin + r) + " holds a NaN or an infinity");
-    }
-  };
-
-  // Every key for query qi, in double (see the header: rows the universal set cannot vouch for).
-  const auto fallback = [&](Scratch& s, index_t qi, std::vector<HeavyEntry>& found, HeavyStats& stats) {
-    ++stats.fallback_queries;
-    s.all_products.resize(static_cast<size_t>(n));
-    double total_sq = 0.0;
-    for (index_t j = 0; j < n; ++j) {
-      s.all_products[j] = detail::dot_double(queries.row(qi), keys_.row(j), d);
-      total_sq += s.all_products[j] * s.all_products[j];
-    }
-    if (total_sq == 0.0) {
-      ++stats.zero_queries;
-      return;
-    }
-    for (index_t j = 0; j < n; ++j) {
-      const double a = s.all_products[j] * s.all_products[j] / total_sq;
-      if (a >= eps_) found.push_back({qi, j, a});
     }
   };
 
@@ -135,7 +176,8 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       }
       const double nq = s.normaliser[i];
       if (!(nq > 0.0) || s.cut[i] > rho_max * rho_max * nq) {
-        fallback(s, qi, found, stats);
+        ++stats.fallback_queries;
+        fallback_(qi, queries.row(qi), found, stats);
         continue;
       }
       const double threshold = std::ldexp(std::sqrt(eps_low * nq), s.shift[i] + key_shift_) -
@@ -144,7 +186,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       for (index_t j = 0; j < scanned; ++j) {
         if (std::fabs(row[j]) < threshold) continue;
         ++stats.rechecked;
-        const double p = detail::dot_double(queries.row(qi), keys_.row(cand_[j]), d);
+        const double p = detail::dot_double(queries.row(qi), cand_rows_.data() + j * d, d);
         const double a = p * p / nq;
         if (a >= eps_) found.push_back({qi, cand_[j], a});
       }

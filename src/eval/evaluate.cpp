@@ -7,6 +7,7 @@
 #include <cmath>
 #include <map>
 
+#include "levattn/attention/heavy.hpp"
 #include "levattn/eval/exact_reference.hpp"
 #include "levattn/eval/metrics.hpp"
 #include "levattn/eval/query_rules.hpp"
@@ -15,9 +16,6 @@
 namespace levattn {
 
 namespace {
-
-// Leverage threshold sets keep τ ≥ ε(1 − slack): the rounding margin of HeavySearch (heavy.cpp).
-constexpr double kThresholdSlack = 5e-2;
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point start) {
@@ -167,7 +165,8 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
             if (s < o.budgets.size()) {
               kept = keep_top_k(scores, o.budgets[s]);
             } else {
-              const double eps = o.thresholds[s - o.budgets.size()] * (1.0 - kThresholdSlack);
+              // τ ≥ ε(1 − slack): the keys HeavySearch scans, absorbing rounding in τ.
+              const double eps = heavy_scan_threshold(o.thresholds[s - o.budgets.size()]);
               for (index_t j = 0; j < n; ++j)
                 if (scores[j] >= eps) kept.push_back(j);
             }

@@ -2,6 +2,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <string>
 
@@ -104,7 +105,13 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   out.root = trapezoid_of(root_w);
   index_t cut0 = 0;
   while (cut0 < d && lam0(cut0) <= rcond * rcond * lam0_max) ++cut0;
-  out.cut_root = trapezoid_of(root_w.topRows(cut0));
+  // A cut eigenvalue is at most the cut level rcond²·λ_max plus the eigensolver's rounding
+  // (~d·u·λ_max), whatever value (often pure rounding, or 0 after the clamp) was computed for it.
+  // Charging every cut direction that level makes ‖F_c q‖² an upper bound on the part of qᵀGq
+  // along the cut directions, also for a query that lies almost entirely in them.
+  const double cut_level = (rcond * rcond + 4.0 * static_cast<double>(d) * DBL_EPSILON) * lam0_max;
+  const Mat cut_w = std::sqrt(cut_level) * plain.eigenvectors().leftCols(cut0).transpose() * unscale.asDiagonal();
+  out.cut_root = trapezoid_of(cut_w);
 
   // Inverse root of G + λI, with the cut-off: kᵀ(G+λI)⁺k = ‖Λₖ^{-1/2} Vₖᵀ D^{-1/2} k‖².
   Mat m = g_eq;

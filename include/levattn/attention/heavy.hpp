@@ -51,11 +51,51 @@ struct HeavyStats {
 // and rethrows.
 using HeavySink = std::function<void(const HeavyEntry* entries, index_t count)>;
 
+// The keys a search scans: every key with τ_j ≥ heavy_scan_threshold(ε) — a superset of U that
+// absorbs rounding in τ — as global indices (ascending), their scores and their rows (row-major,
+// d floats each).
+struct HeavyScanSet {
+  std::vector<index_t> index;
+  std::vector<double> tau;
+  std::vector<float> rows;
+};
+
+// ε(1 − 5e-2): keys scored below it cannot hold an entry ≥ ε (see the guarantee above).
+double heavy_scan_threshold(double eps);
+
+// The scan set of the rows of keys (m×d, finite) under a scorer fitted on all keys, the rows
+// numbered from `first`. Scan sets of consecutive row ranges, concatenated in order, are the scan
+// set of the whole (each τ_j depends only on the scorer and row j).
+HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, ConstMatrixF keys, index_t first, double eps);
+
+// The products <q, k_j> of one query (d floats) with each row of keys, in double, exactly as a
+// search computes them for a fallback row: out has keys.rows entries.
+void heavy_products(const float* query, ConstMatrixF keys, double* out);
+
+// A query the universal set cannot vouch for (see above) needs its products with every key: given
+// them in key order (n doubles), appends each entry p_j²/Σ_l p_l² ≥ ε to found. Returns false, and
+// appends nothing, when Σ_l p_l² = 0 (a zero row).
+bool heavy_entries_from_products(index_t query, const double* products, index_t n, double eps,
+                                 std::vector<HeavyEntry>& found);
+
+// Completes a fallback row of a search whose keys are held elsewhere: called with the row number
+// in `queries` of run() and the row (d floats), from worker threads (concurrently: it must be
+// thread safe). It may append the row's entries to found (in key order) and count a zero row in
+// stats, or defer the row.
+using HeavyFallback =
+    std::function<void(index_t query, const float* row, std::vector<HeavyEntry>& found, HeavyStats& stats)>;
+
 class HeavySearch {
  public:
   // Fits on keys (n×d, n ≥ 1, finite; the view must outlive the search) for threshold ε ∈ (0,1].
   // Throws Error{bad_input} on empty or non-finite keys or ε outside (0, 1].
   HeavySearch(ConstMatrixF keys, double eps, double rcond = kDefaultRcond);
+
+  // A search over n keys held elsewhere (e.g. on other MPI ranks): `fitted` was fitted on all of
+  // them and `scan` is their scan set. Fallback rows go to `fallback`. Given the same scorer bits
+  // and scan set, run() reports what the search fitted on the keys themselves reports, except for
+  // fallback rows, which are the callback's.
+  HeavySearch(LeverageScorer fitted, index_t n, double eps, HeavyScanSet scan, HeavyFallback fallback);
 
   // Every entry ≥ ε for the rows of queries (m×d), streamed to sink in (query, key) order.
   // Query indices are row numbers of `queries`. Parallel over query tiles; the output does not
@@ -63,21 +103,28 @@ class HeavySearch {
   HeavyStats run(ConstMatrixF queries, const HeavySink& sink,
                  const std::function<void(index_t)>& progress = {}) const;
 
+  // Query rows per tile of run(). Splitting the queries at multiples of it keeps every tile, and so
+  // every bit of the output, what one run over all of them computes.
+  index_t query_tile_rows() const;
+
   double eps() const { return eps_; }
+  index_t key_count() const { return n_; }
   const LeverageScorer& scorer() const { return scorer_; }
-  const std::vector<double>& key_scores() const { return tau_; }
   // U = {j : τ_j ≥ ε}, with bound rank/ε.
   const UniversalSet& universal_set() const { return uset_; }
-  // Keys actually scanned: τ_j ≥ ε(1 − 5e-2), a superset of U that absorbs rounding in τ.
+  // Keys actually scanned: the scan set (τ_j ≥ heavy_scan_threshold(ε)).
   index_t scanned_keys() const { return static_cast<index_t>(cand_.size()); }
 
  private:
-  ConstMatrixF keys_;
+  void prepare_scan(HeavyScanSet scan);
+
+  index_t n_;
   double eps_;
   LeverageScorer scorer_;
-  std::vector<double> tau_;
+  HeavyFallback fallback_;
   UniversalSet uset_;
   std::vector<index_t> cand_;     // scanned keys, ascending
+  std::vector<float> cand_rows_;  // their rows as given
   std::vector<float> cand_keys_;  // their rows, scaled by 2^key_shift_, |·|∞ < 1
   int key_shift_ = 0;
   double cand_norm_max_ = 0.0;    // largest Euclidean norm of a scaled scanned row

@@ -50,7 +50,8 @@ struct GramFactors {
   std::vector<double> eigenvalues;  // of the equilibrated G̃ + λD⁻¹, descending
   TrapezoidalForm inverse_root;     // ‖T k‖² = kᵀ (G + λI)⁺ k, cut-off applied
   TrapezoidalForm root;             // ‖F q‖² = qᵀ G q (every direction, no ridge)
-  TrapezoidalForm cut_root;         // ‖F_c q‖² = the part of qᵀ G q along cut directions
+  TrapezoidalForm cut_root;         // ‖F_c q‖² ≥ the part of qᵀ G q along cut directions: each
+                                    // charged the cut level rcond²·λ_max (+ rounding)
 };
 
 // Factors G (d×d, row-major, symmetric PSD up to rounding) with ridge λ ≥ 0 and cut-off rcond

@@ -45,7 +45,8 @@ class LeverageScorer {
 
   // qᵀ G q = Σ_l <q, k_l>² for each row of queries: the exact x² attention normaliser.
   void normalisers(ConstMatrixF queries, double* out) const;
-  // The part of qᵀGq that lies along directions below the cut-off (0 when nothing is cut).
+  // An upper bound on the part of qᵀGq that lies along directions below the cut-off (each charged
+  // the cut level, since their computed eigenvalues are rounding); 0 when nothing is cut.
   void cut_normalisers(ConstMatrixF queries, double* out) const;
 
   index_t dim() const { return summary_.dim(); }

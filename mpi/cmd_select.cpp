@@ -1,0 +1,101 @@
+// levattn-mpi select: rank r reads rows [n·r/P, n·(r+1)/P) of K; one all-gather of the ranks'
+// Gram summaries lets every rank merge them into the single-process summary bit for bit; each
+// rank scores its own keys with the identical scorer and keeps its candidates (its keys ≥ ε, or
+// its own top k, among which the global top k lie); rank 0 gathers them, selects and writes the
+// bytes `levattn select` writes.
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "collective.hpp"
+#include "commands.hpp"
+#include "levattn/io/npy.hpp"
+#include "levattn/scores/leverage.hpp"
+#include "levattn/select/universal_set.hpp"
+#include "report.hpp"
+
+namespace levattn::mpi {
+
+namespace {
+
+struct SelectOptions {
+  std::string keys, output;
+  std::optional<double> eps;
+  std::optional<index_t> top_k;
+  double rcond = kDefaultRcond;
+  cli::CommonOptions common;
+};
+
+int run_select(const SelectOptions& o, const World& w) {
+  cli::apply_threads(o.common);
+  cli::Stopwatch total_time;
+  agreed(w, [&] {
+    if (!cli::ends_with(o.output, ".npy")) throw cli::UsageError("select writes .npy: --output must end in .npy");
+    if (o.eps) check_eps(*o.eps);
+  });
+  const Share share = read_share(o.keys, "keys", w, [&](index_t n, int r) { return even_split(n, r, w); });
+  agreed(w, [&] {
+    if (o.top_k) require(*o.top_k >= 1 && *o.top_k <= share.n, "top-k must lie in [1, n] = [1, " +
+                                                                   std::to_string(share.n) + "], got " + std::to_string(*o.top_k));
+  });
+  LeverageScorer scorer(share.d, {0.0, o.rcond});
+  agreed(w, [&] { scorer.fit(global_summary(share, w)); });
+  const std::vector<double> tau = scorer.scores(share.view());
+
+  UniversalSet local;
+  if (o.eps)
+    local = select_by_threshold(tau.data(), share.rows, *o.eps, double(scorer.rank()));
+  else if (share.rows > 0)
+    local = select_top_k(tau.data(), share.rows, std::min(*o.top_k, share.rows));
+  std::vector<std::int64_t> index;
+  for (index_t j : local.indices) index.push_back(share.begin + j);
+  const std::vector<std::int64_t> all_index = gather_to_root(index, MPI_INT64_T, w);
+  const std::vector<double> all_tau = gather_to_root(local.scores, MPI_DOUBLE, w);
+
+  UniversalSet u;
+  agreed(w, [&] {
+    if (w.rank != 0) return;
+    const auto m = static_cast<index_t>(all_tau.size());
+    u = o.eps ? select_by_threshold(all_tau.data(), m, *o.eps, double(scorer.rank()))
+              : select_top_k(all_tau.data(), m, *o.top_k);
+    for (index_t& j : u.indices) j = all_index[static_cast<size_t>(j)];
+    io::write_npy(o.output, u.indices.data(), {u.size()});
+  });
+  if (w.rank != 0) return 0;
+  if (!u.within_bound) std::fprintf(stderr, "levattn-mpi: warning: |U| exceeds its bound rank/eps\n");
+  if (o.common.json) {
+    nlohmann::json j = {{"command", "select"}, {"n", share.n}, {"d", share.d}, {"ranks", w.size},
+                        {"rank", scorer.rank()}, {"universal_set_size", u.size()}, {"bound", u.bound},
+                        {"within_bound", u.within_bound}, {"output", o.output},
+                        {"seconds", total_time.seconds()}};
+    if (o.eps) j["eps"] = *o.eps; else j["top_k"] = *o.top_k;
+    cli::print_json(j);
+  } else {
+    std::fprintf(stderr, "levattn-mpi: wrote %s: |U| = %lld over %d ranks, bound %.6g\n", o.output.c_str(),
+                 static_cast<long long>(u.size()), w.size, u.bound);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_select_command(CLI::App& app) {
+  auto o = std::make_shared<SelectOptions>();
+  CLI::App* sel = app.add_subcommand("select", "The universal set {j : τ_j ≥ ε}, or the top-k by τ");
+  sel->add_option("--keys", o->keys, "Keys: file.npy, (n, d)")->required();
+  auto* eps = sel->add_option("--eps", o->eps, "Threshold ε in (0, 1]");
+  auto* k = sel->add_option("--top-k", o->top_k, "Budget: the k keys with the largest τ (ties: lower index)");
+  eps->excludes(k);
+  k->excludes(eps);
+  sel->add_option("--rcond", o->rcond, "Relative singular-value cut-off")->capture_default_str();
+  sel->add_option("--output", o->output, "Output: OUT.npy (int64 indices ascending)")->required();
+  cli::add_common_options(*sel, o->common);
+  sel->callback([sel] {
+    if (sel->count("--eps") + sel->count("--top-k") != 1) throw CLI::RequiredError("exactly one of --eps and --top-k");
+  });
+  return {sel, [o](const World& w) { return run_select(*o, w); }};
+}
+
+}  // namespace levattn::mpi

@@ -1,0 +1,87 @@
+#include "collective.hpp"
+
+#include <cmath>
+#include <new>
+#include <stdexcept>
+
+#include "levattn/core/error.hpp"
+#include "levattn/io/npy_rows.hpp"
+#include "report.hpp"
+
+namespace levattn::mpi {
+
+World::World() {
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+}
+
+void agreed(const World& w, const std::function<void()>& local) {
+  int code = 0;  // 0 ok, 1 failure, 2 usage, 3 bad input
+  std::string message;
+  try {
+    local();
+  } catch (const cli::UsageError& e) {
+    code = 2, message = e.what();
+  } catch (const Error& e) {
+    code = e.kind() == ErrorKind::bad_input ? 3 : 1, message = e.what();
+  } catch (const std::bad_alloc&) {
+    code = 1, message = "out of memory";
+  } catch (const std::exception& e) {
+    code = 1, message = e.what();
+  }
+  int first = code != 0 ? w.rank : w.size;
+  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (first == w.size) return;
+  int length = static_cast<int>(message.size());
+  MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD);
+  MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD);
+  message.resize(static_cast<size_t>(length));
+  MPI_Bcast(message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD);
+  if (code == 2) throw cli::UsageError(message);
+  throw Error(code == 3 ? ErrorKind::bad_input : ErrorKind::failure, message);
+}
+
+std::vector<std::vector<std::uint8_t>> all_gather(const std::vector<std::uint8_t>& mine, const World& w) {
+  const int n = static_cast<int>(mine.size());
+  std::vector<int> sizes(static_cast<size_t>(w.size)), offsets(static_cast<size_t>(w.size), 0);
+  MPI_Allgather(&n, 1, MPI_INT, sizes.data(), 1, MPI_INT, MPI_COMM_WORLD);
+  for (int r = 1; r < w.size; ++r) offsets[r] = offsets[r - 1] + sizes[r - 1];
+  std::vector<std::uint8_t> all(static_cast<size_t>(offsets.back() + sizes.back()));
+  MPI_Allgatherv(mine.data(), n, MPI_BYTE, all.data(), sizes.data(), offsets.data(), MPI_BYTE, MPI_COMM_WORLD);
+  std::vector<std::vector<std::uint8_t>> out;
+  for (int r = 0; r < w.size; ++r) out.emplace_back(all.begin() + offsets[r], all.begin() + offsets[r] + sizes[r]);
+  return out;
+}
+
+index_t even_split(index_t n, int part, const World& w) { return n * part / w.size; }
+
+Share read_share(const std::string& path, const char* what, const World& w, const RowSplit& split) {
+  Share s;
+  agreed(w, [&] {
+    io::NpyRowReader reader(path);
+    s.n = reader.rows(), s.d = reader.cols();
+    s.begin = split(s.n, w.rank);
+    s.rows = split(s.n, w.rank + 1) - s.begin;
+    s.values.resize(static_cast<size_t>(s.rows * s.d));
+    reader.read(s.begin, s.rows, s.values.data());
+    for (index_t r = 0; r < s.rows; ++r) {
+      const float* row = s.values.data() + r * s.d;
+      for (index_t c = 0; c < s.d; ++c)
+        if (!std::isfinite(row[c]))
+          throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(s.begin + r) +
+                                                " holds a NaN or an infinity");
+    }
+  });
+  return s;
+}
+
+GramSummary global_summary(const Share& share, const World& w) {
+  GramSummary mine(share.d, share.begin);
+  mine.add(share.view());
+  const auto parts = all_gather(mine.to_bytes(), w);
+  GramSummary total = GramSummary::from_bytes(parts[0].data(), parts[0].size());
+  for (int r = 1; r < w.size; ++r) total.merge(GramSummary::from_bytes(parts[r].data(), parts[r].size()));
+  return total;
+}
+
+}  // namespace levattn::mpi
