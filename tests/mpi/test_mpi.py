@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""levattn-mpi against levattn: `mpirun -np P levattn-mpi select` writes the bytes that
-`levattn select` writes, for P = 1..4, on adversarial keys; errors on any rank end every rank
-with the CLI's exit code and no output. Usage: test_mpi.py LEVATTN LEVATTN_MPI MPIRUN"""
+"""levattn-mpi against levattn: `mpirun -np P levattn-mpi select|heavy` writes the bytes that
+`levattn select|heavy` writes, for P = 1..4, on adversarial keys (and, for heavy, queries whose
+rows fall back to every key); errors on any rank end every rank with the CLI's exit code and no
+output. Usage: test_mpi.py LEVATTN LEVATTN_MPI MPIRUN"""
 import os
 import subprocess
 import sys
@@ -55,6 +56,60 @@ with tempfile.TemporaryDirectory() as tmp:
                             + ("" if same else f" ({r.returncode}: {r.stderr.strip()[:300]})"))
                 if os.path.exists(p("got.npy")):
                     os.remove(p("got.npy"))
+
+    # heavy: queries aimed at keys, a zero row, and (cut_direction) rows along a direction below
+    # the rank cut-off, which fall back to every key.
+    C = rng.standard_normal((2500, 12)); C[:, 11] = C[:, 10] + 1e-9 * C[:, 0]
+    inputs["cut_direction"] = C.astype(np.float32)
+    np.save(p("cut_direction.npy"), inputs["cut_direction"])
+    for name in ("heavy_rows", "cut_direction", "duplicated", "tiny_n"):
+        keys = inputs[name]
+        Q = keys[rng.integers(0, len(keys), 700)] + 0.1 * rng.standard_normal((700, keys.shape[1]))
+        Q[5] = 0
+        if name == "cut_direction":
+            Q[::3] = 0
+            Q[::3, 10], Q[::3, 11] = -1, 1
+        np.save(p("q.npy"), Q.astype(np.float32))
+        want = cli("heavy", "--queries", p("q.npy"), "--keys", p(name + ".npy"), "--eps", 0.01,
+                   "--output", p("want.csv"), "--json")
+        wanted = open(p("want.csv"), "rb").read() if want.returncode == 0 else b""
+        rows = wanted.count(b"\n") - 1
+        check(want.returncode == 0 and rows > 0, f"heavy {name}: levattn finds {rows} entries")
+        if name == "cut_direction":
+            check('"fallback_queries":' in want.stdout and '"fallback_queries":0' not in want.stdout.replace(" ", ""),
+                  f"heavy {name}: rows fall back to every key ({want.stdout.strip()[:200]})")
+        for P in (1, 2, 3, 4) if name in ("heavy_rows", "cut_direction") else (2, 4):
+            r = mpirun(P, "heavy", "--queries", p("q.npy"), "--keys", p(name + ".npy"), "--eps", 0.01,
+                       "--output", p("got.csv"), "--json")
+            same = r.returncode == 0 and os.path.exists(p("got.csv")) and open(p("got.csv"), "rb").read() == wanted
+            check(same, f"heavy {name} P={P}: levattn-mpi writes levattn's bytes"
+                        + ("" if same else f" ({r.returncode}: {r.stderr.strip()[:300]})"))
+            if os.path.exists(p("got.csv")):
+                os.remove(p("got.csv"))
+    r = mpirun(3, "heavy", "--queries", p("q.npy"), "--keys", p("tiny_n.npy"), "--eps", 0.01)
+    check(r.returncode == 0 and r.stdout.encode() == wanted, f"heavy to stdout: levattn's bytes ({r.returncode})")
+
+    Q = rng.standard_normal((900, 16)).astype(np.float32); Q[850, 3] = np.inf
+    np.save(p("q_inf.npy"), Q)
+    r = mpirun(3, "heavy", "--queries", p("q_inf.npy"), "--keys", p("heavy_rows.npy"), "--eps", 0.05,
+               "--output", p("never.csv"))
+    check(r.returncode == 3 and "queries: row 850" in r.stderr,
+          f"heavy: an infinity in the last rank's queries: exit 3 naming row 850 ({r.returncode}: {r.stderr.strip()[:200]})")
+    np.save(p("q_wide.npy"), np.ones((10, 17), np.float32))
+    r = mpirun(2, "heavy", "--queries", p("q_wide.npy"), "--keys", p("heavy_rows.npy"), "--eps", 0.05,
+               "--output", p("never.csv"))
+    check(r.returncode == 3 and "columns" in r.stderr, f"heavy: 17 query columns, 16 key columns: exit 3 ({r.returncode})")
+    np.save(p("keys3d.npy"), np.ones((2, 10, 16), np.float32))
+    r = mpirun(2, "heavy", "--queries", p("q_inf.npy"), "--keys", p("keys3d.npy"), "--eps", 0.05,
+               "--output", p("never.csv"))
+    check(r.returncode == 3 and "keys3d.npy" in r.stderr, f"heavy: 3-D keys: exit 3 naming the file ({r.returncode})")
+    for extra, why in ((["--p", 3], "p 3"), (["--verify", 10], "verify"), (["--json"], "json without output")):
+        out = [] if why == "json without output" else ["--output", p("never.csv")]
+        r = mpirun(2, "heavy", "--queries", p("q.npy"), "--keys", p("tiny_n.npy"), "--eps", 0.05, *out, *extra)
+        check(r.returncode == 2 and r.stderr.strip(), f"heavy {why}: exit 2 with a message ({r.returncode}: {r.stderr.strip()[:200]})")
+    r = mpirun(2, "heavy", "--queries", p("q.npy"), "--keys", p("tiny_n.npy"), "--eps", 2, "--output", p("never.csv"))
+    check(r.returncode == 3 and "eps" in r.stderr, f"heavy eps 2: exit 3 ({r.returncode})")
+    check(not os.path.exists(p("never.csv")), "failed heavy runs leave no output")
 
     bad = inputs["heavy_rows"].copy(); bad[2900, 5] = np.nan
     np.save(p("nan.npy"), bad)
