@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "levattn/core/error.hpp"
+#include "levattn/io/npy.hpp"
 #include "levattn/io/npy_rows.hpp"
 #include "report.hpp"
 
@@ -62,10 +63,21 @@ Share read_share(const std::string& path, const char* what, const World& w, cons
     s.n = reader.rows(), s.d = reader.cols();
     s.begin = split(s.n, w.rank);
     s.rows = split(s.n, w.rank + 1) - s.begin;
-    s.values.resize(static_cast<size_t>(s.rows * s.d));
-    reader.read(s.begin, s.rows, s.values.data());
+    const io::NpyHeader header = io::read_npy_header(path);
+    if (header.layout.dtype == io::DType::f32 && !header.layout.big_endian && !header.layout.fortran_order)
+      s.mapped = io::load_npy(path);
+    if (s.mapped.mapped()) {
+      require(s.mapped.ndim() == 2 && s.mapped.dim(0) == s.n && s.mapped.dim(1) == s.d,
+              path + ": the file changed while it was being opened");
+      s.first = s.mapped.data() + s.begin * s.d;
+    } else {
+      s.mapped = io::FloatTensor();
+      s.copied.resize(static_cast<size_t>(s.rows * s.d));
+      reader.read(s.begin, s.rows, s.copied.data());
+      s.first = s.copied.data();
+    }
     for (index_t r = 0; r < s.rows; ++r) {
-      const float* row = s.values.data() + r * s.d;
+      const float* row = s.first + r * s.d;
       for (index_t c = 0; c < s.d; ++c)
         if (!std::isfinite(row[c]))
           throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(s.begin + r) +

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "levattn/io/tensor.hpp"
 #include "levattn/linalg/gram.hpp"
 
 namespace levattn::mpi {
@@ -53,11 +54,15 @@ std::vector<T> all_gather_elements(const std::vector<T>& mine, MPI_Datatype type
   return all;
 }
 
-// Rows [begin, begin + rows) of an (n, d) .npy file, as float32.
+// Rows [begin, begin + rows) of an (n, d) .npy file, as float32: a view into the file's memory map
+// when it stores little-endian C-order float32 (only this rank's pages are ever touched), else a
+// converted copy of just these rows.
 struct Share {
   index_t n = 0, d = 0, begin = 0, rows = 0;
-  std::vector<float> values;
-  ConstMatrixF view() const { return {values.data(), rows, d}; }
+  io::FloatTensor mapped;     // keeps the map alive (empty when converted)
+  std::vector<float> copied;  // the converted rows (empty when mapped)
+  const float* first = nullptr;
+  ConstMatrixF view() const { return {first, rows, d}; }
 };
 
 // Which rows of n this rank reads: its split point and the next (split(0) = 0, split(size) = n).
