@@ -154,9 +154,13 @@ void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
   require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
                                " columns, summary has dimension " + std::to_string(d_));
   const index_t n = keys.rows;
-  for (index_t r = 0; r < n; ++r)
-    if (!(row_scale[r] >= 0.0 && std::isfinite(row_scale[r])))
-      throw Error(ErrorKind::bad_input, "gram summary: row scale " + std::to_string(r) + " must be finite and ≥ 0");
+  int bad_scale = 0;  // an OR over all rows vectorises; the first bad row is found only if needed
+#pragma omp simd reduction(| : bad_scale)
+  for (index_t r = 0; r < n; ++r) bad_scale |= !(row_scale[r] >= 0.0 && row_scale[r] <= std::numeric_limits<double>::max());
+  if (bad_scale)
+    for (index_t r = 0; r < n; ++r)
+      if (!(row_scale[r] >= 0.0 && std::isfinite(row_scale[r])))
+        throw Error(ErrorKind::bad_input, "gram summary: row scale " + std::to_string(r) + " must be finite and ≥ 0");
   // Scaled copies in chunks of 4,096 rows (small enough to stay in cache), scaled in parallel
   // and checked before they are added; add() gives the same bits however rows are split. A refused
   // call restores the summary as it was (a copy of O(d² log n) numbers).
@@ -172,13 +176,13 @@ void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
         const float* x = keys.row(begin + r);
         float* out = chunk.data() + r * d_;
         const double scale = row_scale[begin + r];
-        bool finite = true;
-#pragma omp simd reduction(&& : finite)
+        int overflow = 0;  // integer OR and branch-free compare: the loop vectorises
+#pragma omp simd reduction(| : overflow)
         for (index_t c = 0; c < d_; ++c) {
           out[c] = static_cast<float>(scale * x[c]);
-          finite = finite && std::fabs(out[c]) <= std::numeric_limits<float>::max();  // false for NaN
+          overflow |= !(std::fabs(out[c]) <= std::numeric_limits<float>::max());  // true for NaN
         }
-        if (!finite) first_bad = std::min(first_bad, r);
+        if (overflow) first_bad = std::min(first_bad, r);
       }
       if (const index_t r = begin + first_bad; first_bad < rows) {
         if (!finite_row(keys.row(r), d_))

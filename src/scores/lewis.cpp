@@ -8,6 +8,7 @@
 #include <sstream>
 #include <utility>
 
+#include "anderson_mixing.hpp"
 #include "levattn/linalg/gram.hpp"
 
 namespace levattn {
@@ -21,6 +22,7 @@ constexpr int kMaxRefusals = 3;      // over-relaxed steps refused before fallin
 constexpr int kMaxHalvings = 40;     // Armijo halvings of one step (p ≥ 4)
 constexpr double kArmijo = 1e-4;
 constexpr double kObjectiveNoise = 1e-9;  // relative rounding allowance of f
+constexpr std::size_t kAndersonDepth = 3; // differences kept by the Anderson acceleration (p < 4)
 
 // One weighted leverage-score evaluation at log-weights v (−∞ for zero weights).
 struct Evaluation {
@@ -119,6 +121,9 @@ class LewisMap {
   mutable std::vector<double> scale_, t_;  // scratch reused across evaluations
 };
 
+// max_j |log φ_j − log w_j| from the relative residual 1 − e^{−gap}.
+double log_gap(double residual) { return -std::log1p(-residual); }
+
 void step(const std::vector<double>& v, const std::vector<double>& log_phi, double beta, std::vector<double>& out) {
   out.resize(v.size());
 #pragma omp parallel for schedule(static)
@@ -136,6 +141,16 @@ double slope(const std::vector<double>& v, const std::vector<double>& log_phi, d
     s += (1.0 - 2.0 / p) * (w - w * std::exp(2.0 / p * g)) * beta * g;
   }
   return s;
+}
+
+// "mirror descent" (p ≥ 4), else "cohen-peng" with the accelerations that were on, e.g.
+// "cohen-peng (over-relaxed, anderson abandoned)".
+std::string method_name(double p, bool anderson_requested, bool anderson_kept, bool over_relaxed) {
+  if (p >= 4.0) return "mirror descent";
+  std::string extras;
+  if (p < 2.0) extras = over_relaxed ? "over-relaxed" : "over-relaxation abandoned";
+  if (anderson_requested) extras += std::string(extras.empty() ? "" : ", ") + (anderson_kept ? "anderson" : "anderson abandoned");
+  return extras.empty() ? "cohen-peng" : "cohen-peng (" + extras + ")";
 }
 
 }  // namespace
@@ -171,7 +186,12 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
   const double beta_fast = 4.0 / (p + 2.0);
   bool over_relaxed = p < 2.0;
   int refusals = 0;
-  out.method = p >= 4.0 ? "mirror descent" : over_relaxed ? "cohen-peng (over-relaxed)" : "cohen-peng";
+  // Anderson acceleration (p < 4): a proposal is kept only if it shrinks the largest log-gap by the
+  // factor the plain Cohen–Peng step guarantees; after kMaxRefusals failures it is switched off.
+  const double contraction = std::fabs(1.0 - p / 2.0);
+  bool accelerate = o.accelerate && p < 4.0 && p != 2.0;
+  int anderson_refusals = 0;
+  detail::AndersonMixing anderson(kAndersonDepth, std::min(1.0, beta_fast));
 
   std::vector<double> v(static_cast<size_t>(keys.rows), 0.0);  // w = 1
   Evaluation at, there;
@@ -185,6 +205,22 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
       msg << "Lewis weights (p = " << p << ") did not converge: relative residual " << at.residual
           << " after " << evaluations << " iterations";
       throw Error(ErrorKind::failure, msg.str());
+    }
+    if (accelerate && !first) {
+      anderson.record(v, at.log_phi);
+      if (anderson.history() >= 1) {
+        anderson.propose(next);
+        map(next, there);
+        ++evaluations;
+        if (log_gap(there.residual) <= contraction * log_gap(at.residual)) {
+          v.swap(next);
+          std::swap(at, there);
+          continue;
+        }
+        anderson.clear();
+        if (++anderson_refusals >= kMaxRefusals) accelerate = false;
+        continue;
+      }
     }
     // The first step from w = 1 is the plain Cohen–Peng step (w ← τ^{p/2}) for p < 4.
     double beta = (first && p < 4.0) ? 1.0 : (over_relaxed || p >= 2.0) ? beta_fast : 1.0;
@@ -218,7 +254,7 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
     }
     first = false;
   }
-  if (p < 2.0 && !over_relaxed) out.method = "cohen-peng (over-relaxation abandoned)";
+  out.method = method_name(p, o.accelerate && p != 2.0, accelerate, over_relaxed);
   out.weights.resize(v.size());
   for (size_t j = 0; j < v.size(); ++j) out.weights[j] = v[j] == kMinusInf ? 0.0 : std::exp(v[j]);
   out.rank = at.rank;

@@ -26,6 +26,13 @@
 //     decrease falls below f's rounding (1e-9·|f|), the full step is taken without the test: that
 //     close to the fixed point it contracts the error by (p−2)/(p+2). log det is taken on a fixed
 //     orthonormal basis of range(Kᵀ), so rank-deficient keys work too.
+//   * Anderson acceleration (p < 4, p ≠ 2; anderson_mixing.hpp): from the second step on, each
+//     step extrapolates from the last three iterates and their residuals (a least-squares fit, the
+//     fixed-point analogue of GMRES). A proposal is kept only if it shrinks the largest log-gap
+//     max_j |log φ_j − log w_j| by at least |1 − p/2|, the factor Cohen–Peng's step guarantees, so
+//     kept proposals converge at least at the proven rate; otherwise the history is dropped and the
+//     step above is taken, and after three refused proposals acceleration is off for good. At
+//     n = 2²⁰, d = 64 this cuts the evaluations from 16 to 7 (p = 1) and from 12 to 9 (p = 3).
 // Stop when the relative fixed-point residual max_j |φ(w)_j − w_j| / max(φ(w)_j, w_j) is at most
 // the tolerance (default 1e-6); the result reports the iterations (weighted leverage-score
 // evaluations, each costing about one exact leverage computation) and that residual.
@@ -47,6 +54,7 @@ struct LewisOptions {
   double tolerance = 1e-6;       // stop at this relative fixed-point residual, in (0, 1)
   index_t max_iterations = 300;  // weighted leverage-score evaluations
   double rcond = kDefaultRcond;  // cut-off of each weighted pseudo-inverse (gram_factors.hpp)
+  bool accelerate = true;        // Anderson acceleration for p < 4 (false: the plain steps above)
 };
 
 struct LewisWeights {
@@ -56,7 +64,9 @@ struct LewisWeights {
   index_t cut_directions = 0;   // d − rank
   index_t iterations = 0;       // weighted leverage-score evaluations
   double residual = 0.0;        // relative fixed-point residual of `weights`
-  std::string method;           // "cohen-peng", "cohen-peng (over-relaxed)", "mirror descent"
+  std::string method;           // "mirror descent" (p ≥ 4) or "cohen-peng (…)" naming the
+                                // accelerations used: "over-relaxed", "anderson", or "… abandoned"
+                                // when a safeguard switched one off
 
   // 1 for p ≤ 2, rank^{p/2−1} for p > 2.
   double sensitivity_factor() const;
