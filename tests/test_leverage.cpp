@@ -3,9 +3,12 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 #include <random>
 
+#include "levattn/linalg/gram.hpp"
+#include "levattn/linalg/gram_factors.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "reference.hpp"
 
@@ -176,6 +179,56 @@ TEST(Leverage, RejectsNonFiniteKeysNamingTheRow) {
       EXPECT_EQ(e.kind(), ErrorKind::bad_input);
       EXPECT_NE(std::string(e.what()).find("row 777"), std::string::npos) << e.what();
     }
+  }
+}
+
+// The float32 sum of squares (the sketched scores' kernel) against the double one on every kind of
+// keys: the measured relative error must lie under the worst-case bound 2·(d+1)·2⁻²⁴·√d·cond(T)
+// of a float dot product (the plan's estimate drops the √d); a float overflow falls back to double;
+// a NaN is reported with its row. Runs under both kernel sets (test_leverage_generic_kernels).
+TEST(TrapezoidalForm, Float32SumsOfSquaresStayWithinTheirRoundingBound) {
+  for (const std::string& kind : kinds()) {
+    for (const index_t d : {7, 64, 100}) {
+      const Floats K = make_keys(kind, 1200, d, 5);
+      GramSummary summary(d);
+      summary.add(K.view());
+      const GramFactors f = factor_gram(summary.gram(), d, 0.0, kDefaultRcond);
+      if (f.rank == 0) continue;
+      std::vector<double> exact(static_cast<size_t>(K.rows)), fast(exact.size());
+      f.inverse_root.sum_squares(K.view(), exact.data(), "keys");
+      f.inverse_root.sum_squares_float32(K.view(), fast.data(), "keys");
+      const double cond = std::sqrt(f.eigenvalues.front() / f.eigenvalues[static_cast<size_t>(f.rank - 1)]);
+      const double bound = 2.0 * double(d + 1) * std::ldexp(1.0, -24) * std::sqrt(double(d)) * cond;
+      double worst = 0.0;
+      for (size_t j = 0; j < exact.size(); ++j)
+        if (exact[j] > 1e-9) worst = std::max(worst, std::abs(fast[j] - exact[j]) / exact[j]);
+      EXPECT_LE(worst, bound) << kind << " d " << d << " cond(T) " << cond;
+      if (d == 64)
+        std::printf("%-13s d = 64: cond(T) %.3g, float error %.2e, estimate 2d·u·cond %.2e, bound %.2e\n",
+                    kind.c_str(), cond, worst, 2.0 * 64 * std::ldexp(1.0, -24) * cond, bound);
+    }
+  }
+}
+
+TEST(TrapezoidalForm, Float32OverflowFallsBackToDoubleAndNaNNamesTheRow) {
+  const index_t d = 16;
+  const Floats small = make_keys("tiny", 500, d, 2);  // entries ~1e-30: T ~ 1e30
+  GramSummary summary(d);
+  summary.add(small.view());
+  const GramFactors f = factor_gram(summary.gram(), d, 0.0, kDefaultRcond);
+  Floats big = make_keys("gaussian", 600, d, 3);
+  for (float& x : big.data) x *= 1e20f;  // T·x ~ 1e50: overflows float, not double
+  std::vector<double> exact(600), fast(600);
+  f.inverse_root.sum_squares(big.view(), exact.data(), "keys");
+  f.inverse_root.sum_squares_float32(big.view(), fast.data(), "keys");
+  EXPECT_TRUE(std::isfinite(exact[0]) && exact[0] > 1e90);
+  EXPECT_EQ(fast, exact);
+  big.data[300 * d + 4] = NAN;
+  try {
+    f.inverse_root.sum_squares_float32(big.view(), fast.data(), "keys");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 300"), std::string::npos) << e.what();
   }
 }
 

@@ -36,6 +36,10 @@ TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, ind
   tt_.assign(static_cast<size_t>(dpad * tpad), 0.0);
   for (index_t i = 0; i < rows; ++i)
     for (index_t c = i; c < d; ++c) tt_[c * tpad + i] = T[i * d + c];
+  const index_t fpad = kernels::padded_dim_float(rows);
+  ttf_.assign(static_cast<size_t>(dpad * fpad), 0.0f);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t c = i; c < d; ++c) ttf_[c * fpad + i] = static_cast<float>(T[i * d + c]);
 }
 
 std::vector<double> TrapezoidalForm::dense() const {
@@ -46,20 +50,27 @@ std::vector<double> TrapezoidalForm::dense() const {
   return T;
 }
 
-void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what) const {
+void TrapezoidalForm::check_shape(ConstMatrixF X, const char* what) const {
   require(X.cols == d_, std::string(what) + ": have " + std::to_string(X.cols) +
                             " columns, expected " + std::to_string(d_));
-  if (rows_ == 0) {
-    // No directions: every sum of squares is zero, but the input must still be finite.
-    for (index_t r = 0; r < X.rows; ++r) {
-      for (index_t c = 0; c < X.cols; ++c)
-        require(std::isfinite(X(r, c)),
-                std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
-      out[r] = 0.0;
-    }
-    return;
+}
+
+bool TrapezoidalForm::empty_form(ConstMatrixF X, double* out, const char* what) const {
+  if (rows_ != 0) return false;
+  for (index_t r = 0; r < X.rows; ++r) {
+    for (index_t c = 0; c < X.cols; ++c)
+      require(std::isfinite(X(r, c)), std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
+    out[r] = 0.0;
   }
-  const auto& kernel = kernels::active_kernels();
+  return true;
+}
+
+namespace {
+
+// Runs block(begin, rows) → first non-finite row of X in that block (or begin + rows) over
+// blocks of kBlockRows rows in parallel; throws naming the first non-finite row of X.
+template <class Block>
+void for_each_block(ConstMatrixF X, const char* what, Block block) {
   const index_t blocks = (X.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
   index_t first_bad = X.rows;
   FirstError error;  // e.g. a kernel's scratch that does not fit
@@ -69,12 +80,8 @@ void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what)
     const index_t begin = b * kernels::kBlockRows;
     const index_t rows = std::min(kernels::kBlockRows, X.rows - begin);
     try {
-      if (!kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) {
-        index_t r = begin;
-        while (r < begin + rows && std::all_of(X.row(r), X.row(r) + d_, [](float v) { return std::isfinite(v); }))
-          ++r;
-        first_bad = std::min(first_bad, r);
-      }
+      const index_t bad = block(begin, rows);
+      if (bad < begin + rows) first_bad = std::min(first_bad, bad);
     } catch (...) {
       error.capture();
     }
@@ -82,6 +89,37 @@ void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what)
   error.rethrow_if_any();
   require(first_bad == X.rows, std::string(what) + ": row " + std::to_string(first_bad) +
                                    " holds a NaN or an infinity");
+}
+
+index_t first_non_finite_row(ConstMatrixF X, index_t begin, index_t rows) {
+  index_t r = begin;
+  while (r < begin + rows && std::all_of(X.row(r), X.row(r) + X.cols, [](float v) { return std::isfinite(v); })) ++r;
+  return r;
+}
+
+}  // namespace
+
+void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what) const {
+  check_shape(X, what);
+  if (empty_form(X, out, what)) return;
+  const auto& kernel = kernels::active_kernels();
+  for_each_block(X, what, [&](index_t begin, index_t rows) {
+    if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
+    return first_non_finite_row(X, begin, rows);
+  });
+}
+
+void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const char* what) const {
+  check_shape(X, what);
+  if (empty_form(X, out, what)) return;
+  const auto& kernel = kernels::active_kernels();
+  for_each_block(X, what, [&](index_t begin, index_t rows) {
+    kernel.trapezoid_sumsq_float(X.row(begin), rows, d_, X.stride, ttf_.data(), rows_, out + begin);
+    if (std::all_of(out + begin, out + begin + rows, [](double v) { return std::isfinite(v); })) return begin + rows;
+    // A non-finite input or a float overflow: the double kernel tells them apart.
+    if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
+    return first_non_finite_row(X, begin, rows);
+  });
 }
 
 GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, double rcond) {

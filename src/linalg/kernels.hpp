@@ -30,10 +30,22 @@ using GramFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride,
 using SumSqFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride, const double* Tt,
                          index_t t_rows, double* out);
 
+// Padding of the float copy of Tᵀ read by SumSqFloatFn (the AVX-512 kernel's 32-float tile).
+constexpr index_t kPadFloat = 32;
+inline index_t padded_dim_float(index_t n) { return (n + kPadFloat - 1) / kPadFloat * kPadFloat; }
+
+// As SumSqFn, with y = T x_r formed in float (fused multiply-adds in a fixed order, so y carries a
+// relative error of about d·2⁻²⁴·‖|T||x|‖/‖Tx‖) and ‖y‖² summed in double; Ttf = Tᵀ in float,
+// dpad × padded_dim_float(t_rows), zero padded. Reports nothing: a NaN or ±Inf in X, and a float
+// overflow, show as a non-finite out[r], which the caller must check.
+using SumSqFloatFn = void (*)(const float* X, index_t rows, index_t d, index_t stride, const float* Ttf,
+                              index_t t_rows, double* out);
+
 struct KernelSet {
   const char* name;
   GramFn gram;
   SumSqFn trapezoid_sumsq;
+  SumSqFloatFn trapezoid_sumsq_float;
 };
 
 // The portable kernels (any x86-64, any compiler flags).

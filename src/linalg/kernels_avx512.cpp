@@ -139,10 +139,52 @@ bool trapezoid_sumsq_avx512(const float* X, index_t rows, index_t d, index_t str
   return true;
 }
 
+// Float tiles of 8 rows × 32 outputs: per input column 2 loads of Tᵀ, 8 broadcasts from the key
+// rows themselves (no widening) and 16 FMAs of 16 lanes — twice the double kernel's work per
+// instruction. Each tile's y is widened and squared in double.
+void trapezoid_sumsq_float_avx512(const float* X, index_t rows, index_t d, index_t stride, const float* Ttf,
+                                  index_t t_rows, double* out) {
+  const index_t tpad = padded_dim_float(t_rows);
+  NextBlockPrefetch prefetch(X, rows, stride, (rows + kTileRows - 1) / kTileRows);
+  for (index_t r0 = 0; r0 < rows; r0 += kTileRows) {
+    prefetch.share();
+    const float* x[kTileRows];  // a short last tile repeats its last row; the copies are dropped
+    for (int j = 0; j < kTileRows; ++j) x[j] = X + std::min<index_t>(r0 + j, rows - 1) * stride;
+    __m512d sq[kTileRows];
+#pragma GCC unroll 8
+    for (int j = 0; j < kTileRows; ++j) sq[j] = _mm512_setzero_pd();
+    for (index_t i0 = 0; i0 < tpad; i0 += 32) {
+      __m512 acc[kTileRows][2];
+#pragma GCC unroll 8
+      for (int j = 0; j < kTileRows; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+      // T[i][c] = 0 for c < i, so outputs i0..i0+31 only need inputs c >= i0.
+      for (index_t c = i0; c < d; ++c) {
+        const __m512 t_lo = _mm512_loadu_ps(Ttf + c * tpad + i0);
+        const __m512 t_hi = _mm512_loadu_ps(Ttf + c * tpad + i0 + 16);
+#pragma GCC unroll 8
+        for (int j = 0; j < kTileRows; ++j) {
+          const __m512 xb = _mm512_set1_ps(x[j][c]);
+          acc[j][0] = _mm512_fmadd_ps(xb, t_lo, acc[j][0]);
+          acc[j][1] = _mm512_fmadd_ps(xb, t_hi, acc[j][1]);
+        }
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < kTileRows; ++j)
+        for (int h = 0; h < 2; ++h) {
+          const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(acc[j][h]));
+          const __m512d hi = _mm512_cvtps_pd(_mm512_extractf32x8_ps(acc[j][h], 1));
+          sq[j] = _mm512_fmadd_pd(lo, lo, sq[j]);
+          sq[j] = _mm512_fmadd_pd(hi, hi, sq[j]);
+        }
+    }
+    for (int j = 0; j < kTileRows && r0 + j < rows; ++j) out[r0 + j] = _mm512_reduce_add_pd(sq[j]);
+  }
+}
+
 }  // namespace
 
 const KernelSet& avx512_kernels() {
-  static const KernelSet set{"avx512", gram_avx512, trapezoid_sumsq_avx512};
+  static const KernelSet set{"avx512", gram_avx512, trapezoid_sumsq_avx512, trapezoid_sumsq_float_avx512};
   return set;
 }
 

@@ -67,10 +67,28 @@ bool trapezoid_sumsq_generic(const float* X, index_t rows, index_t d, index_t st
   return true;
 }
 
+void trapezoid_sumsq_float_generic(const float* X, index_t rows, index_t d, index_t stride, const float* Ttf,
+                                   index_t t_rows, double* out) {
+  const index_t tpad = padded_dim_float(t_rows);
+  std::vector<float> y(static_cast<size_t>(tpad));
+  for (index_t r = 0; r < rows; ++r) {
+    const float* x = X + r * stride;
+    std::fill(y.begin(), y.end(), 0.0f);
+    for (index_t c = 0; c < d; ++c) {
+      const float* t = Ttf + c * tpad;  // row c of Tᵀ: T[i][c] for every i ≤ c
+      const index_t upto = c + 1 < t_rows ? c + 1 : t_rows;
+      for (index_t i = 0; i < upto; ++i) y[i] = std::fma(t[i], x[c], y[i]);
+    }
+    double s = 0.0;
+    for (index_t i = 0; i < t_rows; ++i) s += static_cast<double>(y[i]) * y[i];
+    out[r] = s;
+  }
+}
+
 }  // namespace
 
 const KernelSet& generic_kernels() {
-  static const KernelSet set{"generic", gram_generic, trapezoid_sumsq_generic};
+  static const KernelSet set{"generic", gram_generic, trapezoid_sumsq_generic, trapezoid_sumsq_float_generic};
   return set;
 }
 
