@@ -34,6 +34,7 @@ void BM_ApproxLeverage(benchmark::State& state) {
   ApproxLeverageOptions o;
   o.gamma = double(state.range(1)) / 10.0;
   o.method = state.range(2) ? ApproxMethod::sketched : ApproxMethod::automatic;
+  if (state.range(2) > 1) o.jl_columns = state.range(2);
   std::vector<double> tau(static_cast<size_t>(kN));
   ApproxLeveragePlan plan;
   for (auto _ : state) {
@@ -47,6 +48,8 @@ void BM_ApproxLeverage(benchmark::State& state) {
   state.counters["m"] = double(plan.sketch_rows);
   state.counters["k"] = double(plan.jl_columns);
   state.counters["failure"] = plan.failure();
+  state.counters["float"] = plan.float_scores;
+  state.counters["rounding"] = plan.rounding;
 }
 
 // range(0): p in tenths.
@@ -64,7 +67,7 @@ void BM_LewisWeights(benchmark::State& state) {
 
 BENCHMARK(BM_ExactLeverage)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ApproxLeverage)
-    ->Args({128, 5, 0})->Args({256, 5, 0})->Args({128, 1, 0})->Args({256, 1, 0})->Args({256, 5, 1})
+    ->Args({64, 5, 0})->Args({128, 5, 0})->Args({256, 5, 0})->Args({128, 1, 0})->Args({256, 1, 0})->Args({256, 5, 1})->Args({128, 5, 1})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LewisWeights)->Arg(10)->Arg(30)->Unit(benchmark::kMillisecond)->UseRealTime();
 

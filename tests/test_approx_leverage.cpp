@@ -172,6 +172,34 @@ TEST(ApproxLeverage, ThreadCountDoesNotChangeAnyBit) {
   }
 }
 
+// k = r scores run in float only when their estimated rounding fits the γ/20 the plan reserved.
+TEST(ApproxLeverage, FloatScoresOnlyWhenTheirRoundingFitsTheReservedShare) {
+  ApproxLeverageOptions o;
+  o.method = ApproxMethod::sketched;
+  for (const char* kind : {"gaussian", "cond1e3", "cond1e6"}) {
+    const Floats K = make_keys(kind, 3000, 64, 4);
+    ApproxLeverageScorer scorer(64, o);
+    scorer.fit(K.view());
+    const ApproxLeveragePlan& plan = scorer.plan();
+    ASSERT_TRUE(plan.sketched);
+    ASSERT_EQ(plan.jl_columns, scorer.rank());
+    if (std::string(kind) == "cond1e6") {  // estimate ≈ 2·64·2⁻²⁴·1e6 ≫ γ/20: double scores
+      EXPECT_FALSE(plan.float_scores);
+      EXPECT_EQ(plan.rounding, 0.0);
+    } else {
+      EXPECT_TRUE(plan.float_scores) << kind;
+      EXPECT_GT(plan.rounding, 0.0);
+      EXPECT_LE(plan.rounding, o.gamma / 20) << kind;
+    }
+    const std::vector<double> got = scorer.scores(K.view());
+    const std::vector<double> tau = leverage_reference(K, kDefaultRcond);
+    index_t outside = 0;
+    for (size_t j = 0; j < tau.size(); ++j)
+      if (tau[j] > 1e-9) outside += got[j] < tau[j] / (1 + o.gamma) || got[j] > (1 + o.gamma) * tau[j];
+    EXPECT_LE(double(outside), plan.failure() * double(tau.size())) << kind;
+  }
+}
+
 TEST(ApproxLeverage, RejectsBadInput) {
   EXPECT_THROW(ApproxLeverageScorer(4, {0.0}), Error);
   EXPECT_THROW(ApproxLeverageScorer(4, {-1.0}), Error);

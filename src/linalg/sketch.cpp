@@ -19,7 +19,7 @@ namespace {
 constexpr std::uint64_t kStreamSparseRow = 1, kStreamSparseSign = 2, kStreamGaussian = 3,
                         kStreamSrhtRow = 4, kStreamSrhtSign = 5;
 constexpr index_t kMaxNonzeros = 64;
-constexpr index_t kKeysPerPass = index_t{1} << 16;  // keys whose nonzeros are drawn and sorted at once
+constexpr index_t kKeysPerPass = index_t{1} << 13;  // keys whose nonzeros are drawn and sorted at once
 constexpr index_t kGaussianRowChunk = 16;
 
 kernels::ScatterFn scatter_kernel() {

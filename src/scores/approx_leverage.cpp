@@ -20,13 +20,31 @@ constexpr std::uint64_t kStreamProjection = 11;
 constexpr index_t kMaxSketchRows = index_t{1} << 28;
 constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 
-// Costs relative to one multiply-add of the exact pipeline's double kernels, measured on the
-// project's machine (n = 2²⁰, d = 128 and 256, 2 threads, BENCHMARKS.md "Issue 4"): one key entry
-// of one sketch nonzero costs about 90 at m ≈ 10⁴ — a gather of the key row and a
-// read-modify-write of a sketch row, bound by memory — growing with m as the sketch leaves the
-// caches; a float GEMM multiply-add costs about 0.6.
+// Costs relative to one multiply-add of the exact pipeline's double kernels (≈ 1.2e-11 s here),
+// measured on the project's machine (n = 2²⁰, 2 threads, 2026-11-29, BENCHMARKS.md "Issue 4"): one
+// key entry of one sketch nonzero costs about 25 at m ≈ 2·10³ — a gather of the key row and an
+// update of an L2-resident band of sketch rows, bound by memory — growing with m (the bands are
+// reloaded per pass) and, through fixed per-pass work, at small d; a float GEMM multiply-add
+// costs about 0.6 and one of the float trapezoid kernel about 0.7.
 constexpr double kCostFloatGemm = 0.6;
-double scatter_cost(index_t m) { return 80.0 + 1.5e-3 * double(m); }
+
+// Float rounding of the scores gets this share of γ: the sketch and projection are planned for
+// γ_s with (1 + γ_s)(1 + γ/20) = 1 + γ, and the k = r scores run in float only when their
+// estimated rounding (float_rounding) fits in γ/20.
+constexpr double kRoundingShare = 1.0 / 20.0;
+double sketch_gamma(double gamma) { return (1.0 + gamma) / (1.0 + kRoundingShare * gamma) - 1.0; }
+
+// Estimated relative error of a score ‖T k‖² formed in float: 2·d·2⁻²⁴·cond(T), with cond(T) the
+// square root of the ratio of the largest to the smallest kept eigenvalue of the equilibrated
+// sketched Gram matrix. An estimate of the usual size of the error, not a worst-case bound
+// (which carries another factor √d): the tests measure it against double scores.
+double float_rounding(index_t d, const GramFactors& f) {
+  if (f.rank == 0) return 0.0;
+  const double cond = std::sqrt(f.eigenvalues.front() / f.eigenvalues[static_cast<size_t>(f.rank - 1)]);
+  return 2.0 * double(d) * std::ldexp(1.0, -24) * cond;
+}
+constexpr double kCostFloatTrapezoid = 0.7;
+double scatter_cost(index_t m, index_t d) { return 24.0 + 6.2e-4 * double(m) + 640.0 / double(d); }
 
 double distortion(index_t r, index_t m, double sketch_failure) {
   return std::sqrt(double(r) / double(m)) + std::sqrt(2.0 * std::log(2.0 / sketch_failure) / double(m));
@@ -80,8 +98,9 @@ void finish_plan(ApproxLeveragePlan& plan, index_t r, double gamma) {
 
 double sketched_cost(index_t n, index_t d, index_t s, index_t m, index_t k) {
   const double nd = double(n) * double(d);
-  const double scoring = k >= d ? 0.5 * nd * double(d) : kCostFloatGemm * nd * double(k);
-  return scatter_cost(m) * nd * double(s) + double(m) * d * d + scoring + double(d) * d * d;
+  // k = d: the float trapezoid kernel, as planned (double, one unit, if cond(T) turns out too large).
+  const double scoring = k >= d ? kCostFloatTrapezoid * 0.5 * nd * double(d) : kCostFloatGemm * nd * double(k);
+  return scatter_cost(m, d) * nd * double(s) + double(m) * d * d + scoring + double(d) * d * d;
 }
 
 // The smallest m meeting the failure target for projection width k (rank r), or 0 if none.
@@ -125,17 +144,18 @@ ApproxLeveragePlan plan_approx_leverage(index_t n, index_t d, const ApproxLevera
     best.sketched = true;
     best.jl_columns = o.jl_columns > 0 ? o.jl_columns : d;
     best.sketch_failure = best.jl_columns >= d ? o.failure : o.failure / 10;
-    best.sketch_rows = o.sketch_rows > 0 ? o.sketch_rows : rows_needed(d, best.jl_columns, o.gamma, o.failure);
+    best.sketch_rows =
+        o.sketch_rows > 0 ? o.sketch_rows : rows_needed(d, best.jl_columns, sketch_gamma(o.gamma), o.failure);
     // A projection too narrow for δ at any m: a sketch of 256·d rows, and the failure it gives.
     if (best.sketch_rows == 0) best.sketch_rows = 256 * d;
-    finish_plan(best, d, o.gamma);
+    finish_plan(best, d, sketch_gamma(o.gamma));
     return best;
   }
   double best_cost = o.method == ApproxMethod::automatic ? 1.5 * double(n) * d * d + double(d) * d * d
                                                           : INFINITY;
   for (const index_t k : {d, 3 * d / 4, d / 2, 3 * d / 8, d / 4, d / 8}) {
     if (k < 2) continue;
-    const index_t m = rows_needed(d, k, o.gamma, o.failure);
+    const index_t m = rows_needed(d, k, sketch_gamma(o.gamma), o.failure);
     if (m == 0) continue;
     const double cost = sketched_cost(n, d, s, m, k);
     if (cost < best_cost) {
@@ -145,7 +165,7 @@ ApproxLeveragePlan plan_approx_leverage(index_t n, index_t d, const ApproxLevera
       best.sketch_rows = m;
       best.jl_columns = k;
       best.sketch_failure = k >= d ? o.failure : o.failure / 10;
-      finish_plan(best, d, o.gamma);
+      finish_plan(best, d, sketch_gamma(o.gamma));
     }
   }
   require(best.sketched || o.method == ApproxMethod::automatic,
@@ -180,11 +200,15 @@ ApproxLeverageScorer& ApproxLeverageScorer::fit(ConstMatrixF keys) {
     for (index_t b = 0; b < a; ++b) G[a * d_ + b] = G[b * d_ + a];
   const GramFactors factors = factor_gram(G, d_, 0.0, options_.rcond);
   rank_ = factors.rank;
-  finish_plan(plan_, std::max<index_t>(rank_, 1), options_.gamma);
+  finish_plan(plan_, std::max<index_t>(rank_, 1), sketch_gamma(options_.gamma));
+  plan_.rounding = float_rounding(d_, factors);
   if (plan_.jl_columns >= rank_) {
     root_ = factors.inverse_root;
+    plan_.float_scores = plan_.rounding <= kRoundingShare * options_.gamma;
+    if (!plan_.float_scores) plan_.rounding = 0.0;  // double scores: rounding of order 1e-16·cond
     return *this;
   }
+  plan_.float_scores = true;
   // Π = √(r/k)·Q, Q the first k columns of a Haar-random r×r orthogonal matrix (QR of a Gaussian
   // r×k matrix with the signs of R's diagonal moved into Q).
   const index_t r = rank_, k = plan_.jl_columns;
@@ -217,7 +241,10 @@ void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
       root_.sum_squares(keys, out, "keys");  // zeros, after checking the rows are finite
       return;
     }
-    root_.sum_squares(keys, out, "keys");
+    if (plan_.float_scores)
+      root_.sum_squares_float32(keys, out, "keys");
+    else
+      root_.sum_squares(keys, out, "keys");
     for (index_t j = 0; j < keys.rows; ++j) out[j] *= c;
     return;
   }

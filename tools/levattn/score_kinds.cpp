@@ -44,6 +44,8 @@ KeyScores compute_key_scores(ConstMatrixF keys, const ScoreKindOptions& o, doubl
                   {"sketch_rows", plan.sketch_rows},
                   {"projection_columns", plan.jl_columns},
                   {"distortion", plan.distortion},
+                  {"float_scores", plan.float_scores},
+                  {"rounding_estimate", plan.rounding},
                   {"seed", o.seed}};
   } else if (o.p != 2.0) {
     const LewisWeights w = lewis_weights(keys, o.p, LewisOptions{1e-6, 300, rcond});

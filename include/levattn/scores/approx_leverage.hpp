@@ -9,25 +9,30 @@
 // Guarantee. Say the sketch has distortion η on the column space of K when
 // (1−η)‖Kx‖ ≤ ‖SKx‖ ≤ (1+η)‖Kx‖ for all x; then ‖T k_j‖² ∈ [τ_j/(1+η)², τ_j/(1−η)²]. For a fixed
 // key, X = ‖k_j T ᵀΠ‖²/‖T k_j‖² follows (r/k)·Beta(k/2, (r−k)/2) exactly (Π is independent of
-// the sketch). The plan picks m, k and c so that, for every key j,
-//     P( τ̂_j ∉ [τ_j/(1+γ), (1+γ)·τ_j] ) ≤ δ_R + P(X ∉ [A/c, B/c]) = failure() ≤ δ,
-// A = (1+η)²/(1+γ), B = (1+γ)(1−η)², where δ_R is the probability that the sketch's distortion
+// the sketch). The plan picks m, k and c so that, for every key j and in exact arithmetic,
+//     P( τ̂_j ∉ [τ_j/(1+γ_s), (1+γ_s)·τ_j] ) ≤ δ_R + P(X ∉ [A/c, B/c]) = failure() ≤ δ,
+// A = (1+η)²/(1+γ_s), B = (1+γ_s)(1−η)², with γ_s the share of γ left after the rounding
+// reserve below ((1+γ_s)(1+γ/20) = 1+γ), where δ_R is the probability that the sketch's distortion
 // exceeds η = √(r/m) + √(2 ln(2/δ_R)/m). That tail is a theorem for the gaussian sketch
 // (Davidson–Szarek 2001, Thm II.13); for sparse_sign, count_sketch and srht it is the behaviour
 // the tests observe, not a proof (sparse sign embeddings are proven to need m = O(r/η²) only up to
-// log factors and unspecified constants: Chenakkod–Dereziński–Dong–Rudelson 2024). The interval
-// [τ/(1+γ), (1+γ)τ] lies inside (1±γ)·τ.
+// log factors and unspecified constants: Chenakkod–Dereziński–Dong–Rudelson 2024). With the
+// rounding inside its reserve the computed τ̂_j then lies in [τ/(1+γ), (1+γ)τ] ⊂ (1±γ)·τ.
 //
 // Universal sets: if τ_j ≥ ε then, unless key j fails, τ̂_j ≥ ε/(1+γ); so
 // U = {j : τ̂_j ≥ ε/(1+γ)} holds every key whose attention can reach ε, each with probability
 // ≥ 1 − failure(), and |U| ≤ (1+γ)²·rank/ε when no key fails.
 //
-// Rounding: the sketch is summed in double; the projection K·(TᵀΠ) is a float GEMM, which adds a
-// relative error of about d·2⁻²⁴·cond(K) to a score on top of γ (k < r only).
+// Rounding: the sketch is summed in double; the scores are formed in float — the projection
+// K·(TᵀΠ) as a float GEMM (k < r), T·k_j with a float kernel (k = r) — which adds a relative
+// error of about 2·d·2⁻²⁴·cond(T) (plan().rounding, an estimate, not a bound). The plan reserves
+// γ/20 of the budget for it: the sketch and projection are planned for γ_s with
+// (1 + γ_s)(1 + γ/20) = 1 + γ. With k = r, scores fall back to double when the estimate exceeds
+// γ/20 (cond(T) above ≈ 2·10⁴/d at γ = 0.5).
 //
-// Cost: O(n·d·s) to sketch (s nonzeros per key) + O(m·d²) + O(n·d·k) float (or O(n·d²/2) double
-// when k = r). When no (m, k) is cheaper than the exact scores, method automatic computes the
-// exact scores instead (plan().sketched == false), which meet any γ with failure 0.
+// Cost: O(n·d·s) to sketch (s nonzeros per key) + O(m·d²) + O(n·d·k) float (O(n·d²/2) float when
+// k = r, double if cond(T) is too large for float). When no (m, k) is cheaper than the exact
+// scores, method automatic computes the exact scores instead (plan().sketched == false), which meet any γ with failure 0.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +72,8 @@ struct ApproxLeveragePlan {
   double sketch_failure = 0.0;    // δ_R
   double projection_failure = 0.0;  // δ_J = P(X ∉ [A/c, B/c])
   double scale = 1.0;             // c
+  bool float_scores = false;      // scores formed in float (k < r always; k = r when rounding fits)
+  double rounding = 0.0;          // estimated relative score error of float arithmetic (0: double)
   double failure() const { return sketch_failure + projection_failure; }
 };
 
