@@ -206,6 +206,8 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
           << " after " << evaluations << " iterations";
       throw Error(ErrorKind::failure, msg.str());
     }
+    // From the second step on (w = 1 is no useful history), propose from the recorded iterates;
+    // with fewer than two recorded, or after a refusal cleared them, take the plain step below.
     if (accelerate && !first) {
       anderson.record(v, at.log_phi);
       if (anderson.history() >= 1) {
