@@ -210,25 +210,45 @@ TEST(TrapezoidalForm, Float32SumsOfSquaresStayWithinTheirRoundingBound) {
   }
 }
 
+// Keys near the float range's ends give factors near its other end (T ~ 1/‖k‖): the float copy
+// of T must neither flush to subnormals nor overflow.
+TEST(TrapezoidalForm, Float32KeepsItsPrecisionForExtremeMagnitudes) {
+  const index_t n = 200000, d = 4;  // ‖column‖ ≈ √n·1e37: T ~ 1e-40, below float's normal range
+  for (const float scale : {2e37f, 3e-37f}) {
+    Floats K = make_keys("gaussian", n, d, 6);
+    for (float& x : K.data) x *= scale;
+    GramSummary summary(d);
+    summary.add(K.view());
+    const GramFactors f = factor_gram(summary.gram(), d, 0.0, kDefaultRcond);
+    std::vector<double> exact(static_cast<size_t>(n)), fast(exact.size());
+    f.inverse_root.sum_squares(K.view(), exact.data(), "keys");
+    f.inverse_root.sum_squares_float32(K.view(), fast.data(), "keys");
+    double worst = 0.0;
+    for (size_t j = 0; j < exact.size(); ++j)
+      if (exact[j] > 0.0) worst = std::max(worst, std::abs(fast[j] - exact[j]) / exact[j]);
+    EXPECT_LE(worst, 1e-5) << "scale " << scale;
+  }
+}
+
 TEST(TrapezoidalForm, Float32OverflowFallsBackToDoubleAndNaNNamesTheRow) {
-  const index_t d = 16;
-  const Floats small = make_keys("tiny", 500, d, 2);  // entries ~1e-30: T ~ 1e30
-  GramSummary summary(d);
-  summary.add(small.view());
-  const GramFactors f = factor_gram(summary.gram(), d, 0.0, kDefaultRcond);
-  Floats big = make_keys("gaussian", 600, d, 3);
-  for (float& x : big.data) x *= 1e20f;  // T·x ~ 1e50: overflows float, not double
-  std::vector<double> exact(600), fast(600);
-  f.inverse_root.sum_squares(big.view(), exact.data(), "keys");
-  f.inverse_root.sum_squares_float32(big.view(), fast.data(), "keys");
-  EXPECT_TRUE(std::isfinite(exact[0]) && exact[0] > 1e90);
-  EXPECT_EQ(fast, exact);
-  big.data[300 * d + 4] = NAN;
+  const index_t d = 16, n = 250;  // one block of the kernels
+  std::vector<double> T(static_cast<size_t>(d * d), 0.0);
+  for (index_t i = 0; i < d; ++i)
+    for (index_t c = i; c < d; ++c) T[i * d + c] = 1.0;  // (T x)_0 = Σ_c x_c
+  const TrapezoidalForm form(T, d, d);
+  Floats X = make_keys("gaussian", n, d, 3);
+  for (index_t c = 0; c < d; ++c) X.data[5 * d + c] = 3e38f;  // (T x)_0 ≈ 5e39: beyond float, not double
+  std::vector<double> exact(static_cast<size_t>(n)), fast(exact.size());
+  form.sum_squares(X.view(), exact.data(), "keys");
+  form.sum_squares_float32(X.view(), fast.data(), "keys");
+  EXPECT_TRUE(std::isfinite(exact[5]) && exact[5] > 1e79);
+  EXPECT_EQ(fast, exact);  // the overflowing block was recomputed in double
+  X.data[200 * d + 4] = NAN;
   try {
-    f.inverse_root.sum_squares_float32(big.view(), fast.data(), "keys");
+    form.sum_squares_float32(X.view(), fast.data(), "keys");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("row 300"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("row 200"), std::string::npos) << e.what();
   }
 }
 

@@ -36,10 +36,17 @@ TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, ind
   tt_.assign(static_cast<size_t>(dpad * tpad), 0.0);
   for (index_t i = 0; i < rows; ++i)
     for (index_t c = i; c < d; ++c) tt_[c * tpad + i] = T[i * d + c];
+  // The float copy is scaled by 2^float_shift_ (exact) so that its largest entry lies in [0.5, 1):
+  // factors of keys near float's range ends would otherwise fall below its normal range.
+  double top = 0.0;
+  for (const double t : tt_) top = std::max(top, std::fabs(t));
+  int e = 0;
+  if (top > 0.0) std::frexp(top, &e);
+  float_shift_ = -e;
   const index_t fpad = kernels::padded_dim_float(rows);
   ttf_.assign(static_cast<size_t>(dpad * fpad), 0.0f);
   for (index_t i = 0; i < rows; ++i)
-    for (index_t c = i; c < d; ++c) ttf_[c * fpad + i] = static_cast<float>(T[i * d + c]);
+    for (index_t c = i; c < d; ++c) ttf_[c * fpad + i] = static_cast<float>(std::ldexp(T[i * d + c], float_shift_));
 }
 
 std::vector<double> TrapezoidalForm::dense() const {
@@ -115,7 +122,10 @@ void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const cha
   const auto& kernel = kernels::active_kernels();
   for_each_block(X, what, [&](index_t begin, index_t rows) {
     kernel.trapezoid_sumsq_float(X.row(begin), rows, d_, X.stride, ttf_.data(), rows_, out + begin);
-    if (std::all_of(out + begin, out + begin + rows, [](double v) { return std::isfinite(v); })) return begin + rows;
+    if (std::all_of(out + begin, out + begin + rows, [](double v) { return std::isfinite(v); })) {
+      for (index_t r = begin; r < begin + rows; ++r) out[r] = std::ldexp(out[r], -2 * float_shift_);
+      return begin + rows;
+    }
     // A non-finite input or a float overflow: the double kernel tells them apart.
     if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
     return first_non_finite_row(X, begin, rows);

@@ -49,7 +49,8 @@ class TrapezoidalForm {
   index_t rows_ = 0;
   index_t d_ = 0;
   std::vector<double> tt_;  // Tᵀ, padded_dim(d) × padded_dim(rows), zero padded
-  std::vector<float> ttf_;  // Tᵀ rounded to float, padded_dim(d) × padded_dim_float(rows)
+  std::vector<float> ttf_;  // 2^float_shift_·Tᵀ rounded to float, padded_dim(d) × padded_dim_float(rows)
+  int float_shift_ = 0;     // makes ttf_'s largest entry lie in [0.5, 1)
 
   void check_shape(ConstMatrixF X, const char* what) const;
   // True (out filled) when T has no rows: every sum is zero once X is checked finite.
