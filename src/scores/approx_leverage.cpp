@@ -27,6 +27,8 @@ constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 // reloaded per pass) and, through fixed per-pass work, at small d; a float GEMM multiply-add
 // costs about 0.6 and one of the float trapezoid kernel about 0.7.
 constexpr double kCostFloatGemm = 0.6;
+constexpr double kCostFloatTrapezoid = 0.7;
+double scatter_cost(index_t m, index_t d) { return 24.0 + 6.2e-4 * double(m) + 640.0 / double(d); }
 
 // Float rounding of the scores gets this share of γ: the sketch and projection are planned for
 // γ_s with (1 + γ_s)(1 + γ/20) = 1 + γ, and the k = r scores run in float only when their
@@ -43,8 +45,6 @@ double float_rounding(index_t d, const GramFactors& f) {
   const double cond = std::sqrt(f.eigenvalues.front() / f.eigenvalues[static_cast<size_t>(f.rank - 1)]);
   return 2.0 * double(d) * std::ldexp(1.0, -24) * cond;
 }
-constexpr double kCostFloatTrapezoid = 0.7;
-double scatter_cost(index_t m, index_t d) { return 24.0 + 6.2e-4 * double(m) + 640.0 / double(d); }
 
 double distortion(index_t r, index_t m, double sketch_failure) {
   return std::sqrt(double(r) / double(m)) + std::sqrt(2.0 * std::log(2.0 / sketch_failure) / double(m));
