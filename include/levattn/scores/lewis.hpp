@@ -35,7 +35,8 @@
 //     n = 2²⁰, d = 64 this cuts the evaluations from 16 to 7 (p = 1) and from 12 to 9 (p = 3).
 // Stop when the relative fixed-point residual max_j |φ(w)_j − w_j| / max(φ(w)_j, w_j) is at most
 // the tolerance (default 1e-6); the result reports the iterations (weighted leverage-score
-// evaluations, each costing about one exact leverage computation) and that residual.
+// evaluations, each costing about 1.7 exact leverage computations at n = 2²⁰, d = 64) and that
+// residual.
 //
 // Accuracy: each weighted Gram matrix is summed in double from rows √u_j·k_j rounded to float
 // (gram.hpp), so the map φ itself carries a relative error of about 1e-7·cond; the residual is
