@@ -175,6 +175,7 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
         }
       }
       report.attend_seconds += seconds_since(start);
+      report.kept_keys.push_back(std::move(kept));
     }
   return report;
 }

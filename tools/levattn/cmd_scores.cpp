@@ -37,9 +37,9 @@ int run_scores(const ScoresOptions& o) {
   nlohmann::json heads = nlohmann::json::array();
   for (index_t h = 0; h < keys.heads; ++h) {
     in_head(keys, h, [&] {
-      const KeyScores s = compute_key_scores(keys.head(h), o.kind, o.ridge, o.rcond, false);
+      const KeyScores s = compute_key_scores(keys.head(h), key_score_options(o.kind, o.ridge, o.rcond), false);
       std::copy(s.values.begin(), s.values.end(), tau.begin() + h * keys.rows);
-      nlohmann::json head = s.report;
+      nlohmann::json head = key_scores_report(s, o.kind);
       head["rank"] = s.rank;
       head["sum"] = std::accumulate(s.values.begin(), s.values.end(), 0.0);
       heads.push_back(head);

@@ -68,11 +68,9 @@ int run_select(const SelectOptions& o) {
   for (index_t h = 0; h < keys.heads; ++h) {
     nlohmann::json report;
     const index_t rank = in_head(keys, h, [&] {
-      const KeyScores s = compute_key_scores(keys.head(h), o.kind, 0.0, o.rcond, true);
-      sets.push_back(o.eps ? select_by_threshold(s.values.data(), keys.rows, *o.eps * s.threshold_factor,
-                                                 s.bound_mass)
-                           : select_top_k(s.values.data(), keys.rows, *o.top_k));
-      report = s.report;
+      const KeyScores s = compute_key_scores(keys.head(h), key_score_options(o.kind, 0.0, o.rcond), true);
+      sets.push_back(o.eps ? key_threshold_set(s, *o.eps) : select_top_k(s.values.data(), keys.rows, *o.top_k));
+      report = key_scores_report(s, o.kind);
       return s.rank;
     });
     const UniversalSet& u = sets.back();

@@ -1,10 +1,5 @@
 #include "score_kinds.hpp"
 
-#include <numeric>
-
-#include "levattn/scores/approx_leverage.hpp"
-#include "levattn/scores/leverage.hpp"
-#include "levattn/scores/lewis.hpp"
 #include "report.hpp"
 
 namespace levattn::cli {
@@ -20,50 +15,37 @@ void add_score_kind_options(CLI::App& c, ScoreKindOptions& o) {
 void check_score_kind(const ScoreKindOptions& o, double ridge) {
   if (o.approx && o.p != 2.0) throw UsageError("--approx gives ℓ2 leverage scores: it cannot be combined with --p ≠ 2");
   if (ridge != 0.0 && (o.approx || o.p != 2.0)) throw UsageError("--ridge applies to exact ℓ2 leverage scores only");
+  if (o.approx) require(*o.approx > 0.0, "--approx: gamma must be > 0, got " + std::to_string(*o.approx));
 }
 
-KeyScores compute_key_scores(ConstMatrixF keys, const ScoreKindOptions& o, double ridge, double rcond,
-                             bool sensitivities) {
-  KeyScores out;
+KeyScoreOptions key_score_options(const ScoreKindOptions& o, double ridge, double rcond) {
+  KeyScoreOptions k;
+  k.p = o.p;
+  k.approx = o.approx.value_or(0.0);
+  k.failure = o.failure;
+  k.seed = o.seed;
+  k.ridge = ridge;
+  k.rcond = rcond;
+  return k;
+}
+
+nlohmann::json key_scores_report(const KeyScores& s, const ScoreKindOptions& o) {
   if (o.approx) {
-    ApproxLeverageOptions a;
-    a.gamma = *o.approx;
-    a.failure = o.failure;
-    a.seed = o.seed;
-    a.rcond = rcond;
-    ApproxLeverageScorer scorer(keys.cols, a);
-    scorer.fit(keys);
-    out.values = scorer.scores(keys);
-    out.rank = scorer.rank();
-    out.threshold_factor = 1.0 / (1.0 + a.gamma);
-    out.bound_mass = (1.0 + a.gamma) * double(out.rank);
-    const ApproxLeveragePlan& plan = scorer.plan();
-    out.report = {{"method", plan.sketched ? "sketched" : "exact (cheaper than any sketch meeting gamma)"},
-                  {"gamma", a.gamma},
-                  {"failure_bound", plan.failure()},
-                  {"sketch_rows", plan.sketch_rows},
-                  {"projection_columns", plan.jl_columns},
-                  {"distortion", plan.distortion},
-                  {"float_scores", plan.float_scores},
-                  {"rounding_estimate", plan.rounding},
-                  {"seed", o.seed}};
-  } else if (o.p != 2.0) {
-    const LewisWeights w = lewis_weights(keys, o.p, LewisOptions{1e-6, 300, rcond});
-    out.values = sensitivities ? w.sensitivities() : w.weights;
-    out.rank = w.rank;
-    out.bound_mass = std::accumulate(out.values.begin(), out.values.end(), 0.0);
-    if (!sensitivities) out.bound_mass *= w.sensitivity_factor();
-    out.report = {{"method", "lewis weights: " + w.method}, {"p", o.p}, {"iterations", w.iterations},
-                  {"residual", w.residual}, {"sensitivity_factor", w.sensitivity_factor()}};
-  } else {
-    LeverageScorer scorer(keys.cols, {ridge, rcond});
-    scorer.fit(keys);
-    out.values = scorer.scores(keys);
-    out.rank = scorer.rank();
-    out.bound_mass = double(out.rank);
-    out.report = {{"method", "exact leverage"}};
+    const ApproxLeveragePlan& plan = s.plan;
+    return {{"method", s.method},
+            {"gamma", *o.approx},
+            {"failure_bound", plan.failure()},
+            {"sketch_rows", plan.sketch_rows},
+            {"projection_columns", plan.jl_columns},
+            {"distortion", plan.distortion},
+            {"float_scores", plan.float_scores},
+            {"rounding_estimate", plan.rounding},
+            {"seed", o.seed}};
   }
-  return out;
+  if (o.p != 2.0)
+    return {{"method", s.method}, {"p", o.p}, {"iterations", s.lewis_iterations},
+            {"residual", s.lewis_residual}, {"sensitivity_factor", s.sensitivity_factor}};
+  return {{"method", s.method}};
 }
 
 }  // namespace levattn::cli

@@ -54,6 +54,8 @@ std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& optio
 
 struct LevAttentionReport {
   std::vector<index_t> kept;          // per (batch, key head): number of keys kept
+  std::vector<std::vector<index_t>> kept_keys;  // per (batch, key head): the kept keys, ascending
+                                    // (the window's keys of a causal run are not listed)
   std::vector<double> missing_mass;   // pow:P: per (batch, query head, query); else empty
   bool normaliser_estimated = false;  // pow:P: some head's normaliser was sampled (see above)
   double normaliser_delta = 0.0;      // then: its relative accuracy δ …

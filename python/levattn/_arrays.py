@@ -1,0 +1,104 @@
+"""Inputs to the compiled core, and results back in the caller's kind of array.
+
+Every array argument may be a numpy array or a CPU torch tensor of a floating dtype. The core
+reads C-contiguous float32: such inputs are passed without a copy; anything else (float16,
+bfloat16, float64, non-contiguous or negatively strided views) is converted first.
+"""
+from __future__ import annotations
+
+import numbers
+import sys
+from typing import Any, Optional
+
+import numpy as np
+
+from ._levattn import DEFAULT_RCOND, InputError
+
+
+def is_tensor(x: Any) -> bool:
+    """True for a torch tensor (torch is never imported here: a tensor implies it is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _to_numpy(x: Any, role: str) -> np.ndarray:
+    if x is None:
+        raise InputError(f"{role}: expected an array, got None")
+    if is_tensor(x):
+        if x.device.type != "cpu":
+            raise InputError(f"{role}: expected a CPU tensor, got one on device {x.device}")
+        if x.requires_grad:
+            raise InputError(f"{role}: the tensor requires grad; levattn.torch.attention is the "
+                             "differentiable call (or pass tensor.detach())")
+        if x.layout != sys.modules["torch"].strided:
+            raise InputError(f"{role}: expected a dense (strided) tensor, got layout {x.layout}")
+        if not x.is_floating_point():
+            raise InputError(f"{role}: expected floating-point data, got dtype {x.dtype}")
+        if x.dtype == sys.modules["torch"].bfloat16:  # numpy has no bfloat16
+            x = x.float()
+        return x.numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    raise InputError(f"{role}: expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+def as_float32(x: Any, role: str) -> np.ndarray:
+    """x as a C-contiguous float32 numpy array (x itself, or a view of its memory, when it is one)."""
+    a = _to_numpy(x, role)
+    if a.dtype.kind != "f":
+        raise InputError(f"{role}: expected floating-point data, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def as_float64(x: Any, role: str) -> np.ndarray:
+    """x as a C-contiguous float64 numpy array (for log normalisers)."""
+    a = _to_numpy(x, role)
+    if a.dtype.kind != "f":
+        raise InputError(f"{role}: expected floating-point data, got dtype {a.dtype}")
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def as_matrix(x: Any, role: str, ndims: tuple = (2,)) -> np.ndarray:
+    """as_float32 with the number of dimensions checked against `ndims`."""
+    a = as_float32(x, role)
+    if a.ndim not in ndims:
+        want = " or ".join(str(n) for n in ndims)
+        raise InputError(f"{role}: expected {want} dimensions, got shape {tuple(a.shape)}")
+    return a
+
+
+def like(a: Optional[np.ndarray], torch_out: bool) -> Any:
+    """A result array as a torch tensor (sharing memory) when the inputs were tensors."""
+    if a is None or not torch_out:
+        return a
+    return sys.modules["torch"].from_numpy(a)
+
+
+def threads_arg(threads: Optional[int]) -> int:
+    """The core's thread count: 0 for None (every core)."""
+    if threads is None:
+        return 0
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+        raise InputError(f"threads must be an integer ≥ 1 or None, got {threads!r}")
+    return int(threads)
+
+
+def integer_arg(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise InputError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def real_arg(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def rcond_arg(rcond: Optional[float]) -> float:
+    if rcond is None:
+        return DEFAULT_RCOND
+    r = real_arg(rcond, "rcond")
+    if not 0.0 < r < 1.0:
+        raise InputError(f"rcond must lie in (0, 1), got {rcond!r}")
+    return r

@@ -1,0 +1,170 @@
+"""Key scores, universal sets and heavy entries: levattn.leverage_scores, lewis_weights,
+universal_set and heavy_entries. Keys are (n, d) for one head or (h, n, d) for h heads."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
+
+import numpy as np
+
+from . import _levattn
+from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, threads_arg)
+from ._levattn import Error
+
+
+class UniversalSet(NamedTuple):
+    """The kept keys of one head."""
+    indices: Any        # int64, ascending
+    bound: float        # the guaranteed bound on len(indices) (rank/eps, …) or top_k
+    scores: Any         # float64, the score of each kept key
+    within_bound: bool  # len(indices) ≤ bound (False would signal a bug)
+    info: Dict[str, Any]  # method, rank, and the sketch plan or Lewis iteration facts
+
+
+class HeavyEntries(NamedTuple):
+    """Every entry A[query, key] ≥ eps of one head, sorted by (query, key)."""
+    query: Any  # int64
+    key: Any    # int64
+    score: Any  # float64, A[query, key] (estimated when info["estimated"])
+    info: Dict[str, Any]
+
+
+def _per_head(keys: Any, work: Callable[[np.ndarray], Any]) -> Any:
+    """work(head) for (n, d) keys, or a list over the heads of (h, n, d) keys; errors name the head."""
+    k = as_matrix(keys, "k", (2, 3))
+    if k.ndim == 2:
+        return work(k)
+    results = []
+    for h in range(k.shape[0]):
+        try:
+            results.append(work(k[h]))
+        except Error as e:
+            raise type(e)(f"head {h}: {e}") from None
+    return results
+
+
+def _gamma(approx: Optional[float]) -> float:
+    if approx is None:
+        return 0.0
+    g = real_arg(approx, "approx")
+    if not g > 0.0:
+        raise InputError(f"approx (γ) must be > 0 (or None for exact scores), got {approx!r}")
+    return g
+
+
+def leverage_scores(k: Any, *, ridge: float = 0.0, p: float = 2.0, approx: Optional[float] = None,
+                    failure: float = 0.05, seed: int = 0, rcond: Optional[float] = None,
+                    threads: Optional[int] = None, return_info: bool = False) -> Any:
+    """Per-key scores, float64, shape (n,) for keys (n, d) or (h, n) for (h, n, d).
+
+    p = 2 (default): the leverage scores τ_j = k_jᵀ(KᵀK)⁺k_j, the largest attention A[i,j] =
+    <q,k_j>²/Σ_l <q,k_l>² any query can give key j; Σ_j τ_j = rank(K). ridge > 0 gives
+    k_jᵀ(KᵀK + ridge·I)⁻¹k_j. Accuracy against a float64 SVD: relative 1e-4 for cond(K) ≤ 1e3.
+    approx = γ > 0: sketched scores, each within [τ_j/(1+γ), (1+γ)τ_j] except with probability ≤
+    failure, seeded by seed (exact scores when no sketch is cheaper).
+    p ≠ 2: the ℓp Lewis weights (as lewis_weights).
+    rcond: relative singular-value cut-off (directions below it count as absent).
+    return_info=True returns (scores, info), info a dict (a list of dicts for several heads).
+    """
+    options = (real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), integer_arg(seed, "seed", 0),
+               real_arg(ridge, "ridge"), rcond_arg(rcond), threads_arg(threads))
+    results = _per_head(k, lambda head: _levattn.key_scores(head, *options))
+    torch_out = is_tensor(k)
+    if isinstance(results, list):
+        scores = np.stack([r[0] for r in results]) if results else np.zeros((0, 0))
+        info: Any = [r[1] for r in results]
+    else:
+        scores, info = results
+    return (like(scores, torch_out), info) if return_info else like(scores, torch_out)
+
+
+def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, max_iterations: int = 300,
+                  rcond: Optional[float] = None, accelerate: bool = True, threads: Optional[int] = None,
+                  return_info: bool = False) -> Any:
+    """ℓp Lewis weights w (float64, (n,) or (h, n)), any p > 0: the fixed point
+    w_j = (k_jᵀ(KᵀW^{1−2/p}K)⁺k_j)^{p/2}, Σ_j w_j = rank(K); leverage scores for p = 2.
+
+    For every query, |<q,k_j>|^p / Σ_l |<q,k_l>|^p ≤ s_j = w_j (p ≤ 2) or r^{p/2−1}·w_j (p > 2),
+    so universal_set(k, eps=…, p=p) holds every heavy key of |x|^p attention. The iteration stops
+    at a relative fixed-point residual ≤ tolerance; ComputeError if that takes more than
+    max_iterations weighted leverage computations. return_info=True returns (weights, info) with
+    iterations, residual, rank, method and sensitivity_factor.
+    """
+    options = (real_arg(p, "p"), real_arg(tolerance, "tolerance"), integer_arg(max_iterations, "max_iterations", 1),
+               rcond_arg(rcond), bool(accelerate), threads_arg(threads))
+    results = _per_head(k, lambda head: _levattn.lewis_weights(head, *options))
+    torch_out = is_tensor(k)
+    if isinstance(results, list):
+        weights = np.stack([r[0] for r in results])
+        info: Any = [r[1] for r in results]
+    else:
+        weights, info = results
+    return (like(weights, torch_out), info) if return_info else like(weights, torch_out)
+
+
+def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] = None, p: float = 2.0,
+                  approx: Optional[float] = None, failure: float = 0.05, seed: int = 0,
+                  rcond: Optional[float] = None, threads: Optional[int] = None) -> Union[UniversalSet, List[UniversalSet]]:
+    """The keys any heavy attention entry can use: a UniversalSet for keys (n, d), a list of them
+    (one per head) for (h, n, d).
+
+    eps ∈ (0, 1]: U = {j : s_j ≥ eps} with s the leverage scores (p = 2) or ℓp Lewis sensitivities
+    (p ≠ 2): every entry A[i,j] ≥ eps of |x|^p attention, for every query, has j ∈ U, and
+    |U| ≤ rank/eps (p ≤ 2) or rank^{p/2}/eps (p > 2) — the set's bound. With approx = γ (p = 2),
+    sketched scores are kept at ≥ eps/(1+γ): each key with τ_j ≥ eps is kept except with
+    probability ≤ failure, and |U| ≤ (1+γ)²·rank/eps.
+    top_k: the k keys of largest score (ties to the lower index), no guarantee; bound = k.
+    """
+    if (eps is None) == (top_k is None):
+        raise InputError("universal_set needs exactly one of eps and top_k")
+    e = 0.0
+    if eps is not None:
+        e = real_arg(eps, "eps")
+        if not 0.0 < e <= 1.0:
+            raise InputError(f"eps must lie in (0, 1], got {eps!r}")
+    kk = 0 if top_k is None else integer_arg(top_k, "top_k", 1)
+    options = (e, kk, real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), integer_arg(seed, "seed", 0),
+               rcond_arg(rcond), threads_arg(threads))
+    torch_out = is_tensor(k)
+
+    def one(head: np.ndarray) -> UniversalSet:
+        indices, scores, bound, within, info = _levattn.universal_set(head, *options)
+        return UniversalSet(like(indices, torch_out), bound, like(scores, torch_out), within, info)
+
+    return _per_head(k, one)
+
+
+def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 0.1, seed: int = 0,
+                  rcond: Optional[float] = None, threads: Optional[int] = None) -> Union[HeavyEntries, List[HeavyEntries]]:
+    """Every entry A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p ≥ eps, without forming A.
+
+    q (m, d) and k (n, d) give HeavyEntries(query, key, score, info) sorted by (query, key);
+    (h, m, d) and (h, n, d) give a list of them, one per head. Cost O((n + m)·d² + m·|U|·d) for
+    p = 2. p = 2: every entry ≥ eps is reported and none below it (A in double; only entries
+    within rounding of eps can fall either way). p ≠ 2: keys are ranked by ℓp Lewis sensitivities
+    and the normaliser is exact (p = 4 when affordable) or sampled to within (1 ± delta) with
+    probability ≥ 1 − 1e-6 per query (seeded by seed; info["estimated"] says which); entries
+    clearing eps/(1+delta) are reported, so recall is 1 whenever the normaliser holds. A query with
+    Σ_l |<q,k_l>|^p = 0 has no entries (info["zero_queries"]).
+    """
+    e = real_arg(eps, "eps")
+    qa = as_matrix(q, "q", (2, 3))
+    ka = as_matrix(k, "k", (2, 3))
+    if qa.ndim != ka.ndim or (qa.ndim == 3 and qa.shape[0] != ka.shape[0]):
+        raise InputError(f"q and k must have the same head layout, got shapes {tuple(qa.shape)} and {tuple(ka.shape)}")
+    options = (e, real_arg(p, "p"), real_arg(delta, "delta"), integer_arg(seed, "seed", 0), rcond_arg(rcond),
+               threads_arg(threads))
+    torch_out = is_tensor(q)
+
+    def one(qh: np.ndarray, kh: np.ndarray) -> HeavyEntries:
+        qi, ki, score, info = _levattn.heavy_entries(qh, kh, *options)
+        return HeavyEntries(like(qi, torch_out), like(ki, torch_out), like(score, torch_out), info)
+
+    if qa.ndim == 2:
+        return one(qa, ka)
+    out = []
+    for h in range(qa.shape[0]):
+        try:
+            out.append(one(qa[h], ka[h]))
+        except Error as err:
+            raise type(err)(f"head {h}: {err}") from None
+    return out

@@ -1,0 +1,47 @@
+// Views over the numpy arrays the Python layer (levattn/_arrays.py) hands to the extension, and the
+// per-call thread count. The Python layer converts inputs to C-contiguous float32 (zero copy when
+// they already are); these checks make the extension safe to call directly too.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+#include <vector>
+
+#include "levattn/core/heads_view.hpp"
+#include "levattn/core/matrix_view.hpp"
+
+namespace levattn::python {
+
+namespace py = pybind11;
+
+// `a` as a float32 view of `ndim` dimensions; throws Error{bad_input} naming `role` if it is not
+// C-contiguous float32 of that rank. The view lives as long as the caller keeps `a`.
+const float* float_data(const py::array& a, int ndim, const char* role);
+ConstMatrixF as_matrix(const py::array& a, const char* role);   // (rows, cols)
+ConstHeadsF as_heads(const py::array& a, const char* role);     // (batch, heads, rows, cols)
+// A C-contiguous float64 vector of `count` entries (a row shape flattened).
+const double* double_data(const py::array& a, index_t count, const char* role);
+
+// New arrays owned by Python.
+py::array_t<float> new_float_array(const std::vector<index_t>& shape);
+py::array_t<double> new_double_array(const std::vector<index_t>& shape);
+py::array_t<std::int64_t> int64_array(const std::vector<index_t>& values);
+py::array_t<double> double_array(const std::vector<double>& values);
+
+// Sets the OpenMP thread count of the calling thread for one call (threads > 0), and restores the
+// previous one. Each Python thread has its own count, so concurrent calls do not disturb each other.
+class ThreadScope {
+ public:
+  explicit ThreadScope(int threads);
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int previous_;
+  bool changed_;
+};
+
+}  // namespace levattn::python

@@ -1,0 +1,112 @@
+// Exact attention, LevAttention and merging, over (batch, heads, rows, cols) float32 arrays.
+#include <pybind11/stl.h>
+
+#include "arrays.hpp"
+#include "bindings.hpp"
+#include "levattn/attention/exact.hpp"
+#include "levattn/attention/lev_attention.hpp"
+
+namespace levattn::python {
+
+namespace {
+
+AttentionOptions attention_options(const std::string& f, double scale, bool causal) {
+  AttentionOptions o;
+  o.f = parse_score_function(f);
+  require(scale >= 0.0, "scale must be > 0 (or None for the default), got " + std::to_string(scale));
+  o.scale = scale;
+  o.causal = causal;
+  return o;
+}
+
+// (out, lse or None); q, k, v are (B, H, n, d) with H_q a multiple of H_kv.
+py::tuple attend_exact_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
+                               double scale, bool causal, bool want_lse, int threads) {
+  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v");
+  const AttentionOptions options = attention_options(f, scale, causal);
+  py::array_t<float> out = new_float_array({Q.batch, Q.heads, Q.rows, V.cols});
+  py::object lse = py::none();
+  double* lse_data = nullptr;
+  if (want_lse) {
+    py::array_t<double> l = new_double_array({Q.batch, Q.heads, Q.rows});
+    lse_data = l.mutable_data();
+    lse = std::move(l);
+  }
+  const HeadsF O(out.mutable_data(), Q.batch, Q.heads, Q.rows, V.cols);
+  {
+    py::gil_scoped_release unlocked;
+    ThreadScope scope(threads);
+    attend_exact(Q, K, V, options, O, lse_data);
+  }
+  return py::make_tuple(out, lse);
+}
+
+// (out, kept, missing_mass or None, info): kept lists the kept keys of each (batch, key head).
+py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
+                             double scale, bool causal, index_t top_k, double eps, index_t sinks, index_t window,
+                             double ridge, double rcond, double delta, std::uint64_t seed, int threads) {
+  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v");
+  const AttentionOptions options = attention_options(f, scale, causal);
+  LevSelectOptions select;
+  select.top_k = top_k;
+  select.eps = eps;
+  select.sinks = sinks;
+  select.window = window;
+  select.leverage = {ridge, rcond};
+  require(delta > 0.0 && delta < 1.0, "delta must lie in (0, 1), got " + std::to_string(delta));
+  select.power.delta = delta;
+  select.power.seed = seed;
+  py::array_t<float> out = new_float_array({Q.batch, Q.heads, Q.rows, V.cols});
+  const HeadsF O(out.mutable_data(), Q.batch, Q.heads, Q.rows, V.cols);
+  LevAttentionReport report;
+  {
+    py::gil_scoped_release unlocked;
+    ThreadScope scope(threads);
+    report = attend_lev(Q, K, V, options, select, O);
+  }
+  py::list kept;
+  for (const std::vector<index_t>& keys : report.kept_keys) kept.append(int64_array(keys));
+  py::object missing = py::none();
+  if (!report.missing_mass.empty()) {
+    py::array_t<double> m = new_double_array({Q.batch, Q.heads, Q.rows});
+    std::copy(report.missing_mass.begin(), report.missing_mass.end(), m.mutable_data());
+    missing = std::move(m);
+  }
+  py::dict info;
+  info["kept_per_head"] = report.kept;
+  info["normaliser_estimated"] = report.normaliser_estimated;
+  info["normaliser_delta"] = report.normaliser_delta;
+  info["normaliser_failure"] = report.normaliser_failure;
+  info["select_seconds"] = report.select_seconds;
+  info["attend_seconds"] = report.attend_seconds;
+  return py::make_tuple(out, kept, missing, info);
+}
+
+// (out, lse) merged from two results over disjoint key sets: o (rows, d_v) float32, lse (rows,)
+// float64.
+py::tuple merge_binding(const py::array& o1, const py::array& lse1, const py::array& o2, const py::array& lse2) {
+  const ConstMatrixF A = as_matrix(o1, "o1"), B = as_matrix(o2, "o2");
+  require(A.rows == B.rows && A.cols == B.cols, "merge_attention: o1 and o2 must have the same shape");
+  const double* la = double_data(lse1, A.rows, "lse1");
+  const double* lb = double_data(lse2, B.rows, "lse2");
+  py::array_t<float> out = new_float_array({A.rows, A.cols});
+  py::array_t<double> lse = new_double_array({A.rows});
+  std::copy(A.data, A.data + A.rows * A.cols, out.mutable_data());
+  std::copy(la, la + A.rows, lse.mutable_data());
+  merge_attention(MatrixF(out.mutable_data(), A.rows, A.cols), lse.mutable_data(), B, lb);
+  return py::make_tuple(out, lse);
+}
+
+}  // namespace
+
+void bind_attention(py::module_& m) {
+  m.def("attend_exact", &attend_exact_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
+        py::arg("scale"), py::arg("causal"), py::arg("want_lse"), py::arg("threads"));
+  m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
+        py::arg("scale"), py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"),
+        py::arg("window"), py::arg("ridge"), py::arg("rcond"), py::arg("delta"), py::arg("seed"),
+        py::arg("threads"));
+  m.def("merge_attention", &merge_binding, py::arg("o1"), py::arg("lse1"), py::arg("o2"), py::arg("lse2"));
+}
+
+}  // namespace levattn::python

@@ -1,0 +1,67 @@
+// Per-key scores for |x|^p and their universal set (see key_scores.hpp).
+#include "levattn/select/key_scores.hpp"
+
+#include <cmath>
+#include <numeric>
+
+#include "levattn/scores/leverage.hpp"
+#include "levattn/scores/lewis.hpp"
+
+namespace levattn {
+
+void check_key_score_options(const KeyScoreOptions& o) {
+  check_power_exponent(o.p);
+  require(std::isfinite(o.approx) && o.approx >= 0.0, "approx (γ) must be finite and ≥ 0");
+  require(o.approx == 0.0 || o.p == 2.0, "sketched scores (γ > 0) are ℓ2 leverage scores: they need p = 2");
+  require(std::isfinite(o.ridge) && o.ridge >= 0.0, "the ridge must be finite and ≥ 0");
+  require(o.ridge == 0.0 || (o.approx == 0.0 && o.p == 2.0), "a ridge applies to exact ℓ2 leverage scores only");
+  require(o.failure > 0.0 && o.failure < 1.0, "failure must lie in (0, 1)");
+}
+
+KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool sensitivities) {
+  check_key_score_options(o);
+  KeyScores out;
+  if (o.approx > 0.0) {
+    ApproxLeverageOptions a;
+    a.gamma = o.approx;
+    a.failure = o.failure;
+    a.seed = o.seed;
+    a.rcond = o.rcond;
+    ApproxLeverageScorer scorer(keys.cols, a);
+    scorer.fit(keys);
+    out.values = scorer.scores(keys);
+    out.rank = scorer.rank();
+    out.threshold_factor = 1.0 / (1.0 + a.gamma);
+    out.bound_mass = (1.0 + a.gamma) * double(out.rank);
+    out.plan = scorer.plan();
+    out.method = out.plan.sketched ? "sketched" : "exact (cheaper than any sketch meeting gamma)";
+  } else if (o.p != 2.0) {
+    LewisOptions lo;
+    lo.rcond = o.rcond;
+    LewisWeights w = lewis_weights(keys, o.p, lo);
+    out.values = sensitivities ? w.sensitivities() : std::move(w.weights);
+    out.rank = w.rank;
+    out.bound_mass = std::accumulate(out.values.begin(), out.values.end(), 0.0);
+    if (!sensitivities) out.bound_mass *= w.sensitivity_factor();
+    out.method = "lewis weights: " + w.method;
+    out.lewis_iterations = w.iterations;
+    out.lewis_residual = w.residual;
+    out.sensitivity_factor = w.sensitivity_factor();
+  } else {
+    LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
+    scorer.fit(keys);
+    out.values = scorer.scores(keys);
+    out.rank = scorer.rank();
+    out.bound_mass = double(out.rank);
+    out.method = "exact leverage";
+  }
+  return out;
+}
+
+UniversalSet key_threshold_set(const KeyScores& s, double eps) {
+  check_eps(eps);
+  return select_by_threshold(s.values.data(), static_cast<index_t>(s.values.size()), eps * s.threshold_factor,
+                             s.bound_mass);
+}
+
+}  // namespace levattn
