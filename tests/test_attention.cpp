@@ -292,6 +292,18 @@ TEST(ExactAttention, BadInputIsRefusedWithAClearError) {
   o = AttentionOptions{};
   o.scale = -1.0;
   expect_bad(Q, K, V, o, "scale");
+  {  // merge_attention refuses NaN/+inf log normalisers and non-finite outputs, changing nothing
+    std::vector<float> a(8, 1.0f), b(8, 2.0f);
+    std::vector<double> la{0.0, 1.0}, lb{0.5, std::nan("")};
+    EXPECT_THROW(merge_attention(MatrixF(a.data(), 2, 4), la.data(), ConstMatrixF(b.data(), 2, 4), lb.data()), Error);
+    lb[1] = INFINITY;
+    EXPECT_THROW(merge_attention(MatrixF(a.data(), 2, 4), la.data(), ConstMatrixF(b.data(), 2, 4), lb.data()), Error);
+    lb[1] = -INFINITY;
+    b[6] = std::nanf("");
+    EXPECT_THROW(merge_attention(MatrixF(a.data(), 2, 4), la.data(), ConstMatrixF(b.data(), 2, 4), lb.data()), Error);
+    EXPECT_EQ(a, std::vector<float>(8, 1.0f));
+    EXPECT_EQ(la, (std::vector<double>{0.0, 1.0}));
+  }
   EXPECT_THROW(parse_score_function("pow:abc"), Error);
   EXPECT_THROW(parse_score_function("relu"), Error);
   EXPECT_EQ(parse_score_function("pow:2.5").p, 2.5);

@@ -127,6 +127,8 @@ TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
       s.window = causal ? 16 : 0;
       const LevRun lev = run_lev(Q, K, V, a, s);
       const std::vector<index_t> kept = lev_select(K.view(), s);
+      ASSERT_EQ(lev.report.kept_keys.size(), 1u);
+      EXPECT_EQ(lev.report.kept_keys[0], kept) << "the report lists the kept keys";
       const std::set<index_t> set(kept.begin(), kept.end());
       AttentionSpec spec;
       spec.softmax = f.kind == ScoreKind::softmax;

@@ -306,6 +306,17 @@ TEST(Stream, RejectsBadInputAndStaysUnchanged) {
   EXPECT_THROW(s.heavy(K.view().rows_range(0, 3), 0.05), Error);  // below the selector's ε
   StreamSelector other(4, {.eps = 0.2, .first_row = 100});
   EXPECT_THROW(s.merge(other), Error);
+  StreamSelector with_values(4, {.eps = 0.1, .value_dim = 2});
+  std::vector<float> values(20, 1.0f);
+  values[2 * 7 + 1] = std::nanf("");
+  try {
+    with_values.push(K.view().rows_range(0, 10), ConstMatrixF(values.data(), 10, 2));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+    EXPECT_NE(std::string(e.what()).find("values: row 7"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(with_values.count(), 0);
 }
 
 }  // namespace

@@ -143,7 +143,8 @@ def merge_attention(o1: Any, lse1: Any, o2: Any, lse2: Any, *, layout: str = "bh
     (..., n, d_v) (or (b, n, h, d_v) with layout="bnhd"); lse1, lse2: their log normalisers,
     shape o.shape[:-1] ((b, h, n) with layout="bnhd"). Returns (o, lse) with
     L = log(e^{L1} + e^{L2}) and o = e^{L1−L}·o1 + e^{L2−L}·o2, exact up to rounding, for any f;
-    a row with L = −inf on one side takes the other side. o is float32, lse float64.
+    a row with L = −inf on one side takes the other side. o is float32, lse float64. Raises
+    InputError on mismatched shapes, NaN/Inf in o1 or o2, or a NaN/+inf log normaliser.
     """
     if layout not in _LAYOUTS:
         raise InputError(f"layout must be 'bhnd' or 'bnhd', got {layout!r}")

@@ -142,7 +142,7 @@ def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 
     p = 2. p = 2: every entry ≥ eps is reported and none below it (A in double; only entries
     within rounding of eps can fall either way). p ≠ 2: keys are ranked by ℓp Lewis sensitivities
     and the normaliser is exact (p = 4 when affordable) or sampled to within (1 ± delta) with
-    probability ≥ 1 − 1e-6 per query (seeded by seed; info["estimated"] says which); entries
+    probability ≥ 1 − 1e-6 per query (seeded by seed, head h by seed + h; info["estimated"] says which); entries
     clearing eps/(1+delta) are reported, so recall is 1 whenever the normaliser holds. A query with
     Σ_l |<q,k_l>|^p = 0 has no entries (info["zero_queries"]).
     """
@@ -151,20 +151,20 @@ def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 
     ka = as_matrix(k, "k", (2, 3))
     if qa.ndim != ka.ndim or (qa.ndim == 3 and qa.shape[0] != ka.shape[0]):
         raise InputError(f"q and k must have the same head layout, got shapes {tuple(qa.shape)} and {tuple(ka.shape)}")
-    options = (e, real_arg(p, "p"), real_arg(delta, "delta"), integer_arg(seed, "seed", 0), rcond_arg(rcond),
-               threads_arg(threads))
+    pp, dd, first_seed = real_arg(p, "p"), real_arg(delta, "delta"), integer_arg(seed, "seed", 0)
+    r, nthreads = rcond_arg(rcond), threads_arg(threads)
     torch_out = is_tensor(q)
 
-    def one(qh: np.ndarray, kh: np.ndarray) -> HeavyEntries:
-        qi, ki, score, info = _levattn.heavy_entries(qh, kh, *options)
+    def one(qh: np.ndarray, kh: np.ndarray, head_seed: int) -> HeavyEntries:
+        qi, ki, score, info = _levattn.heavy_entries(qh, kh, e, pp, dd, head_seed, r, nthreads)
         return HeavyEntries(like(qi, torch_out), like(ki, torch_out), like(score, torch_out), info)
 
     if qa.ndim == 2:
-        return one(qa, ka)
+        return one(qa, ka, first_seed)
     out = []
     for h in range(qa.shape[0]):
         try:
-            out.append(one(qa[h], ka[h]))
+            out.append(one(qa[h], ka[h], first_seed + h))  # head h samples with seed + h, as the CLI
         except Error as err:
             raise type(err)(f"head {h}: {err}") from None
     return out

@@ -57,7 +57,8 @@ class StreamSelector:
 
     def push(self, keys: Any, values: Any = None) -> None:
         """Appends a block of keys (rows, d) (and their values); they get the next global indices.
-        On a bad block (shape, NaN/Inf) raises InputError and leaves the selector unchanged."""
+        On a bad block (shape, NaN/Inf in keys or values) raises InputError naming the global row and
+        leaves the selector unchanged."""
         self._torch = self._torch or is_tensor(keys)
         v = None if values is None else as_matrix(values, "values")
         self._core.push(as_matrix(keys, "keys"), v)

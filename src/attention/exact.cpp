@@ -328,6 +328,17 @@ void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out
                      const double* other_log_normaliser) {
   require(out.rows == other_out.rows && out.cols == other_out.cols,
           "merge_attention: the two partial outputs must have the same shape");
+  for (index_t i = 0; i < out.rows; ++i) {  // all checked before anything changes
+    for (const double l : {log_normaliser[i], other_log_normaliser[i]})
+      if (std::isnan(l) || (std::isinf(l) && l > 0.0))
+        throw Error(ErrorKind::bad_input, "merge_attention: log normaliser of row " + std::to_string(i) +
+                                              " is NaN or +inf (it must be finite or -inf)");
+    for (const float* row : {static_cast<const float*>(out.row(i)), other_out.row(i)})
+      for (index_t c = 0; c < out.cols; ++c)
+        if (!std::isfinite(row[c]))
+          throw Error(ErrorKind::bad_input, "merge_attention: output row " + std::to_string(i) +
+                                                " holds a NaN or an infinity");
+  }
   for (index_t i = 0; i < out.rows; ++i) {
     const double la = log_normaliser[i], lb = other_log_normaliser[i];
     if (lb == kNegInf) continue;

@@ -20,6 +20,8 @@ void check_key_score_options(const KeyScoreOptions& o) {
 
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool sensitivities) {
   check_key_score_options(o);
+  require(keys.rows >= 1 && keys.cols >= 1,
+          "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   KeyScores out;
   if (o.approx > 0.0) {
     ApproxLeverageOptions a;

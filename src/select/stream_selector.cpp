@@ -70,6 +70,10 @@ void StreamSelector::push(ConstMatrixF keys, ConstMatrixF values) {
     require(values.rows == 0, "values given but the selector carries none (value_dim = 0)");
   if (keys.rows == 0) return;
   const index_t first = summary_.end_row();
+  for (index_t r = 0; r < values.rows; ++r)  // before any change: the selector stays as it was
+    for (index_t c = 0; c < dv; ++c)
+      if (!std::isfinite(values(r, c)))
+        throw Error(ErrorKind::bad_input, "values: row " + std::to_string(first + r) + " holds a NaN or an infinity");
   try {
     summary_.add(keys);  // validates the keys; unchanged on error
   } catch (const Error& e) {

@@ -69,7 +69,8 @@ void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
 // Merges attention over disjoint key sets, in place into (out, log_normaliser):
 //   L = log(e^{L_a} + e^{L_b}),  o = e^{L_a − L}·o_a + e^{L_b − L}·o_b,
 // exact up to rounding, for any f (L is the log of the row's full normaliser). Rows with
-// L = −∞ on one side take the other side. Shapes must match.
+// L = −∞ on one side take the other side. Throws Error{bad_input}, changing nothing, unless the
+// shapes match, every L is finite or −∞ and every output is finite.
 void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out,
                      const double* other_log_normaliser);
 

@@ -50,7 +50,8 @@ struct KeyScores {
 void check_key_score_options(const KeyScoreOptions& options);
 
 // Scores of keys (n×d, n ≥ 1, finite) as chosen above; `sensitivities` turns Lewis weights into
-// s_j (what selection ranks by). Throws the errors of check_key_score_options and of the scorer;
+// s_j (what selection ranks by). Throws Error{bad_input} for no keys or d = 0, the errors of
+// check_key_score_options and of the scorer;
 // Error{failure} if Lewis weights do not converge.
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, bool sensitivities);
 

@@ -90,7 +90,7 @@ class StreamSelector {
 
   // Appends keys (rows × d, finite) and, when value_dim > 0, their values (rows × value_dim; an
   // empty view otherwise). They get global indices next_index(), next_index() + 1, …. Throws
-  // Error{bad_input} on a shape mismatch or a NaN/Inf key, naming the key by its global index;
+  // Error{bad_input} on a shape mismatch or a NaN/Inf key or value, naming the row by its global index;
   // the selector is then unchanged.
   void push(ConstMatrixF keys, ConstMatrixF values = {});
 
