@@ -56,6 +56,17 @@ def log_weights(q, k, f: str, scale: Optional[float] = None) -> np.ndarray:
         return power_of(f) * np.log(np.abs(s))
 
 
+def masked_log_weights(q, k, f: str, scale: Optional[float], mask: Optional[np.ndarray], causal: bool):
+    """(log f(c<q_i,k_j>) with −inf where mask (joined with the causal mask) forbids, the joined mask)."""
+    lw = log_weights(q, k, f, scale)
+    if causal:
+        cm = causal_mask(q.shape[0], k.shape[0])
+        mask = cm if mask is None else (mask & cm)
+    if mask is not None:
+        lw = np.where(mask, lw, -np.inf)
+    return lw, mask
+
+
 def attention_ref(q, k, v, f: str = "softmax", scale: Optional[float] = None,
                   mask: Optional[np.ndarray] = None, causal: bool = False):
     """One head: (out (n_q, d_v), lse (n_q,), rounding bound (n_q,)) in float64.
@@ -65,12 +76,7 @@ def attention_ref(q, k, v, f: str = "softmax", scale: Optional[float] = None,
     lse = −inf. The rounding bound is rounding_bound over the same keys.
     """
     q, k, v = f64(q), f64(k), f64(v)
-    lw = log_weights(q, k, f, scale)
-    if causal:
-        cm = causal_mask(q.shape[0], k.shape[0])
-        mask = cm if mask is None else (mask & cm)
-    if mask is not None:
-        lw = np.where(mask, lw, -np.inf)
+    lw, mask = masked_log_weights(q, k, f, scale, mask, causal)
     top = lw.max(axis=1, keepdims=True)
     empty = ~np.isfinite(top[:, 0])
     top[empty] = 0.0
@@ -103,12 +109,7 @@ def rounding_bound(q, k, f: str = "softmax", scale: Optional[float] = None, mask
         x = np.abs(c * (q @ k.T))
         with np.errstate(divide="ignore", invalid="ignore"):
             e = np.where(x > 0, power_of(f) * gamma * S / np.where(x > 0, x, 1.0), 0.0)
-    lw = log_weights(q, k, f, scale)
-    if causal:
-        cm = causal_mask(q.shape[0], k.shape[0])
-        mask = cm if mask is None else (mask & cm)
-    if mask is not None:
-        lw = np.where(mask, lw, -np.inf)
+    lw, _ = masked_log_weights(q, k, f, scale, mask, causal)
     top = lw.max(axis=1, keepdims=True)
     top[~np.isfinite(top)] = 0.0
     w = np.exp(lw - top)
