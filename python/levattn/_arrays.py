@@ -36,26 +36,28 @@ def _to_numpy(x: Any, role: str) -> np.ndarray:
             raise InputError(f"{role}: expected floating-point data, got dtype {x.dtype}")
         if x.dtype == sys.modules["torch"].bfloat16:  # numpy has no bfloat16
             x = x.float()
-        return x.numpy()
+        return x.resolve_neg().resolve_conj().numpy()  # views with a lazy negation or conjugation
     if isinstance(x, np.ndarray):
         return x
     raise InputError(f"{role}: expected a numpy array or a torch tensor, got {type(x).__name__}")
 
 
-def as_float32(x: Any, role: str) -> np.ndarray:
-    """x as a C-contiguous float32 numpy array (x itself, or a view of its memory, when it is one)."""
+def _as_dtype(x: Any, role: str, dtype: type) -> np.ndarray:
     a = _to_numpy(x, role)
     if a.dtype.kind != "f":
         raise InputError(f"{role}: expected floating-point data, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.require(a, dtype, ["C_CONTIGUOUS", "ALIGNED"])
+
+
+def as_float32(x: Any, role: str) -> np.ndarray:
+    """x as an aligned C-contiguous float32 numpy array (x itself, or a view of its memory, when it
+    already is one)."""
+    return _as_dtype(x, role, np.float32)
 
 
 def as_float64(x: Any, role: str) -> np.ndarray:
-    """x as a C-contiguous float64 numpy array (for log normalisers)."""
-    a = _to_numpy(x, role)
-    if a.dtype.kind != "f":
-        raise InputError(f"{role}: expected floating-point data, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float64)
+    """x as an aligned C-contiguous float64 numpy array (for log normalisers)."""
+    return _as_dtype(x, role, np.float64)
 
 
 def as_matrix(x: Any, role: str, ndims: tuple = (2,)) -> np.ndarray:
@@ -75,18 +77,21 @@ def like(a: Optional[np.ndarray], torch_out: bool) -> Any:
 
 
 def threads_arg(threads: Optional[int]) -> int:
-    """The core's thread count: 0 for None (every core)."""
+    """The core's thread count: 0 for None (every core); more than the cores are not used."""
     if threads is None:
         return 0
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
-        raise InputError(f"threads must be an integer ≥ 1 or None, got {threads!r}")
-    return int(threads)
+    return integer_arg(threads, "threads", 1, 2**31 - 1)
 
 
-def integer_arg(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise InputError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+def integer_arg(value: Any, name: str, minimum: int, maximum: int = 2**63 - 1) -> int:
+    """value as an int in [minimum, maximum] (the C++ type's range), else InputError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not minimum <= value <= maximum:
+        raise InputError(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return int(value)
+
+
+def seed_arg(value: Any) -> int:
+    return integer_arg(value, "seed", 0, 2**64 - 1)
 
 
 def real_arg(value: Any, name: str) -> float:

@@ -1,13 +1,13 @@
 """levattn.attention and levattn.merge_attention."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional
 
 import numpy as np
 
 from . import _levattn
 from ._arrays import (InputError, as_float32, as_float64, integer_arg, is_tensor, like, rcond_arg, real_arg,
-                      threads_arg)
+                      seed_arg, threads_arg)
 
 _LAYOUTS = ("bhnd", "bnhd")
 
@@ -39,7 +39,8 @@ def _nest_kept(kept: List[np.ndarray], ndim: int, batch: int, heads: int, torch_
 def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool = False,
               scale: Optional[float] = None, f: str = "softmax", top_k: Optional[int] = None,
               eps: Optional[float] = None, sinks: int = 0, window: int = 0, return_lse: bool = False,
-              return_kept: bool = False, return_missing_mass: bool = False, layout: str = "bhnd",
+              return_kept: bool = False, return_missing_mass: bool = False, return_info: bool = False,
+              layout: str = "bhnd",
               ridge: float = 0.0, rcond: Optional[float] = None, delta: float = 0.1, seed: int = 0,
               threads: Optional[int] = None) -> Any:
     """Attention output O = A·V, exact or LevAttention, without forming A.
@@ -67,11 +68,13 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
       the leverage scores. return_kept=True also returns the kept key indices (ascending int64
       arrays: one for 2-D input, a list per key head for 3-D, a list per batch of such lists for
       4-D; the window's keys are not listed); return_missing_mass=True (pow:P only) each row's
-      missing mass 1 − Σ_kept A, shaped like the log normaliser.
+      missing mass 1 − Σ_kept A, shaped like the log normaliser; return_info=True a dict: kept_per_head,
+      select_seconds, attend_seconds, and for pow:P, P ≠ 2, normaliser_estimated (sampled rather
+      than exact) with its normaliser_delta and per-row normaliser_failure probability.
 
-    Returns out, or a tuple (out, [lse], [kept], [missing_mass]) with the requested extras in that
-    order. threads: cores to use (None: all); results never depend on it. The GIL is released
-    while the core computes.
+    Returns out, or a tuple (out, [lse], [kept], [missing_mass], [info]) with the requested extras
+    in that order. threads: cores to use (None: every core; more than the cores are not used);
+    results never depend on it. The GIL is released while the core computes.
 
     Raises InputError (a ValueError) on bad shapes, dtypes or devices, NaN/Inf, tensors that
     require grad (levattn.torch.attention is differentiable), and parameters out of range (eps ∉
@@ -103,8 +106,10 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
     causal = bool(is_causal)
     extras = []
     if method == "exact":
-        if top_k is not None or eps is not None or sinks or window or return_kept or return_missing_mass:
-            raise InputError("top_k, eps, sinks, window, return_kept and return_missing_mass apply to method='lev'")
+        if (top_k is not None or eps is not None or sinks or window or return_kept or return_missing_mass
+                or return_info):
+            raise InputError("top_k, eps, sinks, window, return_kept, return_missing_mass and return_info apply "
+                             "to method='lev'")
         out, lse = _levattn.attend_exact(Q, K, V, f, c, causal, bool(return_lse), nthreads)
         if return_lse:
             extras.append(like(lse.reshape(qa.shape[:-1] if layout == "bhnd" else lse.shape), torch_out))
@@ -117,10 +122,9 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
         e = 0.0 if eps is None else real_arg(eps, "eps")
         if eps is not None and not 0.0 < e <= 1.0:
             raise InputError(f"eps must lie in (0, 1], got {eps!r}")
-        out, kept, missing, _ = _levattn.attend_lev(
+        out, kept, missing, info = _levattn.attend_lev(
             Q, K, V, f, c, causal, kk, e, integer_arg(sinks, "sinks", 0), integer_arg(window, "window", 0),
-            real_arg(ridge, "ridge"), rcond_arg(rcond), real_arg(delta, "delta"), integer_arg(seed, "seed", 0),
-            nthreads)
+            real_arg(ridge, "ridge"), rcond_arg(rcond), real_arg(delta, "delta"), seed_arg(seed), nthreads)
         if return_kept:
             extras.append(_nest_kept(kept, ndim, K.shape[0], K.shape[1], torch_out))
         if return_missing_mass:
@@ -128,6 +132,8 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
                 raise InputError("return_missing_mass needs f='pow:P' (softmax has no cheap full normaliser)")
             shape = qa.shape[:-1] if layout == "bhnd" else missing.shape
             extras.append(like(missing.reshape(shape), torch_out))
+        if return_info:
+            extras.append(info)
     if layout == "bnhd":
         out = np.ascontiguousarray(out.transpose(0, 2, 1, 3))
     else:

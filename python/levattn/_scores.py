@@ -7,7 +7,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
 import numpy as np
 
 from . import _levattn
-from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, threads_arg)
+from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, seed_arg,
+                      threads_arg)
 from ._levattn import Error
 
 
@@ -33,6 +34,8 @@ def _per_head(keys: Any, work: Callable[[np.ndarray], Any]) -> Any:
     k = as_matrix(keys, "k", (2, 3))
     if k.ndim == 2:
         return work(k)
+    if k.shape[0] == 0:
+        raise InputError(f"k: no heads, got shape {tuple(k.shape)}")
     results = []
     for h in range(k.shape[0]):
         try:
@@ -65,12 +68,12 @@ def leverage_scores(k: Any, *, ridge: float = 0.0, p: float = 2.0, approx: Optio
     rcond: relative singular-value cut-off (directions below it count as absent).
     return_info=True returns (scores, info), info a dict (a list of dicts for several heads).
     """
-    options = (real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), integer_arg(seed, "seed", 0),
+    options = (real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), seed_arg(seed),
                real_arg(ridge, "ridge"), rcond_arg(rcond), threads_arg(threads))
     results = _per_head(k, lambda head: _levattn.key_scores(head, *options))
     torch_out = is_tensor(k)
     if isinstance(results, list):
-        scores = np.stack([r[0] for r in results]) if results else np.zeros((0, 0))
+        scores = np.stack([r[0] for r in results])
         info: Any = [r[1] for r in results]
     else:
         scores, info = results
@@ -122,7 +125,7 @@ def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] =
         if not 0.0 < e <= 1.0:
             raise InputError(f"eps must lie in (0, 1], got {eps!r}")
     kk = 0 if top_k is None else integer_arg(top_k, "top_k", 1)
-    options = (e, kk, real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), integer_arg(seed, "seed", 0),
+    options = (e, kk, real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), seed_arg(seed),
                rcond_arg(rcond), threads_arg(threads))
     torch_out = is_tensor(k)
 
@@ -149,9 +152,9 @@ def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 
     e = real_arg(eps, "eps")
     qa = as_matrix(q, "q", (2, 3))
     ka = as_matrix(k, "k", (2, 3))
-    if qa.ndim != ka.ndim or (qa.ndim == 3 and qa.shape[0] != ka.shape[0]):
+    if qa.ndim != ka.ndim or (qa.ndim == 3 and (qa.shape[0] != ka.shape[0] or qa.shape[0] == 0)):
         raise InputError(f"q and k must have the same head layout, got shapes {tuple(qa.shape)} and {tuple(ka.shape)}")
-    pp, dd, first_seed = real_arg(p, "p"), real_arg(delta, "delta"), integer_arg(seed, "seed", 0)
+    pp, dd, first_seed = real_arg(p, "p"), real_arg(delta, "delta"), seed_arg(seed)
     r, nthreads = rcond_arg(rcond), threads_arg(threads)
     torch_out = is_tensor(q)
 
@@ -164,7 +167,7 @@ def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 
     out = []
     for h in range(qa.shape[0]):
         try:
-            out.append(one(qa[h], ka[h], first_seed + h))  # head h samples with seed + h, as the CLI
+            out.append(one(qa[h], ka[h], (first_seed + h) % 2**64))  # head h samples with seed + h, as the CLI
         except Error as err:
             raise type(err)(f"head {h}: {err}") from None
     return out

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from . import _levattn
-from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg)
+from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, threads_arg)
 
 
 class StreamResult(NamedTuple):
@@ -38,12 +38,13 @@ class StreamSelector:
     eps=eps) — bit for bit, indices and scores. Budget mode (budget): keeps the `budget` keys of
     highest current score; no guarantee. Selectors over consecutive parts of a stream merge
     exactly (the second built with first_row = the first's next_index). Keys are (rows, d),
-    values (rows, value_dim) when value_dim > 0. Safe to share between threads (calls are
-    serialised).
+    values (rows, value_dim) when value_dim > 0. threads: cores each call uses (None: every core);
+    results never depend on it. Safe to share between Python threads (calls are serialised).
     """
 
     def __init__(self, d: int, *, eps: Optional[float] = None, budget: Optional[int] = None,
-                 rcond: Optional[float] = None, first_row: int = 0, value_dim: int = 0, pending_rows: int = 0):
+                 rcond: Optional[float] = None, first_row: int = 0, value_dim: int = 0, pending_rows: int = 0,
+                 threads: Optional[int] = None):
         if (eps is None) == (budget is None):
             raise InputError("StreamSelector needs exactly one of eps and budget")
         e = 0.0 if eps is None else real_arg(eps, "eps")
@@ -53,15 +54,15 @@ class StreamSelector:
         self._core = _levattn.StreamSelector(
             integer_arg(d, "d", 1), e, 0 if budget is None else integer_arg(budget, "budget", 1), rcond_arg(rcond),
             integer_arg(first_row, "first_row", 0), integer_arg(value_dim, "value_dim", 0),
-            integer_arg(pending_rows, "pending_rows", 0))
+            integer_arg(pending_rows, "pending_rows", 0), threads_arg(threads))
 
     def push(self, keys: Any, values: Any = None) -> None:
         """Appends a block of keys (rows, d) (and their values); they get the next global indices.
         On a bad block (shape, NaN/Inf in keys or values) raises InputError naming the global row and
         leaves the selector unchanged."""
-        self._torch = self._torch or is_tensor(keys)
         v = None if values is None else as_matrix(values, "values")
         self._core.push(as_matrix(keys, "keys"), v)
+        self._torch = self._torch or is_tensor(keys)
 
     def merge(self, other: "StreamSelector") -> None:
         """Takes in the keys of another selector with the same d, mode and value_dim (exact when
@@ -102,12 +103,13 @@ class KVCache:
     (0: budget/4). "window": the first `sinks` keys and the latest budget − sinks. "accumulated"
     (H2O): the latest budget/2 and the older keys with the most attention received.
     f: "softmax" (normalised over the retained keys) or "pow:2" (normalised by the exact full
-    normaliser over every key appended; missing_mass is then exact).
+    normaliser over every key appended; missing_mass is then exact). threads: cores each call uses
+    (None: every core); results never depend on it. Safe to share between Python threads.
     """
 
     def __init__(self, d: int, d_v: int, *, policy: str = "leverage", budget: int = 256,
                  eps: Optional[float] = None, sinks: int = 4, refresh: int = 0, f: str = "softmax",
-                 scale: Optional[float] = None):
+                 scale: Optional[float] = None, threads: Optional[int] = None):
         if not isinstance(policy, str) or not isinstance(f, str):
             raise InputError("policy and f must be strings")
         c = 0.0
@@ -123,7 +125,8 @@ class KVCache:
         self._d = integer_arg(d, "d", 1)
         self._dv = integer_arg(d_v, "d_v", 1)
         self._core = _levattn.KVCache(self._d, self._dv, policy, integer_arg(budget, "budget", 1), e,
-                                      integer_arg(sinks, "sinks", 0), integer_arg(refresh, "refresh", 0), f, c)
+                                      integer_arg(sinks, "sinks", 0), integer_arg(refresh, "refresh", 0), f, c,
+                                      threads_arg(threads))
 
     def append(self, key: Any, value: Any) -> None:
         """Appends one key (d,) and value (d_v,), or rows of them ((rows, d), (rows, d_v)) in order."""

@@ -11,28 +11,16 @@ computed, with the key selection held fixed (no gradient flows through which key
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
-
-import math
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ._attention import attention as _attention
+from . import _levattn
 from ._levattn import InputError
 
 __all__ = ["attention", "LevSelfAttention"]
-
-
-def _score_function(f: str) -> Tuple[str, float]:
-    if f == "softmax":
-        return "softmax", 0.0
-    if isinstance(f, str) and f.startswith("pow:"):
-        try:
-            return "pow", float(f[4:])
-        except ValueError:
-            pass
-    raise InputError(f"f must be 'softmax' or 'pow:P', got {f!r}")
 
 
 def _visible(n_q: int, n_k: int, causal: bool, window: int, kept: Optional[Tensor], device) -> Tensor:
@@ -59,7 +47,7 @@ def _weights(q: Tensor, k: Tensor, c: float, kind: str, p: float, causal: bool, 
     s = c * (q @ k.transpose(-1, -2))
     attend = _visible(n_q, n_k, causal, window, kept, q.device)
     if kind == "softmax":
-        logits = s.masked_fill(~attend, -math.inf)
+        logits = s.masked_fill(~attend, -float("inf"))
         w = torch.softmax(logits, dim=-1)
         return torch.where(attend.any(-1, keepdim=True), w, torch.zeros((), dtype=w.dtype))
     f = s.abs().pow(p)
@@ -91,11 +79,11 @@ class _Attention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the recomputation below is not itself differentiated
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         q, k, v = ctx.saved_tensors
         o = ctx.options
-        kind, p = _score_function(o.get("f", "softmax"))
-        c = o.get("scale") or (1.0 / math.sqrt(q.shape[-1]) if kind == "softmax" else 1.0)
+        kind, p, c = _levattn.score_function(o["f"], o["scale"] or 0.0, q.shape[-1])
         group = q.shape[1] // k.shape[1]
         with torch.enable_grad():
             qd, kd, vd = (x.detach().float().requires_grad_(x.requires_grad) for x in (q, k, v))
@@ -135,7 +123,9 @@ def attention(q: Tensor, k: Tensor, v: Tensor, *, method: str = "exact", is_caus
         raise InputError("top_k and eps apply to method='lev'")
     if not (q.requires_grad or k.requires_grad or v.requires_grad) or not torch.is_grad_enabled():
         return _attention(q.detach(), k.detach(), v.detach(), layout=layout, **options)
-    kind, p = _score_function(f)
+    if not isinstance(f, str):
+        raise InputError(f"f must be 'softmax' or 'pow:P', got {f!r}")
+    kind, p, _ = _levattn.score_function(f, 0.0, 1)
     if method == "lev" and kind == "pow" and p != 2.0:
         raise InputError("LevAttention with pow:P, P ≠ 2 normalises by a sampled estimate: it has no gradient "
                          "here (detach the inputs, or use pow:2 or softmax)")
@@ -233,8 +223,8 @@ class LevSelfAttention(nn.Module):
         select = {}
         if self.eps is not None:
             select = {"method": "lev", "eps": self.eps, "sinks": self.sinks}
-        elif self.top_k is not None and self.top_k < n_k:
-            select = {"method": "lev", "top_k": self.top_k, "sinks": self.sinks}
+        elif self.top_k is not None:  # sequences of at most top_k keys keep them all
+            select = {"method": "lev", "top_k": min(self.top_k, n_k), "sinks": self.sinks}
         out = attention(q, k, v, layout="bnhd", is_causal=self.is_causal or is_causal, f=self.f,
                         threads=self.threads, **select)
         out = self.out_proj(out.to(query.dtype).reshape(B, n_q, E))

@@ -1,17 +1,26 @@
 #include "arrays.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 
 namespace levattn::python {
 
+namespace {
+// Checks without building a message unless one is thrown (these run on every call).
+template <class T>
+const T* checked_data(const py::array& a, const char* role, const char* type) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + type + " data");
+  if ((a.flags() & py::array::c_style) == 0 || (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected an aligned C-contiguous array");
+  return static_cast<const T*>(a.data());
+}
+}  // namespace
+
 const float* float_data(const py::array& a, int ndim, const char* role) {
-  require(a.ndim() == ndim, std::string(role) + ": expected " + std::to_string(ndim) + " dimensions, got " +
-                                std::to_string(a.ndim()));
-  require(a.dtype().is(py::dtype::of<float>()), std::string(role) + ": expected float32 data");
-  require((a.flags() & py::array::c_style) != 0, std::string(role) + ": expected a C-contiguous array");
-  return static_cast<const float*>(a.data());
+  if (a.ndim() != ndim)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + std::to_string(ndim) +
+                                          " dimensions, got " + std::to_string(a.ndim()));
+  return checked_data<float>(a, role, "float32");
 }
 
 ConstMatrixF as_matrix(const py::array& a, const char* role) {
@@ -25,11 +34,11 @@ ConstHeadsF as_heads(const py::array& a, const char* role) {
 }
 
 const double* double_data(const py::array& a, index_t count, const char* role) {
-  require(a.dtype().is(py::dtype::of<double>()), std::string(role) + ": expected float64 data");
-  require((a.flags() & py::array::c_style) != 0, std::string(role) + ": expected a C-contiguous array");
-  require(a.size() == count, std::string(role) + ": expected " + std::to_string(count) + " entries, got " +
-                                 std::to_string(a.size()));
-  return static_cast<const double*>(a.data());
+  const double* data = checked_data<double>(a, role, "float64");
+  if (a.size() != count)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + std::to_string(count) + " entries, got " +
+                                          std::to_string(a.size()));
+  return data;
 }
 
 namespace {
@@ -53,15 +62,6 @@ py::array_t<double> double_array(const std::vector<double>& values) {
   py::array_t<double> out(static_cast<py::ssize_t>(values.size()));
   std::copy(values.begin(), values.end(), out.mutable_data());
   return out;
-}
-
-ThreadScope::ThreadScope(int threads) : previous_(omp_get_max_threads()), changed_(threads > 0) {
-  require(threads >= 0, "threads must be ≥ 1 (or None for every core), got " + std::to_string(threads));
-  if (changed_) omp_set_num_threads(threads);
-}
-
-ThreadScope::~ThreadScope() {
-  if (changed_) omp_set_num_threads(previous_);
 }
 
 }  // namespace levattn::python

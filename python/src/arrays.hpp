@@ -11,6 +11,7 @@
 
 #include "levattn/core/heads_view.hpp"
 #include "levattn/core/matrix_view.hpp"
+#include "levattn/core/threads.hpp"
 
 namespace levattn::python {
 
@@ -30,18 +31,7 @@ py::array_t<double> new_double_array(const std::vector<index_t>& shape);
 py::array_t<std::int64_t> int64_array(const std::vector<index_t>& values);
 py::array_t<double> double_array(const std::vector<double>& values);
 
-// Sets the OpenMP thread count of the calling thread for one call (threads > 0), and restores the
-// previous one. Each Python thread has its own count, so concurrent calls do not disturb each other.
-class ThreadScope {
- public:
-  explicit ThreadScope(int threads);
-  ~ThreadScope();
-  ThreadScope(const ThreadScope&) = delete;
-  ThreadScope& operator=(const ThreadScope&) = delete;
-
- private:
-  int previous_;
-  bool changed_;
-};
+// threads=None from Python is 0: every core (levattn/core/threads.hpp).
+using levattn::ThreadScope;
 
 }  // namespace levattn::python

@@ -13,8 +13,7 @@ namespace {
 AttentionOptions attention_options(const std::string& f, double scale, bool causal) {
   AttentionOptions o;
   o.f = parse_score_function(f);
-  require(scale >= 0.0, "scale must be > 0 (or None for the default), got " + std::to_string(scale));
-  o.scale = scale;
+  o.scale = scale;  // checked by the library (0: the default)
   o.causal = causal;
   return o;
 }
@@ -53,8 +52,7 @@ py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::a
   select.sinks = sinks;
   select.window = window;
   select.leverage = {ridge, rcond};
-  require(delta > 0.0 && delta < 1.0, "delta must lie in (0, 1), got " + std::to_string(delta));
-  select.power.delta = delta;
+  select.power.delta = delta;  // checked by the normaliser where pow:P uses it
   select.power.seed = seed;
   py::array_t<float> out = new_float_array({Q.batch, Q.heads, Q.rows, V.cols});
   const HeadsF O(out.mutable_data(), Q.batch, Q.heads, Q.rows, V.cols);
@@ -97,6 +95,14 @@ py::tuple merge_binding(const py::array& o1, const py::array& lse1, const py::ar
   return py::make_tuple(out, lse);
 }
 
+// (kind "softmax" or "pow", p, scale c used for head width d) of a score function's spelling.
+py::tuple score_function_binding(const std::string& f, double scale, index_t d) {
+  AttentionOptions o;
+  o.f = parse_score_function(f);
+  o.scale = scale;
+  return py::make_tuple(o.f.kind == ScoreKind::softmax ? "softmax" : "pow", o.f.p, effective_scale(o, d));
+}
+
 }  // namespace
 
 void bind_attention(py::module_& m) {
@@ -106,6 +112,7 @@ void bind_attention(py::module_& m) {
         py::arg("scale"), py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"),
         py::arg("window"), py::arg("ridge"), py::arg("rcond"), py::arg("delta"), py::arg("seed"),
         py::arg("threads"));
+  m.def("score_function", &score_function_binding, py::arg("f"), py::arg("scale"), py::arg("d"));
   m.def("merge_attention", &merge_binding, py::arg("o1"), py::arg("lse1"), py::arg("o2"), py::arg("lse2"));
 }
 

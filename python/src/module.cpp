@@ -35,7 +35,7 @@ void bind_errors(py::module_& m) {
   m.add_object("Error", py::handle(error));
   m.add_object("InputError", py::handle(g_input_error));
   m.add_object("ComputeError", py::handle(g_compute_error));
-  py::register_exception_translator([](std::exception_ptr p) {
+  py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const levattn::Error& e) {

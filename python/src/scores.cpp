@@ -87,10 +87,9 @@ py::tuple lewis_binding(const py::array& keys, double p, double tolerance, index
 py::tuple universal_set_binding(const py::array& keys, double eps, index_t top_k, double p, double approx,
                                 double failure, std::uint64_t seed, double rcond, int threads) {
   const ConstMatrixF K = as_matrix(keys, "k");
-  require((eps > 0.0) != (top_k > 0), "universal_set: give exactly one of eps and top_k");
   if (eps > 0.0) check_eps(eps);
   require(top_k <= K.rows, "top_k = " + std::to_string(top_k) + " exceeds the number of keys n = " +
-                               std::to_string(K.rows));
+                               std::to_string(K.rows));  // before the scores are computed
   const KeyScoreOptions options = key_score_options(p, approx, failure, seed, 0.0, rcond);
   KeyScores s;
   UniversalSet u;
@@ -98,7 +97,7 @@ py::tuple universal_set_binding(const py::array& keys, double eps, index_t top_k
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
     s = compute_key_scores(K, options, true);
-    u = eps > 0.0 ? key_threshold_set(s, eps) : select_top_k(s.values.data(), K.rows, top_k);
+    u = key_universal_set(s, eps, top_k);
   }
   return py::make_tuple(int64_array(u.indices), double_array(u.scores), u.bound, u.within_bound,
                         scores_info(s, approx > 0.0));

@@ -1,6 +1,7 @@
 // The stateful objects: StreamSelector (one pass over key blocks) and KVCache (decoding). Each
 // wrapper holds a mutex, so calls from several Python threads on one object (the GIL is released
-// while they compute) run one at a time instead of racing.
+// while they compute) run one at a time instead of racing; every wait for that mutex happens
+// with the GIL released, so a long call on one object never stalls other Python threads.
 #include <pybind11/stl.h>
 
 #include <mutex>
@@ -17,8 +18,9 @@ namespace {
 class PyStreamSelector {
  public:
   PyStreamSelector(index_t d, double eps, index_t budget, double rcond, index_t first_row, index_t value_dim,
-                   index_t pending_rows)
-      : selector_(d, StreamOptions{eps, budget, rcond, first_row, value_dim, pending_rows}) {}
+                   index_t pending_rows, int threads)
+      : selector_(d, StreamOptions{eps, budget, rcond, first_row, value_dim, pending_rows}),
+        threads_(thread_count(threads)) {}
 
   void push(const py::array& keys, const py::object& values) {
     const ConstMatrixF K = as_matrix(keys, "keys");
@@ -26,6 +28,7 @@ class PyStreamSelector {
     if (!values.is_none()) V = as_matrix(values.cast<py::array>(), "values");
     py::gil_scoped_release unlocked;
     const std::lock_guard<std::mutex> lock(mutex_);
+    const ThreadScope scope(threads_);
     selector_.push(K, V);
   }
 
@@ -33,6 +36,7 @@ class PyStreamSelector {
     require(&other != this, "StreamSelector.merge: a selector cannot merge itself");
     py::gil_scoped_release unlocked;
     const std::scoped_lock lock(mutex_, other.mutex_);
+    const ThreadScope scope(threads_);
     selector_.merge(other.selector_);
   }
 
@@ -42,6 +46,7 @@ class PyStreamSelector {
     {
       py::gil_scoped_release unlocked;
       const std::lock_guard<std::mutex> lock(mutex_);
+      const ThreadScope scope(threads_);
       r = selector_.result();
     }
     const index_t d = selector_.dim(), dv = selector_.options().value_dim, size = r.set.size();
@@ -64,6 +69,7 @@ class PyStreamSelector {
     {
       py::gil_scoped_release unlocked;
       const std::lock_guard<std::mutex> lock(mutex_);
+      const ThreadScope scope(threads_);
       a = selector_.heavy(Q, eps);
     }
     std::vector<index_t> qi, ki;
@@ -97,6 +103,7 @@ class PyStreamSelector {
 
  private:
   StreamSelector selector_;
+  int threads_;  // every call's thread count (levattn/core/threads.hpp)
   std::mutex mutex_;
 };
 
@@ -109,15 +116,13 @@ CachePolicy parse_policy(const std::string& name) {
 
 KVCacheOptions cache_options(const std::string& policy, index_t budget, double eps, index_t sinks, index_t refresh,
                              const std::string& f, double scale) {
-  KVCacheOptions o;
+  KVCacheOptions o;  // checked by the KVCache constructor
   o.policy = parse_policy(policy);
   o.budget = budget;
   o.eps = eps;
   o.sinks = sinks;
-  require(refresh >= 0, "KVCache: refresh must be ≥ 0");
   o.refresh = refresh;
   o.attention.f = parse_score_function(f);
-  require(scale >= 0.0, "KVCache: scale must be > 0 (or None for the default)");
   o.attention.scale = scale;
   return o;
 }
@@ -125,45 +130,44 @@ KVCacheOptions cache_options(const std::string& policy, index_t budget, double e
 class PyKVCache {
  public:
   PyKVCache(index_t d, index_t d_v, const std::string& policy, index_t budget, double eps, index_t sinks,
-            index_t refresh, const std::string& f, double scale)
-      : cache_(d, d_v, cache_options(policy, budget, eps, sinks, refresh, f, scale)), d_(d), dv_(d_v) {}
+            index_t refresh, const std::string& f, double scale, int threads)
+      : cache_(d, d_v, cache_options(policy, budget, eps, sinks, refresh, f, scale)), dv_(d_v),
+        threads_(thread_count(threads)) {}
 
-  // Appends rows of keys (rows, d) and values (rows, d_v) in order.
+  // Appends rows of keys (rows, d) and values (rows, d_v) in order, all or nothing.
   void append(const py::array& keys, const py::array& values) {
     const ConstMatrixF K = as_matrix(keys, "keys"), V = as_matrix(values, "values");
-    require(K.cols == d_ && V.cols == dv_ && K.rows == V.rows,
-            "KVCache.append: expected keys (rows, " + std::to_string(d_) + ") and values (rows, " +
-                std::to_string(dv_) + "), got " + shape_string(K.rows, K.cols) + " and " +
-                shape_string(V.rows, V.cols));
     py::gil_scoped_release unlocked;
     const std::lock_guard<std::mutex> lock(mutex_);
-    for (index_t i = 0; i < K.rows; ++i) cache_.append(K.row(i), V.row(i));
+    const ThreadScope scope(threads_);
+    cache_.append(K, V);
   }
 
   // Attends each row of queries (m, d) in order: out (m, d_v), and the missing mass after each
   // (pow:2; zeros otherwise).
   py::tuple attend(const py::array& queries) {
     const ConstMatrixF Q = as_matrix(queries, "queries");
-    require(Q.cols == d_, "KVCache.attend: expected queries (m, " + std::to_string(d_) + "), got " +
-                              shape_string(Q.rows, Q.cols));
     py::array_t<float> out = new_float_array({Q.rows, dv_});
     py::array_t<double> missing = new_double_array({Q.rows});
-    float* o = out.mutable_data();
+    const MatrixF O(out.mutable_data(), Q.rows, dv_);
     double* mm = missing.mutable_data();
     {
       py::gil_scoped_release unlocked;
       const std::lock_guard<std::mutex> lock(mutex_);
-      for (index_t i = 0; i < Q.rows; ++i) {
-        cache_.attend(Q.row(i), o + i * dv_);
-        mm[i] = cache_.missing_mass();
-      }
+      const ThreadScope scope(threads_);
+      cache_.attend(Q, O, mm);
     }
     return py::make_tuple(out, missing);
   }
 
   py::array_t<std::int64_t> positions() {
-    const std::lock_guard<std::mutex> lock(mutex_);
-    return int64_array(cache_.positions());
+    std::vector<index_t> p;
+    {
+      py::gil_scoped_release unlocked;
+      const std::lock_guard<std::mutex> lock(mutex_);
+      p = cache_.positions();
+    }
+    return int64_array(p);
   }
   index_t size() {
     const std::lock_guard<std::mutex> lock(mutex_);
@@ -180,7 +184,8 @@ class PyKVCache {
 
  private:
   KVCache cache_;
-  index_t d_, dv_;
+  index_t dv_;
+  int threads_;  // every call's thread count (levattn/core/threads.hpp)
   std::mutex mutex_;
 };
 
@@ -188,29 +193,29 @@ class PyKVCache {
 
 void bind_stream(py::module_& m) {
   py::class_<PyStreamSelector>(m, "StreamSelector")
-      .def(py::init<index_t, double, index_t, double, index_t, index_t, index_t>(), py::arg("d"), py::arg("eps"),
-           py::arg("budget"), py::arg("rcond"), py::arg("first_row"), py::arg("value_dim"),
-           py::arg("pending_rows"))
+      .def(py::init<index_t, double, index_t, double, index_t, index_t, index_t, int>(), py::arg("d"),
+           py::arg("eps"), py::arg("budget"), py::arg("rcond"), py::arg("first_row"), py::arg("value_dim"),
+           py::arg("pending_rows"), py::arg("threads"))
       .def("push", &PyStreamSelector::push, py::arg("keys"), py::arg("values"))
       .def("merge", &PyStreamSelector::merge, py::arg("other"))
       .def("result", &PyStreamSelector::result)
       .def("heavy", &PyStreamSelector::heavy, py::arg("queries"), py::arg("eps"))
       .def_property_readonly("dim", &PyStreamSelector::dim)
-      .def_property_readonly("count", &PyStreamSelector::count)
-      .def_property_readonly("next_index", &PyStreamSelector::next_index)
-      .def_property_readonly("retained", &PyStreamSelector::retained)
-      .def_property_readonly("peak_retained", &PyStreamSelector::peak_retained);
+      .def_property_readonly("count", py::cpp_function(&PyStreamSelector::count, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("next_index", py::cpp_function(&PyStreamSelector::next_index, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("retained", py::cpp_function(&PyStreamSelector::retained, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("peak_retained", py::cpp_function(&PyStreamSelector::peak_retained, py::call_guard<py::gil_scoped_release>()));
   py::class_<PyKVCache>(m, "KVCache")
       .def(py::init<index_t, index_t, const std::string&, index_t, double, index_t, index_t, const std::string&,
-                    double>(),
+                    double, int>(),
            py::arg("d"), py::arg("d_v"), py::arg("policy"), py::arg("budget"), py::arg("eps"), py::arg("sinks"),
-           py::arg("refresh"), py::arg("f"), py::arg("scale"))
+           py::arg("refresh"), py::arg("f"), py::arg("scale"), py::arg("threads"))
       .def("append", &PyKVCache::append, py::arg("keys"), py::arg("values"))
       .def("attend", &PyKVCache::attend, py::arg("queries"))
       .def("positions", &PyKVCache::positions)
-      .def_property_readonly("size", &PyKVCache::size)
-      .def_property_readonly("appended", &PyKVCache::appended)
-      .def_property_readonly("missing_mass", &PyKVCache::missing_mass);
+      .def_property_readonly("size", py::cpp_function(&PyKVCache::size, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("appended", py::cpp_function(&PyKVCache::appended, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("missing_mass", py::cpp_function(&PyKVCache::missing_mass, py::call_guard<py::gil_scoped_release>()));
 }
 
 }  // namespace levattn::python

@@ -21,6 +21,8 @@ KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options) : d_(d), dv_(d_
   require(options.attention.f.kind == ScoreKind::softmax || options.attention.f.p == 2.0,
           "KV cache: attention must be softmax or pow:2");
   require(options.refresh >= 0, "KV cache: refresh must be ≥ 0");
+  require(options.attention.scale >= 0.0 && std::isfinite(options.attention.scale),
+          "KV cache: the scale must be finite and > 0 (0 chooses the default)");
   if (options_.refresh == 0) options_.refresh = std::max<index_t>(1, options_.budget / 4);
   gram_.assign(static_cast<size_t>(d * d), 0.0);
 }
@@ -89,6 +91,38 @@ void KVCache::append(const float* key, const float* value) {
   weight_.push_back(options_.policy == CachePolicy::leverage ? kNew : 0.0);
   if (options_.policy == CachePolicy::leverage && ++since_refresh_ >= options_.refresh) refresh_scores();
   enforce_budget();
+}
+
+namespace {
+// The first row of m holding a NaN or an infinity, or −1.
+index_t first_nonfinite_row(ConstMatrixF m) {
+  for (index_t r = 0; r < m.rows; ++r)
+    if (!std::all_of(m.row(r), m.row(r) + m.cols, [](float x) { return std::isfinite(x); })) return r;
+  return -1;
+}
+}  // namespace
+
+void KVCache::append(ConstMatrixF keys, ConstMatrixF values) {
+  require(keys.cols == d_ && values.cols == dv_ && keys.rows == values.rows,
+          "KV cache: expected keys (rows, " + std::to_string(d_) + ") and values (rows, " + std::to_string(dv_) +
+              "), got " + shape_string(keys.rows, keys.cols) + " and " + shape_string(values.rows, values.cols));
+  for (const ConstMatrixF m : {keys, values})
+    if (const index_t r = first_nonfinite_row(m); r >= 0)
+      throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_ + r) +
+                                            " holds a NaN or an infinity");
+  for (index_t r = 0; r < keys.rows; ++r) append(keys.row(r), values.row(r));
+}
+
+void KVCache::attend(ConstMatrixF queries, MatrixF out, double* missing) {
+  require(queries.cols == d_ && out.cols == dv_ && out.rows == queries.rows,
+          "KV cache: expected queries (m, " + std::to_string(d_) + ") and out (m, " + std::to_string(dv_) +
+              "), got " + shape_string(queries.rows, queries.cols) + " and " + shape_string(out.rows, out.cols));
+  if (const index_t r = first_nonfinite_row(queries); r >= 0)
+    throw Error(ErrorKind::bad_input, "KV cache: query row " + std::to_string(r) + " holds a NaN or an infinity");
+  for (index_t r = 0; r < queries.rows; ++r) {
+    attend(queries.row(r), out.row(r));
+    if (missing != nullptr) missing[r] = missing_mass_;
+  }
 }
 
 void KVCache::attend(const float* query, float* out) {

@@ -66,4 +66,11 @@ UniversalSet key_threshold_set(const KeyScores& s, double eps) {
                              s.bound_mass);
 }
 
+UniversalSet key_universal_set(const KeyScores& s, double eps, index_t top_k) {
+  require((eps > 0.0) != (top_k > 0), "universal set: give exactly one of eps and top-k");
+  const index_t n = static_cast<index_t>(s.values.size());
+  require(top_k <= n, "top-k = " + std::to_string(top_k) + " exceeds the number of keys n = " + std::to_string(n));
+  return eps > 0.0 ? key_threshold_set(s, eps) : select_top_k(s.values.data(), n, top_k);
+}
+
 }  // namespace levattn

@@ -238,3 +238,26 @@ def test_kv_cache_threshold_pow2_keeps_every_heavy_entry(rng, kind):
     assert len(heavy) > 0 and {j for _, j in heavy} <= set(pos.tolist())
     for q in Q[:5]:
         check_attend(cache, "pow:2", K, V, q, n)
+
+
+def test_kv_cache_bad_block_leaves_the_cache_unchanged(rng):
+    """Appending a block whose third row holds an Inf raises InputError naming that key and appends
+    none of the block; attending queries whose second row holds a NaN raises and leaves the
+    accumulated scores as they were (the next attention equals that of a fresh twin cache)."""
+    K, V = rng.standard_normal((10, 4)).astype(np.float32), rng.standard_normal((10, 3)).astype(np.float32)
+    twin = [levattn.KVCache(4, 3, policy="accumulated", budget=6) for _ in range(2)]
+    for c in twin:
+        c.append(K[:5], V[:5])
+    bad = K[5:].copy()
+    bad[2, 1] = np.inf
+    with pytest.raises(levattn.InputError, match="key or value 7 "):
+        twin[0].append(bad, V[5:])
+    assert twin[0].appended == 5 and np.array_equal(twin[0].positions(), twin[1].positions())
+    queries = K[:3].copy()
+    queries[1, 0] = np.nan
+    with pytest.raises(levattn.InputError, match="query row 1"):
+        twin[0].attend(queries)
+    for c in twin:
+        c.append(K[5:], V[5:])
+    assert np.array_equal(twin[0].positions(), twin[1].positions())
+    assert np.array_equal(twin[0].attend(K[0]), twin[1].attend(K[0]))

@@ -69,7 +69,7 @@ int run_select(const SelectOptions& o) {
     nlohmann::json report;
     const index_t rank = in_head(keys, h, [&] {
       const KeyScores s = compute_key_scores(keys.head(h), key_score_options(o.kind, 0.0, o.rcond), true);
-      sets.push_back(o.eps ? key_threshold_set(s, *o.eps) : select_top_k(s.values.data(), keys.rows, *o.top_k));
+      sets.push_back(key_universal_set(s, o.eps.value_or(0.0), o.top_k.value_or(0)));
       report = key_scores_report(s, o.kind);
       return s.rank;
     });

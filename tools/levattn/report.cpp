@@ -1,6 +1,7 @@
 #include "report.hpp"
 
 #include "levattn/core/error.hpp"
+#include "levattn/core/threads.hpp"
 
 #include <omp.h>
 #include <unistd.h>
@@ -17,7 +18,7 @@ void add_common_options(CLI::App& command, CommonOptions& options) {
 }
 
 void apply_threads(const CommonOptions& options) {
-  if (options.threads > 0) omp_set_num_threads(options.threads);
+  if (options.threads > 0) omp_set_num_threads(thread_count(options.threads));
 }
 
 Progress::Progress(std::string label, index_t total)

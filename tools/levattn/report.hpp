@@ -22,7 +22,7 @@ struct CommonOptions {
   bool json = false;
 };
 void add_common_options(CLI::App& command, CommonOptions& options);
-// Sets the OpenMP (and so OpenBLAS) thread count when --threads was given.
+// Sets the OpenMP (and so OpenBLAS) thread count when --threads was given (at most the cores).
 void apply_threads(const CommonOptions& options);
 
 class Stopwatch {

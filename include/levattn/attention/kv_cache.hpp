@@ -40,14 +40,21 @@ struct KVCacheOptions {
 class KVCache {
  public:
   // Throws Error{bad_input} for d, d_v < 1, budget < 1, ε outside [0, 1], sinks outside
-  // [0, budget), an f other than softmax and pow:2.
+  // [0, budget), refresh < 0, a scale < 0 or not finite, an f other than softmax and pow:2.
   KVCache(index_t d, index_t d_v, KVCacheOptions options);
 
   // Appends one key (d floats) and value (d_v floats); throws Error{bad_input} on NaN/Inf.
   void append(const float* key, const float* value);
+  // Appends rows of keys (rows × d) and values (rows × d_v) in order, all or nothing: throws
+  // Error{bad_input}, changing nothing, on a shape mismatch or a NaN/Inf in any row.
+  void append(ConstMatrixF keys, ConstMatrixF values);
   // out (d_v floats) = attention of query (d floats) over the retained keys, as described above.
   // Updates the accumulated-attention scores of the H2O policy.
   void attend(const float* query, float* out);
+  // Attends each row of queries (m × d) in order into out (m × d_v); missing (m doubles, or null)
+  // receives missing_mass() after each. Throws Error{bad_input}, changing nothing, on a shape
+  // mismatch or a NaN/Inf in any query.
+  void attend(ConstMatrixF queries, MatrixF out, double* missing = nullptr);
 
   index_t size() const { return static_cast<index_t>(position_.size()); }  // keys retained
   index_t appended() const { return appended_; }

@@ -10,6 +10,9 @@
 // Universal set by threshold: keep values ≥ ε·threshold_factor (ε/(1+γ) for sketched scores, so a
 // key with τ_j ≥ ε is kept unless it fails), with the bound |U| ≤ bound_mass/(ε·threshold_factor):
 // rank/ε, (1+γ)²·rank/ε, or Σ s_j/ε (= r/ε for p ≤ 2, r^{p/2}/ε for p > 2).
+//
+// Cost and determinism: those of the scorer chosen (its header); results never depend on the
+// thread count, and sketched scores depend only on the seed.
 #pragma once
 
 #include <cstdint>
@@ -57,5 +60,9 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, 
 
 // The threshold set of scores computed with sensitivities = true (see above); ε ∈ (0, 1].
 UniversalSet key_threshold_set(const KeyScores& scores, double eps);
+
+// The threshold set (eps > 0) or the top_k keys by score (top_k > 0, ≤ n; no guarantee): exactly one
+// of the two. Throws Error{bad_input} otherwise.
+UniversalSet key_universal_set(const KeyScores& scores, double eps, index_t top_k);
 
 }  // namespace levattn
