@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bench_data.hpp"
+#include "levattn/attention/backward.hpp"
 #include "levattn/attention/exact.hpp"
 #include "levattn/attention/lev_attention.hpp"
 
@@ -59,6 +60,29 @@ void BM_MemoryRead(benchmark::State& state) {
                                                benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The backward pass of exact softmax attention, one head, n_q = n_k = range(0), width range(1),
+// counting 10·n²·d FLOPs (the five products S, dP, dV, dK, dQ); with range(2) = 1 the forward
+// (with its log normaliser) is timed too, as a training step runs both.
+void BM_AttentionBackward(benchmark::State& state) {
+  const index_t n = state.range(0), d = state.range(1);
+  const bool with_forward = state.range(2) == 1;
+  const QKV in(n, n, d);
+  const std::vector<float> dout = hashed_floats(n * d, 4);
+  std::vector<float> out(static_cast<size_t>(n * d)), dq(out.size()), dk(out.size()), dv(out.size());
+  std::vector<double> lse(static_cast<size_t>(n));
+  const ConstHeadsF Q(in.q.data(), 1, 1, n, d), K(in.k.data(), 1, 1, n, d), V(in.v.data(), 1, 1, n, d);
+  attend_exact(Q, K, V, AttentionOptions{}, HeadsF(out.data(), 1, 1, n, d), lse.data());
+  for (auto _ : state) {
+    if (with_forward) attend_exact(Q, K, V, AttentionOptions{}, HeadsF(out.data(), 1, 1, n, d), lse.data());
+    attend_exact_backward(Q, K, V, ConstHeadsF(out.data(), 1, 1, n, d), lse.data(),
+                          ConstHeadsF(dout.data(), 1, 1, n, d), AttentionOptions{}, HeadsF(dq.data(), 1, 1, n, d),
+                          HeadsF(dk.data(), 1, 1, n, d), HeadsF(dv.data(), 1, 1, n, d));
+    benchmark::DoNotOptimize(dq.data());
+  }
+  state.counters["FLOP"] = benchmark::Counter(10.0 * double(n) * double(n) * double(d),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // LevAttention, softmax, top-256 keys, n_q = n_k = range(0), d = 64, selection included.
 void BM_LevAttention(benchmark::State& state) {
   const index_t n = state.range(0), d = 64;
@@ -78,6 +102,8 @@ BENCHMARK(BM_ExactAttention)->Args({4096, 64})->Args({4096, 128})->Unit(benchmar
 BENCHMARK(BM_ExactAttention)->Args({64, 64})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_ExactAttention)->Args({65536, 64})->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Decode)->Arg(16384)->Arg(65536)->Arg(262144)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_AttentionBackward)->Args({4096, 64, 0})->Args({4096, 128, 0})->Args({4096, 64, 1})
+    ->Args({4096, 128, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MemoryRead)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LevAttention)->RangeMultiplier(4)->Range(index_t{1} << 14, index_t{1} << 18)
     ->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -75,3 +75,14 @@ if levattn_runs:
               f"{full / levattn_runs[65536]:.0f}× faster (ideal n/k = 256).")
     if 1 << 14 in levattn_runs and 1 << 18 in levattn_runs:
         print(f"Growth from n = 2^14 to 2^18 (16× the keys and queries): {levattn_runs[1 << 18] / levattn_runs[1 << 14]:.1f}×.")
+
+backward = {n: t for n, t in median.items() if n.startswith("BM_AttentionBackward/")}
+if backward:
+    print("\n| exact attention backward, one head, softmax, n_q = n_k | median (ms) | GFLOP/s (10·n²·d) |"
+          " PyTorch autograd fwd+bwd (ms) | PyTorch / levattn |\n| --- | ---: | ---: | ---: | ---: |")
+    for name, t in backward.items():
+        n, d, fwd = name.split("/")[1:4]
+        flops = counters[name].get("FLOP", 0) / 1e9
+        tt = torch_run.get("fwd_bwd_median_ms", {}).get(f"{n}/{d}") if torch_run and fwd == "1" else None
+        label = f"n = {n}, d = {d}, " + ("forward + backward" if fwd == "1" else "backward")
+        print(f"| {label} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.1f}× |" if tt else "– | – |"))

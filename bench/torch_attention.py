@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """PyTorch's CPU attention (matmul–softmax–matmul, Debian's python3-torch) on the inputs that
-bench_attention.cpp uses, bit for bit (the same integer hash). Writes medians as JSON.
+bench_attention.cpp uses, bit for bit (the same integer hash): the forward alone, and forward plus
+backward by autograd (the gradient dO from the hash's seed 4, as BM_AttentionBackward). Writes
+medians as JSON.
 Usage: torch_attention.py OUT.json [--threads 2] [--repeats 9]"""
 import argparse
 import json
@@ -24,7 +26,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"torch_version": torch.__version__, "threads": args.threads, "median_ms": {}}
+    results = {"torch_version": torch.__version__, "threads": args.threads, "median_ms": {}, "fwd_bwd_median_ms": {}}
     for n, d in ((4096, 64), (4096, 128)):
         q, k, v = (torch.from_numpy(hashed_floats(n * d, s).reshape(n, d)) for s in (1, 2, 3))
         scale = 1.0 / d ** 0.5
@@ -40,6 +42,21 @@ def main():
                 attend()
                 times.append((time.perf_counter() - t0) * 1e3)
         results["median_ms"][f"{n}/{d}"] = statistics.median(times)
+
+        dout = torch.from_numpy(hashed_floats(n * d, 4).reshape(n, d))
+        qg, kg, vg = (x.clone().requires_grad_() for x in (q, k, v))
+
+        def train_step():
+            out = torch.softmax((qg @ kg.T) * scale, dim=-1) @ vg
+            return torch.autograd.grad(out, (qg, kg, vg), dout)
+
+        train_step()  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            train_step()
+            times.append((time.perf_counter() - t0) * 1e3)
+        results["fwd_bwd_median_ms"][f"{n}/{d}"] = statistics.median(times)
     json.dump(results, open(args.out, "w"), indent=1)
     print(json.dumps(results))
 

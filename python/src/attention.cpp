@@ -3,6 +3,7 @@
 
 #include "arrays.hpp"
 #include "bindings.hpp"
+#include "levattn/attention/backward.hpp"
 #include "levattn/attention/exact.hpp"
 #include "levattn/attention/lev_attention.hpp"
 
@@ -38,6 +39,27 @@ py::tuple attend_exact_binding(const py::array& q, const py::array& k, const py:
     attend_exact(Q, K, V, options, O, lse_data);
   }
   return py::make_tuple(out, lse);
+}
+
+// (dq, dk, dv) of exact attention from the forward's out and log normaliser (B, H_q, n_q) and dO.
+py::tuple attend_exact_backward_binding(const py::array& q, const py::array& k, const py::array& v,
+                                        const py::array& out, const py::array& lse, const py::array& dout,
+                                        const std::string& f, double scale, bool causal, int threads) {
+  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v"), O = as_heads(out, "out"),
+                    dO = as_heads(dout, "grad_out");
+  const double* L = double_data(lse, Q.count() * Q.rows, "lse");
+  const AttentionOptions options = attention_options(f, scale, causal);
+  py::array_t<float> dq = new_float_array({Q.batch, Q.heads, Q.rows, Q.cols});
+  py::array_t<float> dk = new_float_array({K.batch, K.heads, K.rows, K.cols});
+  py::array_t<float> dv = new_float_array({V.batch, V.heads, V.rows, V.cols});
+  const HeadsF dQ(dq.mutable_data(), Q.batch, Q.heads, Q.rows, Q.cols),
+      dK(dk.mutable_data(), K.batch, K.heads, K.rows, K.cols), dV(dv.mutable_data(), V.batch, V.heads, V.rows, V.cols);
+  {
+    py::gil_scoped_release unlocked;
+    ThreadScope scope(threads);
+    attend_exact_backward(Q, K, V, O, L, dO, options, dQ, dK, dV);
+  }
+  return py::make_tuple(dq, dk, dv);
 }
 
 // (out, kept, missing_mass or None, info): kept lists the kept keys of each (batch, key head).
@@ -108,6 +130,9 @@ py::tuple score_function_binding(const std::string& f, double scale, index_t d) 
 void bind_attention(py::module_& m) {
   m.def("attend_exact", &attend_exact_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
         py::arg("scale"), py::arg("causal"), py::arg("want_lse"), py::arg("threads"));
+  m.def("attend_exact_backward", &attend_exact_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"),
+        py::arg("threads"));
   m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
         py::arg("scale"), py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"),
         py::arg("window"), py::arg("ridge"), py::arg("rcond"), py::arg("delta"), py::arg("seed"),

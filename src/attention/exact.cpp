@@ -156,14 +156,6 @@ bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF ke
                       out, lse);
 }
 
-void check_options(const AttentionOptions& options) {
-  require(options.scale >= 0.0 && std::isfinite(options.scale),
-          "attention: the scale must be finite and > 0 (0 chooses the default)");
-  if (options.f.kind == ScoreKind::power)
-    require(options.f.p > 0.0 && std::isfinite(options.f.p) && options.f.p <= 64.0,
-            "attention: pow:P needs 0 < P ≤ 64");
-}
-
 }  // namespace
 
 std::string ScoreFunction::name() const {
@@ -214,10 +206,18 @@ void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
 
 namespace detail {
 
+void check_attention_options(const AttentionOptions& options) {
+  require(options.scale >= 0.0 && std::isfinite(options.scale),
+          "attention: the scale must be finite and > 0 (0 chooses the default)");
+  if (options.f.kind == ScoreKind::power)
+    require(options.f.p > 0.0 && std::isfinite(options.f.p) && options.f.p <= 64.0,
+            "attention: pow:P needs 0 < P ≤ 64");
+}
+
 void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
                    const AttentionOptions& options, const KeyMask& mask, HeadsF out,
                    double* log_normaliser) {
-  check_options(options);
+  check_attention_options(options);
   require(keys.batch == queries.batch && values.batch == queries.batch && out.batch == queries.batch,
           "attention: queries, keys, values and out must have the same batch size");
   require(keys.cols == queries.cols,

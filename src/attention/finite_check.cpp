@@ -6,9 +6,7 @@
 
 namespace levattn::detail {
 
-namespace {
-
-void check_tensor(const char* name, ConstHeadsF t) {
+void check_finite(const char* name, ConstHeadsF t) {
   for (index_t b = 0; b < t.batch; ++b)
     for (index_t h = 0; h < t.heads; ++h) {
       const ConstMatrixF m = t.head(b, h);
@@ -21,12 +19,10 @@ void check_tensor(const char* name, ConstHeadsF t) {
     }
 }
 
-}  // namespace
-
 void explain_nonfinite(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values) {
-  check_tensor("queries", queries);
-  check_tensor("keys", keys);
-  check_tensor("values", values);
+  check_finite("queries", queries);
+  check_finite("keys", keys);
+  check_finite("values", values);
   throw Error(ErrorKind::bad_input,
               "attention: the scaled scores c·<q,k> or the outputs overflow float32 "
               "(inputs too large for softmax at this scale)");

@@ -5,6 +5,10 @@
 
 namespace levattn::detail {
 
+// Throws Error{bad_input} "<name>: batch b, head h, row r holds a NaN or an infinity" for the
+// first such row of t.
+void check_finite(const char* name, ConstHeadsF t);
+
 // Throws Error{bad_input} naming the first input (tensor, batch, head, row) that holds a NaN or
 // an infinity, or, when every input is finite, saying that the scores overflowed float32.
 // Never returns.

@@ -7,6 +7,10 @@
 
 namespace levattn::detail {
 
+// Throws Error{bad_input} for a scale < 0 or not finite, or pow:P without 0 < P ≤ 64 — the options
+// every attention operator refuses.
+void check_attention_options(const AttentionOptions& options);
+
 // attend_exact (exact.hpp) with `mask` in place of options.causal (which is ignored): key j of
 // each head has position mask.position(j), ascending in j, and query i sees it iff
 // i + lo_offset ≤ position ≤ i + hi_offset. Same shapes, errors and guarantees as attend_exact;

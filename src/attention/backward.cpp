@@ -1,0 +1,254 @@
+// The attention backward (see backward.hpp): per (batch, key head, chunk of keys) unit, blocks of
+// 512 keys against blocks of 256 queries — S and dP from block products, the element-wise pass
+// (backward_tile.hpp), then dV, dK and a partial dQ from block products — and the partial dQs
+// summed in chunk order. Both the pass and the products come from the kernel set chosen at run
+// time (backward_kernel.hpp).
+#include "levattn/attention/backward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include "attention/backward_kernel.hpp"
+#include "attention/finite_check.hpp"
+#include "attention/masked_attention.hpp"
+#include "core/first_error.hpp"
+
+namespace levattn {
+
+namespace {
+
+constexpr index_t kQueryBlock = 256;       // queries per block
+constexpr index_t kKeyBlock = 512;         // keys per block
+constexpr index_t kMaxChunks = 16;         // key chunks per key head, at most
+constexpr double kPartialBytes = 512e6;    // partial dQ memory per batch of key heads
+
+int exponent_of(float x) {  // e with 2^(e-1) ≤ |x| < 2^e; 0 for x = 0
+  int e = 0;
+  std::frexp(x, &e);
+  return x == 0.0f ? 0 : e;
+}
+
+float max_abs(const float* x, index_t n) {
+  float m = 0.0f;
+  for (index_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+  return m;
+}
+
+// For |x|^P: queries scaled per row and keys per head by powers of two, so every product is at most
+// about d whatever the inputs' magnitudes (the forward does the same). Softmax: no copies.
+struct Scaled {
+  std::vector<float> q, k;      // scaled copies (|x|^P only)
+  std::vector<int> q_shift;     // per query row (b, h, i): q̃ = q·2^{-shift}
+  std::vector<int> k_shift;     // per key head (b, kh)
+};
+
+Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K) {
+  Scaled s;
+  s.q.resize(static_cast<size_t>(Q.count() * Q.rows * Q.cols));
+  s.k.resize(static_cast<size_t>(K.count() * K.rows * K.cols));
+  s.q_shift.resize(static_cast<size_t>(Q.count() * Q.rows));
+  s.k_shift.resize(static_cast<size_t>(K.count()));
+  const index_t d = Q.cols;
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < Q.count() * Q.rows; ++r) {
+    const float* q = Q.data + r * d;
+    const int e = exponent_of(max_abs(q, d));
+    s.q_shift[r] = e;
+    for (index_t c = 0; c < d; ++c) s.q[r * d + c] = std::ldexp(q[c], -e);
+  }
+  for (index_t h = 0; h < K.count(); ++h) {
+    const float* k = K.data + h * K.rows * d;
+    const int e = exponent_of(max_abs(k, K.rows * d));
+    s.k_shift[h] = e;
+    for (index_t i = 0; i < K.rows * d; ++i) s.k[h * K.rows * d + i] = std::ldexp(k[i], -e);
+  }
+  return s;
+}
+
+struct Problem {
+  ConstHeadsF Q, K, V, dO;  // Q and K scaled for |x|^P
+  index_t group, offset, chunk_keys, chunks;
+  detail::BackwardBlock proto;  // kind, p, scale, causal, offset
+  const std::vector<double>* lse;  // per query row, of the scaled products
+  const std::vector<float>* D;     // per query row
+};
+
+// One unit: key head (b, kh), keys [k_begin, k_end). Accumulates dK, dV rows of the chunk and the
+// partial dQ (group × n_q × d, zero on entry).
+void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t k_end, std::vector<float>& S,
+              std::vector<float>& dP, MatrixF dK, MatrixF dV, float* dq_partial) {
+  const auto& kernel = detail::active_backward_kernels();
+  const index_t n_q = pb.Q.rows, d = pb.Q.cols;
+  const ConstMatrixF K = pb.K.head(b, kh), V = pb.V.head(b, kh);
+  for (index_t j0 = k_begin; j0 < k_end; j0 += kKeyBlock) {
+    const index_t j1 = std::min(k_end, j0 + kKeyBlock), cols = j1 - j0;
+    const ConstMatrixF Kb = K.rows_range(j0, j1), Vb = V.rows_range(j0, j1);
+    const MatrixF dKb = dK.rows_range(j0, j1), dVb = dV.rows_range(j0, j1);
+    for (index_t g = 0; g < pb.group; ++g) {
+      const index_t h = kh * pb.group + g, row0 = (b * pb.Q.heads + h) * n_q;
+      const ConstMatrixF Q = pb.Q.head(b, h), dO = pb.dO.head(b, h);
+      const MatrixF dQ(dq_partial + g * n_q * d, n_q, d);
+      // Causal: query i sees key j iff j ≤ i + offset, so the first query seeing j0 is j0 − offset.
+      const index_t i_first =
+          pb.proto.causal ? std::max<index_t>(0, (j0 - pb.offset) / kQueryBlock * kQueryBlock) : 0;
+      for (index_t i0 = i_first; i0 < n_q; i0 += kQueryBlock) {
+        const index_t i1 = std::min(n_q, i0 + kQueryBlock), rows = i1 - i0;
+        if (pb.proto.causal && i1 - 1 + pb.offset < j0) continue;
+        const MatrixF Sb(S.data(), rows, cols), dPb(dP.data(), rows, cols);
+        kernel.gemm(false, true, Q.rows_range(i0, i1), Kb, false, Sb);
+        kernel.gemm(false, true, dO.rows_range(i0, i1), Vb, false, dPb);
+        detail::BackwardBlock blk = pb.proto;
+        blk.rows = rows;
+        blk.cols = cols;
+        blk.ld = cols;
+        blk.S = S.data();
+        blk.dP = dP.data();
+        blk.lse = pb.lse->data() + row0 + i0;
+        blk.D = pb.D->data() + row0 + i0;
+        blk.first_row = i0;
+        blk.first_col = j0;
+        kernel.block(blk);
+        kernel.gemm(true, false, Sb, dO.rows_range(i0, i1), true, dVb);
+        kernel.gemm(true, false, dPb, Q.rows_range(i0, i1), true, dKb);
+        kernel.gemm(false, false, dPb, Kb, true, dQ.rows_range(i0, i1));
+      }
+    }
+  }
+}
+
+void check_shapes(ConstHeadsF Q, ConstHeadsF K, ConstHeadsF V, ConstHeadsF O, ConstHeadsF dO, HeadsF dQ, HeadsF dK,
+                  HeadsF dV) {
+  require(K.batch == Q.batch && V.batch == Q.batch, "attention backward: batch sizes differ");
+  require(K.cols == Q.cols, "attention backward: queries and keys must have the same width d");
+  require(V.heads == K.heads && V.rows == K.rows, "attention backward: values must match the keys' heads and rows");
+  require(K.heads > 0 && Q.heads % K.heads == 0, "attention backward: query heads must be a multiple of key heads");
+  const auto same = [](auto a, auto b) {
+    return a.batch == b.batch && a.heads == b.heads && a.rows == b.rows && a.cols == b.cols;
+  };
+  require(O.batch == Q.batch && O.heads == Q.heads && O.rows == Q.rows && O.cols == V.cols,
+          "attention backward: out must have shape (batch, query heads, n_q, d_v)");
+  require(same(dO, O), "attention backward: grad_out must have the shape of out");
+  require(same(dQ, Q), "attention backward: grad_queries must have the shape of queries");
+  require(same(dK, K), "attention backward: grad_keys must have the shape of keys");
+  require(same(dV, V), "attention backward: grad_values must have the shape of values");
+}
+
+}  // namespace
+
+void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
+                           const double* log_normaliser, ConstHeadsF grad_out, const AttentionOptions& options,
+                           HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values) {
+  detail::check_attention_options(options);
+  check_shapes(queries, keys, values, out, grad_out, grad_queries, grad_keys, grad_values);
+  const index_t n_q = queries.rows, n_k = keys.rows, d = queries.cols, dv = values.cols;
+  const index_t rows_all = queries.count() * n_q;
+  std::fill(grad_queries.data, grad_queries.data + rows_all * d, 0.0f);
+  std::fill(grad_keys.data, grad_keys.data + keys.count() * n_k * d, 0.0f);
+  std::fill(grad_values.data, grad_values.data + values.count() * n_k * dv, 0.0f);
+  if (rows_all == 0 || n_k == 0) return;
+  require(log_normaliser != nullptr, "attention backward: the forward's log normaliser is needed");
+  for (index_t r = 0; r < rows_all; ++r)
+    if (std::isnan(log_normaliser[r]) || log_normaliser[r] == INFINITY)
+      throw Error(ErrorKind::bad_input, "attention backward: log normaliser of row " + std::to_string(r) +
+                                            " is NaN or +inf");
+  detail::check_finite("queries", queries);
+  detail::check_finite("keys", keys);
+  detail::check_finite("values", values);
+  detail::check_finite("out", out);
+  detail::check_finite("grad_out", grad_out);
+
+  const bool power = options.f.kind == ScoreKind::power;
+  const double c = effective_scale(options, d);
+  std::vector<float> D(static_cast<size_t>(rows_all));
+  std::vector<double> lse(log_normaliser, log_normaliser + rows_all);
+  Scaled scaled;
+  if (power) scaled = scale_inputs(queries, keys);
+  const index_t group = queries.heads / keys.heads;
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < rows_all; ++r) {
+    double sum = 0.0;
+    for (index_t col = 0; col < dv; ++col)
+      sum += static_cast<double>(grad_out.data[r * dv + col]) * out.data[r * dv + col];
+    D[r] = static_cast<float>(sum);
+    if (power) {  // ln Σ|s̃|^P = L − P·(ln c + (a_i + b)·ln 2)
+      const index_t b = r / (queries.heads * n_q), h = (r / n_q) % queries.heads, kh = h / group;
+      lse[r] -= options.f.p * (std::log(c) + (scaled.q_shift[r] + scaled.k_shift[b * keys.heads + kh]) * std::log(2.0));
+    }
+  }
+
+  Problem pb;
+  pb.Q = power ? ConstHeadsF(scaled.q.data(), queries.batch, queries.heads, n_q, d) : queries;
+  pb.K = power ? ConstHeadsF(scaled.k.data(), keys.batch, keys.heads, n_k, d) : keys;
+  pb.V = values;
+  pb.dO = grad_out;
+  pb.group = group;
+  pb.offset = n_k - n_q;
+  pb.chunk_keys =
+      std::max(kKeyBlock, (((n_k + kMaxChunks - 1) / kMaxChunks + kKeyBlock - 1) / kKeyBlock) * kKeyBlock);
+  pb.chunks = (n_k + pb.chunk_keys - 1) / pb.chunk_keys;
+  pb.proto = detail::BackwardBlock{options.f.kind, options.f.p, static_cast<float>(c), 0, 0, 0, nullptr,
+                                   nullptr, nullptr, nullptr, options.causal, 0, 0, n_k - n_q};
+  pb.lse = &lse;
+  pb.D = &D;
+
+  // Key heads in batches whose partial dQs fit kPartialBytes; units within a batch run in parallel.
+  const index_t pairs = keys.count();
+  const double unit_bytes = 4.0 * double(group) * double(n_q) * double(d);
+  const index_t per_batch = std::clamp<index_t>(static_cast<index_t>(kPartialBytes / (unit_bytes * pb.chunks)), 1, pairs);
+  std::vector<float> partial;
+  for (index_t first = 0; first < pairs; first += per_batch) {
+    const index_t last = std::min(pairs, first + per_batch), units = (last - first) * pb.chunks;
+    const size_t unit_floats = static_cast<size_t>(group * n_q * d);
+    partial.assign(static_cast<size_t>(units) * unit_floats, 0.0f);
+    FirstError error;
+#pragma omp parallel if (units > 1)
+    {
+      std::vector<float> S, dP;
+#pragma omp for schedule(dynamic, 1)
+      for (index_t u = 0; u < units; ++u) {
+        if (error.failed()) continue;
+        try {
+          if (S.empty()) {
+            S.resize(static_cast<size_t>(kQueryBlock * kKeyBlock));
+            dP.resize(static_cast<size_t>(kQueryBlock * kKeyBlock));
+          }
+          const index_t pair = first + u / pb.chunks, chunk = u % pb.chunks;
+          const index_t b = pair / keys.heads, kh = pair % keys.heads;
+          const index_t k_begin = chunk * pb.chunk_keys, k_end = std::min(n_k, k_begin + pb.chunk_keys);
+          run_unit(pb, b, kh, k_begin, k_end, S, dP, grad_keys.head(b, kh), grad_values.head(b, kh),
+                   partial.data() + static_cast<size_t>(u) * unit_floats);
+        } catch (...) {
+          error.capture();
+        }
+      }
+    }
+    error.rethrow_if_any();
+    // dQ = Σ_chunks partial, in chunk order; |x|^P: times 2^{-a_i}. dK: times 2^{-b}.
+    const index_t batch_rows = (last - first) * group * n_q;
+#pragma omp parallel for schedule(static)
+    for (index_t t = 0; t < batch_rows; ++t) {
+      const index_t pair = first + t / (group * n_q), g = (t / n_q) % group, i = t % n_q;
+      const index_t b = pair / keys.heads, h = (pair % keys.heads) * group + g;
+      float* dq = grad_queries.head(b, h).row(i);
+      for (index_t chunk = 0; chunk < pb.chunks; ++chunk) {
+        const float* p = partial.data() + static_cast<size_t>((pair - first) * pb.chunks + chunk) * unit_floats +
+                         static_cast<size_t>((g * n_q + i) * d);
+        for (index_t col = 0; col < d; ++col) dq[col] += p[col];
+      }
+      if (power) {
+        const int e = scaled.q_shift[(b * queries.heads + h) * n_q + i];
+        for (index_t col = 0; col < d; ++col) dq[col] = std::ldexp(dq[col], -e);
+      }
+    }
+    if (power)
+      for (index_t pair = first; pair < last; ++pair) {
+        const int e = scaled.k_shift[pair];
+        float* dk = grad_keys.data + pair * n_k * d;
+        for (index_t i = 0; i < n_k * d; ++i) dk[i] = std::ldexp(dk[i], -e);
+      }
+  }
+}
+
+}  // namespace levattn

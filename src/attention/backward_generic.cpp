@@ -1,0 +1,24 @@
+// The attention backward's element-wise pass for any x86-64, and the run-time choice.
+#define FLASH_NAMESPACE backward_generic_build
+#include "attention/backward_tile.hpp"
+#include "linalg/blas.hpp"
+#include "linalg/kernels.hpp"
+
+namespace levattn::detail {
+
+namespace {
+void openblas_gemm(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate, MatrixF c) {
+  linalg::sgemm(transpose_a, transpose_b, 1.0f, a, b, accumulate ? 1.0f : 0.0f, c);
+}
+}  // namespace
+
+const BackwardKernels& generic_backward_kernels() {
+  static const BackwardKernels set{"generic", backward_generic_build::backward_block, openblas_gemm};
+  return set;
+}
+
+const BackwardKernels& active_backward_kernels() {
+  return kernels::use_avx512() ? avx512_backward_kernels() : generic_backward_kernels();
+}
+
+}  // namespace levattn::detail

@@ -1,0 +1,306 @@
+// The attention backward against float64 gradients computed here from the formulas (themselves
+// checked by finite differences of a float64 forward on tiny sizes): softmax and |x|^P, causal,
+// grouped queries, lengths on both sides of the 256-row blocks, adversarial magnitudes, identical
+// bits for 1 and 2 threads, bad input.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "levattn/attention/backward.hpp"
+#include "levattn/attention/exact.hpp"
+#include "reference.hpp"
+
+namespace levattn::test {
+namespace {
+
+struct Case {
+  index_t B = 1, Hq = 1, Hkv = 1, n_q = 8, n_k = 8, d = 8, dv = 8;
+  AttentionOptions o;
+  std::string kind = "gaussian";  // gaussian, large_logits, duplicate_keys, huge, tiny
+  std::uint64_t seed = 1;
+};
+
+struct Tensors {
+  std::vector<float> q, k, v, dout;
+};
+
+std::vector<float> normal(index_t count, std::mt19937_64& rng, double scale = 1.0) {
+  std::normal_distribution<double> n(0.0, 1.0);
+  std::vector<float> x(static_cast<size_t>(count));
+  for (float& e : x) e = static_cast<float>(scale * n(rng));
+  return x;
+}
+
+Tensors make(const Case& c) {
+  std::mt19937_64 rng(c.seed);
+  Tensors t;
+  const double mag = c.kind == "huge" ? 1e20 : c.kind == "tiny" ? 1e-20 : 1.0;
+  t.q = normal(c.B * c.Hq * c.n_q * c.d, rng, c.kind == "large_logits" ? 6.0 : mag);
+  t.k = normal(c.B * c.Hkv * c.n_k * c.d, rng, mag);
+  t.v = normal(c.B * c.Hkv * c.n_k * c.dv, rng);
+  t.dout = normal(c.B * c.Hq * c.n_q * c.dv, rng);
+  if (c.kind == "duplicate_keys")
+    for (index_t r = 1; r < c.B * c.Hkv * c.n_k; r += 2)
+      std::copy_n(t.k.begin() + (r - 1) * c.d, c.d, t.k.begin() + r * c.d);
+  return t;
+}
+
+struct Grads {
+  std::vector<double> dq, dk, dv;
+};
+
+// Float64 gradients of Σ dO∘O from the formulas of backward.hpp, every product in double.
+Grads reference_grads(const Case& c, const Tensors& t) {
+  Grads g{std::vector<double>(t.q.size()), std::vector<double>(t.k.size()), std::vector<double>(t.v.size())};
+  const bool softmax = c.o.f.kind == ScoreKind::softmax;
+  const double p = c.o.f.p, s = effective_scale(c.o, c.d);
+  const index_t group = c.Hq / c.Hkv, off = c.n_k - c.n_q;
+  for (index_t b = 0; b < c.B; ++b)
+    for (index_t h = 0; h < c.Hq; ++h) {
+      const index_t kh = h / group;
+      const float* Q = &t.q[((b * c.Hq + h) * c.n_q) * c.d];
+      const float* K = &t.k[((b * c.Hkv + kh) * c.n_k) * c.d];
+      const float* V = &t.v[((b * c.Hkv + kh) * c.n_k) * c.dv];
+      const float* dO = &t.dout[((b * c.Hq + h) * c.n_q) * c.dv];
+      double* dQ = &g.dq[((b * c.Hq + h) * c.n_q) * c.d];
+      double* dK = &g.dk[((b * c.Hkv + kh) * c.n_k) * c.d];
+      double* dV = &g.dv[((b * c.Hkv + kh) * c.n_k) * c.dv];
+      for (index_t i = 0; i < c.n_q; ++i) {
+        const index_t end = c.o.causal ? std::min(c.n_k, std::max<index_t>(0, i + off + 1)) : c.n_k;
+        std::vector<double> sc(static_cast<size_t>(end)), logw(static_cast<size_t>(end));
+        double top = -INFINITY;
+        for (index_t j = 0; j < end; ++j) {
+          double dot = 0.0;
+          for (index_t x = 0; x < c.d; ++x) dot += double(Q[i * c.d + x]) * K[j * c.d + x];
+          sc[j] = dot;
+          logw[j] = softmax ? s * dot : (dot == 0.0 ? -INFINITY : p * std::log(std::fabs(s * dot)));
+          top = std::max(top, logw[j]);
+        }
+        if (!(top > -INFINITY)) continue;
+        double total = 0.0;
+        for (index_t j = 0; j < end; ++j) total += std::exp(logw[j] - top);
+        std::vector<double> A(static_cast<size_t>(end)), dP(static_cast<size_t>(end)), O(static_cast<size_t>(c.dv));
+        for (index_t j = 0; j < end; ++j) {
+          A[j] = std::exp(logw[j] - top) / total;
+          for (index_t x = 0; x < c.dv; ++x) {
+            O[x] += A[j] * V[j * c.dv + x];
+            dP[j] += double(dO[i * c.dv + x]) * V[j * c.dv + x];
+          }
+        }
+        double D = 0.0;
+        for (index_t x = 0; x < c.dv; ++x) D += double(dO[i * c.dv + x]) * O[x];
+        for (index_t j = 0; j < end; ++j) {
+          const double gij = softmax ? A[j] * (dP[j] - D) * s : (sc[j] == 0.0 ? 0.0 : A[j] * (dP[j] - D) * p / sc[j]);
+          for (index_t x = 0; x < c.d; ++x) {
+            dQ[i * c.d + x] += gij * K[j * c.d + x];
+            dK[j * c.d + x] += gij * Q[i * c.d + x];
+          }
+          for (index_t x = 0; x < c.dv; ++x) dV[j * c.dv + x] += A[j] * dO[i * c.dv + x];
+        }
+      }
+    }
+  return g;
+}
+
+Grads run_backward(const Case& c, const Tensors& t) {
+  std::vector<float> out(t.dout.size()), dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
+  std::vector<double> lse(static_cast<size_t>(c.B * c.Hq * c.n_q));
+  const ConstHeadsF Q(t.q.data(), c.B, c.Hq, c.n_q, c.d), K(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
+      V(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), dO(t.dout.data(), c.B, c.Hq, c.n_q, c.dv);
+  attend_exact(Q, K, V, c.o, HeadsF(out.data(), c.B, c.Hq, c.n_q, c.dv), lse.data());
+  attend_exact_backward(Q, K, V, ConstHeadsF(out.data(), c.B, c.Hq, c.n_q, c.dv), lse.data(), dO, c.o,
+                        HeadsF(dq.data(), c.B, c.Hq, c.n_q, c.d), HeadsF(dk.data(), c.B, c.Hkv, c.n_k, c.d),
+                        HeadsF(dv.data(), c.B, c.Hkv, c.n_k, c.dv));
+  return {std::vector<double>(dq.begin(), dq.end()), std::vector<double>(dk.begin(), dk.end()),
+          std::vector<double>(dv.begin(), dv.end())};
+}
+
+// max |a − r| / max |r|.
+double relative(const std::vector<double>& a, const std::vector<double>& r) {
+  double err = 0.0, scale = 0.0;
+  for (size_t i = 0; i < r.size(); ++i) {
+    err = std::max(err, std::fabs(a[i] - r[i]));
+    scale = std::max(scale, std::fabs(r[i]));
+  }
+  return scale > 0.0 ? err / scale : err;
+}
+
+std::string describe(const Case& c) {
+  return c.o.f.name() + (c.o.causal ? " causal" : "") + " " + c.kind + " B" + std::to_string(c.B) + " Hq" +
+         std::to_string(c.Hq) + " Hkv" + std::to_string(c.Hkv) + " n_q" + std::to_string(c.n_q) + " n_k" +
+         std::to_string(c.n_k) + " d" + std::to_string(c.d);
+}
+
+void expect_matches_reference(const Case& c) {
+  const Tensors t = make(c);
+  const Grads got = run_backward(c, t), ref = reference_grads(c, t);
+  EXPECT_LE(relative(got.dq, ref.dq), 1e-4) << "dQ " << describe(c);
+  EXPECT_LE(relative(got.dk, ref.dk), 1e-4) << "dK " << describe(c);
+  EXPECT_LE(relative(got.dv, ref.dv), 1e-4) << "dV " << describe(c);
+}
+
+const std::vector<ScoreFunction>& functions() {
+  static const std::vector<ScoreFunction> f{ScoreFunction::softmax(), ScoreFunction::power(2.0),
+                                            ScoreFunction::power(3.0), ScoreFunction::power(1.5)};
+  return f;
+}
+
+TEST(AttentionBackward, ReferenceGradientsMatchFiniteDifferences) {
+  // The reference's formulas against central differences of Σ dO∘O computed in double.
+  for (const ScoreFunction& f : functions())
+    for (bool causal : {false, true}) {
+      Case c;
+      c.Hq = 2;
+      c.n_q = 3;
+      c.n_k = 4;
+      c.d = 3;
+      c.dv = 2;
+      c.o.f = f;
+      c.o.causal = causal;
+      const Tensors t = make(c);
+      const Grads g = reference_grads(c, t);
+      const auto loss = [&](const Tensors& x) {
+        double total = 0.0;
+        const index_t n = static_cast<index_t>(x.dout.size()) / c.dv;
+        std::vector<float> out(x.dout.size());
+        std::vector<double> lse(static_cast<size_t>(n));
+        // A float64 forward: the reference rows of reference.hpp, head by head.
+        for (index_t h = 0; h < c.Hq; ++h) {
+          Floats Q{c.n_q, c.d, std::vector<float>(x.q.begin() + h * c.n_q * c.d, x.q.begin() + (h + 1) * c.n_q * c.d)};
+          Floats K{c.n_k, c.d, x.k}, V{c.n_k, c.dv, x.v};
+          AttentionSpec spec;
+          spec.softmax = f.kind == ScoreKind::softmax;
+          spec.p = f.p;
+          spec.scale = effective_scale(c.o, c.d);
+          if (causal) spec.visible = [off = c.n_k - c.n_q](index_t i, index_t j) { return j <= i + off; };
+          std::vector<index_t> rows;
+          for (index_t i = 0; i < c.n_q; ++i) rows.push_back(i);
+          const AttentionRows r = attention_rows_reference(Q, K, V, rows, spec);
+          for (index_t i = 0; i < c.n_q; ++i)
+            for (index_t col = 0; col < c.dv; ++col) total += r.out(i, col) * x.dout[(h * c.n_q + i) * c.dv + col];
+        }
+        return total;
+      };
+      // Differences in double of a float input: perturb by a step that float represents exactly.
+      const auto check = [&](std::vector<float> Tensors::*member, const std::vector<double>& grad, const char* name) {
+        for (size_t e = 0; e < grad.size(); ++e) {
+          Tensors plus = t, minus = t;
+          const float step = 1.0f / 1024.0f;
+          (plus.*member)[e] += step;
+          (minus.*member)[e] -= step;
+          const double fd = (loss(plus) - loss(minus)) / (double((plus.*member)[e]) - double((minus.*member)[e]));
+          EXPECT_NEAR(fd, grad[e], 2e-4 * std::max(1.0, std::fabs(grad[e])))
+              << name << "[" << e << "] " << f.name() << (causal ? " causal" : "");
+        }
+      };
+      check(&Tensors::q, g.dq, "dQ");
+      check(&Tensors::k, g.dk, "dK");
+      check(&Tensors::v, g.dv, "dV");
+    }
+}
+
+TEST(AttentionBackward, GradientsMatchTheFloat64Reference) {
+  for (const ScoreFunction& f : functions())
+    for (bool causal : {false, true})
+      for (const auto& [n_q, n_k] : std::vector<std::pair<index_t, index_t>>{{1, 1}, {7, 7}, {33, 70}, {300, 300}, {100, 530}}) {
+        Case c;
+        c.B = 2;
+        c.Hq = 4;
+        c.Hkv = 2;
+        c.n_q = n_q;
+        c.n_k = n_k;
+        c.d = 24;
+        c.dv = 12;
+        c.o.f = f;
+        c.o.causal = causal;
+        c.seed = static_cast<std::uint64_t>(n_q * 1000 + n_k);
+        expect_matches_reference(c);
+      }
+}
+
+TEST(AttentionBackward, AdversarialInputsMatchTheReference) {
+  for (const std::string kind : {"large_logits", "duplicate_keys"})
+    for (bool causal : {false, true}) {
+      Case c;
+      c.Hq = 2;
+      c.n_q = 260;
+      c.n_k = 300;
+      c.d = 32;
+      c.dv = 16;
+      c.kind = kind;
+      c.o.causal = causal;
+      expect_matches_reference(c);
+      c.o.f = ScoreFunction::power(2.0);
+      expect_matches_reference(c);
+    }
+  for (const std::string kind : {"huge", "tiny"})
+    for (const ScoreFunction& f : {ScoreFunction::power(2.0), ScoreFunction::power(3.0)}) {
+      Case c;
+      c.n_q = 40;
+      c.n_k = 50;
+      c.d = 16;
+      c.kind = kind;
+      c.o.f = f;
+      expect_matches_reference(c);
+    }
+}
+
+TEST(AttentionBackward, OneAndTwoThreadsGiveTheSameBits) {
+  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)}) {
+    Case c;
+    c.B = 1;
+    c.Hq = 2;
+    c.Hkv = 1;
+    c.n_q = 700;
+    c.n_k = 900;
+    c.d = 32;
+    c.dv = 32;
+    c.o.f = f;
+    c.o.causal = true;
+    const Tensors t = make(c);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const Grads one = run_backward(c, t);
+    omp_set_num_threads(2);
+    const Grads two = run_backward(c, t);
+    omp_set_num_threads(before);
+    EXPECT_EQ(one.dq, two.dq) << f.name();
+    EXPECT_EQ(one.dk, two.dk) << f.name();
+    EXPECT_EQ(one.dv, two.dv) << f.name();
+  }
+}
+
+TEST(AttentionBackward, BadInputIsRefused) {
+  Case c;
+  Tensors t = make(c);
+  std::vector<float> out(t.dout.size()), dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
+  std::vector<double> lse(static_cast<size_t>(c.n_q), 0.0);
+  const auto call = [&](const std::vector<double>& l, const Tensors& x, index_t d_grad) {
+    attend_exact_backward(ConstHeadsF(x.q.data(), 1, 1, c.n_q, c.d), ConstHeadsF(x.k.data(), 1, 1, c.n_k, c.d),
+                          ConstHeadsF(x.v.data(), 1, 1, c.n_k, c.dv), ConstHeadsF(out.data(), 1, 1, c.n_q, c.dv),
+                          l.data(), ConstHeadsF(x.dout.data(), 1, 1, c.n_q, c.dv), c.o,
+                          HeadsF(dq.data(), 1, 1, c.n_q, d_grad), HeadsF(dk.data(), 1, 1, c.n_k, c.d),
+                          HeadsF(dv.data(), 1, 1, c.n_k, c.dv));
+  };
+  EXPECT_NO_THROW(call(lse, t, c.d));
+  EXPECT_THROW(call(lse, t, c.d - 1), Error);  // grad_queries of the wrong width
+  std::vector<double> bad = lse;
+  bad[3] = NAN;
+  EXPECT_THROW(call(bad, t, c.d), Error);
+  Tensors nan = t;
+  nan.dout[5] = NAN;
+  try {
+    call(lse, nan, c.d);
+    ADD_FAILURE() << "NaN in grad_out accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+    EXPECT_NE(std::string(e.what()).find("grad_out: batch 0, head 0, row 0"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace levattn::test
