@@ -178,12 +178,14 @@ torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k
 }
 
 TEST(Vit, AttentionOverKeptKeysMatchesAFloat64ReferenceAndDropsTheirGradient) {
+ for (const Kernel kernel : {Kernel::torch, Kernel::levattn}) {
+  SCOPED_TRACE(kernel_name(kernel));
   const std::int64_t B = 3, n = 30, D = 16, H = 2, dh = 8, k = 6;
   torch::manual_seed(5);
   SelfAttention attention(D, H);
   const torch::Tensor x = torch::randn({B, n, D}, torch::requires_grad());
   torch::Generator g = gen(0);
-  const torch::Tensor out = attention->forward(x, {Rule::leverage, k}, g, nullptr);
+  const torch::Tensor out = attention->forward(x, {Rule::leverage, k}, kernel, g, nullptr);
 
   // The reference: q, k, v from the module's weights in double, keys chosen from reference scores.
   const auto params = attention->named_parameters();
@@ -216,11 +218,43 @@ TEST(Vit, AttentionOverKeptKeysMatchesAFloat64ReferenceAndDropsTheirGradient) {
     for (std::int64_t j : {std::int64_t{0}, std::int64_t{1}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}}) {
       const torch::Tensor mask = torch::ones({n, 1});
       mask[j] = 0;
-      const torch::Tensor y = (attention->forward(x, {Rule::leverage, k}, g, nullptr)[b] * mask).sum();
+      const torch::Tensor y = (attention->forward(x, {Rule::leverage, k}, kernel, g, nullptr)[b] * mask).sum();
       const torch::Tensor grad = torch::autograd::grad({y}, {x})[0][b][j];
       if (kept_any.count(j)) EXPECT_GT(grad.abs().max().item<double>(), 0.0) << "kept token " << j;
       else EXPECT_EQ(grad.abs().max().item<double>(), 0.0) << "dropped token " << j;
     }
+  }
+ }
+}
+
+TEST(Vit, LevattnKernelGivesTheTorchKernelsLogitsAndGradients) {
+  // The same model and batch through both kernels: logits and every parameter's gradient agree to
+  // 1e-4 of their largest entry (both compute in float; the reference above pins each to float64).
+  for (const AttentionSetting setting : {AttentionSetting{}, AttentionSetting{Rule::leverage, 20}}) {
+    VitConfig config;
+    config.depth = 2;
+    torch::manual_seed(3);
+    Vit model(config);
+    model->set_attention(setting);
+    const torch::Tensor images = torch::randint(0, 256, {4, 1, 28, 28}).to(torch::kUInt8);
+    const torch::Tensor labels = torch::randint(0, 10, {4});
+    std::vector<torch::Tensor> logits, grads;
+    for (const Kernel kernel : {Kernel::torch, Kernel::levattn}) {
+      model->set_kernel(kernel);
+      model->zero_grad();
+      model->seed_selection(1);
+      const torch::Tensor out = model->forward(images);
+      torch::nn::functional::cross_entropy(out, labels).backward();
+      logits.push_back(out.detach());
+      for (const auto& p : model->parameters()) grads.push_back(p.grad().clone());
+    }
+    const auto relative = [](const torch::Tensor& a, const torch::Tensor& b) {
+      return (a - b).abs().max().item<double>() / std::max(1e-30, b.abs().max().item<double>());
+    };
+    EXPECT_LE(relative(logits[1], logits[0]), 1e-4) << rule_name(setting.rule);
+    const std::size_t count = grads.size() / 2;
+    for (std::size_t i = 0; i < count; ++i)
+      EXPECT_LE(relative(grads[count + i], grads[i]), 1e-4) << rule_name(setting.rule) << " parameter " << i;
   }
 }
 

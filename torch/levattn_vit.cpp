@@ -100,7 +100,7 @@ int main(int argc, char** argv) {
   add_common(data_cmd, common);
 
   TrainOptions topt;
-  std::string train_rule = "softmax";
+  std::string train_rule = "softmax", train_kernel = "levattn";
   bool resume = false;
   std::int64_t stop_at = 0;
   CLI::App* train_cmd = app.add_subcommand("train", "Train a ViT (writes a checkpoint)");
@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--resume", resume, "Continue the run stored in --checkpoint, if it exists, with its own options");
   train_cmd->add_option("--rule", train_rule, "Attention: softmax, leverage, row-norm, random");
   train_cmd->add_option("--k", topt.attention.k, "Keys kept per head and image (rules other than softmax)");
+  train_cmd->add_option("--kernel", train_kernel,
+                        "Softmax attention by levattn's kernels (forward and tiled backward) or by torch operations")
+      ->check(CLI::IsMember({"levattn", "torch"}))
+      ->capture_default_str();
   train_cmd->add_option("--warm-start", topt.warm_start, "Fraction of steps trained with full softmax first");
   train_cmd->add_option("--patch", topt.model.patch, "Patch side: 4 → 50 tokens, 2 → 197");
   train_cmd->add_option("--width", topt.model.width, "Embedding width");
@@ -179,6 +183,7 @@ int main(int argc, char** argv) {
     }
     if (train_cmd->parsed()) {
       topt.attention.rule = parse_rule(train_rule);
+      topt.kernel = parse_kernel(train_kernel);
       topt.seed = common.seed;
       topt.test_subset = common.test_subset;
       json r = train(data, topt, common.checkpoint, resume, terminal(), stop_at);

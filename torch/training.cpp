@@ -86,6 +86,7 @@ Batchable to_tensors(const ImageSet& set, std::int64_t subset) {
 
 nlohmann::json options_json(const TrainOptions& o) {
   return {{"model", config_json(o.model)}, {"rule", rule_name(o.attention.rule)}, {"k", o.attention.k},
+          {"kernel", kernel_name(o.kernel)},
           {"warm_start", o.warm_start}, {"epochs", o.epochs}, {"steps", o.steps}, {"batch", o.batch},
           {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"seed", o.seed},
           {"train_subset", o.train_subset}, {"test_subset", o.test_subset}, {"log_every", o.log_every},
@@ -96,6 +97,7 @@ TrainOptions options_from_json(const nlohmann::json& j) {
   TrainOptions o;
   o.model = config_from_json(j.at("model"));
   o.attention = {parse_rule(j.at("rule").get<std::string>()), j.at("k").get<std::int64_t>()};
+  o.kernel = parse_kernel(j.value("kernel", std::string("torch")));  // checkpoints before --kernel: torch
   o.warm_start = j.at("warm_start");
   o.epochs = j.at("epochs");
   o.steps = j.at("steps");
@@ -166,6 +168,7 @@ nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const 
 
   torch::manual_seed(o.seed);
   Vit model = restored ? restored->model : Vit(o.model);
+  model->set_kernel(o.kernel);
   torch::optim::AdamW optimizer(model->parameters(),
                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   std::int64_t step = 0;

@@ -25,7 +25,7 @@ SelfAttentionImpl::SelfAttentionImpl(std::int64_t width, std::int64_t heads)
       qkv_(register_module("qkv", torch::nn::Linear(width, 3 * width))),
       proj_(register_module("proj", torch::nn::Linear(width, width))) {}
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const AttentionSetting& setting,
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const AttentionSetting& setting, Kernel kernel,
                                          torch::Generator& generator, LayerCapture* capture) {
   const std::int64_t B = x.size(0), n = x.size(1), D = x.size(2), dh = D / heads_;
   const torch::Tensor qkv = qkv_(x).view({B, n, 3, heads_, dh}).permute({2, 0, 3, 1, 4});
@@ -38,8 +38,10 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const Attention
     k = k.gather(2, index);
     v = v.gather(2, index);
   }
-  const torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(dh)));
-  const torch::Tensor out = torch::matmul(scores.softmax(-1), v);
+  const double scale = 1.0 / std::sqrt(double(dh));
+  const torch::Tensor out = kernel == Kernel::levattn
+                                ? levattn_softmax_attention(q, k, v, scale)
+                                : torch::matmul((torch::matmul(q, k.transpose(-2, -1)) * scale).softmax(-1), v);
   return proj_(out.transpose(1, 2).reshape({B, n, D}));
 }
 
@@ -50,9 +52,9 @@ BlockImpl::BlockImpl(std::int64_t width, std::int64_t heads, std::int64_t mlp)
       fc1_(register_module("fc1", torch::nn::Linear(width, mlp))),
       fc2_(register_module("fc2", torch::nn::Linear(mlp, width))) {}
 
-torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionSetting& setting,
+torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionSetting& setting, Kernel kernel,
                                  torch::Generator& generator, LayerCapture* capture) {
-  const torch::Tensor y = x + attention_(norm1_(x), setting, generator, capture);
+  const torch::Tensor y = x + attention_(norm1_(x), setting, kernel, generator, capture);
   return y + fc2_(torch::gelu(fc1_(norm2_(y))));
 }
 
@@ -87,7 +89,7 @@ torch::Tensor VitImpl::forward(const torch::Tensor& images, std::vector<LayerCap
   x = torch::cat({cls_.expand({x.size(0), 1, x.size(2)}), x}, 1) + position_;
   if (captures) captures->assign(blocks_->size(), {});
   for (std::size_t l = 0; l < blocks_->size(); ++l)
-    x = blocks_[l]->as<Block>()->forward(x, setting_, generator_, captures ? &(*captures)[l] : nullptr);
+    x = blocks_[l]->as<Block>()->forward(x, setting_, kernel_, generator_, captures ? &(*captures)[l] : nullptr);
   return head_(norm_(x.select(1, 0)));
 }
 

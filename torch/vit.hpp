@@ -10,13 +10,15 @@
 // Attention with a rule other than softmax: the rule picks k key indices per (image, head) from
 // the detached keys; the kept keys and their values are gathered (torch ops, so gradients flow
 // through them) and every query runs ordinary softmax over them. With k = n the output equals
-// full softmax attention (the gather is the identity).
+// full softmax attention (the gather is the identity). The softmax over the (kept) keys runs
+// through torch operations or through levattn's kernels (attention_kernel.hpp), as set_kernel says.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 #include <torch/torch.h>
 
+#include "attention_kernel.hpp"
 #include "key_selection.hpp"
 
 namespace levattn::vit {
@@ -44,7 +46,7 @@ class SelfAttentionImpl : public torch::nn::Module {
  public:
   SelfAttentionImpl(std::int64_t width, std::int64_t heads);
   // x: (B, n, width) → (B, n, width).
-  torch::Tensor forward(const torch::Tensor& x, const AttentionSetting& setting,
+  torch::Tensor forward(const torch::Tensor& x, const AttentionSetting& setting, Kernel kernel,
                         torch::Generator& generator, LayerCapture* capture);
 
  private:
@@ -56,7 +58,7 @@ TORCH_MODULE(SelfAttention);
 class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(std::int64_t width, std::int64_t heads, std::int64_t mlp);
-  torch::Tensor forward(const torch::Tensor& x, const AttentionSetting& setting,
+  torch::Tensor forward(const torch::Tensor& x, const AttentionSetting& setting, Kernel kernel,
                         torch::Generator& generator, LayerCapture* capture);
 
  private:
@@ -78,12 +80,16 @@ class VitImpl : public torch::nn::Module {
   // The attention of every layer from now on (checked against n when used).
   void set_attention(const AttentionSetting& setting);
   const AttentionSetting& attention() const { return setting_; }
+  // Which code computes the softmax of every layer (torch operations by default).
+  void set_kernel(Kernel kernel) { kernel_ = kernel; }
+  Kernel kernel() const { return kernel_; }
   // Reseeds the generator of the random rule.
   void seed_selection(std::uint64_t seed);
 
  private:
   VitConfig config_;
   AttentionSetting setting_;
+  Kernel kernel_ = Kernel::torch;
   torch::Generator generator_;
   torch::nn::Conv2d embed_{nullptr};
   torch::Tensor cls_, position_;
