@@ -8,10 +8,12 @@
 #include <cmath>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "levattn/attention/backward.hpp"
 #include "levattn/attention/exact.hpp"
+#include "levattn/attention/lev_attention.hpp"
 #include "reference.hpp"
 
 namespace levattn::test {
@@ -53,8 +55,11 @@ struct Grads {
   std::vector<double> dq, dk, dv;
 };
 
-// Float64 gradients of Σ dO∘O from the formulas of backward.hpp, every product in double.
-Grads reference_grads(const Case& c, const Tensors& t) {
+// Float64 gradients of Σ dO∘O from the formulas of backward.hpp, every product in double. With
+// `kept` (per key head, as LevAttention keeps them): softmax runs over the kept keys only; |x|^P
+// sums the kept keys' terms but normalises over every key, so the others get gradient through the
+// normaliser (their dP is 0) and no dV.
+Grads reference_grads(const Case& c, const Tensors& t, const std::vector<std::vector<index_t>>* kept = nullptr) {
   Grads g{std::vector<double>(t.q.size()), std::vector<double>(t.k.size()), std::vector<double>(t.v.size())};
   const bool softmax = c.o.f.kind == ScoreKind::softmax;
   const double p = c.o.f.p, s = effective_scale(c.o, c.d);
@@ -69,6 +74,9 @@ Grads reference_grads(const Case& c, const Tensors& t) {
       double* dQ = &g.dq[((b * c.Hq + h) * c.n_q) * c.d];
       double* dK = &g.dk[((b * c.Hkv + kh) * c.n_k) * c.d];
       double* dV = &g.dv[((b * c.Hkv + kh) * c.n_k) * c.dv];
+      std::vector<char> in(static_cast<size_t>(c.n_k), kept ? 0 : 1);
+      if (kept)
+        for (index_t j : (*kept)[static_cast<size_t>(b * c.Hkv + kh)]) in[j] = 1;
       for (index_t i = 0; i < c.n_q; ++i) {
         const index_t end = c.o.causal ? std::min(c.n_k, std::max<index_t>(0, i + off + 1)) : c.n_k;
         std::vector<double> sc(static_cast<size_t>(end)), logw(static_cast<size_t>(end));
@@ -78,6 +86,7 @@ Grads reference_grads(const Case& c, const Tensors& t) {
           for (index_t x = 0; x < c.d; ++x) dot += double(Q[i * c.d + x]) * K[j * c.d + x];
           sc[j] = dot;
           logw[j] = softmax ? s * dot : (dot == 0.0 ? -INFINITY : p * std::log(std::fabs(s * dot)));
+          if (softmax && !in[j]) logw[j] = -INFINITY;  // softmax over the kept keys only
           top = std::max(top, logw[j]);
         }
         if (!(top > -INFINITY)) continue;
@@ -86,6 +95,7 @@ Grads reference_grads(const Case& c, const Tensors& t) {
         std::vector<double> A(static_cast<size_t>(end)), dP(static_cast<size_t>(end)), O(static_cast<size_t>(c.dv));
         for (index_t j = 0; j < end; ++j) {
           A[j] = std::exp(logw[j] - top) / total;
+          if (!in[j]) continue;  // not in the output: dP = 0
           for (index_t x = 0; x < c.dv; ++x) {
             O[x] += A[j] * V[j * c.dv + x];
             dP[j] += double(dO[i * c.dv + x]) * V[j * c.dv + x];
@@ -99,7 +109,8 @@ Grads reference_grads(const Case& c, const Tensors& t) {
             dQ[i * c.d + x] += gij * K[j * c.d + x];
             dK[j * c.d + x] += gij * Q[i * c.d + x];
           }
-          for (index_t x = 0; x < c.dv; ++x) dV[j * c.dv + x] += A[j] * dO[i * c.dv + x];
+          if (in[j])
+            for (index_t x = 0; x < c.dv; ++x) dV[j * c.dv + x] += A[j] * dO[i * c.dv + x];
         }
       }
     }
@@ -272,6 +283,68 @@ TEST(AttentionBackward, OneAndTwoThreadsGiveTheSameBits) {
     EXPECT_EQ(one.dk, two.dk) << f.name();
     EXPECT_EQ(one.dv, two.dv) << f.name();
   }
+}
+
+TEST(LevAttentionBackward, GradientsThroughTheKeptKeysMatchTheReference) {
+  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
+    for (const auto& [top_k, sinks, eps] : std::vector<std::tuple<index_t, index_t, double>>{
+             {40, 0, 0.0}, {25, 3, 0.0}, {0, 0, 0.05}}) {
+      LevSelectOptions select;
+      select.top_k = top_k;
+      select.sinks = sinks;
+      select.eps = eps;
+      Case c;
+      c.B = 2;
+      c.Hq = 4;
+      c.Hkv = 2;
+      c.n_q = 90;
+      c.n_k = 300;
+      c.d = 16;
+      c.dv = 8;
+      c.o.f = f;
+      const Tensors t = make(c);
+      const ConstHeadsF Q(t.q.data(), c.B, c.Hq, c.n_q, c.d), K(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
+          V(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), dO(t.dout.data(), c.B, c.Hq, c.n_q, c.dv);
+      std::vector<float> out(t.dout.size()), dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
+      const LevAttentionReport report =
+          attend_lev(Q, K, V, c.o, select, HeadsF(out.data(), c.B, c.Hq, c.n_q, c.dv));
+      attend_lev_backward(Q, K, V, ConstHeadsF(out.data(), c.B, c.Hq, c.n_q, c.dv), dO, c.o, report,
+                          HeadsF(dq.data(), c.B, c.Hq, c.n_q, c.d), HeadsF(dk.data(), c.B, c.Hkv, c.n_k, c.d),
+                          HeadsF(dv.data(), c.B, c.Hkv, c.n_k, c.dv));
+      const Grads ref = reference_grads(c, t, &report.kept_keys);
+      const std::string what = f.name() + " top_k " + std::to_string(select.top_k) + " sinks " +
+                               std::to_string(select.sinks) + " eps " + std::to_string(select.eps);
+      EXPECT_LE(relative({dq.begin(), dq.end()}, ref.dq), 1e-4) << "dQ " << what;
+      EXPECT_LE(relative({dk.begin(), dk.end()}, ref.dk), 1e-4) << "dK " << what;
+      EXPECT_LE(relative({dv.begin(), dv.end()}, ref.dv), 1e-4) << "dV " << what;
+      EXPECT_LT(report.kept_keys[0].size(), static_cast<size_t>(c.n_k)) << "the check must see keys left out";
+    }
+}
+
+TEST(LevAttentionBackward, CausalAndPowerPAreRefused) {
+  Case c;
+  const Tensors t = make(c);
+  std::vector<float> out(t.dout.size()), dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
+  const ConstHeadsF Q(t.q.data(), 1, 1, c.n_q, c.d), K(t.k.data(), 1, 1, c.n_k, c.d), V(t.v.data(), 1, 1, c.n_k, c.dv),
+      dO(t.dout.data(), 1, 1, c.n_q, c.dv), O(out.data(), 1, 1, c.n_q, c.dv);
+  LevAttentionReport report;
+  report.kept_keys = {{0, 2, 5}};
+  const auto call = [&](const AttentionOptions& o, const LevAttentionReport& r) {
+    attend_lev_backward(Q, K, V, O, dO, o, r, HeadsF(dq.data(), 1, 1, c.n_q, c.d), HeadsF(dk.data(), 1, 1, c.n_k, c.d),
+                        HeadsF(dv.data(), 1, 1, c.n_k, c.dv));
+  };
+  AttentionOptions o;
+  EXPECT_NO_THROW(call(o, report));
+  o.causal = true;
+  EXPECT_THROW(call(o, report), Error);
+  o = AttentionOptions{};
+  o.f = ScoreFunction::power(3.0);
+  EXPECT_THROW(call(o, report), Error);
+  LevAttentionReport bad = report;
+  bad.kept_keys = {{5, 2}};
+  EXPECT_THROW(call(AttentionOptions{}, bad), Error);
+  bad.kept_keys = {{0, 8}};
+  EXPECT_THROW(call(AttentionOptions{}, bad), Error);
 }
 
 TEST(AttentionBackward, BadInputIsRefused) {

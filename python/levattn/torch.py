@@ -5,16 +5,16 @@
                                              self_attn of nn.TransformerEncoderLayer
 
 Importing this module imports torch (Debian's torch 1.13 here). The forward pass runs levattn's
-kernels. The backward pass of exact attention runs levattn's tiled backward kernel (no n_q × n_k
-matrix); that of LevAttention recomputes the attention of the kept keys with torch operations (it
-forms the n_q × n_k weights of each head). Either way the gradients are those of the function the
-forward computed, with the key selection held fixed (no gradient flows through which keys were
-kept).
+kernels, and so does the backward pass (attend_exact_backward, attend_lev_backward: tiled, no
+n_q × n_k matrix) except for causal LevAttention, whose backward still recomputes the kept keys'
+weights with torch operations. Either way the gradients are those of the function the forward
+computed, with the key selection held fixed (no gradient flows through which keys were kept).
 """
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,50 +62,52 @@ def _weights(q: Tensor, k: Tensor, c: float, kind: str, p: float, causal: bool, 
 
 
 class _Attention(torch.autograd.Function):
-    """Forward by levattn on (B, H, n, d) tensors. Backward: exact attention by levattn's tiled
-    kernel (attend_exact_backward) from the saved output and log normaliser; LevAttention by torch
+    """Forward by levattn on (B, H, n, d) tensors. Backward by levattn's tiled kernels: exact
+    attention from the saved output and log normaliser (attend_exact_backward), LevAttention
+    without the causal mask over its kept keys (attend_lev_backward); causal LevAttention by torch
     operations on the kept keys."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, options: dict) -> Tensor:  # type: ignore[override]
-        lev = options.get("method") == "lev"
-        if lev:
+        ctx.lse = ctx.kept = None
+        if options.get("method") == "lev":
             out, kept = _attention(q.detach(), k.detach(), v.detach(), return_kept=True, **options)
-            B, H_kv, n_k = k.shape[0], k.shape[1], k.shape[2]
-            mask = torch.zeros(B, H_kv, n_k, dtype=torch.bool)
-            for b in range(B):
-                for h in range(H_kv):
-                    mask[b, h, kept[b][h]] = True
-            ctx.kept, ctx.lse = mask, None
+            ctx.kept = [np.asarray(h) for per_batch in kept for h in per_batch]
         else:
             out, ctx.lse = _attention(q.detach(), k.detach(), v.detach(), return_lse=True, **options)
-            ctx.kept = None
         ctx.save_for_backward(q, k, v, out)
         ctx.options = options
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # the recomputation below is not itself differentiated
+    @torch.autograd.function.once_differentiable  # the computation below is not itself differentiated
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
         q, k, v, out = ctx.saved_tensors
         o = ctx.options
-        if ctx.lse is not None:
+        causal = bool(o["is_causal"])
+        if ctx.lse is not None or not causal:
             arrays = [as_float32(x.detach(), name) for x, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out"),
                                                                    (grad_out, "grad_out"))]
-            grads = _levattn.attend_exact_backward(*arrays[:4], ctx.lse.numpy(), arrays[4], o["f"],
-                                                   o["scale"] or 0.0, bool(o["is_causal"]),
-                                                   threads_arg(o["threads"]))
+            if ctx.lse is not None:
+                grads = _levattn.attend_exact_backward(*arrays[:4], ctx.lse.numpy(), arrays[4], o["f"],
+                                                       o["scale"] or 0.0, causal, threads_arg(o["threads"]))
+            else:
+                grads = _levattn.attend_lev_backward(*arrays, o["f"], o["scale"] or 0.0, ctx.kept,
+                                                     threads_arg(o["threads"]))
             result = [torch.from_numpy(g).to(x.dtype) if x.requires_grad else None
                       for g, x in zip(grads, (q, k, v))]
             return result[0], result[1], result[2], None
         kind, p, c = _levattn.score_function(o["f"], o["scale"] or 0.0, q.shape[-1])
         group = q.shape[1] // k.shape[1]
+        mask = torch.zeros(k.shape[0] * k.shape[1], k.shape[2], dtype=torch.bool)
+        for i, h in enumerate(ctx.kept):
+            mask[i, torch.from_numpy(h)] = True
         with torch.enable_grad():
             qd, kd, vd = (x.detach().float().requires_grad_(x.requires_grad) for x in (q, k, v))
             ke = kd.repeat_interleave(group, dim=1)
             ve = vd.repeat_interleave(group, dim=1)
-            kept = ctx.kept.repeat_interleave(group, dim=1)
-            w = _weights(qd, ke, c, kind, p, bool(o.get("is_causal")), int(o.get("window", 0)), kept)
+            kept = mask.reshape(k.shape[0], k.shape[1], k.shape[2]).repeat_interleave(group, dim=1)
+            w = _weights(qd, ke, c, kind, p, causal, int(o.get("window", 0)), kept)
             recomputed = w @ ve
             inputs = [x for x in (qd, kd, vd) if x.requires_grad]
             grads = iter(torch.autograd.grad(recomputed, inputs, grad_out.float()))

@@ -62,6 +62,30 @@ py::tuple attend_exact_backward_binding(const py::array& q, const py::array& k, 
   return py::make_tuple(dq, dk, dv);
 }
 
+// (dq, dk, dv) of LevAttention (not causal) with its selection `kept` (one int64 array per
+// (batch, key head), as attend_lev returned it) held fixed.
+py::tuple attend_lev_backward_binding(const py::array& q, const py::array& k, const py::array& v,
+                                      const py::array& out, const py::array& dout, const std::string& f, double scale,
+                                      const std::vector<py::array_t<std::int64_t, py::array::c_style>>& kept,
+                                      int threads) {
+  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v"), O = as_heads(out, "out"),
+                    dO = as_heads(dout, "grad_out");
+  const AttentionOptions options = attention_options(f, scale, false);
+  LevAttentionReport report;
+  for (const auto& a : kept) report.kept_keys.emplace_back(a.data(), a.data() + a.size());
+  py::array_t<float> dq = new_float_array({Q.batch, Q.heads, Q.rows, Q.cols});
+  py::array_t<float> dk = new_float_array({K.batch, K.heads, K.rows, K.cols});
+  py::array_t<float> dv = new_float_array({V.batch, V.heads, V.rows, V.cols});
+  const HeadsF dQ(dq.mutable_data(), Q.batch, Q.heads, Q.rows, Q.cols),
+      dK(dk.mutable_data(), K.batch, K.heads, K.rows, K.cols), dV(dv.mutable_data(), V.batch, V.heads, V.rows, V.cols);
+  {
+    py::gil_scoped_release unlocked;
+    ThreadScope scope(threads);
+    attend_lev_backward(Q, K, V, O, dO, options, report, dQ, dK, dV);
+  }
+  return py::make_tuple(dq, dk, dv);
+}
+
 // (out, kept, missing_mass or None, info): kept lists the kept keys of each (batch, key head).
 py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
                              double scale, bool causal, index_t top_k, double eps, index_t sinks, index_t window,
@@ -133,6 +157,8 @@ void bind_attention(py::module_& m) {
   m.def("attend_exact_backward", &attend_exact_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"),
         py::arg("threads"));
+  m.def("attend_lev_backward", &attend_lev_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
+        py::arg("out"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("kept"), py::arg("threads"));
   m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
         py::arg("scale"), py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"),
         py::arg("window"), py::arg("ridge"), py::arg("rcond"), py::arg("delta"), py::arg("seed"),

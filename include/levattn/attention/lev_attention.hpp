@@ -72,4 +72,18 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
                               const AttentionOptions& attention, const LevSelectOptions& select,
                               HeadsF out);
 
+// Gradients of attend_lev with its key selection held fixed (report.kept_keys, as attend_lev
+// returned it for these inputs): dQ, dK and dV of Σ dO∘O for the output `out` it computed, through
+// attend_exact_backward (backward.hpp; same accuracy and determinism).
+//  * softmax: the exact backward over the gathered kept keys; dK and dV are 0 for the others.
+//  * pow:2: the output is normalised by the full normaliser Σ_l <q,k_l>², so every key has a
+//    gradient through it: the exact |x|² backward over all keys with the values of the keys not
+//    kept set to 0 (and their dV to 0). Cost O(n_q·n_k·d), like exact attention.
+// Shapes as attend_lev. Throws Error{bad_input} for a causal operator (not yet supported: its
+// window and position mask), pow:P with P ≠ 2 (normalised by an estimate), or a report whose kept
+// keys do not fit the shapes.
+void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
+                         ConstHeadsF grad_out, const AttentionOptions& attention, const LevAttentionReport& report,
+                         HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values);
+
 }  // namespace levattn
