@@ -50,7 +50,7 @@ if exact:
         n, d = name.split("/")[1:3]
         flops = counters[name].get("FLOP", 0) / 1e9
         tt = torch_run["median_ms"].get(f"{n}/{d}") if torch_run else None
-        print(f"| n = {n}, d = {d} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.1f}× |" if tt else "– | – |"))
+        print(f"| n = {n}, d = {d} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.2f}× |" if tt else "– | – |"))
     if torch_run:
         print(f"\nPyTorch {torch_run['torch_version']} with {torch_run['threads']} threads, matmul–softmax–matmul, "
               f"median of its own repeats, on bit-identical inputs.")
@@ -85,4 +85,4 @@ if backward:
         flops = counters[name].get("FLOP", 0) / 1e9
         tt = torch_run.get("fwd_bwd_median_ms", {}).get(f"{n}/{d}") if torch_run and fwd == "1" else None
         label = f"n = {n}, d = {d}, " + ("forward + backward" if fwd == "1" else "backward")
-        print(f"| {label} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.1f}× |" if tt else "– | – |"))
+        print(f"| {label} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.2f}× |" if tt else "– | – |"))

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -75,13 +76,24 @@ struct Problem {
   const std::vector<float>* D;     // per query row
 };
 
-// One unit: key head (b, kh), keys [k_begin, k_end). Accumulates dK, dV rows of the chunk and the
-// partial dQ (group × n_q × d, zero on entry).
+// The first query block that sees key j0 (causal: query i sees key j iff j ≤ i + offset).
+index_t first_query_block(const Problem& pb, index_t j0) {
+  if (!pb.proto.causal) return 0;
+  return std::max<index_t>(0, (j0 - pb.offset) / kQueryBlock * kQueryBlock);
+}
+
+// One unit: key head (b, kh), keys [k_begin, k_end). Accumulates dK, dV rows of the chunk and writes
+// the partial dQ (group × n_q × d, not initialised on entry): a query block is first written at
+// the chunk's first key block exactly when some key of the chunk is visible to it (the visible
+// range only shrinks as j0 grows), and the rows no key of the chunk is visible to are zeroed.
 void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t k_end, std::vector<float>& S,
               std::vector<float>& dP, MatrixF dK, MatrixF dV, float* dq_partial) {
   const auto& kernel = detail::active_backward_kernels();
   const index_t n_q = pb.Q.rows, d = pb.Q.cols;
   const ConstMatrixF K = pb.K.head(b, kh), V = pb.V.head(b, kh);
+  const index_t unseen_rows = std::min(n_q, first_query_block(pb, k_begin));
+  for (index_t g = 0; g < pb.group; ++g)
+    std::fill(dq_partial + g * n_q * d, dq_partial + (g * n_q + unseen_rows) * d, 0.0f);
   for (index_t j0 = k_begin; j0 < k_end; j0 += kKeyBlock) {
     const index_t j1 = std::min(k_end, j0 + kKeyBlock), cols = j1 - j0;
     const ConstMatrixF Kb = K.rows_range(j0, j1), Vb = V.rows_range(j0, j1);
@@ -90,12 +102,8 @@ void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t
       const index_t h = kh * pb.group + g, row0 = (b * pb.Q.heads + h) * n_q;
       const ConstMatrixF Q = pb.Q.head(b, h), dO = pb.dO.head(b, h);
       const MatrixF dQ(dq_partial + g * n_q * d, n_q, d);
-      // Causal: query i sees key j iff j ≤ i + offset, so the first query seeing j0 is j0 − offset.
-      const index_t i_first =
-          pb.proto.causal ? std::max<index_t>(0, (j0 - pb.offset) / kQueryBlock * kQueryBlock) : 0;
-      for (index_t i0 = i_first; i0 < n_q; i0 += kQueryBlock) {
+      for (index_t i0 = first_query_block(pb, j0); i0 < n_q; i0 += kQueryBlock) {
         const index_t i1 = std::min(n_q, i0 + kQueryBlock), rows = i1 - i0;
-        if (pb.proto.causal && i1 - 1 + pb.offset < j0) continue;
         const MatrixF Sb(S.data(), rows, cols), dPb(dP.data(), rows, cols);
         kernel.gemm(false, true, Q.rows_range(i0, i1), Kb, false, Sb);
         kernel.gemm(false, true, dO.rows_range(i0, i1), Vb, false, dPb);
@@ -112,7 +120,7 @@ void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t
         kernel.block(blk);
         kernel.gemm(true, false, Sb, dO.rows_range(i0, i1), true, dVb);
         kernel.gemm(true, false, dPb, Q.rows_range(i0, i1), true, dKb);
-        kernel.gemm(false, false, dPb, Kb, true, dQ.rows_range(i0, i1));
+        kernel.gemm(false, false, dPb, Kb, j0 > k_begin, dQ.rows_range(i0, i1));
       }
     }
   }
@@ -197,11 +205,10 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
   const index_t pairs = keys.count();
   const double unit_bytes = 4.0 * double(group) * double(n_q) * double(d);
   const index_t per_batch = std::clamp<index_t>(static_cast<index_t>(kPartialBytes / (unit_bytes * pb.chunks)), 1, pairs);
-  std::vector<float> partial;
+  const size_t unit_floats = static_cast<size_t>(group * n_q * d);
+  const std::unique_ptr<float[]> partial(new float[static_cast<size_t>(per_batch * pb.chunks) * unit_floats]);
   for (index_t first = 0; first < pairs; first += per_batch) {
     const index_t last = std::min(pairs, first + per_batch), units = (last - first) * pb.chunks;
-    const size_t unit_floats = static_cast<size_t>(group * n_q * d);
-    partial.assign(static_cast<size_t>(units) * unit_floats, 0.0f);
     FirstError error;
 #pragma omp parallel if (units > 1)
     {
@@ -218,7 +225,7 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
           const index_t b = pair / keys.heads, kh = pair % keys.heads;
           const index_t k_begin = chunk * pb.chunk_keys, k_end = std::min(n_k, k_begin + pb.chunk_keys);
           run_unit(pb, b, kh, k_begin, k_end, S, dP, grad_keys.head(b, kh), grad_values.head(b, kh),
-                   partial.data() + static_cast<size_t>(u) * unit_floats);
+                   partial.get() + static_cast<size_t>(u) * unit_floats);
         } catch (...) {
           error.capture();
         }
@@ -233,7 +240,7 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
       const index_t b = pair / keys.heads, h = (pair % keys.heads) * group + g;
       float* dq = grad_queries.head(b, h).row(i);
       for (index_t chunk = 0; chunk < pb.chunks; ++chunk) {
-        const float* p = partial.data() + static_cast<size_t>((pair - first) * pb.chunks + chunk) * unit_floats +
+        const float* p = partial.get() + static_cast<size_t>((pair - first) * pb.chunks + chunk) * unit_floats +
                          static_cast<size_t>((g * n_q + i) * d);
         for (index_t col = 0; col < d; ++col) dq[col] += p[col];
       }
