@@ -41,6 +41,18 @@ py::tuple attend_exact_binding(const py::array& q, const py::array& k, const py:
   return py::make_tuple(out, lse);
 }
 
+// New arrays for dQ, dK, dV shaped like Q, K, V.
+struct Gradients {
+  py::array_t<float> dq, dk, dv;
+  Gradients(ConstHeadsF Q, ConstHeadsF K, ConstHeadsF V)
+      : dq(new_float_array({Q.batch, Q.heads, Q.rows, Q.cols})),
+        dk(new_float_array({K.batch, K.heads, K.rows, K.cols})),
+        dv(new_float_array({V.batch, V.heads, V.rows, V.cols})) {}
+  static HeadsF view(py::array_t<float>& a) {
+    return HeadsF(a.mutable_data(), a.shape(0), a.shape(1), a.shape(2), a.shape(3));
+  }
+};
+
 // (dq, dk, dv) of exact attention from the forward's out and log normaliser (B, H_q, n_q) and dO.
 py::tuple attend_exact_backward_binding(const py::array& q, const py::array& k, const py::array& v,
                                         const py::array& out, const py::array& lse, const py::array& dout,
@@ -49,17 +61,14 @@ py::tuple attend_exact_backward_binding(const py::array& q, const py::array& k, 
                     dO = as_heads(dout, "grad_out");
   const double* L = double_data(lse, Q.count() * Q.rows, "lse");
   const AttentionOptions options = attention_options(f, scale, causal);
-  py::array_t<float> dq = new_float_array({Q.batch, Q.heads, Q.rows, Q.cols});
-  py::array_t<float> dk = new_float_array({K.batch, K.heads, K.rows, K.cols});
-  py::array_t<float> dv = new_float_array({V.batch, V.heads, V.rows, V.cols});
-  const HeadsF dQ(dq.mutable_data(), Q.batch, Q.heads, Q.rows, Q.cols),
-      dK(dk.mutable_data(), K.batch, K.heads, K.rows, K.cols), dV(dv.mutable_data(), V.batch, V.heads, V.rows, V.cols);
+  Gradients g(Q, K, V);
+  const HeadsF dQ = g.view(g.dq), dK = g.view(g.dk), dV = g.view(g.dv);
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
     attend_exact_backward(Q, K, V, O, L, dO, options, dQ, dK, dV);
   }
-  return py::make_tuple(dq, dk, dv);
+  return py::make_tuple(g.dq, g.dk, g.dv);
 }
 
 // (dq, dk, dv) of LevAttention (not causal) with its selection `kept` (one int64 array per
@@ -73,17 +82,14 @@ py::tuple attend_lev_backward_binding(const py::array& q, const py::array& k, co
   const AttentionOptions options = attention_options(f, scale, false);
   LevAttentionReport report;
   for (const auto& a : kept) report.kept_keys.emplace_back(a.data(), a.data() + a.size());
-  py::array_t<float> dq = new_float_array({Q.batch, Q.heads, Q.rows, Q.cols});
-  py::array_t<float> dk = new_float_array({K.batch, K.heads, K.rows, K.cols});
-  py::array_t<float> dv = new_float_array({V.batch, V.heads, V.rows, V.cols});
-  const HeadsF dQ(dq.mutable_data(), Q.batch, Q.heads, Q.rows, Q.cols),
-      dK(dk.mutable_data(), K.batch, K.heads, K.rows, K.cols), dV(dv.mutable_data(), V.batch, V.heads, V.rows, V.cols);
+  Gradients g(Q, K, V);
+  const HeadsF dQ = g.view(g.dq), dK = g.view(g.dk), dV = g.view(g.dv);
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
     attend_lev_backward(Q, K, V, O, dO, options, report, dQ, dK, dV);
   }
-  return py::make_tuple(dq, dk, dv);
+  return py::make_tuple(g.dq, g.dk, g.dv);
 }
 
 // (out, kept, missing_mass or None, info): kept lists the kept keys of each (batch, key head).

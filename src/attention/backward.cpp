@@ -14,6 +14,7 @@
 #include "attention/backward_kernel.hpp"
 #include "attention/finite_check.hpp"
 #include "attention/masked_attention.hpp"
+#include "attention/scaled_rows.hpp"
 #include "core/first_error.hpp"
 
 namespace levattn {
@@ -24,18 +25,6 @@ constexpr index_t kQueryBlock = 256;       // queries per block
 constexpr index_t kKeyBlock = 512;         // keys per block
 constexpr index_t kMaxChunks = 16;         // key chunks per key head, at most
 constexpr double kPartialBytes = 512e6;    // partial dQ memory per batch of key heads
-
-int exponent_of(float x) {  // e with 2^(e-1) ≤ |x| < 2^e; 0 for x = 0
-  int e = 0;
-  std::frexp(x, &e);
-  return x == 0.0f ? 0 : e;
-}
-
-float max_abs(const float* x, index_t n) {
-  float m = 0.0f;
-  for (index_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-  return m;
-}
 
 // For |x|^P: queries scaled per row and keys per head by powers of two, so every product is at most
 // about d whatever the inputs' magnitudes (the forward does the same). Softmax: no copies.
@@ -55,15 +44,13 @@ Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K) {
 #pragma omp parallel for schedule(static)
   for (index_t r = 0; r < Q.count() * Q.rows; ++r) {
     const float* q = Q.data + r * d;
-    const int e = exponent_of(max_abs(q, d));
-    s.q_shift[r] = e;
-    for (index_t c = 0; c < d; ++c) s.q[r * d + c] = std::ldexp(q[c], -e);
+    s.q_shift[r] = -detail::pow2_shift(q, d);
+    detail::scale_copy(q, d, -s.q_shift[r], s.q.data() + r * d);
   }
   for (index_t h = 0; h < K.count(); ++h) {
     const float* k = K.data + h * K.rows * d;
-    const int e = exponent_of(max_abs(k, K.rows * d));
-    s.k_shift[h] = e;
-    for (index_t i = 0; i < K.rows * d; ++i) s.k[h * K.rows * d + i] = std::ldexp(k[i], -e);
+    s.k_shift[h] = -detail::pow2_shift(k, K.rows * d);
+    detail::scale_copy(k, K.rows * d, -s.k_shift[h], s.k.data() + h * K.rows * d);
   }
   return s;
 }
