@@ -63,6 +63,8 @@ std::string kernel_name(Kernel kernel) { return kernel == Kernel::torch ? "torch
 torch::Tensor levattn_softmax_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                         double scale) {
   require(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention kernel: q, k and v must be (B, H, n, d)");
+  require(q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu(),
+          "attention kernel: levattn's kernels run on CPU tensors only");
   return SoftmaxAttention::apply(q, k, v, scale);
 }
 

@@ -23,7 +23,7 @@ Batchable to_tensors(const ImageSet& set, std::int64_t subset = 0);
 struct TrainOptions {
   VitConfig model;
   AttentionSetting attention;  // the rule trained with
-  Kernel kernel = Kernel::torch;  // the code computing the softmax (results agree to float rounding)
+  Kernel kernel = Kernel::levattn;  // the code computing the softmax (results agree to float rounding)
   double warm_start = 0.0;     // fraction of the steps trained with full softmax first, in [0, 1)
   double epochs = 1.0;         // used when steps = 0
   std::int64_t steps = 0;      // total optimizer steps (0: epochs × batches per epoch)

@@ -8,7 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
-#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "attention/backward_kernel.hpp"
@@ -26,23 +27,31 @@ constexpr index_t kKeyBlock = 512;         // keys per block
 constexpr index_t kMaxChunks = 16;         // key chunks per key head, at most
 constexpr double kPartialBytes = 512e6;    // partial dQ memory per batch of key heads
 
-// For |x|^P: queries scaled per row and keys per head by powers of two, so every product is at most
-// about d whatever the inputs' magnitudes (the forward does the same). Softmax: no copies.
+// The queries and keys the block products read. |x|^P: queries scaled per row and keys per head
+// by powers of two, so every product is at most about d whatever the inputs' magnitudes (q̃ =
+// q·2^{-q_shift}, k̃ = k·2^{-k_shift}). Softmax: queries times c (as the forward packs them), keys
+// as they are.
 struct Scaled {
-  std::vector<float> q, k;      // scaled copies (|x|^P only)
-  std::vector<int> q_shift;     // per query row (b, h, i): q̃ = q·2^{-shift}
-  std::vector<int> k_shift;     // per key head (b, kh)
+  std::vector<float> q, k;
+  std::vector<int> q_shift;     // |x|^P: per query row (b, h, i)
+  std::vector<int> k_shift;     // |x|^P: per key head (b, kh)
 };
 
-Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K) {
+Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K, bool power, float c) {
   Scaled s;
-  s.q.resize(static_cast<size_t>(Q.count() * Q.rows * Q.cols));
-  s.k.resize(static_cast<size_t>(K.count() * K.rows * K.cols));
-  s.q_shift.resize(static_cast<size_t>(Q.count() * Q.rows));
-  s.k_shift.resize(static_cast<size_t>(K.count()));
-  const index_t d = Q.cols;
+  const index_t d = Q.cols, rows = Q.count() * Q.rows;
+  s.q.resize(static_cast<size_t>(rows * d));
+  if (!power) {
 #pragma omp parallel for schedule(static)
-  for (index_t r = 0; r < Q.count() * Q.rows; ++r) {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t col = 0; col < d; ++col) s.q[r * d + col] = c * Q.data[r * d + col];
+    return s;
+  }
+  s.k.resize(static_cast<size_t>(K.count() * K.rows * d));
+  s.q_shift.resize(static_cast<size_t>(rows));
+  s.k_shift.resize(static_cast<size_t>(K.count()));
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < rows; ++r) {
     const float* q = Q.data + r * d;
     s.q_shift[r] = -detail::pow2_shift(q, d);
     detail::scale_copy(q, d, -s.q_shift[r], s.q.data() + r * d);
@@ -113,8 +122,12 @@ void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t
   }
 }
 
-void check_shapes(ConstHeadsF Q, ConstHeadsF K, ConstHeadsF V, ConstHeadsF O, ConstHeadsF dO, HeadsF dQ, HeadsF dK,
-                  HeadsF dV) {
+}  // namespace
+
+namespace detail {
+
+void check_backward_shapes(ConstHeadsF Q, ConstHeadsF K, ConstHeadsF V, ConstHeadsF O, ConstHeadsF dO, HeadsF dQ,
+                           HeadsF dK, HeadsF dV) {
   require(K.batch == Q.batch && V.batch == Q.batch, "attention backward: batch sizes differ");
   require(K.cols == Q.cols, "attention backward: queries and keys must have the same width d");
   require(V.heads == K.heads && V.rows == K.rows, "attention backward: values must match the keys' heads and rows");
@@ -128,6 +141,20 @@ void check_shapes(ConstHeadsF Q, ConstHeadsF K, ConstHeadsF V, ConstHeadsF O, Co
   require(same(dQ, Q), "attention backward: grad_queries must have the shape of queries");
   require(same(dK, K), "attention backward: grad_keys must have the shape of keys");
   require(same(dV, V), "attention backward: grad_values must have the shape of values");
+  require(Q.count() * Q.rows == 0 || K.rows == 0 || Q.cols >= 1, "attention backward: d must be at least 1");
+}
+
+}  // namespace detail
+
+namespace {
+
+// Throws Error{bad_input} naming the first gradient that is not finite (products overflowed float).
+void check_gradients(ConstHeadsF dQ, ConstHeadsF dK, ConstHeadsF dV) {
+  for (const auto& [name, t] : {std::pair{"grad_queries", dQ}, std::pair{"grad_keys", dK}, std::pair{"grad_values", dV}})
+    for (index_t i = 0; i < t.count() * t.rows * t.cols; ++i)
+      if (!std::isfinite(t.data[i]))
+        throw Error(ErrorKind::bad_input, std::string("attention backward: ") + name +
+                                              " overflows float32 (inputs too large for these gradients)");
 }
 
 }  // namespace
@@ -136,7 +163,7 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
                            const double* log_normaliser, ConstHeadsF grad_out, const AttentionOptions& options,
                            HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values) {
   detail::check_attention_options(options);
-  check_shapes(queries, keys, values, out, grad_out, grad_queries, grad_keys, grad_values);
+  detail::check_backward_shapes(queries, keys, values, out, grad_out, grad_queries, grad_keys, grad_values);
   const index_t n_q = queries.rows, n_k = keys.rows, d = queries.cols, dv = values.cols;
   const index_t rows_all = queries.count() * n_q;
   std::fill(grad_queries.data, grad_queries.data + rows_all * d, 0.0f);
@@ -158,8 +185,7 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
   const double c = effective_scale(options, d);
   std::vector<float> D(static_cast<size_t>(rows_all));
   std::vector<double> lse(log_normaliser, log_normaliser + rows_all);
-  Scaled scaled;
-  if (power) scaled = scale_inputs(queries, keys);
+  const Scaled scaled = scale_inputs(queries, keys, power, static_cast<float>(c));
   const index_t group = queries.heads / keys.heads;
 #pragma omp parallel for schedule(static)
   for (index_t r = 0; r < rows_all; ++r) {
@@ -174,23 +200,26 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
   }
 
   Problem pb;
-  pb.Q = power ? ConstHeadsF(scaled.q.data(), queries.batch, queries.heads, n_q, d) : queries;
+  pb.Q = ConstHeadsF(scaled.q.data(), queries.batch, queries.heads, n_q, d);
   pb.K = power ? ConstHeadsF(scaled.k.data(), keys.batch, keys.heads, n_k, d) : keys;
   pb.V = values;
   pb.dO = grad_out;
   pb.group = group;
   pb.offset = n_k - n_q;
+  // At most kMaxChunks chunks of whole key blocks, and fewer when one key head's partial dQs would
+  // pass kPartialBytes (shapes alone decide, so the bits never depend on the thread count).
+  const double unit_bytes = 4.0 * double(group) * double(n_q) * double(d);
+  const index_t max_chunks = std::clamp<index_t>(static_cast<index_t>(kPartialBytes / unit_bytes), 1, kMaxChunks);
   pb.chunk_keys =
-      std::max(kKeyBlock, (((n_k + kMaxChunks - 1) / kMaxChunks + kKeyBlock - 1) / kKeyBlock) * kKeyBlock);
+      std::max(kKeyBlock, (((n_k + max_chunks - 1) / max_chunks + kKeyBlock - 1) / kKeyBlock) * kKeyBlock);
   pb.chunks = (n_k + pb.chunk_keys - 1) / pb.chunk_keys;
-  pb.proto = detail::BackwardBlock{options.f.kind, options.f.p, static_cast<float>(c), 0, 0, 0, nullptr,
-                                   nullptr, nullptr, nullptr, options.causal, 0, 0, n_k - n_q};
+  pb.proto = detail::BackwardBlock{.kind = options.f.kind, .p = options.f.p, .causal = options.causal,
+                                   .offset = n_k - n_q};
   pb.lse = &lse;
   pb.D = &D;
 
   // Key heads in batches whose partial dQs fit kPartialBytes; units within a batch run in parallel.
   const index_t pairs = keys.count();
-  const double unit_bytes = 4.0 * double(group) * double(n_q) * double(d);
   const index_t per_batch = std::clamp<index_t>(static_cast<index_t>(kPartialBytes / (unit_bytes * pb.chunks)), 1, pairs);
   const size_t unit_floats = static_cast<size_t>(group * n_q * d);
   const std::unique_ptr<float[]> partial(new float[static_cast<size_t>(per_batch * pb.chunks) * unit_floats]);
@@ -234,6 +263,8 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
       if (power) {
         const int e = scaled.q_shift[(b * queries.heads + h) * n_q + i];
         for (index_t col = 0; col < d; ++col) dq[col] = std::ldexp(dq[col], -e);
+      } else {  // g = c·P·(dP − D): the blocks carried P·(dP − D)
+        for (index_t col = 0; col < d; ++col) dq[col] *= static_cast<float>(c);
       }
     }
     if (power)
@@ -243,6 +274,7 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
         for (index_t i = 0; i < n_k * d; ++i) dk[i] = std::ldexp(dk[i], -e);
       }
   }
+  check_gradients(grad_queries, grad_keys, grad_values);
 }
 
 }  // namespace levattn

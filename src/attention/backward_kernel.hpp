@@ -7,28 +7,26 @@
 namespace levattn::detail {
 
 // One block of rows × cols (query i = first_row + r, key j = first_col + t), row-major with
-// leading dimension ld. On entry S holds s_rt = <q_i, k_j> (of the scaled queries and keys for
-// |x|^P) and dP holds <dO_i, v_j>; on exit S holds P_rt and dP holds the gradient factor g_rt of
-// backward.hpp (for |x|^P: with respect to the scaled s). Keys the causal mask hides, and rows with
-// log normaliser −∞, get P = g = 0.
+// leading dimension ld. On entry S holds s_rt = <q̃_i, k̃_j> of the scaled queries and keys
+// (backward.cpp: softmax c·q_i and k_j; |x|^P powers of two) and dP holds <dO_i, v_j>; on exit S
+// holds P_rt and dP the gradient with respect to that scaled product: P·(dP − D) (softmax) or
+// P·(dP − D)·P/s̃ (|x|^P). Keys the causal mask hides, and rows with log normaliser −∞, get 0.
 struct BackwardBlock {
-  ScoreKind kind;
-  double p;             // |x|^P exponent
-  float scale;          // softmax: c
-  index_t rows, cols, ld;
-  float* S;
-  float* dP;
-  const double* lse;    // per row: L_i (|x|^P: of the scaled products, see backward.cpp)
-  const float* D;       // per row: Σ_c dO[i,c]·O[i,c]
-  bool causal;
-  index_t first_row, first_col, offset;  // visible iff first_col + t ≤ first_row + r + offset
+  ScoreKind kind = ScoreKind::softmax;
+  double p = 2.0;               // |x|^P exponent
+  index_t rows = 0, cols = 0, ld = 0;
+  float* S = nullptr;
+  float* dP = nullptr;
+  const double* lse = nullptr;  // per row: L_i (|x|^P: of the scaled products, see backward.cpp)
+  const float* D = nullptr;     // per row: Σ_c dO[i,c]·O[i,c]
+  bool causal = false;
+  index_t first_row = 0, first_col = 0, offset = 0;  // visible iff first_col + t ≤ first_row + r + offset
 };
 
 // C = op(A)·op(B) (+ C when accumulate), op(X) = Xᵀ when its flag is set. The portable set calls
 // OpenBLAS (linalg/blas.hpp); the AVX-512 set runs Eigen's GEMM compiled for AVX-512 in its own
-// file, single-threaded (Debian's OpenBLAS 0.3.21 picks its AVX2 kernels on AMD Zen 4, half the
-// speed). Either way the call runs on the calling thread, so results never depend on the thread
-// count.
+// file, single-threaded (why: BENCHMARKS.md, "Backward"). Neither splits the inner dimension, so
+// the bits of C never depend on the thread count.
 using BlockGemm = void (*)(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate,
                            MatrixF c);
 
@@ -37,6 +35,10 @@ struct BackwardKernels {
   void (*block)(const BackwardBlock&);
   BlockGemm gemm;
 };
+
+// The shape checks of attend_exact_backward (backward.hpp), for the operators built on it.
+void check_backward_shapes(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
+                           ConstHeadsF grad_out, HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values);
 
 const BackwardKernels& generic_backward_kernels();
 const BackwardKernels& avx512_backward_kernels();

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "attention/backward_kernel.hpp"
 #include "attention/exp_nonpositive.hpp"
@@ -18,16 +17,19 @@ inline index_t visible_end(const BackwardBlock& b, index_t r) {
   return std::clamp<index_t>(b.first_row + r + b.offset - b.first_col + 1, 0, b.cols);
 }
 
+// Softmax: s already holds c·<q,k>. L is split into float parts (L = hi + lo to double rounding),
+// so that s − L keeps its digits when |L| is large.
 inline void softmax_row(const BackwardBlock& b, index_t r) {
   float* s = b.S + r * b.ld;
   float* dp = b.dP + r * b.ld;
   const index_t end = std::isfinite(b.lse[r]) ? visible_end(b, r) : 0;
-  const float c = b.scale, L = static_cast<float>(b.lse[r]), D = b.D[r];
+  const float hi = static_cast<float>(b.lse[r]), lo = static_cast<float>(b.lse[r] - static_cast<double>(hi));
+  const float D = b.D[r];
 #pragma omp simd
   for (index_t t = 0; t < end; ++t) {
-    const float w = exp_nonpositive(std::min(0.0f, c * s[t] - L));
+    const float w = exp_nonpositive(std::min(0.0f, (s[t] - hi) - lo));
     s[t] = w;
-    dp[t] = c * w * (dp[t] - D);
+    dp[t] = w * (dp[t] - D);
   }
   std::fill(s + end, s + b.cols, 0.0f);
   std::fill(dp + end, dp + b.cols, 0.0f);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <numeric>
 
+#include "attention/gather_rows.hpp"
 #include "attention/masked_attention.hpp"
 #include "attention/prefix_normalisers.hpp"
 #include "levattn/scores/lewis.hpp"
@@ -29,13 +30,6 @@ void check_select(const LevSelectOptions& o) {
   require(o.top_k >= 0, "LevAttention: top-k must be at least 1");
   if (o.eps > 0.0) check_eps(o.eps);
   require(o.sinks >= 0 && o.window >= 0, "LevAttention: sinks and window must be ≥ 0");
-}
-
-// Rows idx of m, densely.
-std::vector<float> gather(ConstMatrixF m, const std::vector<index_t>& idx) {
-  std::vector<float> g(idx.size() * static_cast<size_t>(m.cols));
-  for (size_t r = 0; r < idx.size(); ++r) std::copy(m.row(idx[r]), m.row(idx[r]) + m.cols, g.data() + r * m.cols);
-  return g;
 }
 
 // U ∪ [0, sinks) from one score per key; `total` (the scores' sum) bounds |U|·ε.
@@ -125,7 +119,7 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
       report.select_seconds += seconds_since(start);
 
       start = std::chrono::steady_clock::now();
-      const std::vector<float> Kg = gather(K, kept), Vg = gather(V, kept);
+      const std::vector<float> Kg = detail::gather_rows(K, kept), Vg = detail::gather_rows(V, kept);
       const index_t m = static_cast<index_t>(kept.size());
       for (index_t h = kh * group; h < (kh + 1) * group; ++h) {
         const ConstMatrixF Q = queries.head(b, h);

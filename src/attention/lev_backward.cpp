@@ -4,19 +4,14 @@
 #include <algorithm>
 #include <vector>
 
+#include "attention/backward_kernel.hpp"
+#include "attention/gather_rows.hpp"
 #include "levattn/attention/backward.hpp"
 #include "levattn/attention/lev_attention.hpp"
 
 namespace levattn {
 
 namespace {
-
-// Rows `idx` of m, densely.
-std::vector<float> gather_rows(ConstMatrixF m, const std::vector<index_t>& idx) {
-  std::vector<float> g(idx.size() * static_cast<size_t>(m.cols));
-  for (size_t r = 0; r < idx.size(); ++r) std::copy(m.row(idx[r]), m.row(idx[r]) + m.cols, g.data() + r * m.cols);
-  return g;
-}
 
 void check_kept(const LevAttentionReport& report, ConstHeadsF keys) {
   require(static_cast<index_t>(report.kept_keys.size()) == keys.count(),
@@ -36,16 +31,10 @@ void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF valu
   const bool power = attention.f.kind == ScoreKind::power;
   require(!power || attention.f.p == 2.0,
           "LevAttention backward: pow:P with P ≠ 2 is normalised by an estimate and has no gradient here");
-  require(keys.heads > 0 && queries.heads % keys.heads == 0 && keys.batch == queries.batch &&
-              values.batch == keys.batch && values.heads == keys.heads && values.rows == keys.rows,
-          "LevAttention backward: shapes as attend_lev");
+  detail::check_backward_shapes(queries, keys, values, out, grad_out, grad_queries, grad_keys, grad_values);
   check_kept(report, keys);
   const index_t group = queries.heads / keys.heads, n_q = queries.rows, n_k = keys.rows, d = keys.cols,
                 dv = values.cols;
-  require(grad_keys.batch == keys.batch && grad_keys.heads == keys.heads && grad_keys.rows == n_k &&
-              grad_keys.cols == d && grad_values.batch == values.batch && grad_values.heads == values.heads &&
-              grad_values.rows == n_k && grad_values.cols == dv,
-          "LevAttention backward: grad_keys and grad_values must have the shapes of keys and values");
   std::vector<double> lse(static_cast<size_t>(group * n_q));
   std::vector<float> scratch_out(static_cast<size_t>(group * n_q * dv));
   for (index_t b = 0; b < keys.batch; ++b)
@@ -60,7 +49,7 @@ void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF valu
       const HeadsF L_out(scratch_out.data(), 1, group, n_q, dv);
       if (!power) {  // softmax over the kept keys: exact attention over them
         const index_t m = static_cast<index_t>(kept.size());
-        const std::vector<float> Kg = gather_rows(K, kept), Vg = gather_rows(V, kept);
+        const std::vector<float> Kg = detail::gather_rows(K, kept), Vg = detail::gather_rows(V, kept);
         std::vector<float> dKg(Kg.size()), dVg(Vg.size());
         const ConstHeadsF Kh(Kg.data(), 1, 1, m, d), Vh(Vg.data(), 1, 1, m, dv);
         attend_exact(Q, Kh, Vh, attention, L_out, lse.data());  // the log normalisers over the kept keys

@@ -13,17 +13,21 @@
 // query heads that share a key head); log_normaliser holds B·H_q·n_q doubles; options.causal is
 // the forward's bottom-right mask. Rows with L = −∞ (nothing attended) contribute nothing.
 //
-// Accuracy (tests, against float64 gradients): relative 1e-4. Products come from float GEMMs (one
-// checked wrapper over OpenBLAS), weights from a polynomial exp within 2e-7, D in double; for
-// |x|^P queries and keys are scaled by powers of two first, as in the forward.
+// Accuracy (tests, against float64 gradients): relative 1e-4. Products come from float block
+// products (Eigen compiled for AVX-512, or OpenBLAS through one checked wrapper, chosen at run
+// time), weights from a polynomial exp within 2e-7, D in double; softmax queries are multiplied
+// by c before the products, as in the forward; for |x|^P queries (per row) and keys (per head) are
+// scaled by powers of two first.
 //
 // Cost: 5 products of n_q·n_k·d (S, dP, dV, dK, dQ), 10·n_q·n_k·d FLOPs with d = d_v, in blocks of
-// 256 queries × 512 keys. Work units are (batch, key head, chunk of keys) — a chunk is at most a
-// sixteenth of the keys, at least 512 — each owning its dK and dV rows and a partial dQ; partials
-// are summed in chunk order, so results never depend on the thread count.
+// 256 queries × 512 keys. Work units are (batch, key head, chunk of keys) — at most 16 chunks a
+// key head, fewer when its partial dQs would pass 512 MB — each owning its dK and dV rows and a
+// partial dQ; partials are summed in chunk order, so results never depend on the thread count.
+// Memory: the partial dQs (at most 512 MB, or one key head's group × n_q × d floats if more).
 //
-// Errors: Error{bad_input} on mismatched shapes, a log normaliser that is NaN or +∞, or the
-// options attend_exact refuses.
+// Errors: Error{bad_input} on mismatched shapes, d = 0, NaN/Inf in any input (naming the row), a
+// log normaliser that is NaN or +∞, the options attend_exact refuses, or gradients that overflow
+// float.
 #pragma once
 
 #include "levattn/attention/exact.hpp"

@@ -1,0 +1,18 @@
+// Rows of a matrix copied densely: the kept keys and values LevAttention attends over.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "levattn/core/matrix_view.hpp"
+
+namespace levattn::detail {
+
+// Rows idx of m (each in [0, m.rows)), one after another: idx.size() × m.cols floats.
+inline std::vector<float> gather_rows(ConstMatrixF m, const std::vector<index_t>& idx) {
+  std::vector<float> g(idx.size() * static_cast<size_t>(m.cols));
+  for (size_t r = 0; r < idx.size(); ++r) std::copy(m.row(idx[r]), m.row(idx[r]) + m.cols, g.data() + r * m.cols);
+  return g;
+}
+
+}  // namespace levattn::detail
