@@ -19,6 +19,17 @@ def hashed_floats(count, seed):
     return (2.0 * (h.astype(np.float64) / 4294967296.0) - 1.0).astype(np.float32)
 
 
+def median_ms(step, repeats):
+    """Median wall time of step() in ms over `repeats` calls, after one warm-up call."""
+    step()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -35,13 +46,7 @@ def main():
             return torch.softmax((q @ k.T) * scale, dim=-1) @ v
 
         with torch.no_grad():
-            attend()  # warm-up
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                attend()
-                times.append((time.perf_counter() - t0) * 1e3)
-        results["median_ms"][f"{n}/{d}"] = statistics.median(times)
+            results["median_ms"][f"{n}/{d}"] = median_ms(attend, args.repeats)
 
         dout = torch.from_numpy(hashed_floats(n * d, 4).reshape(n, d))
         qg, kg, vg = (x.clone().requires_grad_() for x in (q, k, v))
@@ -50,13 +55,7 @@ def main():
             out = torch.softmax((qg @ kg.T) * scale, dim=-1) @ vg
             return torch.autograd.grad(out, (qg, kg, vg), dout)
 
-        train_step()  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            train_step()
-            times.append((time.perf_counter() - t0) * 1e3)
-        results["fwd_bwd_median_ms"][f"{n}/{d}"] = statistics.median(times)
+        results["fwd_bwd_median_ms"][f"{n}/{d}"] = median_ms(train_step, args.repeats)
     json.dump(results, open(args.out, "w"), indent=1)
     print(json.dumps(results))
 

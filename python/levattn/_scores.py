@@ -45,6 +45,16 @@ def _per_head(keys: Any, work: Callable[[np.ndarray], Any]) -> Any:
     return results
 
 
+def _stacked(results: Any, torch_out: bool, return_info: bool) -> Any:
+    """(values, info) of one head, or a list of them per head, as values (n,) or (h, n) — and the
+    info dict, or the list of them, when return_info."""
+    if isinstance(results, list):
+        values, info = np.stack([r[0] for r in results]), [r[1] for r in results]
+    else:
+        values, info = results
+    return (like(values, torch_out), info) if return_info else like(values, torch_out)
+
+
 def _gamma(approx: Optional[float]) -> float:
     if approx is None:
         return 0.0
@@ -70,14 +80,7 @@ def leverage_scores(k: Any, *, ridge: float = 0.0, p: float = 2.0, approx: Optio
     """
     options = (real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), seed_arg(seed),
                real_arg(ridge, "ridge"), rcond_arg(rcond), threads_arg(threads))
-    results = _per_head(k, lambda head: _levattn.key_scores(head, *options))
-    torch_out = is_tensor(k)
-    if isinstance(results, list):
-        scores = np.stack([r[0] for r in results])
-        info: Any = [r[1] for r in results]
-    else:
-        scores, info = results
-    return (like(scores, torch_out), info) if return_info else like(scores, torch_out)
+    return _stacked(_per_head(k, lambda head: _levattn.key_scores(head, *options)), is_tensor(k), return_info)
 
 
 def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, max_iterations: int = 300,
@@ -94,14 +97,7 @@ def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, max_iterations: 
     """
     options = (real_arg(p, "p"), real_arg(tolerance, "tolerance"), integer_arg(max_iterations, "max_iterations", 1),
                rcond_arg(rcond), bool(accelerate), threads_arg(threads))
-    results = _per_head(k, lambda head: _levattn.lewis_weights(head, *options))
-    torch_out = is_tensor(k)
-    if isinstance(results, list):
-        weights = np.stack([r[0] for r in results])
-        info: Any = [r[1] for r in results]
-    else:
-        weights, info = results
-    return (like(weights, torch_out), info) if return_info else like(weights, torch_out)
+    return _stacked(_per_head(k, lambda head: _levattn.lewis_weights(head, *options)), is_tensor(k), return_info)
 
 
 def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] = None, p: float = 2.0,

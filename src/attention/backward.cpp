@@ -65,9 +65,9 @@ Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K, bool power, float c) {
 }
 
 struct Problem {
-  ConstHeadsF Q, K, V, dO;  // Q and K scaled for |x|^P
+  ConstHeadsF Q, K, V, dO;  // Q and K as scale_inputs gives them
   index_t group, offset, chunk_keys, chunks;
-  detail::BackwardBlock proto;  // kind, p, scale, causal, offset
+  detail::BackwardBlock proto;  // kind, p, causal, offset
   const std::vector<double>* lse;  // per query row, of the scaled products
   const std::vector<float>* D;     // per query row
 };

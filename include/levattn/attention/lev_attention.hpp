@@ -3,7 +3,7 @@
 // ("sinks"), are gathered with their values, and attention runs over them.
 //
 //  * softmax: normalised over the kept keys (the paper's mechanism; no error bound exists for
-//    exp, see DESIGN.md).
+//    exp: a query parallel to any one key can make that key dominate).
 //  * pow:2 (|x|²): normalised by the exact full normaliser Σ_l <q,k_l>² (qᵀGq from the Gram
 //    matrix), so the output is the exact truncation Σ_{j kept} A[i,j]·v_j of true attention, and
 //    each row's missing mass μ_i = 1 − Σ_{j kept} A[i,j] is reported; ‖o_i − ô_i‖ ≤ μ_i·max_j‖v_j‖.
