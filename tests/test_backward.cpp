@@ -1,7 +1,7 @@
 // The attention backward against float64 gradients computed here from the formulas (themselves
 // checked by finite differences of a float64 forward on tiny sizes): softmax and |x|^P, causal,
 // grouped queries, lengths on both sides of the 256-row blocks, adversarial magnitudes, identical
-// bits for 1 and 2 threads, bad input.
+// bits for 1 and 2 threads, bad input; LevAttention's backward (kept keys, causal windows) likewise.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -65,10 +65,12 @@ struct Grads {
 };
 
 // Float64 gradients of Σ dO∘O from the formulas of backward.hpp, every product in double. With
-// `kept` (per key head, as LevAttention keeps them): softmax runs over the kept keys only; |x|^P
-// sums the kept keys' terms but normalises over every key, so the others get gradient through the
+// `kept` (per key head, as LevAttention keeps them): query i's output uses the kept keys and,
+// causal, every key of its `window` latest visible ones; softmax runs over those keys only; |x|^P
+// sums their terms but normalises over every visible key, so the others get gradient through the
 // normaliser (their dP is 0) and no dV.
-Grads reference_grads(const Case& c, const Tensors& t, const std::vector<std::vector<index_t>>* kept = nullptr) {
+Grads reference_grads(const Case& c, const Tensors& t, const std::vector<std::vector<index_t>>* kept = nullptr,
+                      index_t window = 0) {
   Grads g{std::vector<double>(t.q.size()), std::vector<double>(t.k.size()), std::vector<double>(t.v.size())};
   const bool softmax = c.o.f.kind == ScoreKind::softmax;
   const double p = c.o.f.p, s = effective_scale(c.o, c.d);
@@ -90,12 +92,13 @@ Grads reference_grads(const Case& c, const Tensors& t, const std::vector<std::ve
         const index_t end = c.o.causal ? std::min(c.n_k, std::max<index_t>(0, i + off + 1)) : c.n_k;
         std::vector<double> sc(static_cast<size_t>(end)), logw(static_cast<size_t>(end));
         double top = -INFINITY;
+        const auto used = [&](index_t j) { return in[j] || (c.o.causal && j > i + off - window); };
         for (index_t j = 0; j < end; ++j) {
           double dot = 0.0;
           for (index_t x = 0; x < c.d; ++x) dot += double(Q[i * c.d + x]) * K[j * c.d + x];
           sc[j] = dot;
           logw[j] = softmax ? s * dot : (dot == 0.0 ? -INFINITY : p * std::log(std::fabs(s * dot)));
-          if (softmax && !in[j]) logw[j] = -INFINITY;  // softmax over the kept keys only
+          if (softmax && !used(j)) logw[j] = -INFINITY;  // softmax over the keys in the output only
           top = std::max(top, logw[j]);
         }
         if (!(top > -INFINITY)) continue;
@@ -104,7 +107,7 @@ Grads reference_grads(const Case& c, const Tensors& t, const std::vector<std::ve
         std::vector<double> A(static_cast<size_t>(end)), dP(static_cast<size_t>(end)), O(static_cast<size_t>(c.dv));
         for (index_t j = 0; j < end; ++j) {
           A[j] = std::exp(logw[j] - top) / total;
-          if (!in[j]) continue;  // not in the output: dP = 0
+          if (!used(j)) continue;  // not in the output: dP = 0
           for (index_t x = 0; x < c.dv; ++x) {
             O[x] += A[j] * V[j * c.dv + x];
             dP[j] += double(dO[i * c.dv + x]) * V[j * c.dv + x];
@@ -118,7 +121,7 @@ Grads reference_grads(const Case& c, const Tensors& t, const std::vector<std::ve
             dQ[i * c.d + x] += gij * K[j * c.d + x];
             dK[j * c.d + x] += gij * Q[i * c.d + x];
           }
-          if (in[j])
+          if (used(j))
             for (index_t x = 0; x < c.dv; ++x) dV[j * c.dv + x] += A[j] * dO[i * c.dv + x];
         }
       }
@@ -359,43 +362,118 @@ TEST(AttentionBackward, OneAndTwoThreadsGiveTheSameBits) {
    }
 }
 
-TEST(LevAttentionBackward, GradientsThroughTheKeptKeysMatchTheReference) {
-  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
-    for (const auto& [top_k, sinks, eps] : std::vector<std::tuple<index_t, index_t, double>>{
-             {40, 0, 0.0}, {25, 3, 0.0}, {0, 0, 0.05}}) {
-      LevSelectOptions select;
-      select.top_k = top_k;
-      select.sinks = sinks;
-      select.eps = eps;
-      Case c;
-      c.B = 2;
-      c.Hq = 4;
-      c.Hkv = 2;
-      c.n_q = 90;
-      c.n_k = 300;
-      c.d = 16;
-      c.dv = 8;
-      c.o.f = f;
-      const Tensors t = make(c);
-      const ConstHeadsF Q(t.q.data(), c.B, c.Hq, c.n_q, c.d), K(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
-          V(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), dO(t.dout.data(), c.B, c.Hq, c.n_q, c.dv);
-      std::vector<float> out(t.dout.size()), dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
-      const LevAttentionReport report =
-          attend_lev(Q, K, V, c.o, select, HeadsF(out.data(), c.B, c.Hq, c.n_q, c.dv));
-      attend_lev_backward(Q, K, V, ConstHeadsF(out.data(), c.B, c.Hq, c.n_q, c.dv), dO, c.o, report,
-                          HeadsF(dq.data(), c.B, c.Hq, c.n_q, c.d), HeadsF(dk.data(), c.B, c.Hkv, c.n_k, c.d),
-                          HeadsF(dv.data(), c.B, c.Hkv, c.n_k, c.dv));
-      const Grads ref = reference_grads(c, t, &report.kept_keys);
-      const std::string what = f.name() + " top_k " + std::to_string(select.top_k) + " sinks " +
-                               std::to_string(select.sinks) + " eps " + std::to_string(select.eps);
-      EXPECT_LE(relative({dq.begin(), dq.end()}, ref.dq), 1e-4) << "dQ " << what;
-      EXPECT_LE(relative({dk.begin(), dk.end()}, ref.dk), 1e-4) << "dK " << what;
-      EXPECT_LE(relative({dv.begin(), dv.end()}, ref.dv), 1e-4) << "dV " << what;
-      EXPECT_LT(report.kept_keys[0].size(), static_cast<size_t>(c.n_k)) << "the check must see keys left out";
-    }
+struct LevCase {
+  Case c;
+  LevSelectOptions select;
+};
+
+// attend_lev's output and report, then attend_lev_backward's gradients with them.
+struct LevRun {
+  std::vector<float> out;
+  LevAttentionReport report;
+  Grads grads;
+};
+
+LevRun run_lev_forward(const LevCase& l, const Tensors& t) {
+  const Case& c = l.c;
+  LevRun run;
+  run.out.resize(t.dout.size());
+  run.report = attend_lev(ConstHeadsF(t.q.data(), c.B, c.Hq, c.n_q, c.d), ConstHeadsF(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
+                          ConstHeadsF(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), c.o, l.select,
+                          HeadsF(run.out.data(), c.B, c.Hq, c.n_q, c.dv));
+  return run;
 }
 
-TEST(LevAttentionBackward, CausalAndPowerPAreRefused) {
+Grads run_lev_backward(const LevCase& l, const Tensors& t, const LevRun& forward) {
+  const Case& c = l.c;
+  std::vector<float> dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
+  attend_lev_backward(ConstHeadsF(t.q.data(), c.B, c.Hq, c.n_q, c.d), ConstHeadsF(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
+                      ConstHeadsF(t.v.data(), c.B, c.Hkv, c.n_k, c.dv),
+                      ConstHeadsF(forward.out.data(), c.B, c.Hq, c.n_q, c.dv),
+                      ConstHeadsF(t.dout.data(), c.B, c.Hq, c.n_q, c.dv), c.o, forward.report,
+                      HeadsF(dq.data(), c.B, c.Hq, c.n_q, c.d), HeadsF(dk.data(), c.B, c.Hkv, c.n_k, c.d),
+                      HeadsF(dv.data(), c.B, c.Hkv, c.n_k, c.dv));
+  return {{dq.begin(), dq.end()}, {dk.begin(), dk.end()}, {dv.begin(), dv.end()}};
+}
+
+std::vector<LevCase> lev_cases() {
+  std::vector<LevCase> cases;
+  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)}) {
+    // Not causal: budgets, sinks and a threshold; keys shared by two query heads.
+    for (const auto& [top_k, sinks, eps] : std::vector<std::tuple<index_t, index_t, double>>{
+             {40, 0, 0.0}, {25, 3, 0.0}, {0, 0, 0.05}}) {
+      LevCase l;
+      l.select.top_k = top_k;
+      l.select.sinks = sinks;
+      l.select.eps = eps;
+      l.c.B = 2;
+      l.c.Hq = 4;
+      l.c.Hkv = 2;
+      l.c.n_q = 90;
+      l.c.n_k = 300;
+      l.c.d = 16;
+      l.c.dv = 8;
+      l.c.o.f = f;
+      cases.push_back(l);
+    }
+    // Causal, with and without a window: n_q < n_k, n_q = n_k across several query and key blocks
+    // (the window's band crosses block edges), n_q > n_k (early queries see nothing).
+    for (const auto& [n_q, n_k, top_k, window] : std::vector<std::tuple<index_t, index_t, index_t, index_t>>{
+             {90, 300, 40, 0}, {90, 300, 40, 7}, {600, 1100, 60, 300}, {300, 120, 10, 5}}) {
+      LevCase l;
+      l.select.top_k = top_k;
+      l.select.sinks = 2;
+      l.select.window = window;
+      l.c.Hq = 2;
+      l.c.n_q = n_q;
+      l.c.n_k = n_k;
+      l.c.d = 16;
+      l.c.dv = 8;
+      l.c.o.f = f;
+      l.c.o.causal = true;
+      l.c.seed = static_cast<std::uint64_t>(n_q + window);
+      cases.push_back(l);
+    }
+  }
+  return cases;
+}
+
+std::string describe(const LevCase& l) {
+  return describe(l.c) + " top_k " + std::to_string(l.select.top_k) + " sinks " + std::to_string(l.select.sinks) +
+         " eps " + std::to_string(l.select.eps) + " window " + std::to_string(l.select.window);
+}
+
+TEST(LevAttentionBackward, GradientsThroughTheKeptKeysMatchTheReference) {
+  for (const LevCase& l : lev_cases()) {
+    const Tensors t = make(l.c);
+    const LevRun forward = run_lev_forward(l, t);
+    const Grads got = run_lev_backward(l, t, forward);
+    const LevAttentionReport& report = forward.report;
+    const Grads ref = reference_grads(l.c, t, &report.kept_keys, l.select.window);
+    EXPECT_LE(relative(got.dq, ref.dq), 1e-4) << "dQ " << describe(l);
+    EXPECT_LE(relative(got.dk, ref.dk), 1e-4) << "dK " << describe(l);
+    EXPECT_LE(relative(got.dv, ref.dv), 1e-4) << "dV " << describe(l);
+    EXPECT_LT(report.kept_keys[0].size(), static_cast<size_t>(l.c.n_k)) << "the check must see keys left out";
+  }
+}
+
+TEST(LevAttentionBackward, OneAndTwoThreadsGiveTheSameBits) {
+  for (const LevCase& l : lev_cases()) {
+    const Tensors t = make(l.c);
+    const LevRun forward = run_lev_forward(l, t);
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(1);
+    const Grads one = run_lev_backward(l, t, forward);
+    omp_set_num_threads(2);
+    const Grads two = run_lev_backward(l, t, forward);
+    omp_set_num_threads(before);
+    EXPECT_EQ(one.dq, two.dq) << describe(l);
+    EXPECT_EQ(one.dk, two.dk) << describe(l);
+    EXPECT_EQ(one.dv, two.dv) << describe(l);
+  }
+}
+
+TEST(LevAttentionBackward, PowerPAWindowWithoutCausalAndBadShapesOrReportsAreRefused) {
   Case c;
   const Tensors t = make(c);
   std::vector<float> out(t.dout.size()), dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
@@ -409,8 +487,13 @@ TEST(LevAttentionBackward, CausalAndPowerPAreRefused) {
   };
   AttentionOptions o;
   EXPECT_NO_THROW(call(o, report));
+  LevAttentionReport windowed = report;
+  windowed.window = 2;
+  EXPECT_THROW(call(o, windowed), Error);
   o.causal = true;
-  EXPECT_THROW(call(o, report), Error);
+  EXPECT_NO_THROW(call(o, windowed));
+  windowed.window = -1;
+  EXPECT_THROW(call(o, windowed), Error);
   o = AttentionOptions{};
   o.f = ScoreFunction::power(3.0);
   EXPECT_THROW(call(o, report), Error);

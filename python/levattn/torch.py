@@ -6,9 +6,8 @@
 
 Importing this module imports torch (Debian's torch 1.13 here). The forward pass runs levattn's
 kernels, and so does the backward pass (attend_exact_backward, attend_lev_backward: tiled, no
-n_q × n_k matrix) except for causal LevAttention, whose backward still recomputes the kept keys'
-weights with torch operations. Either way the gradients are those of the function the forward
-computed, with the key selection held fixed (no gradient flows through which keys were kept).
+n_q × n_k matrix). The gradients are those of the function the forward computed, with the key
+selection held fixed (no gradient flows through which keys were kept).
 """
 from __future__ import annotations
 
@@ -26,46 +25,10 @@ from ._levattn import InputError
 __all__ = ["attention", "LevSelfAttention"]
 
 
-def _visible(n_q: int, n_k: int, causal: bool, window: int, kept: Optional[Tensor], device) -> Tensor:
-    """(1 or B, 1 or H_kv, n_q, n_k) mask of the keys each query attends to (see lev_attention.hpp):
-    causal keys j ≤ i + n_k − n_q, and with a kept set only kept keys or the window's latest ones."""
-    i = torch.arange(n_q, device=device)[:, None]
-    j = torch.arange(n_k, device=device)[None, :]
-    offset = n_k - n_q
-    mask = (j <= i + offset) if causal else torch.ones(n_q, n_k, dtype=torch.bool, device=device)
-    mask = mask[None, None]
-    if kept is not None:
-        chosen = kept[:, :, None, :]
-        if window > 0:
-            chosen = chosen | ((j > i + offset - window) & (j <= i + offset))[None, None]
-        mask = mask & chosen
-    return mask
-
-
-def _weights(q: Tensor, k: Tensor, c: float, kind: str, p: float, causal: bool, window: int,
-             kept: Optional[Tensor]) -> Tensor:
-    """Attention weights (B, H_q, n_q, n_k) by torch operations (differentiable), k already expanded
-    to the query heads; kept (B, H_q, n_k) bool or None."""
-    n_q, n_k = q.shape[-2], k.shape[-2]
-    s = c * (q @ k.transpose(-1, -2))
-    attend = _visible(n_q, n_k, causal, window, kept, q.device)
-    if kind == "softmax":
-        logits = s.masked_fill(~attend, -float("inf"))
-        w = torch.softmax(logits, dim=-1)
-        return torch.where(attend.any(-1, keepdim=True), w, torch.zeros((), dtype=w.dtype))
-    f = s.abs().pow(p)
-    visible = _visible(n_q, n_k, causal, 0, None, q.device)
-    total = f.masked_fill(~visible, 0.0).sum(-1, keepdim=True)  # the full normaliser (pow:P)
-    numerator = f.masked_fill(~attend, 0.0)
-    return torch.where(total > 0, numerator / torch.where(total > 0, total, torch.ones((), dtype=total.dtype)),
-                       torch.zeros((), dtype=f.dtype))
-
-
 class _Attention(torch.autograd.Function):
     """Forward by levattn on (B, H, n, d) tensors. Backward by levattn's tiled kernels: exact
-    attention from the saved output and log normaliser (attend_exact_backward), LevAttention
-    without the causal mask over its kept keys (attend_lev_backward); causal LevAttention by torch
-    operations on the kept keys."""
+    attention from the saved output and log normaliser (attend_exact_backward), LevAttention over
+    its kept keys and causal window (attend_lev_backward)."""
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, options: dict) -> Tensor:  # type: ignore[override]
@@ -85,33 +48,15 @@ class _Attention(torch.autograd.Function):
         q, k, v, out = ctx.saved_tensors
         o = ctx.options
         causal = bool(o["is_causal"])
-        if ctx.lse is not None or not causal:
-            arrays = [as_float32(x.detach(), name) for x, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out"),
-                                                                   (grad_out, "grad_out"))]
-            if ctx.lse is not None:
-                grads = _levattn.attend_exact_backward(*arrays[:4], ctx.lse.numpy(), arrays[4], o["f"],
-                                                       o["scale"] or 0.0, causal, threads_arg(o["threads"]))
-            else:
-                grads = _levattn.attend_lev_backward(*arrays, o["f"], o["scale"] or 0.0, ctx.kept,
-                                                     threads_arg(o["threads"]))
-            result = [torch.from_numpy(g).to(x.dtype) if x.requires_grad else None
-                      for g, x in zip(grads, (q, k, v))]
-            return result[0], result[1], result[2], None
-        kind, p, c = _levattn.score_function(o["f"], o["scale"] or 0.0, q.shape[-1])
-        group = q.shape[1] // k.shape[1]
-        mask = torch.zeros(k.shape[0] * k.shape[1], k.shape[2], dtype=torch.bool)
-        for i, h in enumerate(ctx.kept):
-            mask[i, torch.from_numpy(h)] = True
-        with torch.enable_grad():
-            qd, kd, vd = (x.detach().float().requires_grad_(x.requires_grad) for x in (q, k, v))
-            ke = kd.repeat_interleave(group, dim=1)
-            ve = vd.repeat_interleave(group, dim=1)
-            kept = mask.reshape(k.shape[0], k.shape[1], k.shape[2]).repeat_interleave(group, dim=1)
-            w = _weights(qd, ke, c, kind, p, causal, int(o.get("window", 0)), kept)
-            recomputed = w @ ve
-            inputs = [x for x in (qd, kd, vd) if x.requires_grad]
-            grads = iter(torch.autograd.grad(recomputed, inputs, grad_out.float()))
-        result = [next(grads).to(x.dtype) if x.requires_grad else None for x in (q, k, v)]
+        arrays = [as_float32(x.detach(), name) for x, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out"),
+                                                               (grad_out, "grad_out"))]
+        if ctx.lse is not None:
+            grads = _levattn.attend_exact_backward(*arrays[:4], ctx.lse.numpy(), arrays[4], o["f"],
+                                                   o["scale"] or 0.0, causal, threads_arg(o["threads"]))
+        else:
+            grads = _levattn.attend_lev_backward(*arrays, o["f"], o["scale"] or 0.0, causal, int(o["window"]),
+                                                 ctx.kept, threads_arg(o["threads"]))
+        result = [torch.from_numpy(g).to(x.dtype) if x.requires_grad else None for g, x in zip(grads, (q, k, v))]
         return result[0], result[1], result[2], None
 
 

@@ -71,16 +71,18 @@ py::tuple attend_exact_backward_binding(const py::array& q, const py::array& k, 
   return py::make_tuple(g.dq, g.dk, g.dv);
 }
 
-// (dq, dk, dv) of LevAttention (not causal) with its selection `kept` (one int64 array per
-// (batch, key head), as attend_lev returned it) held fixed.
+// (dq, dk, dv) of LevAttention with its selection `kept` (one int64 array per (batch, key head),
+// as attend_lev returned it) and its causal window held fixed.
 py::tuple attend_lev_backward_binding(const py::array& q, const py::array& k, const py::array& v,
                                       const py::array& out, const py::array& dout, const std::string& f, double scale,
+                                      bool causal, index_t window,
                                       const std::vector<py::array_t<std::int64_t, py::array::c_style>>& kept,
                                       int threads) {
   const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v"), O = as_heads(out, "out"),
                     dO = as_heads(dout, "grad_out");
-  const AttentionOptions options = attention_options(f, scale, false);
+  const AttentionOptions options = attention_options(f, scale, causal);
   LevAttentionReport report;
+  report.window = window;
   for (const auto& a : kept) report.kept_keys.emplace_back(a.data(), a.data() + a.size());
   Gradients g(Q, K, V);
   const HeadsF dQ = g.view(g.dq), dK = g.view(g.dk), dV = g.view(g.dv);
@@ -164,7 +166,8 @@ void bind_attention(py::module_& m) {
         py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"),
         py::arg("threads"));
   m.def("attend_lev_backward", &attend_lev_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
-        py::arg("out"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("kept"), py::arg("threads"));
+        py::arg("out"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"), py::arg("window"),
+        py::arg("kept"), py::arg("threads"));
   m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
         py::arg("scale"), py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"),
         py::arg("window"), py::arg("ridge"), py::arg("rcond"), py::arg("delta"), py::arg("seed"),

@@ -22,10 +22,10 @@ namespace levattn {
 
 namespace {
 
-constexpr index_t kQueryBlock = 256;       // queries per block
-constexpr index_t kKeyBlock = 512;         // keys per block
-constexpr index_t kMaxChunks = 16;         // key chunks per key head, at most
-constexpr double kPartialBytes = 512e6;    // partial dQ memory per batch of key heads
+constexpr index_t kBlockQueries = 256;   // queries per block
+constexpr index_t kBlockKeys = 512;      // keys per block
+constexpr index_t kMaxChunks = 16;       // key chunks per key head, at most
+constexpr double kPartialBytes = 512e6;  // partial dQ memory per batch of key heads
 
 // The queries and keys the block products read. |x|^P: queries scaled per row and keys per head
 // by powers of two, so every product is at most about d whatever the inputs' magnitudes (q̃ =
@@ -66,40 +66,48 @@ Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K, bool power, float c) {
 
 struct Problem {
   ConstHeadsF Q, K, V, dO;  // Q and K as scale_inputs gives them
-  index_t group, offset, chunk_keys, chunks;
-  detail::BackwardBlock proto;  // kind, p, causal, offset
+  index_t group, chunk_keys, chunks;
+  detail::BackwardBlock proto;  // kind, p, mask
   const std::vector<double>* lse;  // per query row, of the scaled products
   const std::vector<float>* D;     // per query row
 };
 
-// The first query block that sees key j0 (causal: query i sees key j iff j ≤ i + offset).
-index_t first_query_block(const Problem& pb, index_t j0) {
-  if (!pb.proto.causal) return 0;
-  return std::max<index_t>(0, (j0 - pb.offset) / kQueryBlock * kQueryBlock);
+struct RowRange {
+  index_t begin, end;
+};
+
+// The queries that may see some key of [j0, j1) under the mask: [begin, end), begin rounded down
+// to a query block (empty when none does).
+RowRange seeing_rows(const Problem& pb, index_t j0, index_t j1) {
+  const detail::KeyMask& mask = pb.proto.mask;
+  const index_t n_q = pb.Q.rows;
+  index_t begin = 0, end = n_q;
+  if (mask.upper) begin = std::clamp<index_t>(mask.position(j0) - mask.hi_offset, 0, n_q);
+  if (mask.lower) end = std::clamp<index_t>(mask.position(j1 - 1) - mask.lo_offset + 1, 0, n_q);
+  if (begin >= end) return {0, 0};
+  return {begin / kBlockQueries * kBlockQueries, end};
 }
 
 // One unit: key head (b, kh), keys [k_begin, k_end). Accumulates dK, dV rows of the chunk and writes
-// the partial dQ (group × n_q × d, not initialised on entry): a query block is first written at
-// the chunk's first key block exactly when some key of the chunk is visible to it (the visible
-// range only shrinks as j0 grows), and the rows no key of the chunk is visible to are zeroed.
+// the partial dQ (group × n_q × d, not initialised on entry): each query block is written by its
+// first product and accumulated into after; the blocks no key of the chunk is visible to are zeroed.
 void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t k_end, std::vector<float>& S,
               std::vector<float>& dP, MatrixF dK, MatrixF dV, float* dq_partial) {
   const auto& kernel = detail::active_backward_kernels();
-  const index_t n_q = pb.Q.rows, d = pb.Q.cols;
+  const index_t n_q = pb.Q.rows, d = pb.Q.cols, q_blocks = (n_q + kBlockQueries - 1) / kBlockQueries;
   const ConstMatrixF K = pb.K.head(b, kh), V = pb.V.head(b, kh);
-  const index_t unseen_rows = std::min(n_q, first_query_block(pb, k_begin));
-  for (index_t g = 0; g < pb.group; ++g)
-    std::fill(dq_partial + g * n_q * d, dq_partial + (g * n_q + unseen_rows) * d, 0.0f);
-  for (index_t j0 = k_begin; j0 < k_end; j0 += kKeyBlock) {
-    const index_t j1 = std::min(k_end, j0 + kKeyBlock), cols = j1 - j0;
+  std::vector<char> written(static_cast<size_t>(pb.group * q_blocks), 0);
+  for (index_t j0 = k_begin; j0 < k_end; j0 += kBlockKeys) {
+    const index_t j1 = std::min(k_end, j0 + kBlockKeys), cols = j1 - j0;
     const ConstMatrixF Kb = K.rows_range(j0, j1), Vb = V.rows_range(j0, j1);
     const MatrixF dKb = dK.rows_range(j0, j1), dVb = dV.rows_range(j0, j1);
+    const RowRange seeing = seeing_rows(pb, j0, j1);
     for (index_t g = 0; g < pb.group; ++g) {
       const index_t h = kh * pb.group + g, row0 = (b * pb.Q.heads + h) * n_q;
       const ConstMatrixF Q = pb.Q.head(b, h), dO = pb.dO.head(b, h);
       const MatrixF dQ(dq_partial + g * n_q * d, n_q, d);
-      for (index_t i0 = first_query_block(pb, j0); i0 < n_q; i0 += kQueryBlock) {
-        const index_t i1 = std::min(n_q, i0 + kQueryBlock), rows = i1 - i0;
+      for (index_t i0 = seeing.begin; i0 < seeing.end; i0 += kBlockQueries) {
+        const index_t i1 = std::min(n_q, i0 + kBlockQueries), rows = i1 - i0;
         const MatrixF Sb(S.data(), rows, cols), dPb(dP.data(), rows, cols);
         kernel.gemm(false, true, Q.rows_range(i0, i1), Kb, false, Sb);
         kernel.gemm(false, true, dO.rows_range(i0, i1), Vb, false, dPb);
@@ -116,10 +124,18 @@ void run_unit(const Problem& pb, index_t b, index_t kh, index_t k_begin, index_t
         kernel.block(blk);
         kernel.gemm(true, false, Sb, dO.rows_range(i0, i1), true, dVb);
         kernel.gemm(true, false, dPb, Q.rows_range(i0, i1), true, dKb);
-        kernel.gemm(false, false, dPb, Kb, j0 > k_begin, dQ.rows_range(i0, i1));
+        char& done = written[static_cast<size_t>(g * q_blocks + i0 / kBlockQueries)];
+        kernel.gemm(false, false, dPb, Kb, done != 0, dQ.rows_range(i0, i1));
+        done = 1;
       }
     }
   }
+  for (index_t g = 0; g < pb.group; ++g)
+    for (index_t blk = 0; blk < q_blocks; ++blk)
+      if (!written[static_cast<size_t>(g * q_blocks + blk)]) {
+        float* rows = dq_partial + (g * n_q + blk * kBlockQueries) * d;
+        std::fill(rows, rows + std::min(kBlockQueries, n_q - blk * kBlockQueries) * d, 0.0f);
+      }
 }
 
 }  // namespace
@@ -162,6 +178,18 @@ void check_gradients(ConstHeadsF dQ, ConstHeadsF dK, ConstHeadsF dV) {
 void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
                            const double* log_normaliser, ConstHeadsF grad_out, const AttentionOptions& options,
                            HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values) {
+  detail::KeyMask mask;
+  mask.upper = options.causal;
+  mask.hi_offset = keys.rows - queries.rows;
+  detail::attend_masked_backward(queries, keys, values, out, log_normaliser, grad_out, options, mask, grad_queries,
+                                 grad_keys, grad_values);
+}
+
+namespace detail {
+
+void attend_masked_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
+                            const double* log_normaliser, ConstHeadsF grad_out, const AttentionOptions& options,
+                            const KeyMask& mask, HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values) {
   detail::check_attention_options(options);
   detail::check_backward_shapes(queries, keys, values, out, grad_out, grad_queries, grad_keys, grad_values);
   const index_t n_q = queries.rows, n_k = keys.rows, d = queries.cols, dv = values.cols;
@@ -205,16 +233,14 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
   pb.V = values;
   pb.dO = grad_out;
   pb.group = group;
-  pb.offset = n_k - n_q;
   // At most kMaxChunks chunks of whole key blocks, and fewer when one key head's partial dQs would
   // pass kPartialBytes (shapes alone decide, so the bits never depend on the thread count).
   const double unit_bytes = 4.0 * double(group) * double(n_q) * double(d);
   const index_t max_chunks = std::clamp<index_t>(static_cast<index_t>(kPartialBytes / unit_bytes), 1, kMaxChunks);
   pb.chunk_keys =
-      std::max(kKeyBlock, (((n_k + max_chunks - 1) / max_chunks + kKeyBlock - 1) / kKeyBlock) * kKeyBlock);
+      std::max(kBlockKeys, (((n_k + max_chunks - 1) / max_chunks + kBlockKeys - 1) / kBlockKeys) * kBlockKeys);
   pb.chunks = (n_k + pb.chunk_keys - 1) / pb.chunk_keys;
-  pb.proto = detail::BackwardBlock{.kind = options.f.kind, .p = options.f.p, .causal = options.causal,
-                                   .offset = n_k - n_q};
+  pb.proto = detail::BackwardBlock{.kind = options.f.kind, .p = options.f.p, .mask = mask};
   pb.lse = &lse;
   pb.D = &D;
 
@@ -226,7 +252,9 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
   for (index_t first = 0; first < pairs; first += per_batch) {
     const index_t last = std::min(pairs, first + per_batch), units = (last - first) * pb.chunks;
     FirstError error;
-#pragma omp parallel if (units > 1)
+    // A parallel region even for one unit: inside one, OpenBLAS (the portable products) runs on the
+    // calling thread alone, so how it would split a product never depends on the thread count.
+#pragma omp parallel
     {
       std::vector<float> S, dP;
 #pragma omp for schedule(dynamic, 1)
@@ -234,8 +262,8 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
         if (error.failed()) continue;
         try {
           if (S.empty()) {
-            S.resize(static_cast<size_t>(kQueryBlock * kKeyBlock));
-            dP.resize(static_cast<size_t>(kQueryBlock * kKeyBlock));
+            S.resize(static_cast<size_t>(kBlockQueries * kBlockKeys));
+            dP.resize(static_cast<size_t>(kBlockQueries * kBlockKeys));
           }
           const index_t pair = first + u / pb.chunks, chunk = u % pb.chunks;
           const index_t b = pair / keys.heads, kh = pair % keys.heads;
@@ -276,5 +304,7 @@ void attend_exact_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF va
   }
   check_gradients(grad_queries, grad_keys, grad_values);
 }
+
+}  // namespace detail
 
 }  // namespace levattn

@@ -2,6 +2,7 @@
 // block pass (backward_tile.hpp, compiled once portable and once for AVX-512; chosen at run time).
 #pragma once
 
+#include "attention/flash_kernel.hpp"
 #include "levattn/attention/exact.hpp"
 
 namespace levattn::detail {
@@ -10,7 +11,8 @@ namespace levattn::detail {
 // leading dimension ld. On entry S holds s_rt = <q̃_i, k̃_j> of the scaled queries and keys
 // (backward.cpp: softmax c·q_i and k_j; |x|^P powers of two) and dP holds <dO_i, v_j>; on exit S
 // holds P_rt and dP the gradient with respect to that scaled product: P·(dP − D) (softmax) or
-// P·(dP − D)·P/s̃ (|x|^P). Keys the causal mask hides, and rows with log normaliser −∞, get 0.
+// P·(dP − D)·P/s̃ (|x|^P). Keys the mask hides (key j = first_col + t, see KeyMask), and rows with
+// log normaliser −∞, get 0.
 struct BackwardBlock {
   ScoreKind kind = ScoreKind::softmax;
   double p = 2.0;               // |x|^P exponent
@@ -19,14 +21,15 @@ struct BackwardBlock {
   float* dP = nullptr;
   const double* lse = nullptr;  // per row: L_i (|x|^P: of the scaled products, see backward.cpp)
   const float* D = nullptr;     // per row: Σ_c dO[i,c]·O[i,c]
-  bool causal = false;
-  index_t first_row = 0, first_col = 0, offset = 0;  // visible iff first_col + t ≤ first_row + r + offset
+  KeyMask mask;                 // which keys each query sees; positions index the whole key head
+  index_t first_row = 0, first_col = 0;
 };
 
 // C = op(A)·op(B) (+ C when accumulate), op(X) = Xᵀ when its flag is set. The portable set calls
 // OpenBLAS (linalg/blas.hpp); the AVX-512 set runs Eigen's GEMM compiled for AVX-512 in its own
-// file, single-threaded (why: BENCHMARKS.md, "Backward"). Neither splits the inner dimension, so
-// the bits of C never depend on the thread count.
+// file, single-threaded (why: BENCHMARKS.md, "Backward"). Both are called only inside the driver's
+// parallel region, where each product runs on one thread, so the bits of C never depend on the
+// thread count.
 using BlockGemm = void (*)(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate,
                            MatrixF c);
 

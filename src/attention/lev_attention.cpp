@@ -82,6 +82,7 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
   require(keys.cols == queries.cols, "attention: queries and keys must have the same width d");
 
   LevAttentionReport report;
+  report.window = select.window;
   const index_t group = queries.heads / keys.heads, n_q = queries.rows, n_k = keys.rows;
   const index_t offset = n_k - n_q;
   const double c = effective_scale(attention, queries.cols);

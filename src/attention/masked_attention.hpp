@@ -1,5 +1,6 @@
-// Exact attention under a general key mask, for operators built on the exact one (LevAttention
-// runs it over gathered keys that keep their original positions, and over a sliding window).
+// Exact attention and its backward under a general key mask, for operators built on the exact
+// one (LevAttention runs them over gathered keys that keep their original positions, and over a
+// sliding window).
 #pragma once
 
 #include "attention/flash_kernel.hpp"
@@ -18,5 +19,15 @@ void check_attention_options(const AttentionOptions& options);
 void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
                    const AttentionOptions& options, const KeyMask& mask, HeadsF out,
                    double* log_normaliser);
+
+// attend_exact_backward (backward.hpp) with `mask` in place of options.causal, as attend_masked:
+// the gradients of the entries the mask lets query i see, with P recomputed from log_normaliser.
+// When the normaliser covers more keys than the mask shows (an operator split into disjoint
+// masked parts sharing one normaliser and one output), the result is that part's share of the
+// gradients: dQ, dK and dV of the whole are the sums over the parts. Same shapes, errors and
+// guarantees as attend_exact_backward.
+void attend_masked_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
+                            const double* log_normaliser, ConstHeadsF grad_out, const AttentionOptions& options,
+                            const KeyMask& mask, HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values);
 
 }  // namespace levattn::detail

@@ -107,9 +107,11 @@ def test_lev_gradients_through_kept_keys_match_reference(f, select):
 
 
 @pytest.mark.parametrize("f", ["softmax", "pow:2"])
-def test_causal_lev_with_window_gradients_match_reference(f):
-    q, k, v = inputs(1, 2, 2, 15, 15, 6, 3, seed=5)
-    check(q, k, v, method="lev", f=f, top_k=4, is_causal=True, window=3)
+@pytest.mark.parametrize("shape", [(1, 2, 2, 15, 15), (2, 4, 2, 9, 21), (1, 2, 1, 20, 12)])
+@pytest.mark.parametrize("window", [0, 3])
+def test_causal_lev_gradients_match_reference(f, shape, window):
+    q, k, v = inputs(*shape, 6, 3, seed=5)
+    check(q, k, v, method="lev", f=f, top_k=4, sinks=1, is_causal=True, window=window)
 
 
 def test_scale_and_bnhd_layout_gradients_match_reference():

@@ -56,6 +56,7 @@ struct LevAttentionReport {
   std::vector<index_t> kept;          // per (batch, key head): number of keys kept
   std::vector<std::vector<index_t>> kept_keys;  // per (batch, key head): the kept keys, ascending
                                     // (the window's keys of a causal run are not listed)
+  index_t window = 0;                 // causal: the latest keys each query also saw (select.window)
   std::vector<double> missing_mass;   // pow:P: per (batch, query head, query); else empty
   bool normaliser_estimated = false;  // pow:P: some head's normaliser was sampled (see above)
   double normaliser_delta = 0.0;      // then: its relative accuracy δ …
@@ -72,16 +73,18 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
                               const AttentionOptions& attention, const LevSelectOptions& select,
                               HeadsF out);
 
-// Gradients of attend_lev with its key selection held fixed (report.kept_keys, as attend_lev
-// returned it for these inputs): dQ, dK and dV of Σ dO∘O for the output `out` it computed, through
-// attend_exact_backward (backward.hpp; same accuracy and determinism).
-//  * softmax: the exact backward over the gathered kept keys; dK and dV are 0 for the others.
-//  * pow:2: the output is normalised by the full normaliser Σ_l <q,k_l>², so every key has a
-//    gradient through it: the exact |x|² backward over all keys with the values of the keys not
-//    kept set to 0 (and their dV to 0). Cost O(n_q·n_k·d), like exact attention.
-// Shapes as attend_lev. Throws Error{bad_input} for a causal operator (not yet supported: its
-// window and position mask), pow:P with P ≠ 2 (normalised by an estimate), or a report whose kept
-// keys do not fit the shapes.
+// Gradients of attend_lev with its key selection held fixed (report.kept_keys and report.window,
+// as attend_lev returned them for these inputs): dQ, dK and dV of Σ dO∘O for the output `out` it
+// computed, by the tiled masked backward of attend_exact_backward (backward.hpp; same accuracy and
+// determinism, no n_q × n_k buffer).
+//  * softmax: the backward over the keys each query saw — the kept keys (causal: at positions
+//    ≤ i + n_k − n_q − window) and, causal, the window's; dK and dV are 0 for keys no query saw.
+//  * pow:2: the output is normalised by the full normaliser Σ_l <q,k_l>² (causal: over the
+//    visible prefix), so every key visible to a query has a gradient through it: the |x|² backward
+//    over those keys with the values of the keys the query did not see set to 0 (their dV gets
+//    nothing from it). Cost O(n_q·n_k·d), like exact attention.
+// Shapes as attend_lev. Throws Error{bad_input} for pow:P with P ≠ 2 (normalised by an estimate),
+// a window without the causal mask, or a report whose kept keys do not fit the shapes.
 void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
                          ConstHeadsF grad_out, const AttentionOptions& attention, const LevAttentionReport& report,
                          HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values);
