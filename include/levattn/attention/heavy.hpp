@@ -2,7 +2,8 @@
 //
 // Method: leverage scores τ of the keys give the universal set U = {j : τ_j ≥ ε}; since
 // A[i,j] ≤ τ_j for every query, only keys in U are scanned. The normaliser Σ_l <q,k_l>² = qᵀGq
-// is exact. Cost O((n + m)·d² + m·|U|·d), memory O(n + m + |U|·d) (entries stream to a sink).
+// is exact. Cost O((n + m)·d² + m·|U|·d + m_f·n·d) with m_f the fallback queries (below), memory
+// O(n + m + |U|·d) (entries stream to a sink).
 //
 // Guarantee: every entry with A[i,j] ≥ ε is reported, and no entry below it, with A computed in
 // double from the float inputs: the product <q,k> exactly up to double rounding, the normaliser
