@@ -52,8 +52,9 @@ if exact:
         tt = torch_run["median_ms"].get(f"{n}/{d}") if torch_run else None
         print(f"| n = {n}, d = {d} | {t:.1f} | {flops:.0f} | " + (f"{tt:.1f} | {tt / t:.2f}× |" if tt else "– | – |"))
     if torch_run:
-        print(f"\nPyTorch {torch_run['torch_version']} with {torch_run['threads']} threads, matmul–softmax–matmul, "
-              f"median of its own repeats, on bit-identical inputs.")
+        sdpa = "has" if torch_run.get("has_sdpa") else "has no"
+        print(f"\nPyTorch {torch_run['torch_version']} with {torch_run['threads']} threads, matmul–softmax–matmul "
+              f"(this torch {sdpa} scaled_dot_product_attention), median of its own repeats, on bit-identical inputs.")
 decode = {n: t for n, t in median.items() if n.startswith("BM_Decode/")}
 read = [counters[n]["bytes"] / 1e9 for n in median if n.startswith("BM_MemoryRead")]
 if decode:

@@ -37,7 +37,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results = {"torch_version": torch.__version__, "threads": args.threads, "median_ms": {}, "fwd_bwd_median_ms": {}}
+    results = {"torch_version": torch.__version__, "threads": args.threads,
+               "has_sdpa": hasattr(torch.nn.functional, "scaled_dot_product_attention"),
+               "median_ms": {}, "fwd_bwd_median_ms": {}}
     for n, d in ((4096, 64), (4096, 128)):
         q, k, v = (torch.from_numpy(hashed_floats(n * d, s).reshape(n, d)) for s in (1, 2, 3))
         scale = 1.0 / d ** 0.5
