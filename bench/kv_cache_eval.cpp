@@ -1,11 +1,14 @@
 // A long synthetic decode through every KV-cache policy at equal budgets: recall of the true
 // heavy entries (A ≥ 0.01 over all keys so far) and the relative output error against exact
-// attention, under softmax and under x². Prints the markdown table of BENCHMARKS.md.
+// attention, under softmax and under x². Prints the markdown tables of BENCHMARKS.md.
 //
-// The stream (seed 1): d = 64; 32 topic directions; each key is small noise N(0, 0.25²·I), and
-// with probability 1/256 a "relevant" key 10·u_topic + noise instead; each query is noise, and
-// with probability 1/2 aimed at a topic already seen (8·u_topic + noise). Usage:
-// levattn_kv_eval [steps (default 32768)] [evaluate every k-th step (default 256)]
+// The stream (seed 1): d = 64; 32 topic directions; each key is noise, and with probability 1/256
+// a "relevant" key 10·u_topic + small noise instead; each query is noise, and with probability
+// 1/2 aimed at a topic already seen (8·u_topic + noise). Two variants of the keys:
+//  * long relevant keys: noise N(0, 0.25²·I), so relevant keys are about 5× longer than the rest;
+//  * equal norms: every noise key rescaled to the relevant keys' mean length, so a key's length
+//    says nothing about whether it is relevant.
+// Usage: levattn_kv_eval [steps (default 32768)] [evaluate every k-th step (default 256)]
 #include <Eigen/Dense>
 #include <cmath>
 #include <cstdio>
@@ -27,7 +30,9 @@ struct Stream {
   std::vector<float> keys, values, queries;
 };
 
-Stream make_stream(index_t steps) {
+// equal_norms: every noise key rescaled to the length the relevant keys have on average (√(100 +
+// 0.0625·d)), so norms no longer tell relevant keys from noise.
+Stream make_stream(index_t steps, bool equal_norms) {
   std::mt19937_64 rng(1);
   std::normal_distribution<float> normal;
   std::uniform_real_distribution<float> uniform;
@@ -49,6 +54,13 @@ Stream make_stream(index_t steps) {
       s.keys[t * kD + c] = 0.25f * normal(rng) + (relevant ? 10.0f * topics[topic * kD + c] : 0.0f);
       s.values[t * kD + c] = normal(rng);
       s.queries[t * kD + c] = normal(rng) + (aimed ? 8.0f * topics[target * kD + c] : 0.0f);
+    }
+    if (equal_norms && !relevant) {
+      float* k = s.keys.data() + t * kD;
+      double square = 0.0;
+      for (index_t c = 0; c < kD; ++c) square += double(k[c]) * k[c];
+      const double factor = std::sqrt((100.0 + 0.0625 * kD) / square);
+      for (index_t c = 0; c < kD; ++c) k[c] = static_cast<float>(k[c] * factor);
     }
   }
   return s;
@@ -79,23 +91,18 @@ void truth(const Stream& s, index_t t, bool softmax, std::vector<index_t>& heavy
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const index_t steps = argc > 1 ? std::atol(argv[1]) : 32768;
-  const index_t every = argc > 2 ? std::atol(argv[2]) : 256;
-  const Stream s = make_stream(steps);
+// One table: every policy at budgets 64, 256 and 1,024 (and leverage's threshold mode).
+void print_table(const Stream& s, index_t steps, index_t every) {
   struct Rule {
     std::string name;
     CachePolicy policy;
     double eps;
   };
   const std::vector<Rule> rules = {{"leverage (top scores)", CachePolicy::leverage, 0.0},
+                                   {"key norm (longest keys)", CachePolicy::key_norm, 0.0},
                                    {"sliding window + 4 sinks", CachePolicy::window, 0.0},
                                    {"accumulated attention (H2O)", CachePolicy::accumulated, 0.0},
                                    {"leverage, threshold ε = 0.01", CachePolicy::leverage, 0.01}};
-  std::printf("Decode of %lld steps, d = %lld, evaluated every %lld steps from step 1024 on.\n\n", (long long)steps,
-              (long long)kD, (long long)every);
   std::printf("| policy | budget | mean keys kept | softmax: recall of A ≥ 0.01 | softmax: output error | "
               "x²: recall of A ≥ 0.01 | x²: output error |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   std::vector<index_t> heavy;
@@ -138,7 +145,21 @@ int main(int argc, char** argv) {
                   score[1].heavy > 0 ? score[1].found / score[1].heavy : 1.0, score[1].error / score[1].evaluations);
       std::fflush(stdout);
     }
-  std::printf("\nHeavy entries per evaluated step (mean): softmax and x² as counted above; output error is "
-              "‖o − ô‖/‖o‖ averaged over evaluated steps.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const index_t steps = argc > 1 ? std::atol(argv[1]) : 32768;
+  const index_t every = argc > 2 ? std::atol(argv[2]) : 256;
+  std::printf("Decode of %lld steps, d = %lld, evaluated every %lld steps from step 1024 on; output error is "
+              "‖o − ô‖/‖o‖ averaged over the evaluated steps.\n",
+              (long long)steps, (long long)kD, (long long)every);
+  for (bool equal_norms : {false, true}) {
+    const Stream s = make_stream(steps, equal_norms);
+    std::printf(equal_norms ? "\nNoise keys rescaled to the relevant keys' mean length (equal norms):\n\n"
+                            : "\nRelevant keys about 5× longer than the noise keys:\n\n");
+    print_table(s, steps, every);
+  }
   return 0;
 }

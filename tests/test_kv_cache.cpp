@@ -46,7 +46,8 @@ double row_error(const std::vector<float>& got, const MatD& ref) {
 TEST(KVCache, EveryPolicyMatchesTheReferenceOverItsRetainedKeys) {
   const index_t n = 600, d = 16, dv = 8;
   const Floats K = make_keys("heavy_tailed", n, d, 1), V = gaussian(n, dv, 2), Q = gaussian(n, d, 3);
-  for (CachePolicy policy : {CachePolicy::leverage, CachePolicy::window, CachePolicy::accumulated})
+  for (CachePolicy policy :
+       {CachePolicy::leverage, CachePolicy::window, CachePolicy::accumulated, CachePolicy::key_norm})
     for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
       for (index_t budget : {index_t{40}, index_t{1000}}) {
         KVCacheOptions o;
@@ -72,6 +73,18 @@ TEST(KVCache, EveryPolicyMatchesTheReferenceOverItsRetainedKeys) {
           }
           if (policy == CachePolicy::accumulated) {
             for (index_t j = std::max<index_t>(0, t - budget / 2 + 1); j <= t; ++j) EXPECT_TRUE(kept.count(j)) << j;
+          }
+          if (policy == CachePolicy::key_norm) {  // the budget longest keys so far, by a norm in double
+            std::vector<std::pair<double, index_t>> by_norm;  // (−‖k‖², −j): the longest, then the newest
+            for (index_t j = 0; j <= t; ++j) {
+              double sq = 0.0;
+              for (index_t c = 0; c < d; ++c) sq += double(K.data[j * d + c]) * K.data[j * d + c];
+              by_norm.push_back({-sq, -j});
+            }
+            std::sort(by_norm.begin(), by_norm.end());
+            std::set<index_t> longest;
+            for (index_t r = 0; r < std::min(budget, t + 1); ++r) longest.insert(-by_norm[r].second);
+            EXPECT_EQ(kept, longest) << "step " << t;
           }
           const AttentionRows ref = reference_step(Q, K, V, t, t, kept, o.attention);
           EXPECT_LE(row_error(out, ref.out), 1e-5) << "step " << t << " budget " << budget << " " << f.name();

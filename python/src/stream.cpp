@@ -111,7 +111,9 @@ CachePolicy parse_policy(const std::string& name) {
   if (name == "leverage") return CachePolicy::leverage;
   if (name == "window") return CachePolicy::window;
   if (name == "accumulated") return CachePolicy::accumulated;
-  throw Error(ErrorKind::bad_input, "KVCache: policy must be leverage, window or accumulated, got '" + name + "'");
+  if (name == "key_norm") return CachePolicy::key_norm;
+  throw Error(ErrorKind::bad_input,
+              "KVCache: policy must be leverage, window, accumulated or key_norm, got '" + name + "'");
 }
 
 KVCacheOptions cache_options(const std::string& policy, index_t budget, double eps, index_t sinks, index_t refresh,

@@ -168,14 +168,15 @@ def check_attend(cache, f, K, V, q, t):
 
 
 POLICIES = [("window", dict(budget=16, sinks=4)), ("leverage", dict(budget=24, refresh=5)),
-            ("leverage", dict(eps=0.05, refresh=16)), ("accumulated", dict(budget=20))]
+            ("leverage", dict(eps=0.05, refresh=16)), ("accumulated", dict(budget=20)), ("key_norm", dict(budget=20))]
 
 
 @pytest.mark.parametrize("policy,options", POLICIES)
 @pytest.mark.parametrize("f", ["softmax", "pow:2"])
 def test_kv_cache_attend_equals_reference_over_retained_positions(rng, policy, options, f):
     """Interleaved appends (single keys and blocks of rows) and attends: every attend equals the reference over
-    cache.positions() (pow:2 normalised over every appended key, missing_mass exact); budgets are respected."""
+    cache.positions() (pow:2 normalised over every appended key, missing_mass exact); budgets are respected; the
+    window policy ends with the sinks and the latest keys, key_norm with the longest keys."""
     n, d, dv = 300, 16, 8
     K, V, Q = planted_keys("gaussian", n, d, rng), gaussian(rng, n, dv), gaussian(rng, n, d)
     cache = levattn.KVCache(d, dv, policy=policy, f=f, **options)
@@ -193,6 +194,9 @@ def test_kv_cache_attend_equals_reference_over_retained_positions(rng, policy, o
             assert cache.size <= options["budget"]
     if policy == "window":
         assert np.array_equal(cache.positions(), np.r_[0:4, n - 12:n])
+    if policy == "key_norm":  # the 20 longest keys (norms in float64; no ties in gaussian keys)
+        norms = np.einsum("ij,ij->i", K.astype(np.float64), K.astype(np.float64))
+        assert np.array_equal(cache.positions(), np.sort(np.argsort(-norms)[:20]))
 
 
 def test_kv_cache_window_positions_are_sinks_and_latest(rng):

@@ -12,6 +12,8 @@
 //  * window (StreamingLLM style): the first `sinks` keys and the latest budget − sinks.
 //  * accumulated (H2O style): the latest budget/2 keys, and of the older ones the budget − budget/2
 //    with the largest attention received so far (summed over the steps' softmax weights).
+//  * key_norm: the budget keys of largest ‖k‖ (ties: the older is evicted first) — the baseline
+//    that leverage, a scale-free score, must beat when relevant keys are also the long ones.
 //
 // attend(): softmax normalised over the retained keys; |x|² (pow:2) normalised by the exact full
 // normaliser qᵀGq over every key appended, so the output is the exact truncation of true
@@ -26,11 +28,11 @@
 
 namespace levattn {
 
-enum class CachePolicy { leverage, window, accumulated };
+enum class CachePolicy { leverage, window, accumulated, key_norm };
 
 struct KVCacheOptions {
   CachePolicy policy = CachePolicy::leverage;
-  index_t budget = 256;  // keys kept (leverage budget mode, window, accumulated); ≥ 1
+  index_t budget = 256;  // keys kept (every policy but leverage's threshold mode); ≥ 1
   double eps = 0.0;      // leverage only: > 0 selects threshold mode (budget then ignored)
   index_t sinks = 4;     // window only
   index_t refresh = 0;   // leverage only: appends between score refreshes; 0: max(1, budget/4)
@@ -74,7 +76,7 @@ class KVCache {
   std::vector<float> keys_, values_;  // retained, in slots (unordered)
   std::vector<index_t> position_;     // global position of each slot
   std::vector<double> weight_;        // leverage: score at the last refresh (+∞ if newer);
-                                      // accumulated: attention received so far
+                                      // accumulated: attention received so far; key_norm: ‖k‖²
   std::vector<double> gram_;          // d×d, every key appended (double)
   index_t since_refresh_ = 0;
   double missing_mass_ = 0.0;
