@@ -289,6 +289,44 @@ TEST(Eval, KeyRulesSelectWhatTheyPromise) {
   for (index_t j = 0; j < 120; ++j) EXPECT_NEAR(ridge[j], ridge_ref[j], 1e-6 * (1 + ridge_ref[j]));
 }
 
+TEST(Eval, ARuleWhoseScoresFailLeavesTheOtherRulesFiguresUnchanged) {
+  // Lewis weights given one iteration and an unreachable tolerance fail (Error{failure}); the
+  // evaluation still returns every row: the lewis rows carry the failure and no figures, and the
+  // other rows equal those of an evaluation without the lewis rule.
+  const Floats K = make_keys("gaussian", 200, 6, 5), V = gaussian(200, 4, 6), Q = gaussian(30, 6, 7);
+  EvalOptions o;
+  o.budgets = {8, 32};
+  o.rules = {"leverage", "lewis", "row-norm"};
+  o.key_rules.lewis.max_iterations = 1;
+  o.key_rules.lewis.tolerance = 1e-15;
+  o.key_rules.lewis.stall_tolerance = 1e-15;
+  const auto run = [&](const EvalOptions& options) {
+    return evaluate(ConstHeadsF(Q.view()), ConstHeadsF(K.view()), ConstHeadsF(V.view()), options);
+  };
+  const EvalReport with = run(o);
+  EvalOptions without = o;
+  without.rules = {"leverage", "row-norm"};
+  const EvalReport other = run(without);
+  size_t t = 0;
+  for (const EvalRow& row : with.rows) {
+    if (row.rule == "lewis") {
+      EXPECT_NE(row.failure.find("did not converge"), std::string::npos) << row.failure;
+      EXPECT_NE(row.failure.find("key head 0"), std::string::npos) << row.failure;
+      EXPECT_TRUE(std::isnan(row.error) && std::isnan(row.kept_mean));
+      continue;
+    }
+    ASSERT_LT(t, other.rows.size());
+    const EvalRow& same = other.rows[t++];
+    EXPECT_TRUE(row.failure.empty());
+    EXPECT_EQ(row.rule, same.rule);
+    EXPECT_EQ(row.budget, same.budget);
+    EXPECT_EQ(row.error, same.error) << row.rule;
+    EXPECT_EQ(row.captured, same.captured) << row.rule;
+  }
+  EXPECT_EQ(t, other.rows.size());
+  EXPECT_EQ(with.rows.size(), other.rows.size() + 2 * o.functions.size());
+}
+
 TEST(Eval, BadInputIsRefused) {
   const Floats K = gaussian(50, 4, 1), V = gaussian(50, 3, 2), Q = gaussian(10, 4, 3);
   const auto run = [&](EvalOptions o) {

@@ -209,12 +209,39 @@ TEST(AndersonMixing, SolvesAnAffineFixedPointWithFewEigenvalues) {
   EXPECT_EQ(anderson.history(), 0u);
 }
 
+TEST(Lewis, IllConditionedKeysStopAtTheRoundingFloorWithinTheReportedAccuracy) {
+  // cond(K) = 1e5 (n = 4,000, d = 32): the map's rounding holds the residual near 1e-5 … 1e-4, above
+  // the default tolerance 1e-6. The call returns the best iterate with limited_by_rounding, and the
+  // Lewis equation solved in double at the returned weights holds to 3× the reported residual.
+  const Floats K = make_conditioned(4000, 32, 1e5, 3);
+  for (double p : {0.5, 1.0, 3.0, 4.0}) {
+    const LewisWeights w = lewis_weights(K.view(), p);
+    EXPECT_TRUE(w.limited_by_rounding) << "p " << p;
+    EXPECT_GT(w.residual, 1e-6) << "p " << p;
+    EXPECT_LE(w.residual, 1e-3) << "p " << p;
+    EXPECT_LE(lewis_equation_error(K, w.weights, p), 3.0 * w.residual) << "p " << p;
+  }
+  LewisOptions strict;  // a stall tolerance below the floor: no result, as before this rule
+  strict.stall_tolerance = 1e-7;
+  strict.max_iterations = 40;
+  try {
+    lewis_weights(K.view(), 1.0, strict);
+    FAIL() << "a residual stalled above stall_tolerance was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::failure);
+    EXPECT_NE(std::string(e.what()).find("did not converge"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Lewis, RejectsBadInput) {
   const Floats K = make_keys("gaussian", 50, 3, 1);
   for (double p : {0.0, -1.0, double(NAN), double(INFINITY)}) EXPECT_THROW(lewis_weights(K.view(), p), Error);
   EXPECT_THROW(lewis_weights(ConstMatrixF(K.data.data(), 0, 3), 1.0), Error);
   LewisOptions tight;
   tight.max_iterations = 2;
+  LewisOptions bad_stall;
+  bad_stall.stall_tolerance = 1.0;
+  EXPECT_THROW(lewis_weights(K.view(), 1.0, bad_stall), Error);
   try {
     lewis_weights(K.view(), 1.0, tight);
     FAIL();

@@ -1,6 +1,8 @@
 #!/usr/bin/python3
 """Plots of a `levattn eval` CSV: capture of heavy entries vs budget and relative output error vs
-budget, one line per rule (leverage threshold sets as points at their mean size).
+budget, one line per rule (leverage threshold sets as points at their mean size). Rows of a rule
+that could not be computed (a non-empty failure column) are left out; an axis with no positive
+value to show on a log scale is drawn linear and says so.
 
 Usage: plot_eval.py RESULTS.csv OUT_DIR   (Debian: /usr/bin/python3 with python3-matplotlib)
 Writes OUT_DIR/capture_<f>.png (one panel per ε) and OUT_DIR/error.png (one panel per f), each
@@ -12,7 +14,10 @@ import os
 import sys
 import tempfile
 
-import matplotlib
+try:
+    import matplotlib
+except ImportError:
+    sys.exit(f"plot_eval: matplotlib is not installed for {sys.executable} (Debian: python3-matplotlib)")
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,11 +46,25 @@ def file_name(f):
     return f.replace(":", "")
 
 
+def log_scale(ax, axis, values, **kwargs):
+    """A log scale on `axis` ("x" or "y") when some value is positive; otherwise linear, noted."""
+    if any(v > 0 and math.isfinite(v) for v in values):
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log", **kwargs)
+    else:
+        ax.text(0.5, 0.5, f"no positive {axis} value: linear scale", transform=ax.transAxes, ha="center",
+                fontsize=8, color="0.4")
+
+
+def legend(ax, **kwargs):
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def main(csv_path, out_dir):
     with open(csv_path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+        rows = [r for r in csv.DictReader(fh) if not r.get("failure")]
     if not rows:
-        sys.exit("plot_eval: no rows in " + csv_path)
+        sys.exit("plot_eval: no computed rows in " + csv_path)
     os.makedirs(out_dir, exist_ok=True)
     eps = [c[len("capture_"):] for c in rows[0] if c.startswith("capture_")]
     functions = list(dict.fromkeys(r["f"] for r in rows))
@@ -74,13 +93,14 @@ def main(csv_path, out_dir):
             for kept, cap, thr in thresholds(f, "capture_" + e):
                 ax.scatter([kept], [cap], marker="o", facecolors="none", edgecolors="C0", s=70, zorder=5)
                 ax.annotate(f"τ≥{thr}", (kept, cap), textcoords="offset points", xytext=(4, -12), fontsize=7, color="C0")
-            ax.set_xscale("log", base=2)
+            log_scale(ax, "x", [x for line in ax.lines for x in line.get_xdata()] +
+                      [k for k, _, _ in thresholds(f, "capture_" + e)], base=2)
             ax.set_title(f"{f}: entries A ≥ {e}")
             ax.set_xlabel("keys kept per head (budget)")
             ax.grid(True, alpha=0.3)
         axes[0][0].set_ylabel("capture (fraction of heavy entries kept)")
         axes[0][0].set_ylim(-0.03, 1.03)
-        axes[0][-1].legend(fontsize=8, loc="lower right")
+        legend(axes[0][-1], fontsize=8, loc="lower right")
         fig.tight_layout()
         save(fig, os.path.join(out_dir, f"capture_{file_name(f)}.png"))
 
@@ -95,13 +115,15 @@ def main(csv_path, out_dir):
             if err > 0 and math.isfinite(err):
                 ax.scatter([kept], [err], marker="o", facecolors="none", edgecolors="C0", s=70, zorder=5)
                 ax.annotate(f"τ≥{thr}", (kept, err), textcoords="offset points", xytext=(4, 4), fontsize=7, color="C0")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        shown = [(x, y) for line in ax.lines for x, y in zip(line.get_xdata(), line.get_ydata())]
+        shown += [(k, e) for k, e, _ in thresholds(f, "rel_error") if e > 0 and math.isfinite(e)]
+        log_scale(ax, "x", [x for x, _ in shown], base=2)
+        log_scale(ax, "y", [y for _, y in shown])
         ax.set_title(f"{f}: ‖O − Ô‖_F / ‖O‖_F")
         ax.set_xlabel("keys kept per head (budget)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("relative output error")
-    axes[0][-1].legend(fontsize=8)
+    legend(axes[0][-1], fontsize=8)
     fig.tight_layout()
     save(fig, os.path.join(out_dir, "error.png"))
 

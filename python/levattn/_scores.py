@@ -83,20 +83,24 @@ def leverage_scores(k: Any, *, ridge: float = 0.0, p: float = 2.0, approx: Optio
     return _stacked(_per_head(k, lambda head: _levattn.key_scores(head, *options)), is_tensor(k), return_info)
 
 
-def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, max_iterations: int = 300,
-                  rcond: Optional[float] = None, accelerate: bool = True, threads: Optional[int] = None,
-                  return_info: bool = False) -> Any:
+def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, stall_tolerance: float = 1e-3,
+                  max_iterations: int = 300, rcond: Optional[float] = None, accelerate: bool = True,
+                  threads: Optional[int] = None, return_info: bool = False) -> Any:
     """ℓp Lewis weights w (float64, (n,) or (h, n)), any p > 0: the fixed point
     w_j = (k_jᵀ(KᵀW^{1−2/p}K)⁺k_j)^{p/2}, Σ_j w_j = rank(K); leverage scores for p = 2.
 
     For every query, |<q,k_j>|^p / Σ_l |<q,k_l>|^p ≤ s_j = w_j (p ≤ 2) or r^{p/2−1}·w_j (p > 2),
     so universal_set(k, eps=…, p=p) holds every heavy key of |x|^p attention. The iteration stops
-    at a relative fixed-point residual ≤ tolerance; ComputeError if that takes more than
-    max_iterations weighted leverage computations. return_info=True returns (weights, info) with
-    iterations, residual, rank, method and sensitivity_factor.
+    at a relative fixed-point residual ≤ tolerance, or, on ill-conditioned keys whose rounding
+    keeps the residual above it, once the residual stops falling at ≤ stall_tolerance (the best
+    iterate; info["limited_by_rounding"] is then True and info["residual"] its accuracy);
+    ComputeError if neither happens within max_iterations weighted leverage computations.
+    return_info=True returns (weights, info) with iterations, residual, limited_by_rounding, rank,
+    method and sensitivity_factor.
     """
-    options = (real_arg(p, "p"), real_arg(tolerance, "tolerance"), integer_arg(max_iterations, "max_iterations", 1),
-               rcond_arg(rcond), bool(accelerate), threads_arg(threads))
+    options = (real_arg(p, "p"), real_arg(tolerance, "tolerance"), real_arg(stall_tolerance, "stall_tolerance"),
+               integer_arg(max_iterations, "max_iterations", 1), rcond_arg(rcond), bool(accelerate),
+               threads_arg(threads))
     return _stacked(_per_head(k, lambda head: _levattn.lewis_weights(head, *options)), is_tensor(k), return_info)
 
 

@@ -39,6 +39,7 @@ py::dict scores_info(const KeyScores& s, bool approx) {
   if (s.lewis_iterations > 0) {
     info["iterations"] = s.lewis_iterations;
     info["residual"] = s.lewis_residual;
+    info["limited_by_rounding"] = s.lewis_limited_by_rounding;
     info["sensitivity_factor"] = s.sensitivity_factor;
   }
   return info;
@@ -59,11 +60,12 @@ py::tuple key_scores_binding(const py::array& keys, double p, double approx, dou
 }
 
 // (weights (n,), info) of the ℓp Lewis fixed point.
-py::tuple lewis_binding(const py::array& keys, double p, double tolerance, index_t max_iterations, double rcond,
-                        bool accelerate, int threads) {
+py::tuple lewis_binding(const py::array& keys, double p, double tolerance, double stall_tolerance,
+                        index_t max_iterations, double rcond, bool accelerate, int threads) {
   const ConstMatrixF K = as_matrix(keys, "k");
   LewisOptions o;
   o.tolerance = tolerance;
+  o.stall_tolerance = stall_tolerance;
   o.max_iterations = max_iterations;
   o.rcond = rcond;
   o.accelerate = accelerate;
@@ -78,6 +80,7 @@ py::tuple lewis_binding(const py::array& keys, double p, double tolerance, index
   info["rank"] = w.rank;
   info["iterations"] = w.iterations;
   info["residual"] = w.residual;
+  info["limited_by_rounding"] = w.limited_by_rounding;
   info["sensitivity_factor"] = w.sensitivity_factor();
   return py::make_tuple(double_array(w.weights), info);
 }
@@ -163,7 +166,7 @@ void bind_scores(py::module_& m) {
   m.def("key_scores", &key_scores_binding, py::arg("k"), py::arg("p"), py::arg("approx"), py::arg("failure"),
         py::arg("seed"), py::arg("ridge"), py::arg("rcond"), py::arg("threads"));
   m.def("lewis_weights", &lewis_binding, py::arg("k"), py::arg("p"), py::arg("tolerance"),
-        py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"));
+        py::arg("stall_tolerance"), py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"));
   m.def("universal_set", &universal_set_binding, py::arg("k"), py::arg("eps"), py::arg("top_k"), py::arg("p"),
         py::arg("approx"), py::arg("failure"), py::arg("seed"), py::arg("rcond"), py::arg("threads"));
   m.def("heavy_entries", &heavy_binding, py::arg("q"), py::arg("k"), py::arg("eps"), py::arg("p"),

@@ -109,6 +109,7 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
         acc.push_back(Accumulator{CaptureCount(o.capture_eps.size()), {}, 0, 0, 0, 0, 0});
       }
 
+  std::map<std::string, std::string> failed;  // rule → the message of its first failure
   for (index_t b = 0; b < keys.batch; ++b)
     for (index_t kh = 0; kh < keys.heads; ++kh) {
       const ConstMatrixF K = keys.head(b, kh), V = values.head(b, kh);
@@ -117,9 +118,15 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
 
       std::map<std::string, std::pair<std::vector<double>, double>> key_scores;  // scores, seconds
       for (const auto& [name, rule] : key_rules) {
+        if (failed.count(name)) continue;
         const auto start = Clock::now();
-        std::vector<double> s = rule->scores(K, b * keys.heads + kh);
-        key_scores[name] = {std::move(s), since(start)};
+        try {
+          std::vector<double> s = rule->scores(K, b * keys.heads + kh);
+          key_scores[name] = {std::move(s), since(start)};
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::failure) throw;
+          failed[name] = "batch " + std::to_string(b) + ", key head " + std::to_string(kh) + ": " + e.what();
+        }
       }
 
       size_t row = 0;
@@ -146,6 +153,10 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
               x.kept += static_cast<double>(k);
               ++x.sets;
             }
+            continue;
+          }
+          if (failed.count(r)) {  // no figures for this rule
+            row += slots(r);
             continue;
           }
           std::vector<double> h2o;
@@ -204,6 +215,16 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
     row.select_seconds = x.select_seconds;
     row.attend_seconds = x.attend_seconds;
     if (!o.relevant.empty() && row.rule != "oracle") row.relevant_recall = x.recall / static_cast<double>(x.sets);
+    if (const auto it = failed.find(row.rule); it != failed.end()) {
+      const double none = std::numeric_limits<double>::quiet_NaN();
+      row.kept_mean = row.error = none;
+      row.select_seconds = row.attend_seconds = 0.0;
+      row.relevant_recall = -1.0;
+      row.capture.assign(o.capture_eps.size(), none);
+      row.heavy.assign(o.capture_eps.size(), 0);
+      row.captured.assign(o.capture_eps.size(), 0);
+      row.failure = it->second;
+    }
   }
   return report;
 }

@@ -23,6 +23,7 @@ constexpr int kMaxHalvings = 40;     // Armijo halvings of one step (p ≥ 4)
 constexpr double kArmijo = 1e-4;
 constexpr double kObjectiveNoise = 1e-9;  // relative rounding allowance of f
 constexpr std::size_t kAndersonDepth = 3; // differences kept by the Anderson acceleration (p < 4)
+constexpr index_t kMinStallWindow = 20;    // evaluations without halving the residual: rounding
 
 // One weighted leverage-score evaluation at log-weights v (−∞ for zero weights).
 struct Evaluation {
@@ -179,6 +180,7 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   require(o.tolerance > 0.0 && o.tolerance < 1.0, "Lewis weights: tolerance must lie in (0, 1)");
   require(o.max_iterations >= 1, "Lewis weights: max_iterations must be ≥ 1");
+  require(o.stall_tolerance > 0.0 && o.stall_tolerance < 1.0, "Lewis weights: stall_tolerance must lie in (0, 1)");
   const LewisMap map(keys, p, o.rcond);
 
   LewisWeights out;
@@ -199,11 +201,32 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
   map(v, at);
   index_t evaluations = 1;
   bool first = true;
+  // The rounding floor (see lewis.hpp): the best iterate so far, and when the residual last halved.
+  const double slowest = p < 4.0 ? std::max(contraction, 1e-3) : (p - 2.0) / (p + 2.0);
+  const index_t stall_window =
+      std::max<index_t>(kMinStallWindow, static_cast<index_t>(std::ceil(3.0 * std::log(2.0) / -std::log(slowest))));
+  std::vector<double> best_v = v;
+  Evaluation best = at;
+  double halved_to = at.residual;
+  index_t halved_at = evaluations;
+  bool stalled = false;
   while (at.residual > o.tolerance) {
+    if (at.residual < best.residual) {
+      best = at;
+      best_v = v;
+    }
+    if (at.residual <= 0.5 * halved_to) {
+      halved_to = at.residual;
+      halved_at = evaluations;
+    }
+    if (best.residual <= o.stall_tolerance && evaluations - halved_at >= stall_window) {
+      stalled = true;
+      break;
+    }
     if (evaluations >= o.max_iterations) {
       std::ostringstream msg;
       msg << "Lewis weights (p = " << p << ") did not converge: relative residual " << at.residual
-          << " after " << evaluations << " iterations";
+          << " after " << evaluations << " iterations (best " << best.residual << ")";
       throw Error(ErrorKind::failure, msg.str());
     }
     // From the second step on (w = 1 is no useful history), propose from the recorded iterates;
@@ -255,6 +278,11 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
       if (evaluations >= o.max_iterations) break;
     }
     first = false;
+  }
+  if (stalled) {
+    v.swap(best_v);
+    std::swap(at, best);
+    out.limited_by_rounding = true;
   }
   out.method = method_name(p, o.accelerate && p != 2.0, accelerate, over_relaxed);
   out.weights.resize(v.size());

@@ -47,17 +47,15 @@ class LeverageRule : public KeyRule {
 
 class LewisRule : public KeyRule {
  public:
-  explicit LewisRule(double rcond) : rcond_(rcond) {}
+  explicit LewisRule(const KeyRuleOptions& o) : options_(o.lewis) { options_.rcond = o.rcond; }
   std::string name() const override { return "lewis"; }
   std::vector<double> scores(ConstMatrixF keys, index_t) const override {
     check_keys(keys, name());
-    LewisOptions lo;
-    lo.rcond = rcond_;
-    return lewis_weights(keys, 1.0, lo).weights;
+    return lewis_weights(keys, 1.0, options_).weights;
   }
 
  private:
-  double rcond_;
+  LewisOptions options_;
 };
 
 class RowNormRule : public KeyRule {
@@ -124,7 +122,7 @@ std::unique_ptr<KeyRule> make_key_rule(const std::string& name, const KeyRuleOpt
   require(o.sinks >= 0, "sinks must be ≥ 0, got " + std::to_string(o.sinks));
   if (name == "leverage") return std::make_unique<LeverageRule>(false, o);
   if (name == "ridge") return std::make_unique<LeverageRule>(true, o);
-  if (name == "lewis") return std::make_unique<LewisRule>(o.rcond);
+  if (name == "lewis") return std::make_unique<LewisRule>(o);
   if (name == "row-norm") return std::make_unique<RowNormRule>();
   if (name == "random") return std::make_unique<RandomRule>(o.seed);
   if (name == "sinks-window") return std::make_unique<SinksWindowRule>(o.sinks);

@@ -48,6 +48,7 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool s
     out.method = "lewis weights: " + w.method;
     out.lewis_iterations = w.iterations;
     out.lewis_residual = w.residual;
+    out.lewis_limited_by_rounding = w.limited_by_rounding;
     out.sensitivity_factor = w.sensitivity_factor();
   } else {
     LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});

@@ -349,6 +349,47 @@ with tempfile.TemporaryDirectory() as tmp:
     expect_error(2, ".csv", *eargs, "--output", p("eval.txt"))
     expect_error(3, "unknown rule", *eargs[:-2], "--rules", "bogus")
 
+    # Keys with cond(K) = 1e5 (n = 4,000, d = 32): rounding holds the Lewis residual above the 1e-6
+    # tolerance. Before: scores --p exited 3 after 300 iterations and eval gave no table. Now the
+    # weights come back with their accuracy (limited_by_rounding, residual) and eval has every rule.
+    Ua, _ = np.linalg.qr(rng.standard_normal((4000, 32)))
+    Va, _ = np.linalg.qr(rng.standard_normal((32, 32)))
+    KC = ((Ua * np.logspace(0, -5, 32)) @ Va.T * 100).astype(np.float32)
+    np.save(p("KC.npy"), KC)
+    np.save(p("QC.npy"), rng.standard_normal((40, 32)).astype(np.float32))
+    np.save(p("VC.npy"), rng.standard_normal((4000, 4)).astype(np.float32))
+    for pw in [0.5, 1.0, 3.0, 4.0]:
+        r = run("scores", "--keys", p("KC.npy"), "--p", pw, "--output", p("wc.npy"), "--json")
+        j = json.loads(r.stdout)["per_head"][0] if r.returncode == 0 else {}
+        good = r.returncode == 0 and j["limited_by_rounding"] and 1e-6 < j["residual"] <= 1e-3
+        if good and pw < 4:
+            ref = lewis(KC, pw, iterations=100)
+            good = np.max(np.abs(np.load(p("wc.npy")) - ref) / ref) <= 3 * j["residual"]
+        check(good, f"scores --p {pw} on cond(K) = 1e5 keys: weights with limited_by_rounding and residual "
+                    f"{j.get('residual', float('nan')):.1e}" + (", within 3x that of numpy's fixed point" if pw < 4 else ""))
+    r = run("eval", "--queries", p("QC.npy"), "--keys", p("KC.npy"), "--values", p("VC.npy"), "--budgets", "16",
+            "--rules", "lewis,leverage", "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {"rows": []}
+    check(r.returncode == 0 and len(j["rows"]) == 4 and all("failure" not in x for x in j["rows"]),
+          "eval on cond(K) = 1e5 keys gives every lewis and leverage row")
+    # --plots on data with nothing positive to put on a log scale (a threshold set that keeps no
+    # key): the plots are drawn, linear where they must be.
+    r = run("eval", "--queries", p("EQ.npy"), "--keys", p("EK.npy"), "--values", p("EV.npy"), "--thresholds", "1",
+            "--rules", "leverage", "--output", p("empty.csv"), "--plots", p("plots_empty"))
+    check(r.returncode == 0 and all(os.path.exists(os.path.join(p("plots_empty"), f))
+                                    for f in ["capture_softmax.png", "capture_pow2.png", "error.png"]),
+          f"eval --plots copes with a threshold set of no keys ({r.returncode}: {r.stderr.strip()[-160:]})")
+    # A failing plot script: exit 1 naming its exit status, the CSV kept whole.
+    with open(p("bad_plot.py"), "w") as fh:
+        fh.write("import sys\nsys.exit('plot script failed on purpose')\n")
+    r = subprocess.run([BIN, *eargs, "--output", p("kept.csv"), "--plots", p("plots_bad")], capture_output=True,
+                       text=True, env={**os.environ, "LEVATTN_PLOT_SCRIPT": p("bad_plot.py")})
+    with open(p("kept.csv")) as fh:
+        kept_rows = list(csv.DictReader(fh)) if os.path.exists(p("kept.csv")) else []
+    check(r.returncode == 1 and "exit status 1" in r.stderr and "failed on purpose" in r.stderr
+          and "matplotlib" not in r.stderr and len(kept_rows) == 14,
+          f"a failing plot script: exit 1, its status and message, the CSV complete ({r.stderr.strip()[-200:]})")
+
     r = run("planted", "--output-dir", p("planted"), "--n", 2048, "--m", 64, "--d", 16, "--directions", 4,
             "--noise-rank", 3, "--noise-strength", 2, "--json")
     j = json.loads(r.stdout) if r.returncode == 0 else {}

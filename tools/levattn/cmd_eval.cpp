@@ -44,17 +44,24 @@ void write_csv(const std::string& path, const EvalReport& r, const std::vector<d
   std::fprintf(out, "rule,f,budget,threshold,kept_mean");
   for (double e : eps) std::fprintf(out, ",capture_%s", number(e).c_str());
   for (double e : eps) std::fprintf(out, ",heavy_%s", number(e).c_str());
-  std::fprintf(out, ",rel_error,select_seconds,attend_seconds,relevant_recall\n");
+  std::fprintf(out, ",rel_error,select_seconds,attend_seconds,relevant_recall,failure\n");
   for (const EvalRow& row : r.rows) {
     std::fprintf(out, "%s,%s,", row.rule.c_str(), row.f.name().c_str());
     if (row.budget > 0) std::fprintf(out, "%" PRId64 ",", row.budget); else std::fprintf(out, ",");
     if (row.threshold > 0) std::fprintf(out, "%g,", row.threshold); else std::fprintf(out, ",");
+    if (!row.failure.empty()) {  // no figures: empty fields, then the message, quoted
+      for (size_t t = 0; t < 2 * eps.size() + 4; ++t) std::fprintf(out, ",");  // kept … relevant_recall
+      std::string quoted = row.failure;
+      for (size_t at = quoted.find('"'); at != std::string::npos; at = quoted.find('"', at + 2)) quoted.insert(at, "\"");
+      std::fprintf(out, ",\"%s\"\n", quoted.c_str());
+      continue;
+    }
     std::fprintf(out, "%.6g", row.kept_mean);
     for (double c : row.capture) std::isnan(c) ? std::fprintf(out, ",") : std::fprintf(out, ",%.9g", c);
     for (index_t h : row.heavy) std::fprintf(out, ",%" PRId64, h);
     std::fprintf(out, ",%.9g,%.6g,%.6g,", row.error, row.select_seconds, row.attend_seconds);
     if (row.relevant_recall >= 0) std::fprintf(out, "%.9g", row.relevant_recall);
-    std::fprintf(out, "\n");
+    std::fprintf(out, ",\n");
   }
   file.commit();
 }
@@ -73,8 +80,12 @@ void plot(const std::string& csv, const std::string& dir) {
   if (posix_spawn(&pid, py.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
     throw Error(ErrorKind::failure, "plots: cannot run " + py);
   int status = 0;
-  if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw Error(ErrorKind::failure, "plots: " + s + " failed (it needs python3-matplotlib under " + py + ")");
+  if (waitpid(pid, &status, 0) < 0) throw Error(ErrorKind::failure, "plots: lost track of " + s);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw Error(ErrorKind::failure, "plots: " + s + " failed (" +
+                                        (WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
+                                                           : "killed by signal " + std::to_string(WTERMSIG(status))) +
+                                        ", its message above); the CSV " + csv + " is complete");
 }
 
 nlohmann::json row_json(const EvalRow& row, const std::vector<double>& eps) {
@@ -89,6 +100,10 @@ nlohmann::json row_json(const EvalRow& row, const std::vector<double>& eps) {
                       {"select_seconds", row.select_seconds}, {"attend_seconds", row.attend_seconds}};
   if (row.budget > 0) j["budget"] = row.budget; else j["threshold"] = row.threshold;
   if (row.relevant_recall >= 0) j["relevant_recall"] = row.relevant_recall;
+  if (!row.failure.empty()) {  // no figures
+    for (const char* key : {"kept_mean", "rel_error", "select_seconds", "attend_seconds"}) j[key] = nullptr;
+    j["failure"] = row.failure;
+  }
   return j;
 }
 
@@ -98,6 +113,11 @@ void print_table(const EvalReport& r, const std::vector<double>& eps) {
   std::printf(" %10s %10s\n", "rel_error", "seconds");
   for (const EvalRow& row : r.rows) {
     const std::string budget = row.budget > 0 ? std::to_string(row.budget) : "ε=" + number(row.threshold);
+    if (!row.failure.empty()) {
+      std::printf("%-13s %-8s %8s  not computed: %s\n", row.rule.c_str(), row.f.name().c_str(), budget.c_str(),
+                  row.failure.c_str());
+      continue;
+    }
     std::printf("%-13s %-8s %8s %9.1f", row.rule.c_str(), row.f.name().c_str(), budget.c_str(), row.kept_mean);
     for (double c : row.capture) std::isnan(c) ? std::printf("  %10s", "-") : std::printf("  %10.4f", c);
     std::printf(" %10.3g %10.3g\n", row.error, row.select_seconds + row.attend_seconds);

@@ -85,7 +85,9 @@ int run_heavy(const HeavyOptions& o) {
                              {"delta", nz.delta()}, {"failure_per_query", nz.failure()},
                              {"sample_size", nz.sample_size()}, {"report_threshold", searchp->report_threshold()},
                              {"lewis_iterations", searchp->lewis().iterations},
-                             {"lewis_residual", searchp->lewis().residual}, {"rank", searchp->lewis().rank}});
+                             {"lewis_residual", searchp->lewis().residual},
+                             {"lewis_limited_by_rounding", searchp->lewis().limited_by_rounding},
+                             {"rank", searchp->lewis().rank}});
     }
     const HeavySink sink = [&](const HeavyEntry* e, index_t count) {
       Stopwatch w;

@@ -50,6 +50,9 @@ struct EvalRow {
   double error = 0.0;
   double select_seconds = 0.0, attend_seconds = 0.0;
   double relevant_recall = -1.0;         // −1: not measured (no relevant keys, or the oracle)
+  std::string failure;                   // non-empty: the rule's scores failed on some key head
+                                         // (where, and the error's message); kept_mean, capture
+                                         // and error are then NaN, the counts 0
 };
 
 struct EvalReport {
@@ -63,7 +66,8 @@ std::vector<std::string> eval_rule_names();
 // queries (B, H_q, m, d), keys (B, H_kv, n, d), values (B, H_kv, n, d_v), H_q a multiple of H_kv.
 // Throws Error{bad_input} on shape mismatch, NaN/Inf, no budget and no threshold, a budget outside
 // [1, n], an ε outside (0, 1], an unknown rule, a relevant key outside [0, n), softmax logits
-// beyond float range; Error{failure} if a rule's scores fail (Lewis weights not converging).
+// beyond float range. A rule whose scores fail (Error{failure}, e.g. Lewis weights that do not
+// converge) does not stop the others: its rows carry the message in `failure`.
 EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const EvalOptions& options);
 
 }  // namespace levattn

@@ -24,6 +24,7 @@
 
 #include "levattn/core/matrix_view.hpp"
 #include "levattn/linalg/gram_factors.hpp"
+#include "levattn/scores/lewis.hpp"
 
 namespace levattn {
 
@@ -31,7 +32,8 @@ struct KeyRuleOptions {
   double ridge_fraction = 0.1;   // ridge: λ = ridge_fraction · ‖K‖_F² / d, > 0
   index_t sinks = 4;             // sinks-window: leading keys always kept, ≥ 0
   std::uint64_t seed = 1;        // random
-  double rcond = kDefaultRcond;  // leverage, ridge: singular-value cut-off (gram_factors.hpp)
+  double rcond = kDefaultRcond;  // leverage, ridge, lewis: singular-value cut-off (gram_factors.hpp)
+  LewisOptions lewis = {};       // lewis: tolerances and iteration budget (its rcond is the above)
 };
 
 // One rule. scores() returns one score per key (larger = kept first); `head` distinguishes the

@@ -45,6 +45,7 @@ struct KeyScores {
   ApproxLeveragePlan plan;        // sketched scores (γ > 0): the plan used
   index_t lewis_iterations = 0;   // p ≠ 2: weighted leverage-score evaluations
   double lewis_residual = 0.0;    // p ≠ 2: relative fixed-point residual
+  bool lewis_limited_by_rounding = false;  // p ≠ 2: the residual is the keys' rounding floor
   double sensitivity_factor = 1.0;  // p ≠ 2: r^{max(0, p/2−1)}
 };
 
