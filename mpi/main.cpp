@@ -11,6 +11,7 @@
 
 #include "commands.hpp"
 #include "levattn/core/error.hpp"
+#include "levattn/io/signal_cleanup.hpp"
 #include "report.hpp"
 
 namespace {
@@ -26,6 +27,7 @@ int report(int code, const char* message) {
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
+  levattn::io::install_signal_cleanup("levattn-mpi");
   int code = 0;
   try {
     code = levattn::mpi::run(argc, argv);

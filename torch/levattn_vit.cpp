@@ -25,6 +25,7 @@
 #include "levattn/core/error.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/safetensors.hpp"
+#include "levattn/io/signal_cleanup.hpp"
 #include "training.hpp"
 
 namespace {
@@ -82,6 +83,7 @@ int run_prepare(const std::string& dir, const Common& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  levattn::io::install_signal_cleanup("levattn-vit");  // an interrupted run leaves no temporary behind
   // Training allocates and frees the same large tensors every step (attention scores: 80 MB a layer
   // at 197 tokens and batch 128). glibc's default gives each back to the kernel and faults it in
   // again, which cost more time than the arithmetic; keep them in the heap instead.

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <vector>
 
+#include "io/open_files.hpp"
 #include "levattn/core/error.hpp"
 
 namespace levattn::io {
@@ -50,10 +51,12 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
     fail("cannot create a temporary file beside it", err);
   }
   temp_path_ = pattern.data();
+  temporary_slot_ = detail::record_temporary(temp_path_);
   if (::fchmod(fd, target_mode(path)) != 0 || (file_ = ::fdopen(fd, "wb")) == nullptr) {
     const int err = errno;
     ::close(fd);
     ::unlink(temp_path_.c_str());
+    detail::forget_temporary(temporary_slot_);
     fail("cannot open the temporary file " + temp_path_, err);
   }
 }
@@ -61,6 +64,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
 AtomicFile::~AtomicFile() {
   if (file_ != nullptr) std::fclose(file_);
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+  detail::forget_temporary(temporary_slot_);
 }
 
 void AtomicFile::write(const void* bytes, std::size_t n) {
@@ -88,6 +92,7 @@ void AtomicFile::commit() {
     fail("cannot rename " + temp_path_ + " onto it", err);
   }
   committed_ = true;
+  detail::forget_temporary(temporary_slot_);  // after the rename: a signal before it removes the temporary
 }
 
 void AtomicFile::fail(const std::string& what, int err) const {

@@ -3,7 +3,8 @@
 // The file descriptor is closed as soon as the map exists; the map lives as long as the last
 // shared_ptr to it. An empty file is valid and has data() == nullptr, size() == 0 (mmap cannot map
 // zero bytes). The map is MAP_PRIVATE: if another process truncates the file while it is mapped,
-// reading the lost pages raises SIGBUS — the usual limit of memory-mapped I/O.
+// reading the lost pages raises SIGBUS — the usual limit of memory-mapped I/O; the map is recorded
+// (open_files.hpp) so that a program's SIGBUS handler can name the file (signal_cleanup.hpp).
 #pragma once
 
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include <string>
 #include <utility>
 
+#include "io/open_files.hpp"
 #include "levattn/core/error.hpp"
 
 namespace levattn::io {
@@ -57,6 +59,7 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   ~MappedFile() {
+    detail::forget_map(slot_);
     if (base_ != nullptr) ::munmap(base_, size_);
   }
 
@@ -66,7 +69,7 @@ class MappedFile {
 
  private:
   MappedFile(std::string path, void* base, std::size_t size)
-      : path_(std::move(path)), base_(base), size_(size) {}
+      : path_(std::move(path)), base_(base), size_(size), slot_(detail::record_map(base, size, path_)) {}
 
   [[noreturn]] static void fail(const std::string& path, const std::string& problem) {
     throw Error(ErrorKind::bad_input, path + ": " + problem);
@@ -75,6 +78,7 @@ class MappedFile {
   std::string path_;
   void* base_;
   std::size_t size_;
+  int slot_;  // in the table of mapped inputs, or −1
 };
 
 }  // namespace levattn::io

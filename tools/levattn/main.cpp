@@ -1,5 +1,6 @@
 // levattn — command-line front end. Exit codes: 0 success, 2 usage, 3 bad input data or
-// parameters, 1 anything else. Errors go to stderr as "levattn: error: …".
+// parameters (also an input file that changes while being read), 1 anything else. Errors go to
+// stderr as "levattn: error: …". Signals: io/signal_cleanup.hpp.
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -8,6 +9,7 @@
 #include "commands.hpp"
 #include "report.hpp"
 #include "levattn/core/error.hpp"
+#include "levattn/io/signal_cleanup.hpp"
 
 namespace {
 
@@ -19,6 +21,7 @@ int fail(int code, const char* message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  levattn::io::install_signal_cleanup("levattn");
   using namespace levattn::cli;
   CLI::App app("levattn — heavy attention with universal sets (leverage scores), exact attention and LevAttention",
                "levattn");

@@ -37,6 +37,7 @@ class AtomicFile {
   std::string temp_path_;
   std::FILE* file_ = nullptr;
   bool committed_ = false;
+  int temporary_slot_ = -1;  // in the io layer's table of unfinished temporaries (signal_cleanup.hpp)
 };
 
 }  // namespace levattn::io

@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Injected faults against the CLI (run by ctest with Debian's /usr/bin/python3 and numpy):
+
+    test_faults.py PATH/TO/levattn PATH/TO/liblevattn_fault_inject.so
+
+* An input truncated while memory-mapped (the shim truncates it right after the map): exit 3 with
+  "levattn: error: <path>: the file changed while being read", and no output file and no
+  temporary left, also for `heavy`, whose output temporary is open while it reads.
+* SIGTERM, SIGINT and SIGHUP while an output's temporary is complete but not yet renamed: the
+  process ends by that signal, the temporary is removed, and the target is absent or, when it
+  existed, still the previous complete file.
+Each case runs in a fresh directory, and every file left in it is checked.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+BIN, SHIM = sys.argv[1], sys.argv[2]
+failures = []
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+
+
+def run(args, **faults):
+    env = {**os.environ, "LD_PRELOAD": SHIM, **{k: str(v) for k, v in faults.items()}}
+    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def main():
+    rng = np.random.default_rng(5)
+    keys = rng.standard_normal((65536, 64)).astype(np.float32)  # 16 MiB: far past the truncation
+    queries = rng.standard_normal((65536, 64)).astype(np.float32)
+
+    # Truncated while mapped: keys of `scores`, queries of `heavy` (its CSV temporary is open then).
+    for command, victim in [("scores", "K.npy"), ("heavy", "Q.npy")]:
+        with tempfile.TemporaryDirectory() as d:
+            np.save(os.path.join(d, "K.npy"), keys)
+            np.save(os.path.join(d, "Q.npy"), queries)
+            out = os.path.join(d, "out.npy" if command == "scores" else "out.csv")
+            args = [command, "--keys", os.path.join(d, "K.npy"), "--output", out]
+            if command == "heavy":
+                args += ["--queries", os.path.join(d, "Q.npy"), "--eps", "0.01"]
+            r = run(args, LEVATTN_FAULT_TRUNCATE=os.path.join(d, victim))
+            left = sorted(os.listdir(d))
+            want = f"levattn: error: {os.path.join(d, victim)}: the file changed while being read"
+            check(r.returncode == 3 and r.stderr.startswith(want) and left == ["K.npy", "Q.npy"],
+                  f"{command} with {victim} truncated while mapped: exit 3 naming the file, nothing left "
+                  f"(got {r.returncode}, {r.stderr.strip()[:120]!r}, files {left})")
+
+    # A signal between the complete temporary and the rename: no partial target, no temporary.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for existed in (False, True):
+            with tempfile.TemporaryDirectory() as d:
+                np.save(os.path.join(d, "K.npy"), keys[:1000])
+                out = os.path.join(d, "tau.npy")
+                if existed:
+                    with open(out, "wb") as fh:
+                        fh.write(b"previous complete result")
+                r = run(["scores", "--keys", os.path.join(d, "K.npy"), "--output", out],
+                        LEVATTN_FAULT_SIGNAL_AT_RENAME=int(sig))
+                left = sorted(os.listdir(d))
+                kept = open(out, "rb").read() == b"previous complete result" if existed else not os.path.exists(out)
+                check(r.returncode == -sig and kept and left == sorted(["K.npy"] + (["tau.npy"] if existed else [])),
+                      f"{sig.name} before the rename{' over an existing target' if existed else ''}: ended by the "
+                      f"signal, the target {'unchanged' if existed else 'absent'}, no temporary "
+                      f"(got {r.returncode}, files {left})")
+
+    # Without a fault the shim changes nothing.
+    with tempfile.TemporaryDirectory() as d:
+        np.save(os.path.join(d, "K.npy"), keys[:1000])
+        r = run(["scores", "--keys", os.path.join(d, "K.npy"), "--output", os.path.join(d, "tau.npy")])
+        check(r.returncode == 0 and os.path.exists(os.path.join(d, "tau.npy")), "no fault asked: scores succeeds")
+
+    for f in failures:
+        print("FAIL", f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
