@@ -12,7 +12,7 @@ namespace levattn {
 int thread_count(int requested) {
   if (requested < 0)
     throw Error(ErrorKind::bad_input, "threads must be ≥ 1 (0: every core), got " + std::to_string(requested));
-  const int processors = std::max(1, omp_get_num_procs());
+  const int processors = std::max(1, std::min(omp_get_num_procs(), omp_get_thread_limit()));
   return requested == 0 ? processors : std::min(requested, processors);
 }
 

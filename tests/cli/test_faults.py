@@ -9,9 +9,15 @@
 * SIGTERM, SIGINT and SIGHUP while an output's temporary is complete but not yet renamed: the
   process ends by that signal, the temporary is removed, and the target is absent or, when it
   existed, still the previous complete file.
+* An address-space limit (RLIMIT_AS, `ulimit -v`): at 300 MB, which OpenBLAS's start-up buffers
+  for two threads exceed (it used to spin before main), the command runs with the threads that
+  fit, says so, and writes the same bytes as without a limit; at 100 MB, where not even one thread
+  fits, it exits 1 with an error naming the limit. Neither may hang (a timeout fails the test).
+  Not under AddressSanitizer, which cannot run with an address-space limit at all.
 Each case runs in a fresh directory, and every file left in it is checked.
 """
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -72,6 +78,38 @@ def main():
                       f"{sig.name} before the rename{' over an existing target' if existed else ''}: ended by the "
                       f"signal, the target {'unchanged' if existed else 'absent'}, no temporary "
                       f"(got {r.returncode}, files {left})")
+
+    # Address-space limits.
+    sanitized = b"libasan" in subprocess.run(["ldd", BIN], capture_output=True).stdout
+    if sanitized:
+        print("note: address-space limits not tried: AddressSanitizer cannot run under RLIMIT_AS")
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            np.save(os.path.join(d, "K.npy"), keys[:4000])
+            free = [BIN, "scores", "--keys", os.path.join(d, "K.npy"), "--output", os.path.join(d, "free.npy")]
+            subprocess.run(free, check=True, capture_output=True, timeout=60)
+            for megabytes, code in [(300, 0), (100, 1)]:
+                limit = megabytes * 1000 * 1000
+                def limited():
+                    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+                out = os.path.join(d, f"limited{megabytes}.npy")
+                try:
+                    r = subprocess.run([BIN, "scores", "--keys", os.path.join(d, "K.npy"), "--output", out,
+                                        "--threads", "2"], capture_output=True, text=True, timeout=60,
+                                       preexec_fn=limited)
+                except subprocess.TimeoutExpired:
+                    check(False, f"ulimit -v of {megabytes} MB: the command hung")
+                    continue
+                if code == 0:
+                    same = os.path.exists(out) and open(out, "rb").read() == open(os.path.join(d, "free.npy"), "rb").read()
+                    check(r.returncode == 0 and same and "address-space limit" in r.stderr,
+                          f"ulimit -v of {megabytes} MB: runs with fewer threads, says so, same bytes as unlimited "
+                          f"(got {r.returncode}: {r.stderr.strip()[:160]})")
+                else:
+                    check(r.returncode == 1 and r.stderr.startswith("levattn: error: the address-space limit")
+                          and not os.path.exists(out),
+                          f"ulimit -v of {megabytes} MB: exit 1 naming the limit, no output "
+                          f"(got {r.returncode}: {r.stderr.strip()[:160]})")
 
     # Without a fault the shim changes nothing.
     with tempfile.TemporaryDirectory() as d:

@@ -1,13 +1,15 @@
 // The number of threads a call uses (OpenMP, and so Debian's OpenMP build of OpenBLAS).
 //
 // Results never depend on it (every parallel loop in the library is ordered by construction);
-// it only sets how many cores work. A count above the machine's processors is lowered to them,
-// so no request can make the runtime fail to create threads.
+// it only sets how many cores work. A count above the machine's processors, or above OpenMP's
+// thread limit (OMP_THREAD_LIMIT), is lowered to them, so no request can make the runtime fail to
+// create threads.
 #pragma once
 
 namespace levattn {
 
-// The count used for a request: 0 means every processor; n ≥ 1 means min(n, processors).
+// The count used for a request: 0 means every processor; n ≥ 1 means min(n, processors); both
+// at most the thread limit.
 // Throws Error{bad_input} for n < 0.
 int thread_count(int requested);
 
