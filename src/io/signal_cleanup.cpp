@@ -138,6 +138,9 @@ void install_signal_cleanup(const char* program) {
   struct sigaction end {};
   end.sa_handler = on_termination;
   sigemptyset(&end.sa_mask);
+  // A file-size limit (RLIMIT_FSIZE) then fails the write with EFBIG, which AtomicFile reports and
+  // cleans up after, instead of killing the process with SIGXFSZ and leaving the temporary.
+  signal(SIGXFSZ, SIG_IGN);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction before {};
     sigaction(sig, nullptr, &before);

@@ -9,6 +9,11 @@
 * SIGTERM, SIGINT and SIGHUP while an output's temporary is complete but not yet renamed: the
   process ends by that signal, the temporary is removed, and the target is absent or, when it
   existed, still the previous complete file.
+* Output that cannot be written: a file-size limit below the output (RLIMIT_FSIZE, `ulimit -f`:
+  exit 1 "File too large", where SIGXFSZ used to kill the process and leave the temporary), a
+  missing or unwritable output directory, an output path that is a directory: exit 1 with a
+  one-line message, no target and no temporary. stdout closed or full: exit 1 with a message; a
+  reader that stops early (`levattn heavy … | head -1`): the quiet SIGPIPE exit, status 141.
 * An address-space limit (RLIMIT_AS, `ulimit -v`): at 300 MB, which OpenBLAS's start-up buffers
   for two threads exceed (it used to spin before main), the command runs with the threads that
   fit, says so, and writes the same bytes as without a limit; at 100 MB, where not even one thread
@@ -78,6 +83,53 @@ def main():
                       f"{sig.name} before the rename{' over an existing target' if existed else ''}: ended by the "
                       f"signal, the target {'unchanged' if existed else 'absent'}, no temporary "
                       f"(got {r.returncode}, files {left})")
+
+    # Outputs that cannot be written.
+    with tempfile.TemporaryDirectory() as d:
+        os.chmod(d, 0o755)
+        np.save(os.path.join(d, "K.npy"), keys)
+        kin = os.path.join(d, "K.npy")
+
+        def fsize():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (100000, 100000))
+        cases = [("a file-size limit of 100 kB", ["--output", os.path.join(d, "out.npy")], fsize, "File too large"),
+                 ("a missing output directory", ["--output", os.path.join(d, "none", "out.npy")], None,
+                  "No such file or directory"),
+                 ("an output path that is a directory", ["--output", os.path.join(d, "adir")], None, "Is a directory")]
+        os.mkdir(os.path.join(d, "adir"))
+        locked = os.path.join(d, "locked")
+        os.mkdir(locked, 0o555)
+        if os.getuid() == 0:  # root writes anywhere: try the unwritable directory as nobody
+            def nobody():
+                os.setgid(65534)
+                os.setuid(65534)
+            cases.append(("an unwritable output directory", ["--output", os.path.join(locked, "out.npy")], nobody,
+                          "Permission denied"))
+        else:
+            cases.append(("an unwritable output directory", ["--output", os.path.join(locked, "out.npy")], None,
+                          "Permission denied"))
+        for what, args, setup, reason in cases:
+            before = sorted(os.listdir(d))
+            r = subprocess.run([BIN, "scores", "--keys", kin, *args], capture_output=True, text=True, timeout=120,
+                               preexec_fn=setup)
+            lines = r.stderr.strip().splitlines()
+            check(r.returncode == 1 and len(lines) == 1 and lines[0].startswith("levattn: error:") and reason in lines[0]
+                  and sorted(os.listdir(d)) == before and os.listdir(locked) == [] and os.listdir(os.path.join(d, "adir")) == [],
+                  f"{what}: exit 1, one line ({lines[-1][:110] if lines else ''}), nothing written")
+        q = os.path.join(d, "Q.npy")
+        np.save(q, queries[:3000])
+        # ε = 1e-4 over 65,536 Gaussian keys: about 1% of all entries, megabytes of CSV, far more than
+        # a pipe holds, so the writer meets the closed pipe whatever the timing.
+        heavy = [BIN, "heavy", "--queries", q, "--keys", kin, "--eps", "0.0001"]
+        r = subprocess.run(["bash", "-c", " ".join(heavy) + " | head -1 >/dev/null; echo ${PIPESTATUS[0]}"],
+                           capture_output=True, text=True, timeout=120)
+        check(r.stdout.strip() == "141" and r.stderr == "", f"heavy | head -1: the quiet SIGPIPE exit (status {r.stdout.strip()})")
+        r = subprocess.run(["bash", "-c", " ".join(heavy) + " >&-"], capture_output=True, text=True, timeout=120)
+        check(r.returncode == 1 and r.stderr.startswith("levattn: error:") and "standard output" in r.stderr,
+              f"heavy with stdout closed: exit 1 ({r.stderr.strip()[:80]})")
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(heavy, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+        check(r.returncode == 1 and "standard output" in r.stderr, f"heavy to /dev/full: exit 1 ({r.stderr.strip()[:80]})")
 
     # Address-space limits.
     sanitized = b"libasan" in subprocess.run(["ldd", BIN], capture_output=True).stdout

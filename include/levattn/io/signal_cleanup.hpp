@@ -11,6 +11,8 @@
 //  * SIGINT, SIGTERM, SIGHUP (unless ignored when installed, as under nohup): every recorded
 //    temporary removed, then the default action (the status a shell reports as 128 + signal). A target is renamed into place whole or not
 //    at all, so no signal leaves a partial output file.
+//  * SIGXFSZ (a file-size limit, ulimit -f) is ignored, so that the write fails with EFBIG and the
+//    program reports it ("File too large") and removes the temporary like any failed write.
 // SIGKILL cannot be caught: the temporary ".<name>.tmp.XXXXXX" then stays beside the target, which
 // is still either the previous complete file or absent.
 #pragma once
