@@ -2,11 +2,14 @@
 """levattn-mpi against levattn: `mpirun -np P levattn-mpi select|heavy` writes the bytes that
 `levattn select|heavy` writes, for P = 1..4, on adversarial keys (and, for heavy, queries whose
 rows fall back to every key); errors on any rank end every rank with the CLI's exit code and no
-output. Usage: test_mpi.py LEVATTN LEVATTN_MPI MPIRUN"""
+output; a rank killed (SIGKILL) mid-run ends the whole job within a minute with a non-zero status
+and no output file or temporary. Usage: test_mpi.py LEVATTN LEVATTN_MPI MPIRUN"""
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -127,6 +130,47 @@ with tempfile.TemporaryDirectory() as tmp:
     r = mpirun(2, "select", "--keys", p("heavy_rows.npy"), "--output", p("never.npy"))
     check(r.returncode == 2, f"neither --eps nor --top-k: exit 2 ({r.returncode})")
     check(not os.path.exists(p("never.npy")), "failed runs leave no output")
+
+    # A rank killed mid-run: a heavy search of a few seconds (20,000 queries over 200,000 keys at
+    # ε = 1e-4, where the universal set holds most keys); one rank gets SIGKILL once both run.
+    np.save(p("big_keys.npy"), rng.standard_normal((200000, 64)).astype(np.float32))
+    np.save(p("big_queries.npy"), rng.standard_normal((20000, 64)).astype(np.float32))
+    out = p("killed.csv")
+    job = subprocess.Popen([MPIRUN, "--oversubscribe", "--allow-run-as-root", "-np", "2", MPI, "heavy", "--queries",
+                            p("big_queries.npy"), "--keys", p("big_keys.npy"), "--eps", "0.0001", "--output", out,
+                            "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def ranks():
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(os.path.basename(MPI).encode()) and out.encode() in cmd:
+                found.append(int(pid))
+        return found
+
+    start, victims = time.time(), []
+    while time.time() - start < 30 and job.poll() is None and len(victims) < 2:
+        victims = ranks()
+        time.sleep(0.05)
+    killed_while_running = len(victims) == 2 and job.poll() is None
+    if killed_while_running:
+        time.sleep(0.5)
+        try:
+            os.kill(victims[0], signal.SIGKILL)
+        except ProcessLookupError:  # the job ended first (it takes about ten seconds here)
+            killed_while_running = False
+    try:
+        code = job.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        code = None
+    leftovers = [f for f in os.listdir(tmp) if f.startswith(".killed.csv.tmp")]
+    check(killed_while_running and code not in (None, 0) and not ranks() and not os.path.exists(out) and not leftovers,
+          f"a rank killed mid-run: the job ends within 60 s (status {code}), no rank left, no output, no temporary "
+          f"(killed while running: {killed_while_running}, left {leftovers})")
 
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
