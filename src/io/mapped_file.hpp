@@ -27,7 +27,7 @@ namespace levattn::io {
 class MappedFile {
  public:
   // Maps all of `path`. Throws Error{bad_input} naming the path when it cannot be opened, is not a
-  // regular file, or cannot be mapped.
+  // regular file, or cannot be mapped; Error{failure} when the process has no memory for the map.
   static std::shared_ptr<const MappedFile> open(const std::string& path) {
     // O_NONBLOCK: opening a FIFO by mistake must fail below, not hang; it does nothing for files.
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -49,6 +49,9 @@ class MappedFile {
       if (base == MAP_FAILED) {
         const int err = errno;
         ::close(fd);
+        if (err == ENOMEM)  // the process's memory, not the file, is at fault
+          throw Error(ErrorKind::failure, path + ": out of memory mapping its " + std::to_string(size) +
+                                              " bytes (an address-space limit, ulimit -v, or the machine's memory)");
         fail(path, std::string("cannot map: ") + std::strerror(err));
       }
     }

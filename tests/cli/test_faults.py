@@ -8,7 +8,7 @@
   temporary left, also for `heavy`, whose output temporary is open while it reads.
 * SIGTERM, SIGINT and SIGHUP while an output's temporary is complete but not yet renamed: the
   process ends by that signal, the temporary is removed, and the target is absent or, when it
-  existed, still the previous complete file.
+  existed, still the previous complete file. SIGKILL there: the same target, the temporary left.
 * Output that cannot be written: a file-size limit below the output (RLIMIT_FSIZE, `ulimit -f`:
   exit 1 "File too large", where SIGXFSZ used to kill the process and leave the temporary), a
   missing or unwritable output directory, an output path that is a directory: exit 1 with a
@@ -21,7 +21,8 @@
 * An address-space limit (RLIMIT_AS, `ulimit -v`): at 300 MB, which OpenBLAS's start-up buffers
   for two threads exceed (it used to spin before main), the command runs with the threads that
   fit, says so, and writes the same bytes as without a limit; at 100 MB, where not even one thread
-  fits, it exits 1 with an error naming the limit. Neither may hang (a timeout fails the test).
+  fits, it exits 1 with an error naming the limit; an input larger than the limit ends it with
+  exit 1, "out of memory". None may hang (a timeout fails the test).
   Not under AddressSanitizer, which cannot run with an address-space limit at all.
 Each case runs in a fresh directory, and every file left in it is checked.
 """
@@ -87,6 +88,22 @@ def main():
                       f"{sig.name} before the rename{' over an existing target' if existed else ''}: ended by the "
                       f"signal, the target {'unchanged' if existed else 'absent'}, no temporary "
                       f"(got {r.returncode}, files {left})")
+
+    # SIGKILL cannot be caught: the temporary stays, the target is never partial.
+    for existed in (False, True):
+        with tempfile.TemporaryDirectory() as d:
+            np.save(os.path.join(d, "K.npy"), keys[:1000])
+            out = os.path.join(d, "tau.npy")
+            if existed:
+                with open(out, "wb") as fh:
+                    fh.write(b"previous complete result")
+            r = run(["scores", "--keys", os.path.join(d, "K.npy"), "--output", out],
+                    LEVATTN_FAULT_SIGNAL_AT_RENAME=int(signal.SIGKILL))
+            temporaries = [f for f in os.listdir(d) if f.startswith(".tau.npy.tmp.")]
+            kept = open(out, "rb").read() == b"previous complete result" if existed else not os.path.exists(out)
+            check(r.returncode == -signal.SIGKILL and kept and len(temporaries) == 1,
+                  f"SIGKILL before the rename{' over an existing target' if existed else ''}: the target "
+                  f"{'unchanged' if existed else 'absent'}, the complete temporary left beside it, as documented")
 
     # Outputs that cannot be written.
     with tempfile.TemporaryDirectory() as d:
@@ -184,6 +201,23 @@ def main():
             np.save(os.path.join(d, "K.npy"), keys[:4000])
             free = [BIN, "scores", "--keys", os.path.join(d, "K.npy"), "--output", os.path.join(d, "free.npy")]
             subprocess.run(free, check=True, capture_output=True, timeout=60)
+            # An input larger than the limit: a sparse 512 MiB .npy (2²¹ × 64 float32).
+            big = os.path.join(d, "big.npy")
+            text = "{'descr': '<f4', 'fortran_order': False, 'shape': (2097152, 64), }"
+            text += " " * ((64 - (10 + len(text) + 1) % 64) % 64) + "\n"
+            with open(big, "wb") as fh:
+                fh.write(b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode())
+                fh.truncate(10 + len(text) + 2097152 * 64 * 4)
+
+            def limit300():
+                resource.setrlimit(resource.RLIMIT_AS, (300 * 1000 * 1000, 300 * 1000 * 1000))
+            try:
+                r = subprocess.run([BIN, "scores", "--keys", big, "--output", os.path.join(d, "big_out.npy")],
+                                   capture_output=True, text=True, timeout=60, preexec_fn=limit300)
+                check(r.returncode == 1 and "out of memory" in r.stderr and not os.path.exists(os.path.join(d, "big_out.npy")),
+                      f"ulimit -v of 300 MB and a 512 MiB input: exit 1, out of memory ({r.stderr.strip()[-140:]})")
+            except subprocess.TimeoutExpired:
+                check(False, "ulimit -v of 300 MB and a 512 MiB input: the command hung")
             for megabytes, code in [(300, 0), (100, 1)]:
                 limit = megabytes * 1000 * 1000
                 def limited():
