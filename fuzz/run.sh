@@ -13,5 +13,5 @@ for h in npy safetensors npy_rows; do
   echo "== fuzz_$h: $SECONDS_EACH s"
   ./build/fuzz/fuzz_$h "build/fuzz/corpus/$h" "fuzz/corpus/$h" -max_total_time="$SECONDS_EACH" -max_len=4096 \
     -timeout=10 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/findings/ -print_final_stats=1 2>&1 |
-    grep -E "^stat::number_of_executed_units|^==|ERROR|SUMMARY|Test unit written|^#[0-9]+ +DONE"
+    grep -E "^stat::number_of_executed_units|^==|^ +#[0-9]+ |ERROR|SUMMARY|Test unit written|^#[0-9]+ +DONE"
 done

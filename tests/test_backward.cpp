@@ -417,9 +417,11 @@ std::vector<LevCase> lev_cases() {
       cases.push_back(l);
     }
     // Causal, with and without a window: n_q < n_k, n_q = n_k across several query and key blocks
-    // (the window's band crosses block edges), n_q > n_k (early queries see nothing).
+    // (the window's band crosses block edges), n_q > n_k (early queries see nothing), and n_k past
+    // 16 key blocks (chunks of two, so a band's partial dQ starts at a chunk's later block).
     for (const auto& [n_q, n_k, top_k, window] : std::vector<std::tuple<index_t, index_t, index_t, index_t>>{
-             {90, 300, 40, 0}, {90, 300, 40, 7}, {600, 1100, 60, 300}, {300, 120, 10, 5}}) {
+             {90, 300, 40, 0}, {90, 300, 40, 7}, {600, 1100, 60, 300}, {300, 120, 10, 5},
+             {300, 9000, 40, 700}}) {  // chunks of two key blocks: a query block first seen at the second
       LevCase l;
       l.select.top_k = top_k;
       l.select.sinks = 2;

@@ -233,6 +233,19 @@ TEST(Lewis, IllConditionedKeysStopAtTheRoundingFloorWithinTheReportedAccuracy) {
   }
 }
 
+TEST(Lewis, WellConditionedKeysAtLargePMeetTheToleranceWithoutStalling) {
+  // Mirror descent at large p converges slowly (line-search halvings spend evaluations): the stall
+  // rule must not stop it early and blame rounding.
+  Floats K = make_keys("gaussian", 4000, 32, 1);
+  for (index_t j = 0; j < 4000; j += 50)
+    for (index_t c = 0; c < 32; ++c) K.data[j * 32 + c] *= 30.0f;
+  for (double p : {16.0, 40.0}) {
+    const LewisWeights w = lewis_weights(K.view(), p);
+    EXPECT_FALSE(w.limited_by_rounding) << "p " << p;
+    EXPECT_LE(w.residual, 1e-6) << "p " << p;
+  }
+}
+
 TEST(Lewis, RejectsBadInput) {
   const Floats K = make_keys("gaussian", 50, 3, 1);
   for (double p : {0.0, -1.0, double(NAN), double(INFINITY)}) EXPECT_THROW(lewis_weights(K.view(), p), Error);

@@ -57,6 +57,7 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
     ::close(fd);
     ::unlink(temp_path_.c_str());
     detail::forget_temporary(temporary_slot_);
+    temporary_slot_ = -1;
     fail("cannot open the temporary file " + temp_path_, err);
   }
 }
@@ -78,7 +79,12 @@ void AtomicFile::write(const void* bytes, std::size_t n) {
 void AtomicFile::commit() {
   if (file_ == nullptr) fail("commit called twice", EINVAL);
   // Each errno is saved right after the call that set it, before a message is built.
-  if (std::ferror(file_) != 0) fail("write failed", EIO);
+  if (std::ferror(file_) != 0) {  // an earlier formatted write failed: flushing again tells why
+    errno = 0;
+    std::fflush(file_);
+    const int err = errno;
+    fail("write failed", err != 0 ? err : EIO);
+  }
   if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0) {
     const int err = errno;
     fail("write failed", err);
@@ -93,6 +99,7 @@ void AtomicFile::commit() {
   }
   committed_ = true;
   detail::forget_temporary(temporary_slot_);  // after the rename: a signal before it removes the temporary
+  temporary_slot_ = -1;
 }
 
 void AtomicFile::fail(const std::string& what, int err) const {

@@ -72,15 +72,15 @@ void on_bus(int sig, siginfo_t* info, void*) {
     if (begin != 0 && address >= begin && address - begin < m.size) path = m.path;
   }
   remove_temporaries();
-  if (path == nullptr) {  // not a mapped input: the default action when the access repeats
+  if (path == nullptr || info->si_code <= 0) {  // not a fault in a mapped input (or sent by kill)
     ::signal(sig, SIG_DFL);
-    reporting.store(false);
+    ::raise(sig);  // the default action, on return from this handler
     return;
   }
   say(program_name);
   say(": error: ");
   say(path);
-  say(": the file changed while being read (it was truncated or replaced while memory-mapped; "
+  say(": the file changed while being read (it shrank while memory-mapped; "
       "inputs must not change until the command ends)\n");
   ::_exit(3);
 }

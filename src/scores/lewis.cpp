@@ -201,14 +201,16 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
   map(v, at);
   index_t evaluations = 1;
   bool first = true;
-  // The rounding floor (see lewis.hpp): the best iterate so far, and when the residual last halved.
-  const double slowest = p < 4.0 ? std::max(contraction, 1e-3) : (p - 2.0) / (p + 2.0);
+  // The rounding floor (see lewis.hpp): the best iterate so far, and the accepted step at which the
+  // residual last halved. Counted in accepted steps, not evaluations: refused proposals and line
+  // search halvings spend evaluations without moving.
+  const double slowest = std::clamp(p < 4.0 ? contraction : (p - 2.0) / (p + 2.0), 1e-3, 0.999);
   const index_t stall_window =
       std::max<index_t>(kMinStallWindow, static_cast<index_t>(std::ceil(3.0 * std::log(2.0) / -std::log(slowest))));
   std::vector<double> best_v = v;
   Evaluation best = at;
   double halved_to = at.residual;
-  index_t halved_at = evaluations;
+  index_t steps = 0, halved_at = 0;
   bool stalled = false;
   while (at.residual > o.tolerance) {
     if (at.residual < best.residual) {
@@ -217,9 +219,9 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
     }
     if (at.residual <= 0.5 * halved_to) {
       halved_to = at.residual;
-      halved_at = evaluations;
+      halved_at = steps;
     }
-    if (best.residual <= o.stall_tolerance && evaluations - halved_at >= stall_window) {
+    if (best.residual <= o.stall_tolerance && steps - halved_at >= stall_window) {
       stalled = true;
       break;
     }
@@ -240,6 +242,7 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
         if (log_gap(there.residual) <= contraction * log_gap(at.residual)) {
           v.swap(next);
           std::swap(at, there);
+          ++steps;
           continue;
         }
         anderson.clear();
@@ -273,6 +276,7 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
       if (accept) {
         v.swap(next);
         std::swap(at, there);
+        ++steps;
         break;
       }
       if (evaluations >= o.max_iterations) break;

@@ -4,10 +4,10 @@
 // handlers that use them. The library never installs them itself (a host program such as
 // Python owns its signals); the command-line tools do, first thing in main.
 //
-//  * SIGBUS at an address inside a mapped input — the file shrank or was replaced while being read
-//    (the limit of memory-mapped reading): "<program>: error: <path>: the file changed while being
+//  * SIGBUS at an address inside a mapped input — the file shrank while being read (the limit of
+//    memory-mapped reading): "<program>: error: <path>: the file changed while being
 //    read (…)" on stderr, every recorded temporary removed, exit status 3 (bad input data). SIGBUS
-//    anywhere else: temporaries removed, then the default action.
+//    anywhere else, or sent by kill(2): temporaries removed, then the default action.
 //  * SIGINT, SIGTERM, SIGHUP (unless ignored when installed, as under nohup): every recorded
 //    temporary removed, then the default action (the status a shell reports as 128 + signal). A target is renamed into place whole or not
 //    at all, so no signal leaves a partial output file.

@@ -43,8 +43,8 @@
 // number; the residual is measured against that map. On ill-conditioned keys it cannot fall below
 // that rounding (measured: 1e-5 … 1e-4 at cond(K) = 1e5, n = 4,000, d = 32, reached within five
 // evaluations). So once the residual is at most `stall_tolerance` (default 1e-3), an iteration
-// that stops halving it — for max(20, 3·log 2 / −log c) evaluations, c the contraction factor above
-// — has reached the accuracy the data allow: the best iterate is returned with
+// that stops halving it — for max(20, 3·log 2 / −log c) accepted steps, c the contraction factor
+// above — has reached the accuracy the data allow: the best iterate is returned with
 // limited_by_rounding set, and `residual` says how accurate it is. Results never depend on the
 // thread count.
 #pragma once
