@@ -80,19 +80,24 @@ def main():
                   f"{command} with {victim} truncated while mapped: exit 3 naming the file, nothing left "
                   f"(got {r.returncode}, {r.stderr.strip()[:120]!r}, files {left})")
 
+    def signal_at_rename(d, sig, existed):
+        """scores on 1,000 keys with `sig` raised at the rename onto tau.npy (which holds a previous
+        result when `existed`): (the run, whether the target is that previous result or absent)."""
+        np.save(os.path.join(d, "K.npy"), keys[:1000])
+        out = os.path.join(d, "tau.npy")
+        if existed:
+            with open(out, "wb") as fh:
+                fh.write(b"previous complete result")
+        r = run(["scores", "--keys", os.path.join(d, "K.npy"), "--output", out], LEVATTN_FAULT_SIGNAL_AT_RENAME=int(sig))
+        kept = open(out, "rb").read() == b"previous complete result" if existed else not os.path.exists(out)
+        return r, kept
+
     # A signal between the complete temporary and the rename: no partial target, no temporary.
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         for existed in (False, True):
             with tempfile.TemporaryDirectory() as d:
-                np.save(os.path.join(d, "K.npy"), keys[:1000])
-                out = os.path.join(d, "tau.npy")
-                if existed:
-                    with open(out, "wb") as fh:
-                        fh.write(b"previous complete result")
-                r = run(["scores", "--keys", os.path.join(d, "K.npy"), "--output", out],
-                        LEVATTN_FAULT_SIGNAL_AT_RENAME=int(sig))
+                r, kept = signal_at_rename(d, sig, existed)
                 left = sorted(os.listdir(d))
-                kept = open(out, "rb").read() == b"previous complete result" if existed else not os.path.exists(out)
                 check(r.returncode == -sig and kept and left == sorted(["K.npy"] + (["tau.npy"] if existed else [])),
                       f"{sig.name} before the rename{' over an existing target' if existed else ''}: ended by the "
                       f"signal, the target {'unchanged' if existed else 'absent'}, no temporary "
@@ -101,15 +106,8 @@ def main():
     # SIGKILL cannot be caught: the temporary stays, the target is never partial.
     for existed in (False, True):
         with tempfile.TemporaryDirectory() as d:
-            np.save(os.path.join(d, "K.npy"), keys[:1000])
-            out = os.path.join(d, "tau.npy")
-            if existed:
-                with open(out, "wb") as fh:
-                    fh.write(b"previous complete result")
-            r = run(["scores", "--keys", os.path.join(d, "K.npy"), "--output", out],
-                    LEVATTN_FAULT_SIGNAL_AT_RENAME=int(signal.SIGKILL))
+            r, kept = signal_at_rename(d, signal.SIGKILL, existed)
             temporaries = [f for f in os.listdir(d) if f.startswith(".tau.npy.tmp.")]
-            kept = open(out, "rb").read() == b"previous complete result" if existed else not os.path.exists(out)
             check(r.returncode == -signal.SIGKILL and kept and len(temporaries) == 1,
                   f"SIGKILL before the rename{' over an existing target' if existed else ''}: the target "
                   f"{'unchanged' if existed else 'absent'}, the complete temporary left beside it, as documented")
