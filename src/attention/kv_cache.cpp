@@ -85,14 +85,13 @@ void KVCache::append(const float* key, const float* value) {
           "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
   for (index_t r = 0; r < d_; ++r)
     for (index_t c = 0; c < d_; ++c) gram_[r * d_ + c] += static_cast<double>(key[r]) * key[c];
-  double square_norm = 0.0;
-  for (index_t c = 0; c < d_; ++c) square_norm += static_cast<double>(key[c]) * key[c];
+  double weight = options_.policy == CachePolicy::leverage ? kNew : 0.0;
+  if (options_.policy == CachePolicy::key_norm)  // ‖k‖²
+    for (index_t c = 0; c < d_; ++c) weight += static_cast<double>(key[c]) * key[c];
   keys_.insert(keys_.end(), key, key + d_);
   values_.insert(values_.end(), value, value + dv_);
   position_.push_back(appended_++);
-  weight_.push_back(options_.policy == CachePolicy::leverage   ? kNew
-                    : options_.policy == CachePolicy::key_norm ? square_norm
-                                                               : 0.0);
+  weight_.push_back(weight);
   if (options_.policy == CachePolicy::leverage && ++since_refresh_ >= options_.refresh) refresh_scores();
   enforce_budget();
 }

@@ -89,8 +89,6 @@ void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF valu
       const MatrixF dK = grad_keys.head(b, kh), dV = grad_values.head(b, kh);
       const ConstHeadsF K_all(K.data, 1, 1, n_k, d), V_all(V.data, 1, 1, n_k, dv);
       const HeadsF scratch(scratch_out.data(), 1, group, n_q, dv);
-      std::vector<char> is_kept(static_cast<size_t>(n_k), 0);
-      for (index_t j : kept) is_kept[static_cast<size_t>(j)] = 1;
 
       if (!power) {  // softmax over A ∪ B: L from both parts' forwards; A over the gathered keys
         const index_t m = static_cast<index_t>(kept.size());
@@ -122,6 +120,8 @@ void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF valu
         for (index_t j : kept) std::copy_n(V.row(j), dv, V_kept.data() + j * dv);
         detail::attend_masked_backward(Q, K_all, ConstHeadsF(V_kept.data(), 1, 1, n_k, dv), O, lse.data(), dO, plain,
                                        kept_part, dQ, HeadsF(dK.data, 1, 1, n_k, d), HeadsF(dV.data, 1, 1, n_k, dv));
+        std::vector<char> is_kept(static_cast<size_t>(n_k), 0);
+        for (index_t j : kept) is_kept[static_cast<size_t>(j)] = 1;
         for (index_t j = 0; j < n_k; ++j)
           if (!is_kept[static_cast<size_t>(j)]) std::fill(dV.row(j), dV.row(j) + dv, 0.0f);
       }

@@ -207,6 +207,15 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
   for (size_t i = 0; i < report.rows.size(); ++i) {
     EvalRow& row = report.rows[i];
     const Accumulator& x = acc[i];
+    if (const auto it = failed.find(row.rule); it != failed.end()) {  // no figures (EvalRow::failure)
+      const double none = std::numeric_limits<double>::quiet_NaN();
+      row.kept_mean = row.error = none;
+      row.capture.assign(o.capture_eps.size(), none);
+      row.heavy.assign(o.capture_eps.size(), 0);
+      row.captured.assign(o.capture_eps.size(), 0);
+      row.failure = it->second;
+      continue;
+    }
     row.heavy = x.capture.heavy;
     row.captured = x.capture.captured;
     for (size_t t = 0; t < o.capture_eps.size(); ++t) row.capture.push_back(x.capture.fraction(t));
@@ -215,16 +224,6 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
     row.select_seconds = x.select_seconds;
     row.attend_seconds = x.attend_seconds;
     if (!o.relevant.empty() && row.rule != "oracle") row.relevant_recall = x.recall / static_cast<double>(x.sets);
-    if (const auto it = failed.find(row.rule); it != failed.end()) {
-      const double none = std::numeric_limits<double>::quiet_NaN();
-      row.kept_mean = row.error = none;
-      row.select_seconds = row.attend_seconds = 0.0;
-      row.relevant_recall = -1.0;
-      row.capture.assign(o.capture_eps.size(), none);
-      row.heavy.assign(o.capture_eps.size(), 0);
-      row.captured.assign(o.capture_eps.size(), 0);
-      row.failure = it->second;
-    }
   }
   return report;
 }
