@@ -1,8 +1,11 @@
 // AVX-512 kernels (this file alone is compiled with -mavx512f -mavx512dq -mavx512vl -mfma and
 // is only entered after a run-time CPU check). Register tiles of 8 rows × 16 doubles: per step
 // 2 vector loads, 8 broadcasts and 16 FMAs, all in double.
-// GCC 12's own AVX-512 headers trip -Wmaybe-uninitialized (their _mm512_undefined_* idiom).
+// GCC 12's own AVX-512 headers trip -Wmaybe-uninitialized (their _mm512_undefined_* idiom); clang
+// has no such warning.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <algorithm>

@@ -1,59 +1,9 @@
-// levattn — command-line front end. Exit codes: 0 success, 2 usage, 3 bad input data or
-// parameters (also an input file that changes while being read), 1 anything else. Errors go to
-// stderr as "levattn: error: …". Signals: io/signal_cleanup.hpp.
-#include <cstdio>
-#include <exception>
-#include <new>
-#include <vector>
-
-#include "commands.hpp"
-#include "report.hpp"
-#include "levattn/core/error.hpp"
+// levattn — command-line front end (run.hpp: exit codes and messages). Signals:
+// io/signal_cleanup.hpp; the address-space check before main: address_space.cpp.
 #include "levattn/io/signal_cleanup.hpp"
-
-namespace {
-
-int fail(int code, const char* message) {
-  std::fprintf(stderr, "levattn: error: %s\n", message);
-  return code;
-}
-
-}  // namespace
+#include "run.hpp"
 
 int main(int argc, char** argv) {
   levattn::io::install_signal_cleanup("levattn");
-  using namespace levattn::cli;
-  CLI::App app("levattn — heavy attention with universal sets (leverage scores), exact attention and LevAttention",
-               "levattn");
-  app.require_subcommand(1);
-  const std::vector<Command> commands = {add_scores_command(app), add_select_command(app),
-                                         add_heavy_command(app), add_attend_command(app), add_stream_command(app),
-                                         add_eval_command(app),   add_planted_command(app),
-                                         add_demo_command(app)};
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "levattn: error: %s\nRun 'levattn --help' or 'levattn <command> --help'.\n",
-                 e.what());
-    return 2;
-  }
-
-  try {
-    for (const Command& command : commands)
-      if (command.app->parsed()) return command.run();
-    return fail(2, "no command given");
-  } catch (const UsageError& e) {
-    return fail(2, e.what());
-  } catch (const levattn::Error& e) {
-    return fail(e.kind() == levattn::ErrorKind::bad_input ? 3 : 1, e.what());
-  } catch (const std::bad_alloc&) {
-    return fail(1, "out of memory");
-  } catch (const std::exception& e) {
-    return fail(1, e.what());
-  }
+  return levattn::cli::run_levattn(argc, argv);
 }
