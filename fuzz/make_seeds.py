@@ -154,7 +154,8 @@ words = ["scores", "select", "heavy", "attend", "stream", "eval", "planted", "de
 words += sorted(os.listdir(os.path.join(HERE, "cli_inputs")))
 words += ["softmax", "pow:2", "pow:3", "pow:0.5", "lev", "exact", "leverage", "ridge", "lewis", "row-norm",
           "random", "sinks-window", "h2o", "oracle", "qkv.safetensors:q", "qkv.safetensors:x", "0", "-1",
-          "1e-300", "nan", "inf", "1e300", "18446744073709551616", "9223372036854775807", "0x10"]
+          "1e-300", "nan", "inf", "1e300", "18446744073709551616", "9223372036854775807", "2147483647",
+          "2147483648", "4294967296", "4294967297", "0x10"]
 with open(os.path.join(HERE, "cli.dict"), "w") as fh:
     fh.write("# libFuzzer dictionary of fuzz_cli, written by make_seeds.py: the commands, every option,\n"
              "# the input files of fuzz/cli_inputs/ and values the options take.\n")
