@@ -21,7 +21,8 @@
 // preset of the test suite checks them. Between runs the harness puts back any input file a run
 // overwrote, the OpenMP thread count (--threads) and the error state of stdout.
 // `demo` and `planted` get --n 128, --m 16 and --d 32 (each one the arguments do not give) in place
-// of their defaults of 65,536 keys, 4,096 queries and d = 64. `eval --plots` runs /bin/true instead of the plotting script.
+// of their defaults of 65,536 keys, 4,096 queries and d = 64. `eval --plots` runs /bin/true
+// instead of the plotting script.
 #include <omp.h>
 #include <stdlib.h>
 #include <unistd.h>
