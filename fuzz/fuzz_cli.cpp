@@ -175,10 +175,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   const std::pair<const char*, const char*> small_sizes[] = {{"--n", "128"}, {"--m", "16"}, {"--d", "32"}};
   if (arguments.size() > 1 && (arguments[1] == "demo" || arguments[1] == "planted"))
     for (const auto& [option, value] : small_sizes) {
-      const std::string given = std::string(option) + "=";
-      bool present = false;
-      for (const std::string& a : arguments) present = present || a == option || a.rfind(given, 0) == 0;
-      if (!present) arguments.insert(arguments.begin() + 2, {option, value});
+      const std::string name = option, given = name + "=";
+      const bool present = std::any_of(arguments.begin(), arguments.end(), [&](const std::string& a) {
+        return a == name || a.rfind(given, 0) == 0;
+      });
+      if (!present) arguments.insert(arguments.begin() + 2, {name, value});
     }
 
   std::vector<char*> argv;

@@ -18,10 +18,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 rng = np.random.default_rng(1)
 
 
-def save(kind, name, data):
-    os.makedirs(os.path.join(HERE, "corpus", kind), exist_ok=True)
-    with open(os.path.join(HERE, "corpus", kind, name), "wb") as fh:
+def write(directory, name, data):
+    """Writes fuzz/<directory>/<name>."""
+    os.makedirs(os.path.join(HERE, directory), exist_ok=True)
+    with open(os.path.join(HERE, directory, name), "wb") as fh:
         fh.write(data)
+
+
+def save(kind, name, data):
+    write(os.path.join("corpus", kind), name, data)
 
 
 def npy_bytes(a, version=None):
@@ -77,10 +82,9 @@ save("safetensors", "pick_missing", b"v\n" + pair)
 save("safetensors", "only_bf16", b"\n" + safetensors({"x": ("BF16", rng.standard_normal((2, 2, 3)))}))
 save("safetensors", "only_f64", b"\n" + safetensors({"x": ("F64", rng.standard_normal(5))}))
 
+
 def save_input(name, data):
-    os.makedirs(os.path.join(HERE, "cli_inputs"), exist_ok=True)
-    with open(os.path.join(HERE, "cli_inputs", name), "wb") as fh:
-        fh.write(data)
+    write("cli_inputs", name, data)
 
 
 cli_arrays = {
