@@ -161,9 +161,17 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   const Mat cut_w = std::sqrt(cut_level) * plain.eigenvectors().leftCols(cut0).transpose() * unscale.asDiagonal();
   out.cut_root = trapezoid_of(cut_w);
 
-  // Inverse root of G + λI, with the cut-off: kᵀ(G+λI)⁺k = ‖Λₖ^{-1/2} Vₖᵀ D^{-1/2} k‖².
+  // Inverse root of G + λI, with the cut-off: kᵀ(G+λI)⁺k = ‖Λₖ^{-1/2} Vₖᵀ D^{-1/2} k‖², D the
+  // diagonal of G + λI itself. (Equilibrating G + λI by G's diagonal instead blows a column of tiny
+  // keys up to λ/g_ii ≫ 1, and the cut-off then drops every direction that carries the scores.)
+  Eigen::VectorXd ridge_scale = scale;  // D^{-1/2}
   Mat m = g_eq;
-  if (ridge > 0.0) m.diagonal() += ridge * scale.cwiseProduct(scale);
+  if (ridge > 0.0) {
+    for (index_t i = 0; i < d; ++i) ridge_scale(i) = 1.0 / std::sqrt(g(i, i) + ridge);
+    Mat ridged_g = g;
+    ridged_g.diagonal().array() += ridge;
+    m = ridge_scale.asDiagonal() * ridged_g * ridge_scale.asDiagonal();
+  }
   Eigen::SelfAdjointEigenSolver<Mat> ridged(m);
   const Eigen::VectorXd lam = ridged.eigenvalues();
   const double lam_max = std::max(lam(d - 1), 0.0);
@@ -174,7 +182,7 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   for (index_t i = 0; i < d; ++i) out.eigenvalues[i] = lam(d - 1 - i);
   const Eigen::VectorXd inv_sqrt = lam.tail(out.rank).cwiseSqrt().cwiseInverse();
   const Mat inv_w = inv_sqrt.asDiagonal() * ridged.eigenvectors().rightCols(out.rank).transpose() *
-                    scale.asDiagonal();
+                    ridge_scale.asDiagonal();
   out.inverse_root = trapezoid_of(inv_w);
   return out;
 }

@@ -76,6 +76,16 @@ def test_ridge_scores_match_solve(rng, ridge, kind):
     assert_rel_close(levattn.leverage_scores(K, ridge=ridge), ridge_ref(K, ridge), LEVERAGE_RTOL)
 
 
+@pytest.mark.parametrize("fraction", [1e-6, 1e-2, 1.0])
+@pytest.mark.parametrize("kind", ["ill_columns", "huge", "tiny", "conditioned"])
+def test_ridge_scores_match_solve_at_the_keys_scale(rng, fraction, kind):
+    """λ a fraction of the mean eigenvalue ‖K‖²_F/d: within 1e-4 relative of a float64 solve, also when
+    columns differ in scale by 1e12 (λ then dwarfs the small columns' own Gram entries)."""
+    K = make_keys(kind, 400, 16, rng)
+    ridge = fraction * float(np.sum(f64(K) ** 2)) / 16
+    assert_rel_close(levattn.leverage_scores(K, ridge=ridge), ridge_ref(K, ridge), LEVERAGE_RTOL)
+
+
 def test_leverage_scores_per_head_and_torch_in_torch_out(rng):
     """(h, n, d) keys give (h, n) scores, each head its own SVD reference; a torch tensor gives a float64 tensor."""
     K = np.stack([make_keys(kind, 200, 8, rng) for kind in ("gaussian", "low_rank", "heavy_tail")])
