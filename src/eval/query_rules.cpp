@@ -26,8 +26,10 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queries, ConstMatrixF keys,
                                           const AttentionOptions& options) {
+  AttentionOptions unmasked = options;
+  unmasked.causal = false;  // the mask is applied below; the checks refuse it for the other rules
   for (const ConstMatrixF& q : queries)
-    detail::check_eval_inputs(q, keys, nullptr, options, "accumulated attention");
+    detail::check_eval_inputs(q, keys, nullptr, unmasked, "accumulated attention");
   const index_t n = keys.rows, d = keys.cols;
   const double c = effective_scale(options, d);
   const bool softmax = options.f.kind == ScoreKind::softmax;
@@ -62,7 +64,10 @@ std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queri
             const double L = lse[i0 + i];
             if (L == -std::numeric_limits<double>::infinity()) continue;
             const float* row = s.data() + i * cols;
-            for (index_t j = 0; j < cols; ++j) {
+            // Causal (bottom-right): query i0 + i sees keys up to i0 + i + n − m.
+            const index_t visible = options.causal ? std::min(cols, std::max<index_t>(0, i0 + i + n - m + 1 - j0))
+                                                   : cols;
+            for (index_t j = 0; j < visible; ++j) {
               const double x = c * row[j];
               const double lw = softmax ? x : (x == 0.0 ? -std::numeric_limits<double>::infinity()
                                                         : options.f.p * std::log(std::fabs(x)));

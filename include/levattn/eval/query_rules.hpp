@@ -6,7 +6,9 @@
 //           head. The row normalisers come from the exact operator (attend_exact's log
 //           normalisers); the column sums from one more pass of float GEMM products over key
 //           blocks, weights in double. Costs about two exact attentions: it is the ceiling of what
-//           an H2O cache could know, computed once over the whole sequence.
+//           an H2O cache could know, computed once over the whole sequence. With options.causal
+//           each query adds only over the keys it sees (bottom-right aligned, as attend_exact):
+//           H2O over a prefill, where query i reads keys 0..i.
 //   oracle  per-query top-k: each query keeps its own k keys of largest f(c·<q,k>) (exact double
 //           products, ties to the lower index). No set of k keys per query holds more of a row's
 //           entries A ≥ ε, so this is the ceiling of capture at budget k. Costs O(m·n·d).
@@ -20,8 +22,9 @@
 namespace levattn {
 
 // Σ_i A[i,j] over the rows of every matrix in `queries` (each m_h×d) against keys (n×d): n
-// scores. Throws Error{bad_input} on shape mismatch, NaN/Inf, a causal mask, p ≤ 0, or softmax
-// logits beyond float range. |x|^p rows with every product 0 add nothing.
+// scores; with options.causal, row i of an m_h-row matrix adds over keys j ≤ i + n − m_h only.
+// Throws Error{bad_input} on shape mismatch, NaN/Inf, p ≤ 0, or softmax logits beyond float
+// range. |x|^p rows with every product 0 (or, causal, with no visible key) add nothing.
 std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queries, ConstMatrixF keys,
                                           const AttentionOptions& options);
 
