@@ -11,6 +11,8 @@ released while the library computes, and results never depend on `threads`.
     universal_set(k, eps=... | top_k=...)  the keys any heavy entry can use, and the bound
     heavy_entries(q, k, eps)           every entry A[i,j] ≥ eps, without forming A
     StreamSelector, KVCache            one-pass selection and a decoding cache
+    press(name, k, budget, q=...)      a KV-cache press: each head's cache cut to `budget` keys
+    oracle_top_k(q, k, budget)         each query's own top keys: the ceiling of every press
     levattn.torch                      autograd attention and LevSelfAttention (needs torch)
 
 Errors: InputError (a ValueError) for bad input, ComputeError (a RuntimeError) when a
@@ -20,12 +22,14 @@ from ._levattn import ComputeError, Error, InputError, __version__
 from ._attention import attention, merge_attention
 from ._scores import HeavyEntries, UniversalSet, heavy_entries, leverage_scores, lewis_weights, universal_set
 from ._stream import KVCache, StreamHeavy, StreamResult, StreamSelector
+from ._press import PRESSES, Pressed, oracle_top_k, press
 
 __all__ = [
     "__version__", "Error", "InputError", "ComputeError",
     "attention", "merge_attention",
     "leverage_scores", "lewis_weights", "universal_set", "heavy_entries", "UniversalSet", "HeavyEntries",
     "StreamSelector", "StreamResult", "StreamHeavy", "KVCache",
+    "PRESSES", "Pressed", "press", "oracle_top_k",
 ]
 
 

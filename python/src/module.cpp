@@ -53,4 +53,5 @@ PYBIND11_MODULE(_levattn, m) {
   levattn::python::bind_attention(m);
   levattn::python::bind_scores(m);
   levattn::python::bind_stream(m);
+  levattn::python::bind_presses(m);
 }
