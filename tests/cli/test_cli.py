@@ -477,5 +477,43 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("heavy", "--help")
     check(r.returncode == 0 and "--verify" in r.stdout and "--threads" in r.stdout, "heavy --help")
 
+    # press: kept keys per head against numpy (leverage top-k by SVD scores; h2o as causal column sums)
+    rng = np.random.default_rng(17)
+    PK = rng.standard_normal((2, 2, 48, 6)).astype(np.float32)
+    PQ = (1.5 * rng.standard_normal((2, 4, 48, 6))).astype(np.float32)
+    np.save(p("PK.npy"), PK)
+    np.save(p("PQ.npy"), PQ)
+    r = run("press", "--press", "leverage", "--keys", p("PK.npy"), "--ratio", 0.75, "--output", p("pk.npy"),
+            "--scores", p("ps.npy"), "--json")
+    kept, scores = np.load(p("pk.npy")), np.load(p("ps.npy"))
+    ok = r.returncode == 0 and kept.shape == (2, 2, 12) and kept.dtype == np.int64 and json.loads(r.stdout)["budget"] == 12
+    for b in range(2):
+        for h in range(2):
+            tau = leverage(PK[b, h])[0]
+            ok = ok and np.allclose(scores[b, h], tau, rtol=1e-6) and set(kept[b, h]) == set(np.argsort(-tau, kind="stable")[:12])
+    check(ok, "press leverage --ratio 0.75: 12 of 48 keys per head, the top leverage scores of numpy's SVD")
+    r = run("press", "--press", "h2o", "--keys", p("PK.npy"), "--queries", p("PQ.npy"), "--budget", 5,
+            "--output", p("ph.npy"), "--scores", p("phs.npy"))
+    ok = r.returncode == 0
+    for b in range(2):
+        for h in range(2):
+            want = np.zeros(48)
+            for g in (2 * h, 2 * h + 1):
+                s = PQ[b, g].astype(np.float64) @ PK[b, h].astype(np.float64).T / np.sqrt(6)
+                s = np.where(np.tril(np.ones((48, 48), bool)), s, -np.inf)
+                w = np.exp(s - s.max(axis=1, keepdims=True))
+                want += (w / w.sum(axis=1, keepdims=True)).sum(axis=0)
+            ok = ok and np.allclose(np.load(p("phs.npy"))[b, h], want, rtol=1e-5)
+    check(ok, "press h2o over grouped query heads: causal attention column sums of numpy")
+    expect_error(2, "--queries", "press", "--press", "snapkv", "--keys", p("PK.npy"), "--budget", 4, "--output", p("never.npy"))
+    expect_error(2, "exactly one", "press", "--press", "leverage", "--keys", p("PK.npy"), "--output", p("never.npy"))
+    expect_error(2, "exceeds", "press", "--press", "leverage", "--keys", p("PK.npy"), "--budget", 49, "--output", p("never.npy"))
+    expect_error(2, "ratio", "press", "--press", "leverage", "--keys", p("PK.npy"), "--ratio", 1, "--output", p("never.npy"))
+    expect_error(3, "one context query per key", "press", "--press", "h2o", "--keys", p("PK.npy"), "--queries",
+                 p("K.npy"), "--budget", 4, "--output", p("never.npy"))
+    expect_error(3, "not finite", "press", "--press", "key-norm", "--keys", p("Knan.npy"), "--budget", 4,
+                 "--output", p("never.npy"))
+    check(not os.path.exists(p("never.npy")), "a failed press run leaves no output file")
+
 print(f"{len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

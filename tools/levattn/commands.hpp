@@ -19,6 +19,7 @@ Command add_heavy_command(CLI::App& app);
 Command add_attend_command(CLI::App& app);
 Command add_stream_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
+Command add_press_command(CLI::App& app);
 Command add_planted_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 

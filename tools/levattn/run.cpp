@@ -26,7 +26,7 @@ int run_levattn(int argc, char** argv) {
   app.require_subcommand(1);
   const std::vector<Command> commands = {add_scores_command(app), add_select_command(app),
                                          add_heavy_command(app), add_attend_command(app), add_stream_command(app),
-                                         add_eval_command(app),   add_planted_command(app),
+                                         add_eval_command(app),   add_press_command(app), add_planted_command(app),
                                          add_demo_command(app)};
 
   try {
