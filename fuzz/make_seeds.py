@@ -100,6 +100,8 @@ cli_arrays = {
     "q4": rng.standard_normal((1, 2, 7, 4)).astype("<f4"),
     "k4": rng.standard_normal((1, 1, 12, 4)).astype("<f4"),
     "v4": rng.standard_normal((1, 1, 12, 3)).astype("<f4"),
+    "qc3": rng.standard_normal((2, 12, 4)).astype("<f4"),     # context queries of k3 (press)
+    "qc4": rng.standard_normal((1, 2, 12, 4)).astype("<f4"),  # context queries of k4 (press)
     "empty": np.zeros((0, 4), dtype="<f4"),
     "ints": np.arange(48, dtype="<i8").reshape(12, 4),
 }
@@ -141,6 +143,11 @@ command_lines = {
     "eval_heads": "eval --queries q3.npy --keys k3.npy --values v3.npy --budgets 3 --thresholds 0.2 "
                   "--rules leverage,lewis,h2o,ridge,random --f softmax,pow:2 --capture-eps 0.05,0.2 --json",
     "eval_plots": f"eval {QKV} --budgets 4 --relevant 1,2 --sinks 1 --seed 2 --ridge-fraction 0.1 --plots plots --output e.csv",
+    "press_snapkv": "press --press snapkv --keys k3.npy --queries qc3.npy --ratio 0.5 --window 2 --pool 3 --output p.npy "
+                    "--scores s.npy --json",
+    "press_sketched": "press --press sketched-leverage --keys k.npy --budget 3 --gamma 1 --failure 0.2 --seed 2 "
+                      "--output p.npy",
+    "press_h2o_gqa": "press --press h2o --keys k4.npy --queries qc4.npy --budget 2 --f pow:2 --output p.npy",
     "planted": "planted --output-dir p --seed 3",
     "planted_noise": "planted --output-dir p --directions 2 --copies 2 --noise-rank 2 --noise-strength 0.5 --value-dim 3",
     "demo": "demo --eps 0.2 --json",
@@ -154,10 +161,10 @@ options = set()
 for source in glob.glob(os.path.join(ROOT, "tools", "levattn", "*.cpp")):
     with open(source) as fh:
         options.update(re.findall(r'add_(?:option|flag)\("(--[a-z0-9-]+)"', fh.read()))
-words = ["scores", "select", "heavy", "attend", "stream", "eval", "planted", "demo", "--help"] + sorted(options)
+words = ["scores", "select", "heavy", "attend", "stream", "eval", "press", "planted", "demo", "--help"] + sorted(options)
 words += sorted(os.listdir(os.path.join(HERE, "cli_inputs")))
 words += ["softmax", "pow:2", "pow:3", "pow:0.5", "lev", "exact", "leverage", "ridge", "lewis", "row-norm",
-          "random", "sinks-window", "h2o", "oracle", "qkv.safetensors:q", "qkv.safetensors:x", "0", "-1",
+          "random", "sinks-window", "h2o", "oracle", "sketched-leverage", "key-norm", "streaming", "snapkv", "qkv.safetensors:q", "qkv.safetensors:x", "0", "-1",
           "1e-300", "nan", "inf", "1e300", "18446744073709551616", "9223372036854775807", "2147483647",
           "2147483648", "4294967296", "4294967297", "0x10"]
 with open(os.path.join(HERE, "cli.dict"), "w") as fh:
