@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 60
 NPM_PACKAGE := $(if $(shell command -v npm),,npm)
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-asan fuzz bench planted clean
+.PHONY: all deps build demo test test-asan fuzz bench planted recall clean
 
 all: build
 
@@ -65,6 +65,11 @@ bench:
 # The planted study (experiments/planted/): tables and plots, a few minutes, at the lowest priority.
 planted: build
 	nice -n 19 /usr/bin/python3 experiments/planted/run.py build/release/tools/levattn/levattn
+
+# The MQAR recall study (experiments/recall/): trains with levattn's Python package from the build.
+recall:
+	$(MAKE) build EXTRA_PACKAGES="python3-torch"
+	PYTHONPATH=$(CURDIR)/build/release/python /usr/bin/python3 experiments/recall/run.py
 
 clean:
 	rm -rf build

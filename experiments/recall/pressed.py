@@ -117,7 +117,7 @@ def main(argv=None) -> None:
     import os
     import time
 
-    from train import build, stages_of
+    from train import build, contexts_of, stages_of
 
     p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="train.py's --out directory")
@@ -134,10 +134,9 @@ def main(argv=None) -> None:
     args = argparse.Namespace(threads=a.threads, **ckpt["args"])
     model = build(args)
     model.load_state_dict(ckpt["model"])
-    configs = [c for c, _, _ in stages_of(args) if c.context == a.context]
-    if not configs:
+    config = contexts_of(stages_of(args)).get(a.context)
+    if config is None:
         raise SystemExit(f"{a.run} was not trained on context {a.context}")
-    config = configs[-1]
     jobs = [("full", 0.0)] + [(press, float(r)) for press in a.presses.split(",") for r in a.ratios.split(",")]
     jobs += [(f"threshold:{eps}", 0.0) for eps in a.thresholds.split(",") if eps]
     rows = []

@@ -62,8 +62,9 @@ def write(runs: str, results: str, ratios) -> None:
     for name, t in sorted(trains.items()):
         a, f = t["final"]["args"], t["final"]
         recall = ", ".join(f"{c}: {100 * r:.2f}%" for c, r in f["recall"].items())
-        lines.append(f"| {a['attention']} | {a['seed']} | {a['stages']} | {recall} ({f['held_out_sequences']} "
-                     f"sequences each) | {f['seconds'] / 60:.1f} |")
+        sequences = ", ".join(f"{c}: {n}" for c, n in f["held_out_sequences"].items())
+        lines.append(f"| {a['attention']} | {a['seed']} | {a['stages']} | {recall} (held-out sequences {sequences}) | "
+                     f"{f['seconds'] / 60:.1f} |")
     lines.append("")
 
     # Accuracy tables: attention × context → press → ratio → [recall per seed].

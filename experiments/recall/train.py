@@ -3,7 +3,8 @@
 
     /usr/bin/python3 experiments/recall/train.py --out DIR [--stages 64:8:8:600:32,256:16:16:400:32 ...]
 
-Training runs through --stages in order, each CONTEXT:PAIRS:QUERIES:STEPS:BATCH (a curriculum:
+Training runs through --stages in order, each CONTEXT:PAIRS:QUERIES:STEPS:BATCH, or several such
+joined by "+" that take turns step by step for the first one's STEPS (a curriculum:
 short contexts first, where recall is learnt in a few hundred steps, then the long ones; rotary
 positions carry what was learnt to longer contexts). A LevAttention model with --warm W attends
 with exact softmax for its first W steps (a warm start) and is evaluated as LevAttention throughout. The learning rate warms up over the first 5%
@@ -26,7 +27,7 @@ import math
 import os
 import sys
 import time
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -35,7 +36,8 @@ from model import RecallModel  # noqa: E402
 from mqar import IGNORE, MQARConfig, batch  # noqa: E402
 
 HELD_OUT = 1_000_003
-MODEL_ARGS = ("vocab", "noise", "stages", "width", "heads", "layers", "attention", "window", "warm", "lr", "seed")
+MODEL_ARGS = ("vocab", "noise", "stages", "width", "heads", "layers", "attention", "window", "warm", "lr",
+              "weight_decay", "seed")
 
 
 def parse(argv=None) -> argparse.Namespace:
@@ -52,24 +54,34 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=0, help="lev:K only: causal window of recent keys")
     p.add_argument("--warm", type=int, default=0, help="lev:K only: the first WARM steps attend with exact softmax")
     p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--save-every", type=int, default=250)
-    p.add_argument("--held-out", type=int, default=256, help="held-out sequences per evaluation")
+    p.add_argument("--held-out", type=int, default=256, help="held-out sequences per evaluation at context 64")
     return p.parse_args(argv)
 
 
-def stages_of(args) -> List[Tuple[MQARConfig, int, int]]:
-    """(config, steps, batch) of every stage."""
+def stages_of(args) -> List[Tuple[List[Tuple[MQARConfig, int]], int]]:
+    """Every stage as ([(config, batch) of each alternative], steps)."""
     out = []
     for stage in args.stages.split(","):
-        fields = stage.split(":")
-        if len(fields) != 5 or not all(f.isdigit() for f in fields):
-            raise SystemExit(f"--stages: expected CONTEXT:PAIRS:QUERIES:STEPS:BATCH, got {stage!r}")
-        c, p, q, steps, size = map(int, fields)
-        out.append((MQARConfig(vocab=args.vocab, noise=args.noise, context=c, pairs=p, queries=q), steps, size))
+        alternatives, steps = [], None
+        for alternative in stage.split("+"):
+            fields = alternative.split(":")
+            if len(fields) != 5 or not all(f.isdigit() for f in fields):
+                raise SystemExit(f"--stages: expected CONTEXT:PAIRS:QUERIES:STEPS:BATCH[+...], got {stage!r}")
+            c, p, q, n, size = map(int, fields)
+            steps = n if steps is None else steps
+            alternatives.append((MQARConfig(vocab=args.vocab, noise=args.noise, context=c, pairs=p, queries=q), size))
+        out.append((alternatives, steps))
     return out
+
+
+def contexts_of(stages) -> Dict[int, MQARConfig]:
+    """The last config trained at each context length."""
+    return {config.context: config for alternatives, _ in stages for config, _ in alternatives}
 
 
 def build(args) -> RecallModel:
@@ -86,16 +98,22 @@ def lr_at(args, step: int, total: int) -> float:
     return args.lr * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
-def stage_at(stages, step: int):
-    """The stage (config, steps, batch) that trains step `step`."""
-    for stage in stages:
-        if step < stage[1]:
-            return stage
-        step -= stage[1]
-    return stages[-1]
+def stage_at(stages, step: int) -> Tuple[MQARConfig, int]:
+    """The (config, batch) that trains step `step`: its stage's alternatives take turns."""
+    for alternatives, steps in stages:
+        if step < steps:
+            return alternatives[step % len(alternatives)]
+        step -= steps
+    return stages[-1][0][0]
 
 
 @torch.no_grad()
+def held_out(args, config: MQARConfig) -> int:
+    """Held-out sequences per evaluation: --held-out at context 64, fewer at longer contexts (at
+    least 8), so that every context is judged on about as many queries."""
+    return max(8, args.held_out * 64 // config.context)
+
+
 def recall(model: RecallModel, config: MQARConfig, seed: int, sequences: int) -> float:
     """The fraction of held-out queries answered with their value at full cache."""
     model.eval()
@@ -119,9 +137,9 @@ def save(path: str, state: dict) -> None:
 def train(args) -> dict:
     os.makedirs(args.out, exist_ok=True)
     stages = stages_of(args)
-    total = sum(s[1] for s in stages)
+    total = sum(steps for _, steps in stages)
     model = build(args)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.1)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     step, elapsed = 0, 0.0
     wanted = {k: getattr(args, k) for k in MODEL_ARGS}
@@ -138,7 +156,7 @@ def train(args) -> dict:
     while step < total:
         for group in opt.param_groups:
             group["lr"] = lr_at(args, step, total)
-        config, _, size = stage_at(stages, step)
+        config, size = stage_at(stages, step)
         model.warm = step < args.warm
         tokens, labels, _ = batch(config, args.seed, step, size)
         labels = torch.from_numpy(labels)
@@ -153,7 +171,7 @@ def train(args) -> dict:
         if step % args.eval_every == 0 or step == total:
             model.warm = False
             entry = {"step": step, "context": config.context, "loss": loss_sum / loss_n,
-                     "recall": recall(model, config, args.seed, args.held_out), "seconds": time.time() - start}
+                     "recall": recall(model, config, args.seed, held_out(args, config)), "seconds": time.time() - start}
             loss_sum, loss_n = 0.0, 0
             log.write(json.dumps(entry) + "\n")
             log.flush()
@@ -161,8 +179,11 @@ def train(args) -> dict:
         if step % args.save_every == 0 or step == total:
             save(ckpt_path, {"args": wanted, "model": model.state_dict(), "optimizer": opt.state_dict(),
                              "step": step, "seconds": time.time() - start})
-    final = {"args": wanted, "steps": total, "held_out_sequences": 4 * args.held_out,
-             "recall": {str(c.context): recall(model, c, args.seed, 4 * args.held_out) for c, _, _ in stages},
+    contexts = contexts_of(stages)
+    final = {"args": wanted, "steps": total,
+             "held_out_sequences": {str(c): 4 * held_out(args, config) for c, config in contexts.items()},
+             "recall": {str(c): recall(model, config, args.seed, 4 * held_out(args, config))
+                        for c, config in contexts.items()},
              "seconds": time.time() - start}
     tmp = os.path.join(args.out, "final.json.tmp")
     with open(tmp, "w") as f:

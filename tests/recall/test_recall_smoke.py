@@ -27,7 +27,7 @@ import report  # noqa: E402
 from mqar import IGNORE, MQARConfig, batch  # noqa: E402
 from train import build, parse, train  # noqa: E402
 
-TINY = ["--vocab", "32", "--noise", "8", "--stages", "16:2:2:4:8,32:4:3:8:8", "--width", "16", "--heads", "2",
+TINY = ["--vocab", "32", "--noise", "8", "--stages", "16:2:2:4:8,32:4:3:8:8+16:2:2:0:4", "--width", "16", "--heads", "2",
         "--lr", "3e-3", "--eval-every", "3", "--save-every", "3", "--held-out", "16", "--threads", "1"]
 
 
