@@ -1,12 +1,12 @@
 // KV-cache presses (eval/presses.hpp) against independent computations in double: leverage, ridge
 // and Lewis scores from reference.hpp, key norms, causal attention column sums (H2O) and the pooled
-// window attention (SnapKV) entry by entry, the sketched scores within their factor, and the
-// leverage threshold press keeping every x² entry A ≥ ε.
+// window attention (SnapKV) entry by entry, the sketched scores within their factor, and a batch
+// of heads pressed head by head with its group of query heads.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
+#include <numeric>
 #include <random>
 
 #include "levattn/core/error.hpp"
@@ -118,52 +118,60 @@ TEST(Presses, SnapKVPoolsTheWindowsCausalAttentionAndKeepsTheWindow) {
     o.window = window;
     o.pool = pool;
     const std::vector<double> got = press_scores("snapkv", {Q1.view(), Q2.view()}, K.view(), 0, o);
-    const index_t w = std::min<index_t>(window, 60);
+    const index_t w = std::min<index_t>(window, 60), before = 60 - w;
     const double c = 1.0 / std::sqrt(5.0);
-    const MatD A = causal_attention(Q1, K, 60 - w, true, 0, c) + causal_attention(Q2, K, 60 - w, true, 0, c);
-    for (index_t j = 0; j < 60; ++j) {
-      if (j >= 60 - w) {
-        EXPECT_EQ(got[j], std::numeric_limits<double>::infinity()) << "window key " << j;
-        continue;
-      }
-      double want = 0.0;
+    const MatD A = causal_attention(Q1, K, before, true, 0, c) + causal_attention(Q2, K, before, true, 0, c);
+    double top = 0.0;
+    for (index_t j = 0; j < before; ++j) {
+      double want = 0.0;  // the average over the pool, among the keys before the window
       for (index_t t = j - pool / 2; t <= j + pool / 2; ++t)
-        if (t >= 0 && t < 60) want += A.col(t).sum();
+        if (t >= 0 && t < before) want += A.col(t).sum();
       want /= static_cast<double>(pool);
+      top = std::max(top, got[j]);
       EXPECT_NEAR(got[j], want, 1e-5 * (1 + want)) << "window " << window << " pool " << pool << " key " << j;
     }
-    const std::vector<index_t> kept = keep_top_k(got, w);
-    for (index_t t = 0; t < w; ++t) EXPECT_EQ(kept[t], 60 - w + t);
+    for (index_t j = before; j < 60; ++j) {
+      EXPECT_GT(got[j], top) << "window key " << j << " must outrank every earlier key";
+      if (j > before) {
+        EXPECT_GT(got[j], got[j - 1]) << "the later window key ranks higher";
+      }
+    }
+    std::vector<index_t> want(static_cast<size_t>(w));
+    std::iota(want.begin(), want.end(), before);
+    EXPECT_EQ(keep_top_k(got, w), want);
+    if (w > 2) {
+      EXPECT_EQ(keep_top_k(got, 2), (std::vector<index_t>{58, 59})) << "a budget below the window keeps the latest";
+    }
   }
 }
 
-TEST(Presses, ThresholdPressKeepsEveryX2EntryAtLeastEps) {
-  for (const std::string kind : {"gaussian", "low_rank", "heavy_tailed", "duplicated"}) {
-    const Floats K = make_keys(kind, 300, 6, 11);
-    const Floats Q = make_queries(K, 200, 12);
-    const MatD A = attention_reference(Q, K);
-    index_t heavy = 0;
-    for (double eps : {0.02, 0.05}) {
-      const std::vector<index_t> kept = threshold_press(K.view(), eps);
-      const std::vector<double> tau = leverage_reference(K, kDefaultRcond);
-      std::vector<index_t> want;
-      for (index_t j = 0; j < 300; ++j)
-        if (tau[j] >= eps * 0.95) want.push_back(j);
-      // scores within rounding of the reference: the sets may differ only on keys at the cut
-      for (index_t j : kept) EXPECT_GE(tau[j], eps * 0.95 * (1 - 1e-6)) << kind;
-      for (index_t j : want) {
-        if (tau[j] >= eps * 0.95 * (1 + 1e-6)) {
-          EXPECT_TRUE(std::binary_search(kept.begin(), kept.end(), j)) << kind << " key " << j;
-        }
+TEST(Presses, EveryHeadOfABatchIsPressedWithItsQueryGroup) {
+  const index_t B = 2, Hkv = 2, Hq = 4, n = 30, d = 4, budget = 7;
+  const Floats K = gaussian(B * Hkv * n, d, 7), Q = gaussian(B * Hq * n, d, 8);
+  const ConstHeadsF keys(K.data.data(), B, Hkv, n, d), queries(Q.data.data(), B, Hq, n, d);
+  for (const std::string& press : {std::string("h2o"), std::string("leverage")}) {
+    std::vector<index_t> kept(static_cast<size_t>(B * Hkv * budget));
+    std::vector<double> scores(static_cast<size_t>(B * Hkv * n));
+    press_heads(press, queries, keys, budget, {}, kept.data(), scores.data());
+    for (index_t b = 0; b < B; ++b)
+      for (index_t h = 0; h < Hkv; ++h) {
+        const index_t slot = b * Hkv + h;
+        const std::vector<ConstMatrixF> group = {queries.head(b, 2 * h), queries.head(b, 2 * h + 1)};
+        const std::vector<double> want = press_scores(press, group, keys.head(b, h), slot, {});
+        EXPECT_EQ(std::vector<double>(scores.begin() + slot * n, scores.begin() + (slot + 1) * n), want) << press;
+        EXPECT_EQ(std::vector<index_t>(kept.begin() + slot * budget, kept.begin() + (slot + 1) * budget),
+                  keep_top_k(want, budget))
+            << press;
       }
-      for (index_t i = 0; i < Q.rows; ++i)
-        for (index_t j = 0; j < K.rows; ++j)
-          if (A(i, j) >= eps) {
-            ++heavy;
-            EXPECT_TRUE(std::binary_search(kept.begin(), kept.end(), j)) << kind << " entry (" << i << ", " << j << ")";
-          }
-    }
-    EXPECT_GT(heavy, 0) << kind << ": no heavy entry to keep";
+  }
+  Floats bad = K;
+  bad.data[(3 * n + 2) * d] = NAN;  // batch 1, head 1, key 2
+  try {
+    std::vector<index_t> kept(static_cast<size_t>(B * Hkv * budget));
+    press_heads("key-norm", {}, ConstHeadsF(bad.data.data(), B, Hkv, n, d), budget, {}, kept.data());
+    ADD_FAILURE() << "NaN accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batch 1, head 1: key-norm: key 2 is not finite"), std::string::npos) << e.what();
   }
 }
 
@@ -193,8 +201,11 @@ TEST(Presses, BadInputIsRefused) {
   o.window = 4;
   o.pool = 4;
   refused([&] { press_scores("snapkv", {Q.view()}, K.view(), 0, o); }, "pool must be odd");
-  refused([&] { threshold_press(K.view(), 0.0); }, "ε must lie in (0, 1]");
-  refused([&] { threshold_press(K.view(), NAN); }, "ε must lie in (0, 1]");
+  std::vector<index_t> kept(40);
+  const ConstHeadsF keys(K.data.data(), 1, 1, 20, 4), queries(Qshort.data.data(), 1, 1, 19, 4);
+  refused([&] { press_heads("leverage", {}, keys, 0, {}, kept.data()); }, "budget must lie in [1, n]");
+  refused([&] { press_heads("leverage", {}, keys, 21, {}, kept.data()); }, "budget must lie in [1, n]");
+  refused([&] { press_heads("h2o", queries, keys, 3, {}, kept.data()); }, "must hold one query per key");
   refused([&] { press_scores("leverage", {}, ConstMatrixF(K.data.data(), 0, 4), 0); }, "at least one key");
 }
 

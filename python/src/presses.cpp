@@ -12,14 +12,6 @@ namespace levattn::python {
 
 namespace {
 
-// The query heads of batch b that read key head h.
-std::vector<ConstMatrixF> group_of(const ConstHeadsF& q, index_t b, index_t h, index_t kv_heads) {
-  std::vector<ConstMatrixF> group;
-  const index_t per = q.heads / kv_heads;
-  for (index_t g = 0; g < per; ++g) group.push_back(q.head(b, h * per + g));
-  return group;
-}
-
 std::string heads_shape(const ConstHeadsF& x) {
   return "(" + std::to_string(x.batch) + ", " + std::to_string(x.heads) + ", " + std::to_string(x.rows) + ", " +
          std::to_string(x.cols) + ")";
@@ -32,7 +24,7 @@ void check_groups(const ConstHeadsF& q, const ConstHeadsF& k, const char* what) 
 }
 
 // (kept (B, H_kv, budget) int64 ascending, scores (B, H_kv, n) float64). q may be None for the
-// key-only presses.
+// key-only presses (and is not read by them).
 py::tuple press_binding(const std::string& press, const py::object& queries, const py::array& keys, index_t budget,
                         const std::string& f, double scale, index_t window, index_t pool, index_t sinks,
                         std::uint64_t seed, double ridge_fraction, double gamma, double failure, double rcond,
@@ -40,16 +32,11 @@ py::tuple press_binding(const std::string& press, const py::object& queries, con
   const ConstHeadsF K = as_heads(keys, "k");
   ConstHeadsF Q;
   py::array q_array;
-  const bool with_queries = !queries.is_none();
-  if (with_queries) {
+  if (press_needs_queries(press)) {
+    require(!queries.is_none(), "press '" + press + "' reads the context queries: pass q");
     q_array = queries.cast<py::array>();
     Q = as_heads(q_array, "q");
-    check_groups(Q, K, "press");
-    require(Q.rows == K.rows, "press: q " + heads_shape(Q) + " needs one context query per key " + heads_shape(K));
   }
-  require(press_needs_queries(press) <= with_queries, "press '" + press + "' reads the context queries: pass q");
-  require(budget >= 1 && budget <= K.rows, "press: budget must lie in [1, n] = [1, " + std::to_string(K.rows) +
-                                               "], got " + std::to_string(budget));
   PressOptions o;
   o.attention.f = parse_score_function(f);
   o.attention.scale = scale;
@@ -63,22 +50,17 @@ py::tuple press_binding(const std::string& press, const py::object& queries, con
   o.sketch.failure = failure;
   o.sketch.seed = seed;
   o.sketch.rcond = rcond;
-  const index_t n = K.rows, B = K.batch, H = K.heads;
-  py::array_t<std::int64_t> kept({B, H, budget});
-  py::array_t<double> scores = new_double_array({B, H, n});
-  std::int64_t* kept_out = kept.mutable_data();
+  require(budget >= 1 && budget <= K.rows, "press: budget must lie in [1, n] = [1, " + std::to_string(K.rows) +
+                                               "], got " + std::to_string(budget));
+  py::array_t<std::int64_t> kept({K.batch, K.heads, budget});
+  py::array_t<double> scores = new_double_array({K.batch, K.heads, K.rows});
+  static_assert(sizeof(index_t) == sizeof(std::int64_t));
+  index_t* kept_out = reinterpret_cast<index_t*>(kept.mutable_data());
   double* scores_out = scores.mutable_data();
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
-    for (index_t b = 0; b < B; ++b)
-      for (index_t h = 0; h < H; ++h) {
-        const std::vector<ConstMatrixF> group = with_queries ? group_of(Q, b, h, H) : std::vector<ConstMatrixF>{};
-        const std::vector<double> s = press_scores(press, group, K.head(b, h), b * H + h, o);
-        std::copy(s.begin(), s.end(), scores_out + (b * H + h) * n);
-        const std::vector<index_t> top = keep_top_k(s, budget);
-        std::copy(top.begin(), top.end(), kept_out + (b * H + h) * budget);
-      }
+    press_heads(press, Q, K, budget, o, kept_out, scores_out);
   }
   return py::make_tuple(kept, scores);
 }

@@ -3,10 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <map>
 
-#include "levattn/attention/heavy.hpp"
 #include "levattn/eval/query_rules.hpp"
 
 namespace levattn {
@@ -38,7 +36,6 @@ void check_context_queries(const std::vector<ConstMatrixF>& queries, ConstMatrix
 }
 
 std::vector<double> sketched_leverage(ConstMatrixF keys, const ApproxLeverageOptions& options) {
-  check_finite_keys(keys, "sketched-leverage");
   ApproxLeverageOptions o = options;
   o.method = ApproxMethod::sketched;
   ApproxLeverageScorer scorer(keys.cols, o);
@@ -56,14 +53,17 @@ std::vector<double> snapkv(const std::vector<ConstMatrixF>& queries, ConstMatrix
   AttentionOptions causal = o.attention;
   causal.causal = true;  // bottom-right: window query t sees keys up to n − w + t
   const std::vector<double> mass = accumulated_attention(window, keys, causal);
+  // Pooled over the keys before the window only (the window's own mass would spill onto them).
+  const index_t before = n - w, half = o.pool / 2;
   std::vector<double> pooled(static_cast<size_t>(n));
-  const index_t half = o.pool / 2;
-  for (index_t j = 0; j < n; ++j) {
+  for (index_t j = 0; j < before; ++j) {
     double sum = 0.0;
-    for (index_t t = std::max<index_t>(0, j - half); t <= std::min(n - 1, j + half); ++t) sum += mass[t];
+    for (index_t t = std::max<index_t>(0, j - half); t <= std::min(before - 1, j + half); ++t) sum += mass[t];
     pooled[j] = sum / static_cast<double>(o.pool);
   }
-  std::fill(pooled.begin() + (n - w), pooled.end(), std::numeric_limits<double>::infinity());
+  // Every row of attention sums to at most 1, so no pooled score exceeds the number of rows.
+  const double above = static_cast<double>(w) * static_cast<double>(queries.size()) + 1.0;
+  for (index_t j = before; j < n; ++j) pooled[j] = above + static_cast<double>(j - before);
   return pooled;
 }
 
@@ -79,33 +79,55 @@ bool press_needs_queries(const std::string& press) { return press == "snapkv" ||
 
 std::vector<double> press_scores(const std::string& press, const std::vector<ConstMatrixF>& context_queries,
                                  ConstMatrixF keys, index_t head, const PressOptions& options) {
-  if (const auto rule = key_rule_of().find(press); rule != key_rule_of().end())
-    return make_key_rule(rule->second, options.key_rules)->scores(keys, head);
+  const auto rule = key_rule_of().find(press);
+  if (rule == key_rule_of().end() && press != "sketched-leverage" && !press_needs_queries(press)) {
+    std::string known;
+    for (const std::string& name : press_names()) known += (known.empty() ? "" : ", ") + name;
+    throw Error(ErrorKind::bad_input, "unknown press '" + press + "' (known: " + known + ")");
+  }
+  check_finite_keys(keys, press);  // here, so that messages name the press
+  if (rule != key_rule_of().end()) return make_key_rule(rule->second, options.key_rules)->scores(keys, head);
   if (press == "sketched-leverage") return sketched_leverage(keys, options.sketch);
-  if (press_needs_queries(press)) {
-    check_finite_keys(keys, press);
+  {
     check_context_queries(context_queries, keys, press);
     if (press == "snapkv") return snapkv(context_queries, keys, options);
     AttentionOptions causal = options.attention;
     causal.causal = true;
     return accumulated_attention(context_queries, keys, causal);
   }
-  std::string known;
-  for (const std::string& name : press_names()) known += (known.empty() ? "" : ", ") + name;
-  throw Error(ErrorKind::bad_input, "unknown press '" + press + "' (known: " + known + ")");
 }
 
-std::vector<index_t> threshold_press(ConstMatrixF keys, double eps, double rcond) {
-  require(std::isfinite(eps) && eps > 0.0 && eps <= 1.0, "threshold press: ε must lie in (0, 1], got " +
-                                                              std::to_string(eps));
-  KeyRuleOptions o;
-  o.rcond = rcond;
-  const std::vector<double> tau = make_key_rule("leverage", o)->scores(keys, 0);
-  const double cut = heavy_scan_threshold(eps);
-  std::vector<index_t> kept;
-  for (index_t j = 0; j < keys.rows; ++j)
-    if (tau[j] >= cut) kept.push_back(j);
-  return kept;
+void press_heads(const std::string& press, ConstHeadsF context_queries, ConstHeadsF keys, index_t budget,
+                 const PressOptions& options, index_t* kept, double* scores) {
+  const index_t n = keys.rows, B = keys.batch, H = keys.heads;
+  require(budget >= 1 && budget <= n, "press: budget must lie in [1, n] = [1, " + std::to_string(n) + "], got " +
+                                          std::to_string(budget));
+  const bool with_queries = press_needs_queries(press);
+  if (with_queries)
+    require(context_queries.batch == B && H >= 1 && context_queries.heads >= 1 && context_queries.heads % H == 0 &&
+                context_queries.rows == n && context_queries.cols == keys.cols,
+            "press: context queries (" + std::to_string(context_queries.batch) + ", " +
+                std::to_string(context_queries.heads) + ", " + std::to_string(context_queries.rows) + ", " +
+                std::to_string(context_queries.cols) + ") must hold one query per key of (" + std::to_string(B) +
+                ", " + std::to_string(H) + ", " + std::to_string(n) + ", " + std::to_string(keys.cols) +
+                "), with a multiple of its heads");
+  const index_t per = with_queries ? context_queries.heads / H : 0;
+  for (index_t b = 0; b < B; ++b)
+    for (index_t h = 0; h < H; ++h) {
+      std::vector<ConstMatrixF> group;
+      for (index_t g = 0; g < per; ++g) group.push_back(context_queries.head(b, h * per + g));
+      const index_t slot = b * H + h;
+      std::vector<double> s;
+      try {
+        s = press_scores(press, group, keys.head(b, h), slot, options);
+      } catch (const Error& e) {
+        if (B * H == 1) throw;
+        throw Error(e.kind(), "batch " + std::to_string(b) + ", head " + std::to_string(h) + ": " + e.what());
+      }
+      if (scores) std::copy(s.begin(), s.end(), scores + slot * n);
+      const std::vector<index_t> top = keep_top_k(s, budget);
+      std::copy(top.begin(), top.end(), kept + slot * budget);
+    }
 }
 
 }  // namespace levattn

@@ -483,6 +483,7 @@ with tempfile.TemporaryDirectory() as tmp:
     PQ = (1.5 * rng.standard_normal((2, 4, 48, 6))).astype(np.float32)
     np.save(p("PK.npy"), PK)
     np.save(p("PQ.npy"), PQ)
+    np.save(p("PQs.npy"), np.ascontiguousarray(PQ[:, :, :40]))
     r = run("press", "--press", "leverage", "--keys", p("PK.npy"), "--ratio", 0.75, "--output", p("pk.npy"),
             "--scores", p("ps.npy"), "--json")
     kept, scores = np.load(p("pk.npy")), np.load(p("ps.npy"))
@@ -503,14 +504,20 @@ with tempfile.TemporaryDirectory() as tmp:
                 s = np.where(np.tril(np.ones((48, 48), bool)), s, -np.inf)
                 w = np.exp(s - s.max(axis=1, keepdims=True))
                 want += (w / w.sum(axis=1, keepdims=True)).sum(axis=0)
-            ok = ok and np.allclose(np.load(p("phs.npy"))[b, h], want, rtol=1e-5)
-    check(ok, "press h2o over grouped query heads: causal attention column sums of numpy")
+            got = np.load(p("phs.npy"))[b, h]
+            ok = ok and np.allclose(got, want, rtol=1e-5) and list(np.load(p("ph.npy"))[b, h]) == sorted(
+                np.argsort(-got, kind="stable")[:5])
+    check(ok, "press h2o over grouped query heads: causal attention column sums of numpy, the top 5 kept")
     expect_error(2, "--queries", "press", "--press", "snapkv", "--keys", p("PK.npy"), "--budget", 4, "--output", p("never.npy"))
     expect_error(2, "exactly one", "press", "--press", "leverage", "--keys", p("PK.npy"), "--output", p("never.npy"))
     expect_error(2, "exceeds", "press", "--press", "leverage", "--keys", p("PK.npy"), "--budget", 49, "--output", p("never.npy"))
     expect_error(2, "ratio", "press", "--press", "leverage", "--keys", p("PK.npy"), "--ratio", 1, "--output", p("never.npy"))
-    expect_error(3, "one context query per key", "press", "--press", "h2o", "--keys", p("PK.npy"), "--queries",
+    expect_error(3, "differ in rank", "press", "--press", "h2o", "--keys", p("PK.npy"), "--queries",
                  p("K.npy"), "--budget", 4, "--output", p("never.npy"))
+    expect_error(3, "one query per key", "press", "--press", "h2o", "--keys", p("PK.npy"), "--queries",
+                 p("PQs.npy"), "--budget", 4, "--output", p("never.npy"))
+    expect_error(2, "ratio", "press", "--press", "leverage", "--keys", p("PK.npy"), "--ratio", -0.5, "--output",
+                 p("never.npy"))
     expect_error(3, "not finite", "press", "--press", "key-norm", "--keys", p("Knan.npy"), "--budget", 4,
                  "--output", p("never.npy"))
     check(not os.path.exists(p("never.npy")), "a failed press run leaves no output file")

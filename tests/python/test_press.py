@@ -21,13 +21,12 @@ def causal_attention(q, k, first: int) -> np.ndarray:
 
 
 def snapkv_ref(qs, k, window: int, pool: int) -> np.ndarray:
+    """The pooled scores of the keys before the window (the window's keys are ranked apart)."""
     n = k.shape[0]
     w = min(window, n)
-    mass = sum(causal_attention(q, k, n - w).sum(axis=0) for q in qs)
+    mass = sum(causal_attention(q, k, n - w).sum(axis=0) for q in qs)[: n - w]
     padded = np.concatenate([np.zeros(pool // 2), mass, np.zeros(pool // 2)])
-    pooled = np.convolve(padded, np.ones(pool), mode="valid") / pool
-    pooled[n - w:] = np.inf
-    return pooled
+    return np.convolve(padded, np.ones(pool), mode="valid") / pool
 
 
 @pytest.mark.parametrize("kind", KEY_KINDS)
@@ -55,11 +54,10 @@ def test_h2o_and_snapkv_match_float64_over_grouped_heads():
         want = sum(causal_attention(q, K[h], 0).sum(axis=0) for q in group)
         np.testing.assert_allclose(h2o.scores[h], want, rtol=1e-5)
         assert np.array_equal(h2o.kept[h], top_k_ref(h2o.scores[h], 12))
-        want = snapkv_ref(group, K[h], 6, 3)
-        finite = np.isfinite(want)
-        np.testing.assert_allclose(snap.scores[h][finite], want[finite], rtol=1e-5)
-        assert np.all(np.isinf(snap.scores[h][~finite]))
+        np.testing.assert_allclose(snap.scores[h][: n - 6], snapkv_ref(group, K[h], 6, 3), rtol=1e-5)
+        assert np.all(np.diff(snap.scores[h][n - 7:]) > 0)  # the window outranks the rest, latest first
         assert set(range(n - 6, n)) <= set(snap.kept[h].tolist())
+    assert list(levattn.press("snapkv", K, 2, q=Q, window=6).kept[0]) == [n - 2, n - 1]
 
 
 def test_oracle_keeps_each_querys_largest_logits():
@@ -87,12 +85,12 @@ def test_torch_in_torch_out_and_leading_dimensions():
 @pytest.mark.parametrize("call, message", [
     (lambda K, Q: levattn.press("nope", K, 3), "unknown press"),
     (lambda K, Q: levattn.press("h2o", K, 3), "reads the context queries"),
-    (lambda K, Q: levattn.press("snapkv", K, 3, q=Q[:, :5]), "one context query per key"),
+    (lambda K, Q: levattn.press("snapkv", K, 3, q=Q[:, :5]), "must hold one query per key"),
     (lambda K, Q: levattn.press("leverage", K, 0), "budget"),
     (lambda K, Q: levattn.press("leverage", K, 21), "budget"),
     (lambda K, Q: levattn.press("snapkv", K, 3, q=Q, pool=4), "pool must be odd"),
     (lambda K, Q: levattn.press("leverage", np.full((20, 4), np.nan, np.float32), 3), "not finite"),
-    (lambda K, Q: levattn.press("h2o", K, 3, q=Q[:1, :, :3]), "d"),
+    (lambda K, Q: levattn.press("h2o", K, 3, q=Q[:, :, :3]), "must hold one query per key"),
     (lambda K, Q: levattn.oracle_top_k(Q, K, 0), "budget"),
     (lambda K, Q: levattn.oracle_top_k(Q[0], K, 2), "same number of dimensions"),
 ])

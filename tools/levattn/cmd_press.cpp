@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "commands.hpp"
 #include "heads.hpp"
@@ -23,26 +24,27 @@ namespace {
 struct PressCliOptions {
   std::string press, keys, queries, output, scores_output, f = "softmax";
   index_t budget = 0, window = 32, pool = 7, sinks = 4;
-  double ratio = -1.0, scale = 0.0, ridge_fraction = 0.1, gamma = 0.5, failure = 0.05, rcond = kDefaultRcond;
+  std::optional<double> ratio;
+  double scale = 0.0, ridge_fraction = 0.1, gamma = 0.5, failure = 0.05, rcond = kDefaultRcond;
   std::uint64_t seed = 1;
   CommonOptions common;
 };
 
 index_t budget_for(const PressCliOptions& o, index_t n) {
-  if (o.ratio < 0.0) {
+  if (!o.ratio) {
     if (o.budget > n)
       throw UsageError("--budget " + std::to_string(o.budget) + " exceeds the " + std::to_string(n) + " context keys");
     return o.budget;
   }
-  return std::max<index_t>(1, static_cast<index_t>(std::llround((1.0 - o.ratio) * static_cast<double>(n))));
+  return std::max<index_t>(1, static_cast<index_t>(std::llround((1.0 - *o.ratio) * static_cast<double>(n))));
 }
 
 int run_press(const PressCliOptions& o) {
   apply_threads(o.common);
   if (!ends_with(o.output, ".npy")) throw UsageError("--output must end in .npy");
   if (!o.scores_output.empty() && !ends_with(o.scores_output, ".npy")) throw UsageError("--scores must end in .npy");
-  if ((o.budget > 0) == (o.ratio >= 0.0)) throw UsageError("give exactly one of --budget and --ratio");
-  if (o.ratio >= 0.0 && !(o.ratio < 1.0)) throw UsageError("--ratio must lie in [0, 1)");
+  if ((o.budget > 0) == o.ratio.has_value()) throw UsageError("give exactly one of --budget and --ratio");
+  if (o.ratio && !(*o.ratio >= 0.0 && *o.ratio < 1.0)) throw UsageError("--ratio must lie in [0, 1)");
   if (press_needs_queries(o.press) && o.queries.empty())
     throw UsageError("--press " + o.press + " reads the context queries: give --queries");
   PressOptions options;
@@ -63,38 +65,19 @@ int run_press(const PressCliOptions& o) {
   Stopwatch load;
   const Heads4 k = load_heads4(o.keys, "keys");
   Heads4 q;
-  const bool with_queries = press_needs_queries(o.press);
-  if (with_queries) {
+  if (press_needs_queries(o.press)) {
     q = load_heads4(o.queries, "queries");
-    if (q.tensor.shape().size() != k.tensor.shape().size() || q.batch != k.batch || q.heads % k.heads != 0 ||
-        q.rows != k.rows || q.cols != k.cols)
-      throw Error(ErrorKind::bad_input, "queries " + io::format_shape(q.tensor.shape()) +
-                                            " must hold one context query per key " +
-                                            io::format_shape(k.tensor.shape()) + ", with a multiple of its heads");
+    if (q.tensor.shape().size() != k.tensor.shape().size())
+      throw Error(ErrorKind::bad_input, "queries " + io::format_shape(q.tensor.shape()) + " and keys " +
+                                            io::format_shape(k.tensor.shape()) + " differ in rank");
   }
   phases.load = load.seconds();
 
   Stopwatch compute;
   const index_t n = k.rows, budget = budget_for(o, n), heads = k.batch * k.heads;
-  std::vector<std::int64_t> kept(static_cast<size_t>(heads * budget));
+  std::vector<index_t> kept(static_cast<size_t>(heads * budget));
   std::vector<double> scores(static_cast<size_t>(heads * n));
-  const index_t per = with_queries ? q.heads / k.heads : 0;
-  for (index_t b = 0; b < k.batch; ++b)
-    for (index_t h = 0; h < k.heads; ++h) {
-      std::vector<ConstMatrixF> group;
-      for (index_t g = 0; g < per; ++g) group.push_back(q.view().head(b, h * per + g));
-      const index_t slot = b * k.heads + h;
-      std::vector<double> s;
-      try {
-        s = press_scores(o.press, group, k.view().head(b, h), slot, options);
-      } catch (const Error& e) {
-        if (heads == 1) throw;
-        throw Error(e.kind(), "batch " + std::to_string(b) + ", head " + std::to_string(h) + ": " + e.what());
-      }
-      std::copy(s.begin(), s.end(), scores.begin() + slot * n);
-      const std::vector<index_t> top = keep_top_k(s, budget);
-      std::copy(top.begin(), top.end(), kept.begin() + slot * budget);
-    }
+  press_heads(o.press, q.view(), k.view(), budget, options, kept.data(), scores.data());
   phases.compute = compute.seconds();
 
   Stopwatch write;
@@ -102,7 +85,8 @@ int run_press(const PressCliOptions& o) {
   std::vector<index_t> kept_shape = lead, scores_shape = lead;
   kept_shape.push_back(budget);
   scores_shape.push_back(n);
-  io::write_npy(o.output, kept.data(), kept_shape);
+  static_assert(sizeof(index_t) == sizeof(std::int64_t));
+  io::write_npy(o.output, reinterpret_cast<const std::int64_t*>(kept.data()), kept_shape);
   if (!o.scores_output.empty()) io::write_npy(o.scores_output, scores.data(), scores_shape);
   phases.write = write.seconds();
 

@@ -6,7 +6,7 @@
 // key head), and attend causally as the prefill did (query i sees keys 0..i).
 //
 //   leverage           τ_j = k_jᵀ(KᵀK)⁺k_j (the key rule "leverage"; its threshold set {τ ≥ ε}
-//                      is threshold_press, below)
+//                      is the universal set, select/key_scores.hpp)
 //   ridge              ridge leverage (key rule "ridge")
 //   lewis              ℓ1 Lewis weights (key rule "lewis")
 //   sketched-leverage  τ̂_j from a sketch of the keys (ApproxLeverageScorer, always sketched):
@@ -17,8 +17,9 @@
 //   random             a random order from the seed and the head (key rule "random")
 //   snapkv             SnapKV: the attention the last `window` context queries give key j, summed
 //                      over those queries and the query heads, then averaged over the `pool` keys
-//                      centred on j (zeros beyond the ends); the window's own keys score +∞, so
-//                      they are kept first
+//                      centred on j among the keys before the window (zeros beyond them); the
+//                      window's own keys score above every other key, the latest highest, so they
+//                      are kept first (and, when the budget is below the window, the latest)
 //   h2o                H2O: the attention key j receives from every context query (causal),
 //                      summed over the query heads (accumulated_attention, query_rules.hpp)
 //
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "levattn/attention/exact.hpp"
+#include "levattn/core/heads_view.hpp"
 #include "levattn/core/matrix_view.hpp"
 #include "levattn/scores/approx_leverage.hpp"
 #include "levattn/select/key_rules.hpp"
@@ -59,10 +61,13 @@ bool press_needs_queries(const std::string& press);
 std::vector<double> press_scores(const std::string& press, const std::vector<ConstMatrixF>& context_queries,
                                  ConstMatrixF keys, index_t head, const PressOptions& options = {});
 
-// The leverage threshold press: the keys with τ_j ≥ ε·(1 − 5e-2), ascending (the slack absorbs the
-// rounding of τ, as HeavySearch does). Under |x|² attention it keeps every entry A ≥ ε of every
-// query (the universal-set guarantee). Throws Error{bad_input} unless ε ∈ (0, 1] and the keys are
-// finite with at least one row.
-std::vector<index_t> threshold_press(ConstMatrixF keys, double eps, double rcond = kDefaultRcond);
+// press_scores and keep_top_k for every key head of a batch: keys (B, H_kv, n, d); context queries
+// (B, H_q, n, d) with H_q a multiple of H_kv (query head h reads key head h / (H_q / H_kv)), read
+// by snapkv and h2o only (pass an empty view for the others). Writes kept[(b·H_kv + h)·budget + t]
+// (ascending per head) and, when scores is not null, scores[(b·H_kv + h)·n + j]. Throws the errors
+// of press_scores, prefixed with the batch and head when there are several, and Error{bad_input}
+// when the budget is outside [1, n] or the queries do not fit the keys.
+void press_heads(const std::string& press, ConstHeadsF context_queries, ConstHeadsF keys, index_t budget,
+                 const PressOptions& options, index_t* kept, double* scores = nullptr);
 
 }  // namespace levattn

@@ -9,8 +9,8 @@
 // above the float32 rounding of K (2⁻²⁴) and 2× below 1/cond for cond = 1e6. Equilibration
 // lowers cond(K) in practice but can raise it by up to √d, so keys with cond(K) near 1e6 may
 // lose a direction; pass a smaller rcond for them. With a ridge the same cut applies to
-// G̃ + λD⁻¹. The numerical rank is the number of kept eigenvalues, and on the fitted keys
-// Σ_j kⱼᵀ G⁺ kⱼ equals it.
+// D_λ^{-1/2}(G + λI)D_λ^{-1/2}, equilibrated by its own diagonal D_λ = diag(G) + λI. The
+// numerical rank is the number of kept eigenvalues, and on the fitted keys Σ_j kⱼᵀ G⁺ kⱼ equals it.
 #pragma once
 
 #include <vector>
@@ -59,7 +59,8 @@ class TrapezoidalForm {
 
 struct GramFactors {
   index_t rank = 0;                 // eigenvalues kept
-  std::vector<double> eigenvalues;  // of the equilibrated G̃ + λD⁻¹, descending
+  std::vector<double> eigenvalues;  // of the equilibrated G̃ (with a ridge: of G + λI equilibrated
+                                    // by its own diagonal), descending
   TrapezoidalForm inverse_root;     // ‖T k‖² = kᵀ (G + λI)⁺ k, cut-off applied
   TrapezoidalForm root;             // ‖F q‖² = qᵀ G q (every direction, no ridge)
   TrapezoidalForm cut_root;         // ‖F_c q‖² ≥ the part of qᵀ G q along cut directions: each
