@@ -11,6 +11,7 @@ value token of its pair survived in the last layer's cache of at least one head.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List
 
 import numpy as np
@@ -25,7 +26,8 @@ CHUNK = 32            # sequences per forward pass
 
 
 def budget_of(context: int, ratio: float) -> int:
-    return max(1, int(round((1.0 - ratio) * context)))
+    """round((1 − ratio)·context), halves away from zero as `levattn press --ratio`; at least 1."""
+    return max(1, int(math.floor((1.0 - ratio) * context + 0.5)))
 
 
 class PressCall:
@@ -72,12 +74,12 @@ class PressCall:
 
 
 def evaluate(model: RecallModel, config: MQARConfig, seed: int, sequences: int, press: str,
-             ratio: float) -> Dict:
+             ratio: float, threads: int = 1) -> Dict:
     model.eval()
     answered, depth, survived, kept_share = [], [], [], []
     for start in range(0, sequences, CHUNK):
         tokens, labels, where = batch(config, seed + HELD_OUT, start, min(CHUNK, sequences - start))
-        call = PressCall(press, ratio)
+        call = PressCall(press, ratio, threads)
         logits = model.forward_pressed(torch.from_numpy(tokens), config.context, call)
         labels_q = torch.from_numpy(labels[:, config.context:])
         asked = labels_q != IGNORE
@@ -142,7 +144,7 @@ def main(argv=None) -> None:
     rows = []
     for press, ratio in jobs:
         start = time.time()
-        result = evaluate(model, config, args.seed, a.sequences, press, ratio)
+        result = evaluate(model, config, args.seed, a.sequences, press, ratio, a.threads)
         rows.append({"press": press, "ratio": ratio, "recall": result["recall"], "kept_share": result["kept_share"],
                      "depth": depth_table(result), "seconds": time.time() - start})
         print(f"{press:>18} ratio {ratio:<6} recall {result['recall']:.4f} kept {result['kept_share']:.4f}",

@@ -85,9 +85,13 @@ def write(runs: str, results: str, ratios) -> None:
         attention, context = key
         presses = [p for p in ORDER if p in table[key]]
         seeds_seen = len(table[key]["full"][0.0])
+        served = ("" if attention == "softmax" else
+                  " The query tokens attend with softmax over the kept keys (\"full\": over every context key); "
+                  "the model's recall with its own attention is in the training table.")
         lines += [f"## {attention} model, context {context}: recall (%) against compression ratio", "",
                   f"Mean ± standard deviation over {seeds_seen} seed(s); full cache: "
-                  f"{stats(table[key]['full'][0.0])}. Each head keeps round((1 − ratio) · {context}) context keys.", "",
+                  f"{stats(table[key]['full'][0.0])}. Each head keeps round((1 − ratio) · {context}) context keys."
+                  + served, "",
                   "| press | " + " | ".join(f"{r}" for r in ratios) + " |", "|---" * (len(ratios) + 1) + "|"]
         for p in presses:
             lines.append(f"| {p} | " + " | ".join(stats(table[key][p].get(r, [])) for r in ratios) + " |")

@@ -107,13 +107,14 @@ def stage_at(stages, step: int) -> Tuple[MQARConfig, int]:
     return stages[-1][0][0]
 
 
-@torch.no_grad()
 def held_out(args, config: MQARConfig) -> int:
-    """Held-out sequences per evaluation: --held-out at context 64, fewer at longer contexts (at
-    least 8), so that every context is judged on about as many queries."""
+    """Held-out sequences per evaluation: --held-out at context 64, a quarter as many at 256 and a
+    sixteenth at 1,024 (at least 8): with C/16 queries per sequence, 256 and 1,024 are judged on as
+    many queries, 64 on twice as many."""
     return max(8, args.held_out * 64 // config.context)
 
 
+@torch.no_grad()
 def recall(model: RecallModel, config: MQARConfig, seed: int, sequences: int) -> float:
     """The fraction of held-out queries answered with their value at full cache."""
     model.eval()
