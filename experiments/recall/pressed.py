@@ -7,7 +7,9 @@ equal budget), "threshold:EPS" (the leverage universal set {τ ≥ EPS}: its own
 "full" (no press). ratio is the compression ratio: each head keeps round((1 − ratio)·context) keys
 (at least one). The result holds the recall (fraction of queries answered with their value), the
 mean share of context keys kept, and per query its depth, whether it was answered, and whether the
-value token of its pair survived in the last layer's cache of at least one head.
+value token of its pair survived in the first layer's cache of at least one head (the layer where
+this model reads the pair: value_key_ranks shows the value tokens' keys standing out there, and at
+a random key's place in the second layer).
 """
 from __future__ import annotations
 
@@ -86,20 +88,49 @@ def evaluate(model: RecallModel, config: MQARConfig, seed: int, sequences: int, 
         right = logits.argmax(dim=2) == labels_q
         answered.append(right[asked].reshape(len(tokens), -1).numpy())
         depth.append(where)
-        last = call.kept[-1]
+        first = call.kept[0]
         value_pos = np.rint(where * config.context).astype(np.int64)  # value token positions
-        if last.dim() == 3:  # one set per head: kept in any head
-            alive = last.any(dim=1).numpy()  # (B, n)
+        if first.dim() == 3:  # one set per head: kept in any head
+            alive = first.any(dim=1).numpy()  # (B, n)
             survived.append(np.take_along_axis(alive, value_pos, axis=1))
         else:  # per query (oracle): the query's own set, in any head
             rows = torch.arange(config.queries) * 2  # query keys sit at even offsets of the query part
-            alive = last[:, :, rows, :].any(dim=1).numpy()  # (B, queries, n)
+            alive = first[:, :, rows, :].any(dim=1).numpy()  # (B, queries, n)
             survived.append(np.take_along_axis(alive, value_pos[:, :, None], axis=2)[:, :, 0])
         kept_share.append(float(torch.stack([m.float().mean() for m in call.kept]).mean()))
     answered_all = np.concatenate(answered)
     return {"press": press, "ratio": ratio, "recall": float(answered_all.mean()),
             "kept_share": float(np.mean(kept_share)), "answered": answered_all, "depth": np.concatenate(depth),
             "survived": np.concatenate(survived)}
+
+
+RANKED = ("leverage", "ridge", "key-norm", "h2o", "snapkv")
+
+
+@torch.no_grad()
+def value_key_ranks(model: RecallModel, config: MQARConfig, seed: int, sequences: int) -> Dict[str, Dict[str, float]]:
+    """Where the keys of the value tokens rank among the context keys, per layer and press, at full
+    cache: the mean, over value tokens, heads and sequences, of the fraction of context keys that
+    score below the value token's key (1: above every other key, 0.5: a random key's place)."""
+    recorded = []
+
+    def record(layer, q_context, k_context, q_queries):
+        recorded.append((q_context, k_context))
+        return torch.ones(k_context.shape[:3], dtype=torch.bool)
+
+    tokens, _, where = batch(config, seed + HELD_OUT, 0, sequences)
+    model.forward_pressed(torch.from_numpy(tokens), config.context, record)
+    n = config.context
+    value_pos = np.rint(where * n).astype(np.int64)  # (B, queries)
+    out = {}
+    for layer, (q_context, k_context) in enumerate(recorded):
+        out[str(layer)] = {}
+        for press in RANKED:
+            scores = levattn.press(press, k_context, 1, q=q_context).scores.numpy()  # (B, H, n)
+            below = (scores[:, :, :, None] > scores[:, :, None, :]).sum(axis=3) / (n - 1)  # (B, H, n)
+            picked = np.take_along_axis(below, value_pos[:, None, :].repeat(below.shape[1], axis=1), axis=2)
+            out[str(layer)][press] = float(picked.mean())
+    return out
 
 
 def depth_table(result: Dict, buckets: int = 8) -> Dict:
@@ -149,7 +180,9 @@ def main(argv=None) -> None:
                      "depth": depth_table(result), "seconds": time.time() - start})
         print(f"{press:>18} ratio {ratio:<6} recall {result['recall']:.4f} kept {result['kept_share']:.4f}",
               flush=True)
-    report = {"run": {**ckpt["args"], "context": config.context, "pairs": config.pairs}, "sequences": a.sequences, "queries_per_sequence": config.queries, "rows": rows}
+    ranks = value_key_ranks(model, config, args.seed, min(a.sequences, 16))
+    report = {"run": {**ckpt["args"], "context": config.context, "pairs": config.pairs}, "sequences": a.sequences,
+              "value_key_ranks": ranks, "queries_per_sequence": config.queries, "rows": rows}
     tmp = a.out + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=1)

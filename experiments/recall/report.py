@@ -101,7 +101,7 @@ def write(runs: str, results: str, ratios) -> None:
                       "| ε | kept share (%) | recall (%) |", "|---|---|---|"]
             for p in thresholds:
                 lines.append(f"| {p[10:]} | {stats(kept[key][p])} | {stats(table[key][p][0.0])} |")
-        lines += ["", f"Depth of the asked pair against survival of its value token (in the last layer, any head) "
+        lines += ["", f"Depth of the asked pair against survival of its value token (in the first layer, any head) "
                       f"and recall, ratio 0.875, all seeds pooled ({context} context tokens in 8 buckets):", "",
                   "| press | " + " | ".join(f"{i}/8–{i + 1}/8" for i in range(8)) + " |", "|---" * 9 + "|"]
         for p in presses:
@@ -109,6 +109,18 @@ def write(runs: str, results: str, ratios) -> None:
             cells = [f"{100 * surv[i] / q[i]:.0f} / {100 * ans[i] / q[i]:.0f}" if q[i] else "–" for i in range(8)]
             lines.append(f"| {p} | " + " | ".join(cells) + " |")
         lines += ["", "(cells: survived % / answered %)", ""]
+        ranks = [e["value_key_ranks"] for e in evals.values()
+                 if (e["run"]["attention"], e["run"]["context"]) == key and "value_key_ranks" in e]
+        if ranks:
+            presses_ranked = list(ranks[0]["0"])
+            lines += [f"Where the value tokens' keys rank among the {context} context keys at full cache: the mean "
+                      f"share of context keys scoring below them (1: first, 0.5: a random key's place), over "
+                      f"{len(ranks)} run(s):", "",
+                      "| layer | " + " | ".join(presses_ranked) + " |", "|---" * (len(presses_ranked) + 1) + "|"]
+            for layer in ranks[0]:
+                lines.append(f"| {layer} | " + " | ".join(
+                    f"{np.mean([r[layer][p] for r in ranks]):.2f}" for p in presses_ranked) + " |")
+            lines.append("")
 
     # Plots.
     contexts = sorted({k[1] for k in table})

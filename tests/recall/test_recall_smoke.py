@@ -113,7 +113,7 @@ def test_pipeline_end_to_end():
         assert all(0.0 <= r["recall"] <= 1.0 and sum(r["depth"]["queries"]) == 8 * 3 for r in rows)
         report.write(runs, tmp, (0.5, 0.875))
         text = open(os.path.join(tmp, "results.md")).read()
-        assert "softmax model, context 32" in text and "| oracle |" in text
+        assert "softmax model, context 32" in text and "| oracle |" in text and "value tokens' keys rank" in text
         for png in ("recall_vs_ratio.png", "survival_vs_depth.png"):
             assert open(os.path.join(tmp, png), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
