@@ -145,6 +145,20 @@ TEST(Presses, SnapKVPoolsTheWindowsCausalAttentionAndKeepsTheWindow) {
   }
 }
 
+TEST(Presses, SnapKVWindowOutranksEveryKeyEvenWithHugeLogits) {
+  // Logits of order 1e8: the float products behind the column sums carry absolute errors far
+  // above 1, so a bound on the pooled scores from the row sums would not hold.
+  for (std::uint64_t seed = 1; seed <= 20; ++seed) {
+    const Floats K = gaussian(40, 6, seed, 1e3), Q = gaussian(40, 6, seed + 100, 1e5);
+    PressOptions o;
+    o.window = 1;
+    o.pool = 1;
+    const std::vector<double> got = press_scores("snapkv", {Q.view()}, K.view(), 0, o);
+    EXPECT_GT(got[39], *std::max_element(got.begin(), got.begin() + 39)) << "seed " << seed;
+    EXPECT_EQ(keep_top_k(got, 1), std::vector<index_t>{39}) << "seed " << seed;
+  }
+}
+
 TEST(Presses, EveryHeadOfABatchIsPressedWithItsQueryGroup) {
   const index_t B = 2, Hkv = 2, Hq = 4, n = 30, d = 4, budget = 7;
   const Floats K = gaussian(B * Hkv * n, d, 7), Q = gaussian(B * Hq * n, d, 8);

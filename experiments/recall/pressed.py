@@ -108,10 +108,12 @@ RANKED = ("leverage", "ridge", "key-norm", "h2o", "snapkv")
 
 
 @torch.no_grad()
-def value_key_ranks(model: RecallModel, config: MQARConfig, seed: int, sequences: int) -> Dict[str, Dict[str, float]]:
+def value_key_ranks(model: RecallModel, config: MQARConfig, seed: int, sequences: int,
+                    threads: int = 1) -> Dict[str, Dict[str, float]]:
     """Where the keys of the value tokens rank among the context keys, per layer and press, at full
-    cache: the mean, over value tokens, heads and sequences, of the fraction of context keys that
-    score below the value token's key (1: above every other key, 0.5: a random key's place)."""
+    cache: the mean, over value tokens, heads and sequences, of the fraction of the other context
+    keys that score below the value token's key, ties counting half (1: above every other key,
+    0.5: a random key's place)."""
     recorded = []
 
     def record(layer, q_context, k_context, q_queries):
@@ -126,8 +128,10 @@ def value_key_ranks(model: RecallModel, config: MQARConfig, seed: int, sequences
     for layer, (q_context, k_context) in enumerate(recorded):
         out[str(layer)] = {}
         for press in RANKED:
-            scores = levattn.press(press, k_context, 1, q=q_context).scores.numpy()  # (B, H, n)
-            below = (scores[:, :, :, None] > scores[:, :, None, :]).sum(axis=3) / (n - 1)  # (B, H, n)
+            scores = levattn.press(press, k_context, 1, q=q_context, threads=threads).scores.numpy()  # (B, H, n)
+            greater = (scores[:, :, :, None] > scores[:, :, None, :]).sum(axis=3)
+            ties = (scores[:, :, :, None] == scores[:, :, None, :]).sum(axis=3) - 1
+            below = (greater + 0.5 * ties) / (n - 1)  # (B, H, n)
             picked = np.take_along_axis(below, value_pos[:, None, :].repeat(below.shape[1], axis=1), axis=2)
             out[str(layer)][press] = float(picked.mean())
     return out
@@ -180,7 +184,7 @@ def main(argv=None) -> None:
                      "depth": depth_table(result), "seconds": time.time() - start})
         print(f"{press:>18} ratio {ratio:<6} recall {result['recall']:.4f} kept {result['kept_share']:.4f}",
               flush=True)
-    ranks = value_key_ranks(model, config, args.seed, min(a.sequences, 16))
+    ranks = value_key_ranks(model, config, args.seed, min(a.sequences, 16), a.threads)
     report = {"run": {**ckpt["args"], "context": config.context, "pairs": config.pairs}, "sequences": a.sequences,
               "value_key_ranks": ranks, "queries_per_sequence": config.queries, "rows": rows}
     tmp = a.out + ".tmp"

@@ -109,8 +109,8 @@ def stage_at(stages, step: int) -> Tuple[MQARConfig, int]:
 
 def held_out(args, config: MQARConfig) -> int:
     """Held-out sequences per evaluation: --held-out at context 64, a quarter as many at 256 and a
-    sixteenth at 1,024 (at least 8): with C/16 queries per sequence, 256 and 1,024 are judged on as
-    many queries, 64 on twice as many."""
+    sixteenth at 1,024 (at least 8). With run.py's stages (8 queries at 64, C/16 at 256 and 1,024)
+    256 and 1,024 are judged on as many queries, 64 on twice as many."""
     return max(8, args.held_out * 64 // config.context)
 
 

@@ -50,7 +50,8 @@ def press(name: str, k: Any, budget: int, *, q: Any = None, f: str = "softmax", 
       "random"             a random order from `seed` and the head
       "snapkv"             attention of the last `window` context queries (causal, softmax or f with
                            `scale`), summed over them and the query heads, averaged over `pool` (odd)
-                           neighbouring keys; the window's own keys are always kept
+                           neighbouring keys before the window; the window's own keys rank first,
+                           the latest highest (a budget below the window keeps its latest keys)
       "h2o"                attention each key receives from every context query (causal), summed
     Ties go to the lower index. kept and scores come back as numpy arrays, or torch tensors when k
     is a tensor, with k's leading dimensions.

@@ -61,8 +61,8 @@ std::vector<double> snapkv(const std::vector<ConstMatrixF>& queries, ConstMatrix
     for (index_t t = std::max<index_t>(0, j - half); t <= std::min(before - 1, j + half); ++t) sum += mass[t];
     pooled[j] = sum / static_cast<double>(o.pool);
   }
-  // Every row of attention sums to at most 1, so no pooled score exceeds the number of rows.
-  const double above = static_cast<double>(w) * static_cast<double>(queries.size()) + 1.0;
+  // The window ranks above every pooled score, the latest key highest.
+  const double above = (before > 0 ? *std::max_element(pooled.begin(), pooled.begin() + before) : 0.0) + 1.0;
   for (index_t j = before; j < n; ++j) pooled[j] = above + static_cast<double>(j - before);
   return pooled;
 }
