@@ -50,6 +50,14 @@ index_t built_rank(const std::string& kind, index_t d) {
   return d;
 }
 
+Floats normal_matrix(index_t rows, index_t cols, std::uint64_t seed, double scale) {
+  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal;
+  for (float& x : f.data) x = static_cast<float>(scale * normal(rng));
+  return f;
+}
+
 Floats make_conditioned(index_t n, index_t d, double cond, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   const MatD U = orthonormal(n, d, rng), V = orthonormal(d, d, rng);

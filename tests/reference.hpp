@@ -23,6 +23,9 @@ struct Floats {
   MatD to_double() const;
 };
 
+// rows × cols entries drawn from N(0, scale²) by std::mt19937_64(seed).
+Floats normal_matrix(index_t rows, index_t cols, std::uint64_t seed, double scale = 1.0);
+
 // Keys of every kind the acceptance criteria name. `kind` is one of kinds().
 Floats make_keys(const std::string& kind, index_t n, index_t d, std::uint64_t seed);
 const std::vector<std::string>& kinds();

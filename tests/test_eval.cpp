@@ -17,14 +17,6 @@
 namespace levattn::test {
 namespace {
 
-Floats gaussian(index_t rows, index_t cols, std::uint64_t seed, double scale = 1.0) {
-  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (float& x : f.data) x = static_cast<float>(scale * normal(rng));
-  return f;
-}
-
 // A[i,j] under f, entry by entry in double (rows with Σ = 0 are 0).
 MatD brute_attention(const Floats& Q, const Floats& K, const ScoreFunction& f, double c) {
   MatD A(Q.rows, K.rows);
@@ -93,7 +85,7 @@ Brute brute_row(const Floats& Q, const Floats& K, const Floats& V, const ScoreFu
 
 TEST(Eval, CaptureAndErrorMatchBruteForceForEveryRule) {
   const index_t n = 300, m = 40, d = 8, dv = 5;
-  Floats K = gaussian(n, d, 1), V = gaussian(n, dv, 2), Q = gaussian(m, d, 3, 1.5);
+  Floats K = normal_matrix(n, d, 1), V = normal_matrix(n, dv, 2), Q = normal_matrix(m, d, 3, 1.5);
   for (index_t j = 0; j < 6; ++j)  // a few strong keys, so every ε has heavy entries
     for (index_t t = 0; t < d; ++t) K.data[(40 * j + 7) * d + t] *= 6.0f;
   EvalOptions o;
@@ -163,7 +155,7 @@ TEST(Eval, CaptureAndErrorMatchBruteForceForEveryRule) {
 TEST(Eval, GroupedHeadsAddUpAndRelevantRecallIsCounted) {
   // Two key heads, two query heads each: the rows' counts are the sums of per-head evaluations.
   const index_t n = 200, m = 24, d = 6, dv = 3;
-  const Floats K = gaussian(2 * n, d, 10), V = gaussian(2 * n, dv, 11), Q = gaussian(4 * m, d, 12);
+  const Floats K = normal_matrix(2 * n, d, 10), V = normal_matrix(2 * n, dv, 11), Q = normal_matrix(4 * m, d, 12);
   EvalOptions o;
   o.budgets = {8, 50};
   o.rules = {"leverage", "h2o", "oracle"};
@@ -197,7 +189,7 @@ TEST(Eval, GroupedHeadsAddUpAndRelevantRecallIsCounted) {
 TEST(Eval, OracleIsNeverBeatenOnCapture) {
   for (const std::string kind : {"gaussian", "heavy_tailed", "duplicated", "low_rank", "badly_scaled"})
     for (std::uint64_t seed : {1, 2}) {
-      const Floats K = make_keys(kind, 400, 12, seed), V = gaussian(400, 4, seed + 7);
+      const Floats K = make_keys(kind, 400, 12, seed), V = normal_matrix(400, 4, seed + 7);
       const Floats Q = make_queries(K, 60, seed + 3);
       EvalOptions o;
       o.functions = {ScoreFunction::power(2.0), ScoreFunction::power(1.0)};
@@ -226,7 +218,7 @@ TEST(Eval, OracleIsNeverBeatenOnCapture) {
 TEST(Eval, LeverageThresholdSetCapturesEveryX2HeavyEntry) {
   for (const std::string& kind : kinds())
     for (std::uint64_t seed : {1, 2, 3}) {
-      const Floats K = make_keys(kind, 500, 16, seed), V = gaussian(500, 4, seed);
+      const Floats K = make_keys(kind, 500, 16, seed), V = normal_matrix(500, 4, seed);
       const Floats Q = make_queries(K, 90, seed + 100);
       EvalOptions o;
       o.functions = {ScoreFunction::power(2.0)};
@@ -249,7 +241,7 @@ TEST(Eval, LeverageThresholdSetCapturesEveryX2HeavyEntry) {
 }
 
 TEST(Eval, AccumulatedAttentionIsTheColumnMassOfExactAttention) {
-  const Floats K = gaussian(333, 10, 20), Q1 = gaussian(70, 10, 21), Q2 = gaussian(50, 10, 22);
+  const Floats K = normal_matrix(333, 10, 20), Q1 = normal_matrix(70, 10, 21), Q2 = normal_matrix(50, 10, 22);
   for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0), ScoreFunction::power(3.0)}) {
     AttentionOptions a;
     a.f = f;
@@ -293,7 +285,7 @@ TEST(Eval, ARuleWhoseScoresFailLeavesTheOtherRulesFiguresUnchanged) {
   // Lewis weights given one iteration and an unreachable tolerance fail (Error{failure}); the
   // evaluation still returns every row: the lewis rows carry the failure and no figures, and the
   // other rows equal those of an evaluation without the lewis rule.
-  const Floats K = make_keys("gaussian", 200, 6, 5), V = gaussian(200, 4, 6), Q = gaussian(30, 6, 7);
+  const Floats K = make_keys("gaussian", 200, 6, 5), V = normal_matrix(200, 4, 6), Q = normal_matrix(30, 6, 7);
   EvalOptions o;
   o.budgets = {8, 32};
   o.rules = {"leverage", "lewis", "row-norm"};
@@ -328,7 +320,7 @@ TEST(Eval, ARuleWhoseScoresFailLeavesTheOtherRulesFiguresUnchanged) {
 }
 
 TEST(Eval, BadInputIsRefused) {
-  const Floats K = gaussian(50, 4, 1), V = gaussian(50, 3, 2), Q = gaussian(10, 4, 3);
+  const Floats K = normal_matrix(50, 4, 1), V = normal_matrix(50, 3, 2), Q = normal_matrix(10, 4, 3);
   const auto run = [&](EvalOptions o) {
     return evaluate(ConstHeadsF(Q.view()), ConstHeadsF(K.view()), ConstHeadsF(V.view()), o);
   };

@@ -16,14 +16,6 @@
 namespace levattn::test {
 namespace {
 
-Floats gaussian(index_t rows, index_t cols, std::uint64_t seed, double scale = 1.0) {
-  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<double> normal;
-  for (float& x : f.data) x = static_cast<float>(scale * normal(rng));
-  return f;
-}
-
 // Causal attention of query rows [first, n) of Q (n×d) over K (n×d), entry by entry in double:
 // row i of the result (i − first) weighs keys 0..i; softmax or |x|^p with scale c.
 MatD causal_attention(const Floats& Q, const Floats& K, index_t first, bool softmax, double p, double c) {
@@ -98,7 +90,7 @@ TEST(Presses, SketchedLeverageIsWithinItsFactorOfTheExactScores) {
 }
 
 TEST(Presses, H2OIsTheCausalColumnMassOverEveryContextQuery) {
-  const Floats K = gaussian(70, 6, 1), Q1 = gaussian(70, 6, 2, 2.0), Q2 = gaussian(70, 6, 3);
+  const Floats K = normal_matrix(70, 6, 1), Q1 = normal_matrix(70, 6, 2, 2.0), Q2 = normal_matrix(70, 6, 3);
   for (bool softmax : {true, false}) {
     PressOptions o;
     if (!softmax) o.attention.f = ScoreFunction::power(2.0);
@@ -112,7 +104,7 @@ TEST(Presses, H2OIsTheCausalColumnMassOverEveryContextQuery) {
 }
 
 TEST(Presses, SnapKVPoolsTheWindowsCausalAttentionAndKeepsTheWindow) {
-  const Floats K = gaussian(60, 5, 4), Q1 = gaussian(60, 5, 5, 1.5), Q2 = gaussian(60, 5, 6, 1.5);
+  const Floats K = normal_matrix(60, 5, 4), Q1 = normal_matrix(60, 5, 5, 1.5), Q2 = normal_matrix(60, 5, 6, 1.5);
   for (const auto& [window, pool] : std::vector<std::pair<index_t, index_t>>{{8, 5}, {1, 1}, {60, 3}, {100, 7}}) {
     PressOptions o;
     o.window = window;
@@ -149,7 +141,7 @@ TEST(Presses, SnapKVWindowOutranksEveryKeyEvenWithHugeLogits) {
   // Logits of order 1e8: the float products behind the column sums carry absolute errors far
   // above 1, so a bound on the pooled scores from the row sums would not hold.
   for (std::uint64_t seed = 1; seed <= 20; ++seed) {
-    const Floats K = gaussian(40, 6, seed, 1e3), Q = gaussian(40, 6, seed + 100, 1e5);
+    const Floats K = normal_matrix(40, 6, seed, 1e3), Q = normal_matrix(40, 6, seed + 100, 1e5);
     PressOptions o;
     o.window = 1;
     o.pool = 1;
@@ -161,7 +153,7 @@ TEST(Presses, SnapKVWindowOutranksEveryKeyEvenWithHugeLogits) {
 
 TEST(Presses, EveryHeadOfABatchIsPressedWithItsQueryGroup) {
   const index_t B = 2, Hkv = 2, Hq = 4, n = 30, d = 4, budget = 7;
-  const Floats K = gaussian(B * Hkv * n, d, 7), Q = gaussian(B * Hq * n, d, 8);
+  const Floats K = normal_matrix(B * Hkv * n, d, 7), Q = normal_matrix(B * Hq * n, d, 8);
   const ConstHeadsF keys(K.data.data(), B, Hkv, n, d), queries(Q.data.data(), B, Hq, n, d);
   for (const std::string& press : {std::string("h2o"), std::string("leverage")}) {
     std::vector<index_t> kept(static_cast<size_t>(B * Hkv * budget));
@@ -190,7 +182,7 @@ TEST(Presses, EveryHeadOfABatchIsPressedWithItsQueryGroup) {
 }
 
 TEST(Presses, BadInputIsRefused) {
-  const Floats K = gaussian(20, 4, 1), Q = gaussian(20, 4, 2), Qshort = gaussian(19, 4, 3);
+  const Floats K = normal_matrix(20, 4, 1), Q = normal_matrix(20, 4, 2), Qshort = normal_matrix(19, 4, 3);
   Floats bad = K;
   bad.data[13] = NAN;
   const auto refused = [](auto&& call, const std::string& fragment) {
