@@ -36,8 +36,8 @@ THRESHOLDS = (0.05, 0.1, 0.2)
 STAGES = "64:8:8:800:32,256:16:16:300:32,1024:64:64:1200:16+256:16:16:0:32"
 CONTEXTS = (256, 1024)
 # The LevAttention model keeps 1/8 of the keys (the 0.875 ratio) from the 256 stage on; the first
-# stage, where recall is learnt, attends with softmax (trained from scratch it learnt nothing in
-# 600 steps).
+# stage, where recall is learnt, attends with softmax (trained from scratch it was at 1.5% recall
+# after 600 steps at context 64).
 ATTENTIONS = {"softmax": [], "lev:0.125": ["--warm", "800"]}
 MODEL = ["--vocab", "512", "--noise", "64", "--width", "64", "--heads", "4", "--layers", "2", "--lr", "1e-2",
          "--stages", STAGES]
