@@ -60,8 +60,7 @@ class PressCall:
                 for h in range(H):
                     mask[b, h, torch.as_tensor(levattn.universal_set(k_context[b, h], eps=eps).indices)] = True
         else:
-            q = q_context if self.press in ("snapkv", "h2o") else None
-            kept, _ = levattn.press(self.press, k_context, budget, q=q, threads=self.threads)
+            kept, _ = levattn.press(self.press, k_context, budget, q=q_context, threads=self.threads)
             mask = torch.zeros(B, H, n, dtype=torch.bool)
             mask.scatter_(2, kept, True)
         self.kept.append(mask)

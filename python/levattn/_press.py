@@ -59,7 +59,7 @@ def press(name: str, k: Any, budget: int, *, q: Any = None, f: str = "softmax", 
     if name not in PRESSES:
         raise InputError(f"unknown press {name!r}; presses: {', '.join(PRESSES)}")
     kk = _heads(k, "k")
-    if name not in ("snapkv", "h2o"):
+    if not _levattn.press_needs_queries(name):
         q = None  # not read
     qq = None if q is None else _heads(q, "q")
     if q is not None and len(_leading(q)) != len(_leading(k)):

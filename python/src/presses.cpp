@@ -100,6 +100,7 @@ void bind_presses(py::module_& m) {
         py::arg("ridge_fraction"), py::arg("gamma"), py::arg("failure"), py::arg("rcond"), py::arg("threads"));
   m.def("oracle_top_k", &oracle_binding, py::arg("q"), py::arg("k"), py::arg("budget"), py::arg("f"),
         py::arg("scale"), py::arg("threads"));
+  m.def("press_needs_queries", &press_needs_queries, py::arg("press"));
   m.attr("PRESS_NAMES") = press_names();
 }
 

@@ -24,7 +24,8 @@ void check_finite_keys(ConstMatrixF keys, const std::string& press) {
           press + ": need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   for (index_t j = 0; j < keys.rows; ++j)
     for (index_t c = 0; c < keys.cols; ++c)
-      require(std::isfinite(keys(j, c)), press + ": key " + std::to_string(j) + " is not finite");
+      if (!std::isfinite(keys(j, c)))
+        throw Error(ErrorKind::bad_input, press + ": key " + std::to_string(j) + " is not finite");
 }
 
 void check_context_queries(const std::vector<ConstMatrixF>& queries, ConstMatrixF keys, const std::string& press) {
@@ -79,22 +80,21 @@ bool press_needs_queries(const std::string& press) { return press == "snapkv" ||
 
 std::vector<double> press_scores(const std::string& press, const std::vector<ConstMatrixF>& context_queries,
                                  ConstMatrixF keys, index_t head, const PressOptions& options) {
-  const auto rule = key_rule_of().find(press);
-  if (rule == key_rule_of().end() && press != "sketched-leverage" && !press_needs_queries(press)) {
+  const std::vector<std::string>& names = press_names();
+  if (std::find(names.begin(), names.end(), press) == names.end()) {
     std::string known;
     for (const std::string& name : press_names()) known += (known.empty() ? "" : ", ") + name;
     throw Error(ErrorKind::bad_input, "unknown press '" + press + "' (known: " + known + ")");
   }
   check_finite_keys(keys, press);  // here, so that messages name the press
-  if (rule != key_rule_of().end()) return make_key_rule(rule->second, options.key_rules)->scores(keys, head);
+  if (const auto rule = key_rule_of().find(press); rule != key_rule_of().end())
+    return make_key_rule(rule->second, options.key_rules)->scores(keys, head);
   if (press == "sketched-leverage") return sketched_leverage(keys, options.sketch);
-  {
-    check_context_queries(context_queries, keys, press);
-    if (press == "snapkv") return snapkv(context_queries, keys, options);
-    AttentionOptions causal = options.attention;
-    causal.causal = true;
-    return accumulated_attention(context_queries, keys, causal);
-  }
+  check_context_queries(context_queries, keys, press);
+  if (press == "snapkv") return snapkv(context_queries, keys, options);
+  AttentionOptions causal = options.attention;  // h2o
+  causal.causal = true;
+  return accumulated_attention(context_queries, keys, causal);
 }
 
 void press_heads(const std::string& press, ConstHeadsF context_queries, ConstHeadsF keys, index_t budget,

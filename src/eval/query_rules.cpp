@@ -26,10 +26,8 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queries, ConstMatrixF keys,
                                           const AttentionOptions& options) {
-  AttentionOptions unmasked = options;
-  unmasked.causal = false;  // the mask is applied below; the checks refuse it for the other rules
   for (const ConstMatrixF& q : queries)
-    detail::check_eval_inputs(q, keys, nullptr, unmasked, "accumulated attention");
+    detail::check_eval_inputs(q, keys, nullptr, options, "accumulated attention", /*causal_allowed=*/true);
   const index_t n = keys.rows, d = keys.cols;
   const double c = effective_scale(options, d);
   const bool softmax = options.f.kind == ScoreKind::softmax;

@@ -20,7 +20,7 @@ void check_finite(ConstMatrixF m, const char* what, const char* role) {
 }  // namespace
 
 void check_eval_inputs(ConstMatrixF queries, ConstMatrixF keys, const ConstMatrixF* values,
-                       const AttentionOptions& options, const char* what) {
+                       const AttentionOptions& options, const char* what, bool causal_allowed) {
   const std::string w(what);
   require(keys.rows >= 1 && keys.cols >= 1, w + ": need at least one key of dimension ≥ 1");
   require(queries.cols == keys.cols, w + ": queries " + shape_string(queries.rows, queries.cols) +
@@ -29,7 +29,7 @@ void check_eval_inputs(ConstMatrixF queries, ConstMatrixF keys, const ConstMatri
   if (values)
     require(values->rows == keys.rows && values->cols >= 1,
             w + ": values " + shape_string(values->rows, values->cols) + " need one row per key");
-  require(!options.causal, w + ": the evaluation compares whole-sequence key sets; no causal mask");
+  require(causal_allowed || !options.causal, w + ": the evaluation compares whole-sequence key sets; no causal mask");
   require(options.f.kind == ScoreKind::softmax || (std::isfinite(options.f.p) && options.f.p > 0.0),
           w + ": pow:P needs P > 0");
   require(std::isfinite(options.scale) && options.scale >= 0.0, w + ": scale must be > 0");

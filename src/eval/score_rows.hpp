@@ -32,8 +32,9 @@ constexpr index_t kEvalBlock = 32;
 constexpr index_t kParallelWork = index_t{1} << 22;
 
 // Checks queries, keys (and values when non-null) for shape and finite entries, and the score
-// function (p > 0, finite), refusing a causal mask; `what` names the caller in messages.
+// function (p > 0, finite), refusing a causal mask unless causal_allowed; `what` names the caller
+// in messages.
 void check_eval_inputs(ConstMatrixF queries, ConstMatrixF keys, const ConstMatrixF* values,
-                       const AttentionOptions& options, const char* what);
+                       const AttentionOptions& options, const char* what, bool causal_allowed = false);
 
 }  // namespace levattn::detail
