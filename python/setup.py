@@ -38,6 +38,7 @@ class CMakeBuild(build_ext):
         build.mkdir(parents=True, exist_ok=True)
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                         "-DLEVATTN_BUILD_TESTS=OFF", "-DLEVATTN_BUILD_BENCH=OFF", "-DLEVATTN_BUILD_TORCH=OFF",
+                        "-DLEVATTN_BUILD_TOOLS=OFF", "-DLEVATTN_BUILD_MPI=OFF", "-DLEVATTN_INSTALL=OFF",
                         "-DLEVATTN_BUILD_PYTHON=ON", f"-DPython3_EXECUTABLE={sys.executable}"], check=True)
         jobs = os.environ.get("LEVATTN_BUILD_JOBS", str(os.cpu_count() or 1))
         subprocess.run(["cmake", "--build", str(build), "--target", "_levattn", "-j", jobs], check=True)

@@ -18,7 +18,10 @@ const BackwardKernels& generic_backward_kernels() {
 }
 
 const BackwardKernels& active_backward_kernels() {
-  return kernels::use_avx512() ? avx512_backward_kernels() : generic_backward_kernels();
+#ifdef LEVATTN_AVX512
+  if (kernels::use_avx512()) return avx512_backward_kernels();
+#endif
+  return generic_backward_kernels();
 }
 
 }  // namespace levattn::detail

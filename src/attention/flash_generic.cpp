@@ -11,7 +11,10 @@ const FlashKernels& generic_flash_kernels() {
 }
 
 const FlashKernels& active_flash_kernels() {
-  return kernels::use_avx512() ? avx512_flash_kernels() : generic_flash_kernels();
+#ifdef LEVATTN_AVX512
+  if (kernels::use_avx512()) return avx512_flash_kernels();
+#endif
+  return generic_flash_kernels();
 }
 
 }  // namespace levattn::detail

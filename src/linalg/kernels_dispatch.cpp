@@ -7,12 +7,17 @@
 namespace levattn::kernels {
 
 namespace {
+// LEVATTN_AVX512 is defined when the AVX-512 sources are built (x86-64 only; see src/CMakeLists.txt).
 bool choose_avx512() {
+#ifdef LEVATTN_AVX512
   const char* forced = std::getenv("LEVATTN_KERNELS");
   if (forced != nullptr && std::strcmp(forced, "generic") == 0) return false;
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
          __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
 }
 }  // namespace
 
@@ -21,6 +26,11 @@ bool use_avx512() {
   return chosen;
 }
 
-const KernelSet& active_kernels() { return use_avx512() ? avx512_kernels() : generic_kernels(); }
+const KernelSet& active_kernels() {
+#ifdef LEVATTN_AVX512
+  if (use_avx512()) return avx512_kernels();
+#endif
+  return generic_kernels();
+}
 
 }  // namespace levattn::kernels

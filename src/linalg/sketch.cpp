@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "core/first_error.hpp"
@@ -23,10 +22,10 @@ constexpr index_t kKeysPerPass = index_t{1} << 13;  // keys whose nonzeros are d
 constexpr index_t kGaussianRowChunk = 16;
 
 kernels::ScatterFn scatter_kernel() {
-  static const kernels::ScatterFn fn = std::strcmp(kernels::active_kernels().name, "avx512") == 0
-                                           ? kernels::scatter_avx512()
-                                           : kernels::scatter_generic();
-  return fn;
+#ifdef LEVATTN_AVX512
+  if (kernels::use_avx512()) return kernels::scatter_avx512();
+#endif
+  return kernels::scatter_generic();
 }
 
 // Index of the first row of `block` holding a NaN or ±Inf, or block.rows.

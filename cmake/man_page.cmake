@@ -1,0 +1,33 @@
+# Writes OUT, the manual page of the tool TOOL (one line: SUMMARY), with help2man from its --help, and a
+# SUBCOMMANDS section holding each subcommand's own --help. Run by cmake -P at build time.
+execute_process(COMMAND ${TOOL} --help OUTPUT_VARIABLE top RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${TOOL} --help failed (${rc})")
+endif()
+# The subcommands are the first words of the lines after "Subcommands:".
+string(FIND "${top}" "Subcommands:" at)
+set(include_text "")
+if(at GREATER -1)
+  string(SUBSTRING "${top}" ${at} -1 listing)
+  string(REGEX MATCHALL "\n  [a-z][a-z-]*" subs "${listing}")
+  set(include_text "[SUBCOMMANDS]\n")
+  foreach(sub ${subs})
+    string(STRIP "${sub}" sub)
+    execute_process(COMMAND ${TOOL} ${sub} --help OUTPUT_VARIABLE help RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "${TOOL} ${sub} --help failed (${rc})")
+    endif()
+    string(REPLACE "\\" "\\\\" help "${help}")
+    string(APPEND include_text ".SS ${sub}\n.nf\n${help}.fi\n")
+  endforeach()
+endif()
+get_filename_component(dir ${OUT} DIRECTORY)
+file(MAKE_DIRECTORY ${dir})
+file(WRITE ${OUT}.include "${include_text}")
+execute_process(COMMAND ${HELP2MAN} --no-info --no-discard-stderr --version-string=${VERSION}
+                        "--name=${SUMMARY}" --include=${OUT}.include --output=${OUT}.tmp ${TOOL}
+                RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "help2man failed on ${TOOL} (${rc})")
+endif()
+file(RENAME ${OUT}.tmp ${OUT})
