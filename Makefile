@@ -40,7 +40,7 @@ demo: build
 	./build/release/tools/levattn/levattn demo
 
 test:
-	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES)"
+	$(MAKE) build EXTRA_PACKAGES="$(TEST_PACKAGES) $(PACKAGE_PACKAGES)"
 	ctest --preset release -j $(JOBS)
 
 # The unit tests that take seconds, not minutes (CTest label unit, not slow): for iterating.

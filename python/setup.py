@@ -1,6 +1,6 @@
 """Builds the extension levattn._levattn with CMake from the repository root (the library and
 python/src), for `pip install --no-build-isolation ./python` and `pip wheel` run on a checkout of
-the levattn repository (the build reads ../include, ../src and ../CMakeLists.txt, so an sdist of
+the levattn repository (the build reads ../include, ../src, ../cmake and ../CMakeLists.txt, so an sdist of
 this folder alone cannot build).
 
 Needs Debian's cmake, g++, pybind11-dev, python3-dev, libopenblas-openmp-dev, libeigen3-dev and

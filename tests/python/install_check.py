@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-SOURCES = ["CMakeLists.txt", "include", "src", "tools", "mpi", "python"]
+SOURCES = ["CMakeLists.txt", "cmake", "include", "src", "tools", "mpi", "python"]
 IGNORE = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
 
 CHECK = r"""
