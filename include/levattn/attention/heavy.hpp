@@ -1,8 +1,8 @@
 // Every heavy entry of x² attention, A[i,j] = <q_i,k_j>² / Σ_l <q_i,k_l>² ≥ ε, without forming A.
 //
 // Method: leverage scores τ of the keys give the universal set U = {j : τ_j ≥ ε}; since
-// A[i,j] ≤ τ_j for every query, only keys in U are scanned. The normaliser Σ_l <q,k_l>² = qᵀGq
-// is exact. Cost O((n + m)·d² + m·|U|·d + m_f·n·d) with m_f the fallback queries (below), memory
+// A[i,j] ≤ τ_j for every query (docs/proofs.md §1), only keys in U are scanned. The normaliser
+// Σ_l <q,k_l>² = qᵀGq is exact. Cost O((n + m)·d² + m·|U|·d + m_f·n·d) with m_f the fallback queries (below), memory
 // O(n + m + |U|·d) (entries stream to a sink).
 //
 // Guarantee: every entry with A[i,j] ≥ ε is reported, and no entry below it, with A computed in

@@ -6,22 +6,18 @@
 // √(r/k)·(k columns of a Haar-random r×r orthogonal matrix), r the rank. With k = r the projection
 // is the identity and τ̂_j = c·‖T k_j‖².
 //
-// Guarantee. Say the sketch has distortion η on the column space of K when
-// (1−η)‖Kx‖ ≤ ‖SKx‖ ≤ (1+η)‖Kx‖ for all x; then ‖T k_j‖² ∈ [τ_j/(1+η)², τ_j/(1−η)²]. For a fixed
-// key, X = ‖k_j T ᵀΠ‖²/‖T k_j‖² follows (r/k)·Beta(k/2, (r−k)/2) exactly (Π is independent of
-// the sketch). The plan picks m, k and c so that, for every key j and in exact arithmetic,
-//     P( τ̂_j ∉ [τ_j/(1+γ_s), (1+γ_s)·τ_j] ) ≤ δ_R + P(X ∉ [A/c, B/c]) = failure() ≤ δ,
-// A = (1+η)²/(1+γ_s), B = (1+γ_s)(1−η)², with γ_s the share of γ left after the rounding
-// reserve below ((1+γ_s)(1+γ/20) = 1+γ), where δ_R is the probability that the sketch's distortion
-// exceeds η = √(r/m) + √(2 ln(2/δ_R)/m). That tail is a theorem for the gaussian sketch
-// (Davidson–Szarek 2001, Thm II.13); for sparse_sign, count_sketch and srht it is the behaviour
-// the tests observe, not a proof (sparse sign embeddings are proven to need m = O(r/η²) only up to
-// log factors and unspecified constants: Chenakkod–Dereziński–Dong–Rudelson 2024). With the
-// rounding inside its reserve the computed τ̂_j then lies in [τ/(1+γ), (1+γ)τ] ⊂ (1±γ)·τ.
+// Guarantee. For every key j and in exact arithmetic,
+//     P( τ̂_j ∉ [τ_j/(1+γ_s), (1+γ_s)·τ_j] ) ≤ failure() ≤ δ,
+// where (1+γ_s)(1+γ/20) = 1+γ (γ/20 is reserved for rounding, below) and failure() is the sum of
+// the probability δ_R that the sketch's distortion on the column space of K exceeds the η the plan
+// assumes and the probability that the projection misses (an exact Beta tail). That δ_R is a
+// theorem for the gaussian sketch; for sparse_sign, count_sketch and srht it is the behaviour the
+// tests observe, not a proof. With the rounding inside its reserve the computed τ̂_j then lies in
+// [τ/(1+γ), (1+γ)τ] ⊂ (1±γ)·τ. Proof and the plan's quantities: docs/proofs.md §5.
 //
 // Universal sets: if τ_j ≥ ε then, unless key j fails, τ̂_j ≥ ε/(1+γ); so
 // U = {j : τ̂_j ≥ ε/(1+γ)} holds every key whose attention can reach ε, each with probability
-// ≥ 1 − failure(), and |U| ≤ (1+γ)²·rank/ε when no key fails.
+// ≥ 1 − failure(), and |U| ≤ (1+γ)²·rank/ε when no key fails (docs/proofs.md §5).
 //
 // Rounding: the sketch is summed in double; the scores are formed in float — the projection
 // K·(TᵀΠ) as a float GEMM (k < r), T·k_j with a float kernel (k = r) — which adds a relative

@@ -3,6 +3,7 @@
 //
 // Guarantee (p = 2): for every query q and key j, <q, k_j>² ≤ τ_j · qᵀGq, so τ_j is the largest
 // attention A[i,j] = <q,k_j>² / Σ_l <q,k_l>² any query can give key j, and Σ_j τ_j = rank(K).
+// Proof: docs/proofs.md §1.
 //
 // Accuracy: the Gram matrix is summed in double from exact products and the scores are sums of
 // squares in double, so against a float64 SVD of the same float keys the relative error grows

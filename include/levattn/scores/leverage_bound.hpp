@@ -8,19 +8,12 @@
 //
 // Guarantee (exact arithmetic). Let G_f ⪰ G be the Gram matrix after any further keys, and
 // τ_f(k) the leverage score that LeverageScorer (rcond r, no ridge) computes from G_f, for a key
-// k among those seen so far. Then τ_f(k) ≤ kFactor · s(k) with kFactor = 2. Proof:
-// τ_f = Σ_kept (vᵢᵀk̃)²/λᵢ over the eigenpairs of G̃_f with λᵢ > r²·λ_max ≥ r² (λ_max ≥ 1: G̃_f
-// has unit diagonal on its non-zero columns), and for those λᵢ, 1/λᵢ ≤ 2/(λᵢ + r²); adding the
-// cut directions only adds non-negative terms, so τ_f ≤ 2·k̃ᵀ(G̃_f + r²I)⁻¹k̃ = 2·kᵀ(G_f + r²D_f')⁻¹k,
-// D_f' = diag(G_f) with zero entries set to 1. Since G_f + r²D_f' ⪰ G + r²D and k lies in the
-// range of G + r²D (k is one of its rows' keys, so k is zero on G's zero columns),
-// kᵀ(G_f + r²D_f')⁻¹k ≤ kᵀ(G + r²D)⁺k = s(k). The same Cauchy–Schwarz step bounds attention:
-// for any query q, <q,k>² ≤ s(k) · (qᵀGq + r²·qᵀDq) ≤ s(k) · (qᵀG_f q + r²·qᵀD_f q).
+// k among those seen so far. Then τ_f(k) ≤ kFactor · s(k) with kFactor = 2, and for any query q,
+// <q,k>² ≤ s(k) · (qᵀG_f q + r²·qᵀD_f q) with D_f = diag(G_f). Proof: docs/proofs.md §2.
 //
-// Rounding: s is computed from a double eigendecomposition of G̃ + r²I, whose smallest
-// denominators are ≥ r² ≈ 2.3e-13 against absolute eigenvalue errors of order 1e-16·λ_max, so for
-// d up to a few hundred the computed s is within a few per cent of the exact one; callers keep a
-// further factor of 2 in reserve (see stream_selector.hpp).
+// Rounding: s is computed from a double eigendecomposition of G̃ + r²I (denominators ≥ r²); for
+// d up to a few hundred it is within a few per cent of the exact value (docs/proofs.md §2), and
+// callers keep a further factor of 2 in reserve (see stream_selector.hpp).
 //
 // Cost: fit O(d³); bounds O(d²/2) per key (the same kernel as LeverageScorer::scores).
 #pragma once

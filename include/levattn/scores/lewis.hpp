@@ -3,40 +3,23 @@
 // (rows with w_j = 0 — zero keys — are left out of the inverse). Σ_j w_j = rank(K); for p = 2
 // they are the leverage scores.
 //
-// Why: for every query q and key j, |<q,k_j>|^p ≤ s_j · Σ_l |<q,k_l>|^p with the sensitivity bound
+// Guarantee: for every query q and key j, |<q,k_j>|^p ≤ s_j · Σ_l |<q,k_l>|^p with the
+// sensitivity bound
 //     s_j = w_j (p ≤ 2),   s_j = r^{p/2−1}·w_j (p > 2),   r = rank(K) ≤ d,
-// (Hölder on the Lewis change of density), so U = {j : s_j ≥ ε} holds every key any query can give
-// attention ≥ ε under f(x) = |x|^p, and |U| ≤ r/ε (p ≤ 2) or r^{p/2}/ε (p > 2).
+// so U = {j : s_j ≥ ε} holds every key any query can give attention ≥ ε under f(x) = |x|^p, and
+// |U| ≤ r/ε (p ≤ 2) or r^{p/2}/ε (p > 2). Proof: docs/proofs.md §4.
 //
-// How. With φ(w)_j the right-hand side above (one weighted leverage-score computation), every
-// iteration moves w ← w^{1−β}·φ(w)^β (a step in log w). Around the fixed point the error then
-// contracts by |1 − β(1 − λ(p/2−1))| over the spectrum λ ∈ [0, 1] of a stochastic matrix, and
-// β = 4/(p+2) makes that |p−2|/(p+2): 1/3 at p = 1 and p = 4, 1/5 at p = 3, 1/2 at p = 6.
-//   * p < 4: β = 1 is the Cohen–Peng iteration, a contraction with factor |1 − p/2| in the metric
-//     max_j |log w_j − log w*_j| (Cohen–Peng 2015, Thm 3.3). For 2 ≤ p < 4, β = 4/(p+2) ≤ 1 mixes
-//     that map with the identity and keeps the proof. For p < 2, β = 4/(p+2) > 1 over-relaxes: a
-//     step is kept only if it lowers the residual, and after three refusals the iteration falls
-//     back to β = 1 for good, so Cohen–Peng's proof covers the tail.
-//   * p ≥ 4 (where the plain iteration need not converge): the Lewis weights are the minimiser of
-//     the convex function f(w) = −log det(KᵀW^{1−2/p}K) + (1−2/p)·Σ_j w_j (convex for p ≥ 2;
-//     Lewis 1978, the formulation of Fazel–Lee–Padmanabhan–Sidford 2022), the step in log w is a
-//     descent direction of f, and an Armijo backtracking line search on f (halving β) makes the
-//     method a globally convergent descent method on a convex function (standard line-search
-//     theory; the step is ours, the convex formulation is what FLPS build on). Once the predicted
-//     decrease falls below f's rounding (1e-9·|f|), the full step is taken without the test: that
-//     close to the fixed point it contracts the error by (p−2)/(p+2). log det is taken on a fixed
-//     orthonormal basis of range(Kᵀ), so rank-deficient keys work too.
-//   * Anderson acceleration (p < 4, p ≠ 2; anderson_mixing.hpp): from the second step on, each
-//     step extrapolates from the last three iterates and their residuals (a least-squares fit, the
-//     fixed-point analogue of GMRES). A proposal is kept only if it shrinks the largest log-gap
-//     max_j |log φ_j − log w_j| by at least |1 − p/2|, the factor Cohen–Peng's step guarantees, so
-//     kept proposals converge at least at the proven rate; otherwise the history is dropped and the
-//     step above is taken, and after three refused proposals acceleration is off for good. At
-//     n = 2²⁰, d = 64 this cuts the evaluations from 16 to 7 (p = 1) and from 12 to 9 (p = 3).
+// Method: with φ(w)_j the right-hand side above (one weighted leverage-score computation), each
+// iteration moves w ← w^{1−β}·φ(w)^β, β = 4/(p+2). p < 4: the Cohen–Peng iteration (β = 1 once an
+// over-relaxed p < 2 step has been refused three times), with Anderson acceleration over the
+// last three iterates (p ≠ 2) whose proposals are kept only when they contract at least at the
+// proven rate |1 − p/2|. p ≥ 4: descent on the convex function whose minimiser the weights are,
+// with an Armijo line search. Near the fixed point the error contracts by c = |p−2|/(p+2) a
+// step. Why each converges: docs/proofs.md §4.
 // Stop when the relative fixed-point residual max_j |φ(w)_j − w_j| / max(φ(w)_j, w_j) is at most
 // the tolerance (default 1e-6); the result reports the iterations (weighted leverage-score
-// evaluations, each costing about 1.7 exact leverage computations at n = 2²⁰, d = 64) and that
-// residual.
+// evaluations, each O(n·d² + d³) like one exact leverage computation; measured evaluation counts
+// and times: BENCHMARKS.md, "Issue 4") and that residual.
 //
 // Accuracy: each weighted Gram matrix is summed in double from rows √u_j·k_j rounded to float
 // (gram.hpp), so the map φ itself carries a relative error that grows with the keys' condition

@@ -13,26 +13,15 @@
 //
 // Exactness. result() equals the offline set — select_by_threshold over LeverageScorer
 // (rcond, no ridge) fitted on all keys, as `levattn select --eps` computes it — bit for bit,
-// indices and scores, ties at τ_j == ε included:
-//  1. The summary is bit-identical to the offline one: GramSummary's summation order depends only
-//     on the rows and their global positions (gram.hpp), not on the blocks they came in, nor on
-//     merges of consecutive parts. So the final LeverageScorer is the offline one.
-//  2. result() scores the retained keys with that scorer; the kernels compute each row's score on
-//     its own, the same instructions for any batch it sits in, so every retained key gets the
-//     offline bits, and the same `>= ε` filter then keeps the same keys.
-//  3. No key of the offline set was evicted. A key evicted at some time t had bound score
-//     s_t < ε/4 under the summary G_t ⪯ G_f; by leverage_bound.hpp, τ_f ≤ 2·s_t < ε/2 in exact
-//     arithmetic. The remaining factor 2 absorbs rounding: τ_f and s_t are each computed to a few
-//     per cent for d up to a few hundred (leverage_bound.hpp). (Keys the filter sees in the
-//     pending buffer are never evicted before result().)
-// Hence result() = {j retained : τ_f(j) ≥ ε} = {j : τ_f(j) ≥ ε}. The summary must stay exact():
-// parts merged must be consecutive (each built with first_row = where the previous one ends).
+// indices and scores, ties at τ_j == ε included, as long as the summary stays exact(): parts
+// merged must be consecutive (each built with first_row = where the previous one ends). Evicting
+// at s < ε/4 leaves a factor 2 beyond LeverageBound's for rounding. Proof: docs/proofs.md §3.
 //
 // Heavy entries at any time (heavy()): for each query, every retained key with
 // A = <q,k>²/qᵀGq ≥ eps_q, with the exact normaliser qᵀGq over ALL keys pushed (G in double).
-// For eps_q ≥ ε an evicted key j has A ≤ s_t·(1 + ρ(q)) with ρ(q) = r²·qᵀDq / qᵀGq (same
-// lemma), so the answer is complete for every query with ρ(q) ≤ 1; queries with ρ(q) > 1 (almost
-// orthogonal to every key, in the equilibrated sense) are listed as uncertain.
+// For eps_q ≥ ε the answer is complete for every query with ρ(q) = r²·qᵀDq / qᵀGq ≤ 1
+// (r = rcond, D = diag(G)); queries with ρ(q) > 1 (almost orthogonal to every key, in the
+// equilibrated sense) are listed as uncertain. Proof: docs/proofs.md §3.
 //
 // Fixed-budget mode (budget > 0): keeps the `budget` keys with the highest current bound scores
 // (ties to the lower index) and result() returns the top `budget` by final τ among them. This

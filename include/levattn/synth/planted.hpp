@@ -13,22 +13,11 @@
 // a fixed share of its direction's energy whatever n and d are. σ = key_noise is the noise level.
 // With s = 0 there is no subspace (the defaults, the demo's instance).
 //
-// When leverage scores recover the relevant keys. Write S_t = ρ_t / √(n/d) ∈ strength·[0.5, 1.5).
-//  * Guaranteed, for every input: the x² attention any query gives key j is at most τ_j, so every
-//    relevant key that some query weights ≥ ε under x² is in U = {τ ≥ ε}, and |U| ≤ d/ε. Here
-//    the query aimed at u_t gives its c keys A ≈ S_t² / (c·S_t² + σ²) (the noise carries energy
-//    ≈ n·σ²/d along u_t, the subspace none), so they are in U whenever that is ≥ ε.
-//  * Top-k with k = r·c (equal budget): the relevant keys have τ ≈ S_t² / (c·S_t² + σ²) (the same
-//    expression: q = u_t nearly maximises <q,k_j>² / qᵀGq), independent of n and of a, while a
-//    noise key's τ is ≈ ‖whitened noise‖²/n ~ χ²_d / n, whose maximum over n keys stays below
-//    θ = (d + 2√(d ln n) + 2 ln n)/n with probability ≈ 1 − 1/n (Laurent–Massart), G being close
-//    to its expectation. So top-(r·c) leverage returns exactly the relevant keys when
-//    (strength/2)² / (c·(strength/2)² + σ²) > θ: more keys (larger n) help, larger d and noise
-//    hurt, and the subspace amplitude a does not matter. This is a prediction, not a theorem: the
-//    τ formula treats the relevant directions as orthogonal (r + s ≪ d) and is sufficient, not
-//    necessary. The exact certificate for one instance is min τ_relevant > max τ_noise. Row norms
-//    fail once a > strength/2, and random selection keeps r·c/n of them. experiments/planted/
-//    measures all three.
+// When leverage scores recover the relevant keys (docs/proofs.md §6): every relevant key that
+// some query weights ≥ ε under x² is in U = {τ ≥ ε} — guaranteed, for every input; top-k with
+// k = r·c is predicted (not proven) to return exactly the relevant keys when, with
+// θ = (d + 2√(d ln n) + 2 ln n)/n, (strength/2)² / (c·(strength/2)² + σ²) > θ — whatever the
+// subspace amplitude a, where row norms fail once a > strength/2. experiments/planted/ measures it.
 // Deterministic for a given seed, whatever the thread count.
 #pragma once
 
