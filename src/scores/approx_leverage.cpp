@@ -20,12 +20,11 @@ constexpr std::uint64_t kStreamProjection = 11;
 constexpr index_t kMaxSketchRows = index_t{1} << 28;
 constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 
-// Costs relative to one multiply-add of the exact pipeline's double kernels (≈ 1.2e-11 s here),
-// measured on the project's machine (n = 2²⁰, 2 threads, 2026-11-29, BENCHMARKS.md "Issue 4"): one
-// key entry of one sketch nonzero costs about 25 at m ≈ 2·10³ — a gather of the key row and an
-// update of an L2-resident band of sketch rows, bound by memory — growing with m (the bands are
-// reloaded per pass) and, through fixed per-pass work, at small d; a float GEMM multiply-add
-// costs about 0.6 and one of the float trapezoid kernel about 0.7.
+// Costs relative to one multiply-add of the exact pipeline's double kernels, calibrated by
+// measurement (figures, machine and date: BENCHMARKS.md, "Issue 4", cost model). A sketch
+// nonzero's cost per key entry is a gather of the key row and an update of an L2-resident band of
+// sketch rows, bound by memory; it grows with m (the bands are reloaded per pass) and, through
+// fixed per-pass work, at small d.
 constexpr double kCostFloatGemm = 0.6;
 constexpr double kCostFloatTrapezoid = 0.7;
 double scatter_cost(index_t m, index_t d) { return 24.0 + 6.2e-4 * double(m) + 640.0 / double(d); }

@@ -19,9 +19,10 @@
 // Errors: Error{bad_input} on shape mismatch, NaN/Inf in any input, softmax logits overflowing
 // float (|c·<q,k>| > 3.4e38), p ≤ 0, p > 64 or non-finite, or a scale < 0.
 //
-// Speed: work units are (head, tile of 32 queries held in vector lanes[, key segment]); on
-// AVX-512 about 300 GFLOP/s on 2 cores at n = 4096 (BENCHMARKS.md), the portable build about
-// 1/20 of that. When there are too few tiles to feed the threads (decode, n_q = 1), keys are
+// Cost: O(n_q·n_k·(d + d_v)) per head. Work units are
+// (head, tile of 32 queries held in vector lanes[, key segment]); AVX-512 kernels are chosen at
+// run time, with a portable fallback (measured throughput of both: BENCHMARKS.md, "Attention
+// (issue 3)"). When there are too few tiles to feed the threads (decode, n_q = 1), keys are
 // split into fixed segments of 4096 that are merged afterwards. The split depends on shapes
 // only, so results never depend on the thread count.
 #pragma once
