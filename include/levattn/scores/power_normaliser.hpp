@@ -13,9 +13,8 @@
 //     D = d(d+1)/2; offered for D ≤ 4096 (d ≤ 90).
 //   * sampled (any p): key j is kept with probability π_j = min(1, β·s_j), independently
 //     (decided by a counter-based hash of (seed, j)), and weighted 1/π_j:
-//     Ñ(q) = Σ_{j kept} |<q,k_j>|^p / π_j. Here s_j bounds |<q,k_j>|^p / N(q) for every q — the
-//     Lewis-weight sensitivities of lewis.hpp — so each term is at most N(q)/β and Bernstein's
-//     inequality gives, for any query fixed independently of the seed,
+//     Ñ(q) = Σ_{j kept} |<q,k_j>|^p / π_j, with s_j the Lewis-weight sensitivities of lewis.hpp.
+//     For any query fixed independently of the seed (proof: docs/proofs.md §7),
 //         P( |Ñ(q) − N(q)| > δ·N(q) ) ≤ 2·exp(−β δ² / (2(1 + δ/3))) ≤ failure,
 //     with β = 2(1 + δ/3)·ln(2/failure)/δ². For m such queries all m rows hold with probability
 //     ≥ 1 − m·failure (union bound). Expected sample size Σ_j π_j ≤ β·Σ_j s_j (≤ β·r for p ≤ 2,
