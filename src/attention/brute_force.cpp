@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "attention/scaled_rows.hpp"
+#include "linalg/scaled_rows.hpp"
 #include "attention/ordered_tiles.hpp"
 
 namespace levattn {
@@ -34,13 +34,13 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
               "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
 
   // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range.
-  const int key_shift = detail::pow2_shift(keys);
+  const int key_shift = linalg::pow2_shift(keys);
   std::vector<float> scaled_keys;
   const float* kdata = keys.data;
   index_t kstride = keys.stride;
   if (!keys_in_safe_range(key_shift)) {
     scaled_keys.resize(static_cast<size_t>(n * d));
-    for (index_t j = 0; j < n; ++j) detail::scale_copy(keys.row(j), d, key_shift, &scaled_keys[j * d]);
+    for (index_t j = 0; j < n; ++j) linalg::scale_copy(keys.row(j), d, key_shift, &scaled_keys[j * d]);
     kdata = scaled_keys.data();
     kstride = d;
   }
@@ -57,8 +57,8 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
     for (index_t i = 0; i < rows; ++i) {
-      const int shift = detail::pow2_shift(queries.row(begin + i), d);
-      detail::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
+      const int shift = linalg::pow2_shift(queries.row(begin + i), d);
+      linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
                 static_cast<int>(n), static_cast<int>(d), 1.0f, s.scaled.data(),
@@ -66,7 +66,7 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
                 static_cast<int>(n));
     for (index_t i = 0; i < rows; ++i) {
       const float* row = &s.products[i * n];
-      const double total_sq = detail::dot_double(row, row, n);
+      const double total_sq = linalg::dot_double(row, row, n);
       if (total_sq == 0.0) {
         ++stats.zero_queries;
         continue;

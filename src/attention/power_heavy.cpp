@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "attention/ordered_tiles.hpp"
-#include "attention/scaled_rows.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -33,7 +33,7 @@ void all_keys(const float* q, ConstMatrixF keys, double p, double eps, index_t q
   scratch.resize(static_cast<size_t>(n));
   double top = 0.0;
   for (index_t j = 0; j < n; ++j) {
-    scratch[j] = detail::dot_double(q, keys.row(j), d);
+    scratch[j] = linalg::dot_double(q, keys.row(j), d);
     top = std::max(top, std::fabs(scratch[j]));
   }
   if (top == 0.0) {
@@ -106,7 +106,7 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       }
       for (const index_t j : cand_) {
         ++stats.rechecked;
-        const double log_a = log_power(detail::dot_double(q, keys_.row(j), d), p_) - s.log_n[i];
+        const double log_a = log_power(linalg::dot_double(q, keys_.row(j), d), p_) - s.log_n[i];
         if (log_a >= log_threshold) found.push_back({qi, j, std::exp(log_a)});
       }
     }

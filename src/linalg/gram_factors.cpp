@@ -8,6 +8,7 @@
 
 #include "core/first_error.hpp"
 #include "linalg/kernels.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -38,11 +39,7 @@ TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, ind
     for (index_t c = i; c < d; ++c) tt_[c * tpad + i] = T[i * d + c];
   // The float copy is scaled by 2^float_shift_ (exact) so that its largest entry lies in [0.5, 1):
   // factors of keys near float's range ends would otherwise fall below its normal range.
-  double top = 0.0;
-  for (const double t : tt_) top = std::max(top, std::fabs(t));
-  int e = 0;
-  if (top > 0.0) std::frexp(top, &e);
-  float_shift_ = -e;
+  float_shift_ = linalg::pow2_shift(tt_.data(), static_cast<index_t>(tt_.size()));
   const index_t fpad = kernels::padded_dim_float(rows);
   ttf_.assign(static_cast<size_t>(dpad * fpad), 0.0f);
   for (index_t i = 0; i < rows; ++i)

@@ -10,6 +10,7 @@
 
 #include "anderson_mixing.hpp"
 #include "levattn/linalg/gram.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -36,16 +37,11 @@ struct Evaluation {
 class LewisMap {
  public:
   LewisMap(ConstMatrixF keys, double p, double rcond) : keys_(keys), p_(p), rcond_(rcond) {
-    // Power-of-two pre-scaling (exact) so that scaled rows stay below 1 in magnitude.
-    float top = 0.0f;
     for (index_t j = 0; j < keys.rows; ++j)
-      for (index_t c = 0; c < keys.cols; ++c) {
+      for (index_t c = 0; c < keys.cols; ++c)
         if (!std::isfinite(keys(j, c))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
-        top = std::max(top, std::fabs(keys(j, c)));
-      }
-    int e = 0;
-    if (top > 0.0f) std::frexp(top, &e);
-    shift_ = -e;
+    // Power-of-two pre-scaling (exact) so that scaled rows stay below 1 in magnitude.
+    shift_ = linalg::pow2_shift(keys);
   }
 
   // Evaluates at v into `out`, whose buffers are reused from call to call.

@@ -7,6 +7,7 @@
 
 #include "levattn/scores/lewis.hpp"
 #include "linalg/counter_random.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -16,16 +17,6 @@ constexpr std::uint64_t kStreamSample = 21;
 constexpr index_t kQueryTile = 64;
 constexpr index_t kMaxFeatures = 4096;
 constexpr double kLn2 = 0.6931471805599453;
-
-// The e with max|x|·2^e ∈ [0.5, 1), or 0 when x is all zero.
-int pow2_shift(const float* x, index_t n) {
-  float top = 0.0f;
-  for (index_t i = 0; i < n; ++i) top = std::max(top, std::fabs(x[i]));
-  if (top == 0.0f) return 0;
-  int e = 0;
-  std::frexp(top, &e);
-  return -e;
-}
 
 // x^p for x ≥ 0, with exact products for small integer p.
 double power(double x, double p, int integer_p) {
@@ -85,10 +76,7 @@ PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<
   require_finite_rows(keys, "keys");
   const index_t d = keys.cols;
   const index_t D = d * (d + 1) / 2;
-  float top = 0.0f;
-  for (index_t j = 0; j < keys.rows; ++j)
-    for (index_t c = 0; c < d; ++c) top = std::max(top, std::fabs(keys(j, c)));
-  key_shift_ = pow2_shift(&top, 1);
+  key_shift_ = linalg::pow2_shift(keys);
 
   if (options.policy == NormaliserPolicy::exact)
     require(p == 2.0 || (p == 4.0 && D <= kMaxFeatures),
@@ -167,7 +155,7 @@ void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tiles; ++t) {
       const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
-      for (index_t i = 0; i < rows; ++i) shift[i] = pow2_shift(queries.row(begin + i), d);
+      for (index_t i = 0; i < rows; ++i) shift[i] = linalg::pow2_shift(queries.row(begin + i), d);
       if (kind_ == NormaliserKind::exact_moments) {
         const index_t D = features_;
         qd.resize(static_cast<size_t>(rows * D));
