@@ -1,12 +1,11 @@
 #include "levattn/attention/brute_force.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
-#include "linalg/scaled_rows.hpp"
 #include "attention/ordered_tiles.hpp"
+#include "linalg/blas.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -60,10 +59,8 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
       const int shift = linalg::pow2_shift(queries.row(begin + i), d);
       linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                static_cast<int>(n), static_cast<int>(d), 1.0f, s.scaled.data(),
-                static_cast<int>(d), kdata, static_cast<int>(kstride), 0.0f, s.products.data(),
-                static_cast<int>(n));
+    linalg::sgemm(false, true, 1.0f, ConstMatrixF(s.scaled.data(), rows, d), ConstMatrixF(kdata, n, d, kstride), 0.0f,
+                  MatrixF(s.products.data(), rows, n));
     for (index_t i = 0; i < rows; ++i) {
       const float* row = &s.products[i * n];
       const double total_sq = linalg::dot_double(row, row, n);

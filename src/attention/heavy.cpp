@@ -1,12 +1,11 @@
 #include "levattn/attention/heavy.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
-#include "linalg/scaled_rows.hpp"
 #include "attention/ordered_tiles.hpp"
+#include "linalg/blas.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -160,11 +159,8 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       s.shift[i] = linalg::pow2_shift(queries.row(begin + i), d);
       linalg::scale_copy(queries.row(begin + i), d, s.shift[i], s.scaled.data() + i * d);
     }
-    if (scanned > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                  static_cast<int>(scanned), static_cast<int>(d), 1.0f, s.scaled.data(),
-                  static_cast<int>(d), cand_keys_.data(), static_cast<int>(d), 0.0f,
-                  s.products.data(), static_cast<int>(scanned));
+    linalg::sgemm(false, true, 1.0f, ConstMatrixF(s.scaled.data(), rows, d), ConstMatrixF(cand_keys_.data(), scanned, d),
+                  0.0f, MatrixF(s.products.data(), rows, scanned));
     for (index_t i = 0; i < rows; ++i) {
       const index_t qi = begin + i;
       const double q_norm = norm(s.scaled.data() + i * d, d);

@@ -1,9 +1,9 @@
 #include "eval/score_rows.hpp"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <limits>
+
+#include "linalg/blas.hpp"
 
 namespace levattn::detail {
 
@@ -48,9 +48,8 @@ void LogWeights::rows(ConstMatrixF queries, index_t begin, index_t rows, double*
   std::vector<double> q(static_cast<size_t>(rows * d_));
   for (index_t i = 0; i < rows; ++i)
     for (index_t k = 0; k < d_; ++k) q[i * d_ + k] = queries(begin + i, k);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n_),
-              static_cast<int>(d_), 1.0, q.data(), static_cast<int>(d_), keys_.data(),
-              static_cast<int>(d_), 0.0, out, static_cast<int>(n_));
+  linalg::dgemm(false, true, 1.0, ConstMatrixD(q.data(), rows, d_), ConstMatrixD(keys_.data(), n_, d_), 0.0,
+                MatrixD(out, rows, n_));
   const index_t count = rows * n_;
   if (f_.kind == ScoreKind::softmax) {
     for (index_t e = 0; e < count; ++e) out[e] *= c_;
