@@ -1,12 +1,15 @@
-// The shared numerics helpers of linalg/ against plain double loops: the checked BLAS wrappers
-// (values, shapes, refusals) and the power-of-two row scaling.
+// The shared numerics helpers against plain double loops: the checked BLAS wrappers (values,
+// shapes, refusals), the power-of-two row scaling, the equilibrated eigen-decomposition and
+// trapezoidal factor, and the finite-row check.
 #include <gtest/gtest.h>
 
 #include <climits>
 #include <cmath>
 #include <vector>
 
+#include "core/finite_rows.hpp"
 #include "linalg/blas.hpp"
+#include "linalg/gram_eigen.hpp"
 #include "linalg/scaled_rows.hpp"
 #include "reference.hpp"
 
@@ -168,6 +171,72 @@ TEST(ScaledRows, DotDoubleIsExactOnIntegersAndTheBoundCoversFloatRounding) {
     nb += double(sb[i]) * sb[i];
   }
   EXPECT_LE(std::fabs(double(rounded) - exact), linalg::float_dot_error_bound(300, std::sqrt(na), std::sqrt(nb)));
+}
+
+
+// K with columns of very different scales and one all-zero column; G = KᵀK in double.
+test::MatD badly_scaled_gram(index_t n, index_t d) {
+  const Floats k = normal_matrix(n, d, 5);
+  test::MatD K = k.to_double();
+  for (index_t c = 0; c < d; ++c) K.col(c) *= std::pow(10.0, double(c) - 2.0);
+  K.col(1).setZero();
+  return K.transpose() * K;
+}
+
+TEST(GramEigen, DecompositionReconstructsTheRidgedGram) {
+  const index_t d = 6;
+  const test::MatD G = badly_scaled_gram(40, d);
+  for (double ridge : {0.0, 1e-3}) {
+    const linalg::EquilibratedEigen e = linalg::equilibrated_eigen(G, ridge);
+    for (index_t i = 0; i < d; ++i) {
+      const double diag = G(i, i) + ridge;
+      EXPECT_DOUBLE_EQ(e.inv_sqrt_diag(i), diag > 0.0 ? 1.0 / std::sqrt(diag) : 1.0) << i;
+    }
+    for (index_t i = 1; i < d; ++i) EXPECT_LE(e.eigenvalues(i - 1), e.eigenvalues(i));
+    // V Λ Vᵀ is D^{-1/2}(G + ridge·I)D^{-1/2}, whose entries are at most 1 in magnitude.
+    const test::MatD rebuilt = e.eigenvectors * e.eigenvalues.asDiagonal() * e.eigenvectors.transpose();
+    const test::MatD want =
+        e.inv_sqrt_diag.asDiagonal() * (G + ridge * test::MatD::Identity(d, d)) * e.inv_sqrt_diag.asDiagonal();
+    EXPECT_LE((rebuilt - want).cwiseAbs().maxCoeff(), 1e-13);
+    EXPECT_LE((e.eigenvectors.transpose() * e.eigenvectors - test::MatD::Identity(d, d)).cwiseAbs().maxCoeff(), 1e-13);
+  }
+}
+
+TEST(GramEigen, TrapezoidHasTheSameGramAsItsInput) {
+  for (const auto& [rows, d] : {std::pair<index_t, index_t>{3, 5}, {5, 5}, {8, 4}}) {
+    const test::MatD W = normal_matrix(rows, d, 6).to_double();
+    const TrapezoidalForm form = linalg::trapezoid_of(W);
+    ASSERT_EQ(form.rows(), std::min(rows, d));
+    ASSERT_EQ(form.dim(), d);
+    const std::vector<double> dense = form.dense();
+    const Eigen::Map<const test::MatD> T(dense.data(), form.rows(), d);
+    for (index_t i = 0; i < form.rows(); ++i)
+      for (index_t c = 0; c < i; ++c) EXPECT_EQ(T(i, c), 0.0);
+    const test::MatD got = T.transpose() * T, want = W.transpose() * W;
+    EXPECT_LE((got - want).cwiseAbs().maxCoeff(), 1e-12 * want.cwiseAbs().maxCoeff());
+  }
+  EXPECT_EQ(linalg::trapezoid_of(test::MatD(0, 4)).rows(), 0);
+}
+
+TEST(FiniteRows, NamesTheFirstBadRowAndIgnoresStridePadding) {
+  const index_t rows = 5, cols = 3, stride = 4;
+  std::vector<float> x(static_cast<size_t>(rows * stride), 1.0f);
+  for (index_t r = 0; r < rows; ++r) x[r * stride + cols] = NAN;  // padding outside the view
+  const ConstMatrixF view(x.data(), rows, cols, stride);
+  EXPECT_EQ(first_nonfinite_row(view), rows);
+  EXPECT_NO_THROW(require_finite_rows(view, "keys"));
+  x[3 * stride + 2] = -INFINITY;
+  x[4 * stride + 0] = NAN;
+  EXPECT_EQ(first_nonfinite_row(view), 3);
+  EXPECT_EQ(first_nonfinite_row(view, 0, 3), 3);  // none in [0, 3): the end
+  EXPECT_EQ(first_nonfinite_row(view, 4, 5), 4);
+  try {
+    require_finite_rows(view, "keys", 100);  // a block whose first row is row 100 of the matrix
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::bad_input);
+    EXPECT_EQ(std::string(e.what()), "keys: row 103 holds a NaN or an infinity");
+  }
 }
 
 }  // namespace

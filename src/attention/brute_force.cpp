@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "attention/ordered_tiles.hpp"
+#include "core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/scaled_rows.hpp"
 
@@ -23,14 +24,8 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
                                  " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
-  for (index_t j = 0; j < n; ++j)
-    for (index_t c = 0; c < d; ++c)
-      if (!std::isfinite(keys(j, c)))
-        throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
-  for (index_t i = 0; i < m; ++i)
-    for (index_t c = 0; c < d; ++c)
-      require(std::isfinite(queries(i, c)),
-              "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+  require_finite_rows(keys, "keys");
+  require_finite_rows(queries, "queries");
 
   // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range.
   const int key_shift = linalg::pow2_shift(keys);

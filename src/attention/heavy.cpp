@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "attention/ordered_tiles.hpp"
+#include "core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/scaled_rows.hpp"
 
@@ -144,11 +145,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       scorer_.normalisers(tile, s.normaliser.data());
       if (scorer_.cut_directions() > 0) scorer_.cut_normalisers(tile, s.cut.data());
     } catch (const Error&) {
-      index_t r = 0;
-      while (r < rows && std::all_of(tile.row(r), tile.row(r) + d, [](float v) { return std::isfinite(v); }))
-        ++r;
-      throw Error(ErrorKind::bad_input,
-                  "queries: row " + std::to_string(begin + r) + " holds a NaN or an infinity");
+      throw Error(ErrorKind::bad_input, nonfinite_row_message("queries", begin + first_nonfinite_row(tile)));
     }
   };
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 
 namespace levattn::detail {
@@ -10,11 +11,9 @@ namespace levattn::detail {
 namespace {
 
 void check_finite(ConstMatrixF m, const char* what, const char* role) {
-  for (index_t i = 0; i < m.rows; ++i)
-    for (index_t c = 0; c < m.cols; ++c)
-      if (!std::isfinite(m(i, c)))
-        throw Error(ErrorKind::bad_input,
-                    std::string(what) + ": " + role + " row " + std::to_string(i) + " holds a NaN or an infinity");
+  if (const index_t i = first_nonfinite_row(m); i < m.rows)
+    throw Error(ErrorKind::bad_input,
+                std::string(what) + ": " + role + " row " + std::to_string(i) + " holds a NaN or an infinity");
 }
 
 }  // namespace

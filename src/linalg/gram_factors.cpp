@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/kernels.hpp"
@@ -42,11 +43,8 @@ void TrapezoidalForm::check_shape(ConstMatrixF X, const char* what) const {
 
 bool TrapezoidalForm::empty_form(ConstMatrixF X, double* out, const char* what) const {
   if (rows_ != 0) return false;
-  for (index_t r = 0; r < X.rows; ++r) {
-    for (index_t c = 0; c < X.cols; ++c)
-      require(std::isfinite(X(r, c)), std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
-    out[r] = 0.0;
-  }
+  require_finite_rows(X, what);
+  std::fill(out, out + X.rows, 0.0);
   return true;
 }
 
@@ -72,14 +70,7 @@ void for_each_block(ConstMatrixF X, const char* what, Block block) {
     }
   }
   error.rethrow_if_any();
-  require(first_bad == X.rows, std::string(what) + ": row " + std::to_string(first_bad) +
-                                   " holds a NaN or an infinity");
-}
-
-index_t first_non_finite_row(ConstMatrixF X, index_t begin, index_t rows) {
-  index_t r = begin;
-  while (r < begin + rows && std::all_of(X.row(r), X.row(r) + X.cols, [](float v) { return std::isfinite(v); })) ++r;
-  return r;
+  if (first_bad < X.rows) throw Error(ErrorKind::bad_input, nonfinite_row_message(what, first_bad));
 }
 
 }  // namespace
@@ -90,7 +81,7 @@ void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what)
   const auto& kernel = kernels::active_kernels();
   for_each_block(X, what, [&](index_t begin, index_t rows) {
     if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
-    return first_non_finite_row(X, begin, rows);
+    return first_nonfinite_row(X, begin, begin + rows);
   });
 }
 
@@ -106,7 +97,7 @@ void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const cha
     }
     // A non-finite input or a float overflow: the double kernel tells them apart.
     if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
-    return first_non_finite_row(X, begin, rows);
+    return first_nonfinite_row(X, begin, begin + rows);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/counter_random.hpp"
@@ -276,9 +277,7 @@ void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
   error.rethrow_if_any();
   if (first_bad < keys.rows) {
     // A NaN/Inf in the keys, or a float overflow of the product: name the row either way.
-    for (index_t r = 0; r < keys.rows; ++r)
-      for (index_t col = 0; col < d_; ++col)
-        if (!std::isfinite(keys(r, col))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+    require_finite_rows(keys, "keys");
     throw Error(ErrorKind::failure, "approximate leverage: float overflow projecting row " + std::to_string(first_bad));
   }
 }

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "anderson_mixing.hpp"
+#include "core/finite_rows.hpp"
 #include "levattn/linalg/gram.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/scaled_rows.hpp"
@@ -38,9 +39,7 @@ struct Evaluation {
 class LewisMap {
  public:
   LewisMap(ConstMatrixF keys, double p, double rcond) : keys_(keys), p_(p), rcond_(rcond) {
-    for (index_t j = 0; j < keys.rows; ++j)
-      for (index_t c = 0; c < keys.cols; ++c)
-        if (!std::isfinite(keys(j, c))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
+    require_finite_rows(keys, "keys");
     // Power-of-two pre-scaling (exact) so that scaled rows stay below 1 in magnitude.
     shift_ = linalg::pow2_shift(keys);
   }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "levattn/scores/lewis.hpp"
 #include "linalg/blas.hpp"
@@ -35,12 +36,6 @@ int integer_power(double p) {
   for (int k : {1, 2, 3, 4, 6, 8})
     if (p == k) return k;
   return 0;
-}
-
-void require_finite_rows(ConstMatrixF X, const char* what) {
-  for (index_t r = 0; r < X.rows; ++r)
-    for (index_t c = 0; c < X.cols; ++c)
-      if (!std::isfinite(X(r, c))) throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
 }
 
 // The degree-2 features of x·2^shift: x_a x_b (a ≤ b), off-diagonal ones times √2.
