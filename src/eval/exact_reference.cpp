@@ -5,7 +5,6 @@
 #include <cmath>
 #include <limits>
 
-#include "core/first_error.hpp"
 #include "eval/score_rows.hpp"
 #include "linalg/blas.hpp"
 #include "levattn/select/universal_set.hpp"
@@ -28,42 +27,29 @@ ExactReference exact_reference(ConstMatrixF queries, ConstMatrixF keys, ConstMat
   ref.log_normaliser.assign(static_cast<size_t>(m), -std::numeric_limits<double>::infinity());
   const index_t blocks = (m + detail::kEvalBlock - 1) / detail::kEvalBlock;
   std::vector<std::vector<WeightedEntry>> heavy(static_cast<size_t>(blocks));
-  FirstError error;  // a GEMM's dimension check, or scratch that does not fit
-#pragma omp parallel if (m * n * (keys.cols + dv) >= detail::kParallelWork)
-  {
-    std::vector<double> w(static_cast<size_t>(detail::kEvalBlock * n));
-#pragma omp for schedule(dynamic)
-    for (index_t b = 0; b < blocks; ++b) {
-      if (error.failed()) continue;
-      try {
-        const index_t begin = b * detail::kEvalBlock, rows = std::min(detail::kEvalBlock, m - begin);
-        weights.rows(queries, begin, rows, w.data());
-        std::vector<double> sums(static_cast<size_t>(rows), 0.0);
-        for (index_t i = 0; i < rows; ++i) {
-          double* row = w.data() + i * n;
-          const double top = *std::max_element(row, row + n);
-          if (top == -std::numeric_limits<double>::infinity()) {  // |x|^p row with every product 0
-            std::fill(row, row + n, 0.0);
-            continue;
-          }
-          double sum = 0.0;
-          for (index_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - top));
-          sums[i] = sum;
-          ref.log_normaliser[begin + i] = top + std::log(sum);
-          for (index_t j = 0; j < n; ++j)
-            if (row[j] / sum >= min_eps) heavy[b].push_back({begin + i, j, row[j] / sum});
-        }
-        double* o = ref.out.data() + begin * dv;
-        linalg::dgemm(false, false, 1.0, ConstMatrixD(w.data(), rows, n), ConstMatrixD(v.data(), n, dv), 0.0,
-                      MatrixD(o, rows, dv));
-        for (index_t i = 0; i < rows; ++i)
-          for (index_t c = 0; c < dv; ++c) o[i * dv + c] = sums[i] > 0.0 ? o[i * dv + c] / sums[i] : 0.0;
-      } catch (...) {
-        error.capture();
+  const bool parallel = m * n * (keys.cols + dv) >= detail::kParallelWork;
+  detail::for_each_weight_block(weights, queries, parallel, [&](index_t b, index_t begin, index_t rows, double* w) {
+    std::vector<double> sums(static_cast<size_t>(rows), 0.0);
+    for (index_t i = 0; i < rows; ++i) {
+      double* row = w + i * n;
+      const double top = *std::max_element(row, row + n);
+      if (top == -std::numeric_limits<double>::infinity()) {  // |x|^p row with every product 0
+        std::fill(row, row + n, 0.0);
+        continue;
       }
+      double sum = 0.0;
+      for (index_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - top));
+      sums[i] = sum;
+      ref.log_normaliser[begin + i] = top + std::log(sum);
+      for (index_t j = 0; j < n; ++j)
+        if (row[j] / sum >= min_eps) heavy[b].push_back({begin + i, j, row[j] / sum});
     }
-  }
-  error.rethrow_if_any();
+    double* o = ref.out.data() + begin * dv;
+    linalg::dgemm(false, false, 1.0, ConstMatrixD(w, rows, n), ConstMatrixD(v.data(), n, dv), 0.0,
+                  MatrixD(o, rows, dv));
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t c = 0; c < dv; ++c) o[i * dv + c] = sums[i] > 0.0 ? o[i * dv + c] / sums[i] : 0.0;
+  });
   for (const auto& h : heavy) ref.heavy.insert(ref.heavy.end(), h.begin(), h.end());
   return ref;
 }

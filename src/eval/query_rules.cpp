@@ -100,43 +100,29 @@ OracleResult oracle_attention(ConstMatrixF queries, ConstMatrixF keys, ConstMatr
 
   auto start = std::chrono::steady_clock::now();
   const detail::LogWeights weights(keys, options.f, effective_scale(options, keys.cols));
-  const index_t blocks = (m + detail::kEvalBlock - 1) / detail::kEvalBlock;
-  FirstError error;  // a GEMM's dimension check, or scratch that does not fit
-#pragma omp parallel if (m * n * keys.cols >= detail::kParallelWork)
-  {
-    std::vector<double> w(static_cast<size_t>(detail::kEvalBlock * n));
+  const bool parallel = m * n * keys.cols >= detail::kParallelWork;
+  detail::for_each_weight_block(weights, queries, parallel, [&](index_t, index_t begin, index_t rows, double* w) {
     std::vector<index_t> order(static_cast<size_t>(n));
-#pragma omp for schedule(dynamic)
-    for (index_t b = 0; b < blocks; ++b) {
-      if (error.failed()) continue;
-      try {
-        const index_t begin = b * detail::kEvalBlock, rows = std::min(detail::kEvalBlock, m - begin);
-        weights.rows(queries, begin, rows, w.data());
-        for (index_t i = 0; i < rows; ++i) {
-          const double* row = w.data() + i * n;
-          std::iota(order.begin(), order.end(), index_t{0});
-          std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [row](index_t a, index_t c) {
-            return row[a] > row[c] || (row[a] == row[c] && a < c);
-          });
-          std::sort(order.begin(), order.begin() + k);
-          const index_t q = begin + i;
-          std::copy(order.begin(), order.begin() + k, r.kept.begin() + q * k);
-          const double top = *std::max_element(row, row + n);
-          if (top == -std::numeric_limits<double>::infinity()) {
-            norm_log[q] = top;
-            continue;
-          }
-          double full = 0.0, kept = 0.0;
-          for (index_t j = 0; j < n; ++j) full += std::exp(row[j] - top);
-          for (index_t t = 0; t < k; ++t) kept += (kept_w[q * k + t] = std::exp(row[order[t]] - top));
-          norm_log[q] = std::log(softmax ? kept : full);
-        }
-      } catch (...) {
-        error.capture();
+    for (index_t i = 0; i < rows; ++i) {
+      const double* row = w + i * n;
+      std::iota(order.begin(), order.end(), index_t{0});
+      std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [row](index_t a, index_t c) {
+        return row[a] > row[c] || (row[a] == row[c] && a < c);
+      });
+      std::sort(order.begin(), order.begin() + k);
+      const index_t q = begin + i;
+      std::copy(order.begin(), order.begin() + k, r.kept.begin() + q * k);
+      const double top = *std::max_element(row, row + n);
+      if (top == -std::numeric_limits<double>::infinity()) {
+        norm_log[q] = top;
+        continue;
       }
+      double full = 0.0, kept = 0.0;
+      for (index_t j = 0; j < n; ++j) full += std::exp(row[j] - top);
+      for (index_t t = 0; t < k; ++t) kept += (kept_w[q * k + t] = std::exp(row[order[t]] - top));
+      norm_log[q] = std::log(softmax ? kept : full);
     }
-  }
-  error.rethrow_if_any();
+  });
   r.select_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();
