@@ -15,7 +15,7 @@
 #include "attention/backward_kernel.hpp"
 #include "attention/finite_check.hpp"
 #include "attention/masked_attention.hpp"
-#include "attention/scaled_rows.hpp"
+#include "linalg/scaled_rows.hpp"
 #include "core/first_error.hpp"
 
 namespace levattn {
@@ -53,13 +53,13 @@ Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K, bool power, float c) {
 #pragma omp parallel for schedule(static)
   for (index_t r = 0; r < rows; ++r) {
     const float* q = Q.data + r * d;
-    s.q_shift[r] = -detail::pow2_shift(q, d);
-    detail::scale_copy(q, d, -s.q_shift[r], s.q.data() + r * d);
+    s.q_shift[r] = -linalg::pow2_shift(q, d);
+    linalg::scale_copy(q, d, -s.q_shift[r], s.q.data() + r * d);
   }
   for (index_t h = 0; h < K.count(); ++h) {
     const float* k = K.data + h * K.rows * d;
-    s.k_shift[h] = -detail::pow2_shift(k, K.rows * d);
-    detail::scale_copy(k, K.rows * d, -s.k_shift[h], s.k.data() + h * K.rows * d);
+    s.k_shift[h] = -linalg::pow2_shift(k, K.rows * d);
+    linalg::scale_copy(k, K.rows * d, -s.k_shift[h], s.k.data() + h * K.rows * d);
   }
   return s;
 }

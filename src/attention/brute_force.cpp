@@ -1,12 +1,12 @@
 #include "levattn/attention/brute_force.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
-#include "attention/scaled_rows.hpp"
 #include "attention/ordered_tiles.hpp"
+#include "core/finite_rows.hpp"
+#include "linalg/blas.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -24,23 +24,17 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
                                  " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
-  for (index_t j = 0; j < n; ++j)
-    for (index_t c = 0; c < d; ++c)
-      if (!std::isfinite(keys(j, c)))
-        throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
-  for (index_t i = 0; i < m; ++i)
-    for (index_t c = 0; c < d; ++c)
-      require(std::isfinite(queries(i, c)),
-              "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+  require_finite_rows(keys, "keys");
+  require_finite_rows(queries, "queries");
 
   // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range.
-  const int key_shift = detail::pow2_shift(keys);
+  const int key_shift = linalg::pow2_shift(keys);
   std::vector<float> scaled_keys;
   const float* kdata = keys.data;
   index_t kstride = keys.stride;
   if (!keys_in_safe_range(key_shift)) {
     scaled_keys.resize(static_cast<size_t>(n * d));
-    for (index_t j = 0; j < n; ++j) detail::scale_copy(keys.row(j), d, key_shift, &scaled_keys[j * d]);
+    for (index_t j = 0; j < n; ++j) linalg::scale_copy(keys.row(j), d, key_shift, &scaled_keys[j * d]);
     kdata = scaled_keys.data();
     kstride = d;
   }
@@ -57,16 +51,14 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
     for (index_t i = 0; i < rows; ++i) {
-      const int shift = detail::pow2_shift(queries.row(begin + i), d);
-      detail::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
+      const int shift = linalg::pow2_shift(queries.row(begin + i), d);
+      linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                static_cast<int>(n), static_cast<int>(d), 1.0f, s.scaled.data(),
-                static_cast<int>(d), kdata, static_cast<int>(kstride), 0.0f, s.products.data(),
-                static_cast<int>(n));
+    linalg::sgemm(false, true, 1.0f, ConstMatrixF(s.scaled.data(), rows, d), ConstMatrixF(kdata, n, d, kstride), 0.0f,
+                  MatrixF(s.products.data(), rows, n));
     for (index_t i = 0; i < rows; ++i) {
       const float* row = &s.products[i * n];
-      const double total_sq = detail::dot_double(row, row, n);
+      const double total_sq = linalg::dot_double(row, row, n);
       if (total_sq == 0.0) {
         ++stats.zero_queries;
         continue;

@@ -17,6 +17,7 @@
 #include "attention/flash_kernel.hpp"
 #include "attention/masked_attention.hpp"
 #include "core/first_error.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -54,24 +55,9 @@ struct Scratch {
         shift(static_cast<size_t>(kLanes)) {}
 };
 
-int exponent_of(float x) {  // e with 2^(e-1) ≤ x < 2^e; 0 for x = 0
-  int e = 0;
-  std::frexp(x, &e);
-  return x == 0.0f ? 0 : e;
-}
-
-float max_abs_row(const float* x, index_t n) {
-  float m = 0.0f;
-  for (index_t j = 0; j < n; ++j) m = std::max(m, std::fabs(x[j]));
-  return m;
-}
-
-// For |x|^p: the power of two bringing the largest key entry of a head near 1.
-int key_shift(ConstMatrixF keys) {
-  float m = 0.0f;
-  for (index_t j = 0; j < keys.rows; ++j) m = std::max(m, max_abs_row(keys.row(j), keys.cols));
-  return exponent_of(m);
-}
+// For |x|^p: the e with the largest key entry of a head in [2^(e-1), 2^e) (0 for all-zero keys), so
+// that dividing by 2^e brings it near 1.
+int key_shift(ConstMatrixF keys) { return -linalg::pow2_shift(keys); }
 
 // Packs rows of q into lanes, multiplied by c (softmax) or by 2^-shift (power, so that every
 // product is at most about d in magnitude whatever the inputs' scale).
@@ -79,7 +65,7 @@ void pack_queries(const Plan& plan, ConstMatrixF q, int keys_shift, Scratch& sc)
   std::fill(sc.Qp.begin(), sc.Qp.end(), 0.0f);
   for (index_t v = 0; v < q.rows; ++v) {
     if (plan.f.kind == ScoreKind::power) {  // the shift may exceed float's exponent range
-      sc.shift[v] = exponent_of(max_abs_row(q.row(v), plan.d)) + keys_shift;
+      sc.shift[v] = -linalg::pow2_shift(q.row(v), plan.d) + keys_shift;
       for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = std::ldexp(q(v, c), -sc.shift[v]);
     } else {
       const float factor = static_cast<float>(plan.scale);

@@ -1,8 +1,8 @@
 #include "attention/finite_check.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <string>
+
+#include "core/finite_rows.hpp"
 
 namespace levattn::detail {
 
@@ -10,12 +10,10 @@ void check_finite(const char* name, ConstHeadsF t) {
   for (index_t b = 0; b < t.batch; ++b)
     for (index_t h = 0; h < t.heads; ++h) {
       const ConstMatrixF m = t.head(b, h);
-      for (index_t r = 0; r < m.rows; ++r)
-        if (!std::all_of(m.row(r), m.row(r) + m.cols, [](float x) { return std::isfinite(x); }))
-          throw Error(ErrorKind::bad_input,
-                      std::string(name) + ": batch " + std::to_string(b) + ", head " +
-                          std::to_string(h) + ", row " + std::to_string(r) +
-                          " holds a NaN or an infinity");
+      if (const index_t r = first_nonfinite_row(m); r < m.rows)
+        throw Error(ErrorKind::bad_input, std::string(name) + ": batch " + std::to_string(b) + ", head " +
+                                              std::to_string(h) + ", row " + std::to_string(r) +
+                                              " holds a NaN or an infinity");
     }
 }
 

@@ -1,12 +1,12 @@
 #include "levattn/attention/heavy.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
-#include "attention/scaled_rows.hpp"
 #include "attention/ordered_tiles.hpp"
+#include "core/finite_rows.hpp"
+#include "linalg/blas.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -28,7 +28,7 @@ ConstMatrixF checked_keys(ConstMatrixF keys, double eps) {
   return keys;
 }
 
-double norm(const float* x, index_t d) { return std::sqrt(detail::dot_double(x, x, d)); }
+double norm(const float* x, index_t d) { return std::sqrt(linalg::dot_double(x, x, d)); }
 
 // The fallback of a search that holds its keys: every product, in double.
 HeavyFallback over_all_keys(ConstMatrixF keys, double eps) {
@@ -57,7 +57,7 @@ HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, ConstMatrixF keys, ind
 }
 
 void heavy_products(const float* query, ConstMatrixF keys, double* out) {
-  for (index_t j = 0; j < keys.rows; ++j) out[j] = detail::dot_double(query, keys.row(j), keys.cols);
+  for (index_t j = 0; j < keys.rows; ++j) out[j] = linalg::dot_double(query, keys.row(j), keys.cols);
 }
 
 bool heavy_entries_from_products(index_t query, const double* products, index_t n, double eps,
@@ -101,13 +101,11 @@ void HeavySearch::prepare_scan(HeavyScanSet scan) {
   cand_rows_ = std::move(scan.rows);
 
   const index_t d = scorer_.dim();
-  float top = 0.0f;
-  for (float v : cand_rows_) top = std::max(top, std::fabs(v));
-  key_shift_ = detail::pow2_shift(&top, 1);
+  key_shift_ = linalg::pow2_shift(cand_rows_.data(), static_cast<index_t>(cand_rows_.size()));
   cand_keys_.resize(cand_rows_.size());
   for (size_t i = 0; i < cand_.size(); ++i) {
     float* scaled = cand_keys_.data() + i * d;
-    detail::scale_copy(cand_rows_.data() + i * d, d, key_shift_, scaled);
+    linalg::scale_copy(cand_rows_.data() + i * d, d, key_shift_, scaled);
     cand_norm_max_ = std::max(cand_norm_max_, norm(scaled, d));
   }
 }
@@ -147,11 +145,7 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       scorer_.normalisers(tile, s.normaliser.data());
       if (scorer_.cut_directions() > 0) scorer_.cut_normalisers(tile, s.cut.data());
     } catch (const Error&) {
-      index_t r = 0;
-      while (r < rows && std::all_of(tile.row(r), tile.row(r) + d, [](float v) { return std::isfinite(v); }))
-        ++r;
-      throw Error(ErrorKind::bad_input,
-                  "queries: row " + std::to_string(begin + r) + " holds a NaN or an infinity");
+      throw Error(ErrorKind::bad_input, nonfinite_row_message("queries", begin + first_nonfinite_row(tile)));
     }
   };
 
@@ -159,14 +153,11 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
     tile_normalisers(s, begin, rows);
     for (index_t i = 0; i < rows; ++i) {
-      s.shift[i] = detail::pow2_shift(queries.row(begin + i), d);
-      detail::scale_copy(queries.row(begin + i), d, s.shift[i], s.scaled.data() + i * d);
+      s.shift[i] = linalg::pow2_shift(queries.row(begin + i), d);
+      linalg::scale_copy(queries.row(begin + i), d, s.shift[i], s.scaled.data() + i * d);
     }
-    if (scanned > 0)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                  static_cast<int>(scanned), static_cast<int>(d), 1.0f, s.scaled.data(),
-                  static_cast<int>(d), cand_keys_.data(), static_cast<int>(d), 0.0f,
-                  s.products.data(), static_cast<int>(scanned));
+    linalg::sgemm(false, true, 1.0f, ConstMatrixF(s.scaled.data(), rows, d), ConstMatrixF(cand_keys_.data(), scanned, d),
+                  0.0f, MatrixF(s.products.data(), rows, scanned));
     for (index_t i = 0; i < rows; ++i) {
       const index_t qi = begin + i;
       const double q_norm = norm(s.scaled.data() + i * d, d);
@@ -181,12 +172,12 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
         continue;
       }
       const double threshold = std::ldexp(std::sqrt(eps_low * nq), s.shift[i] + key_shift_) -
-                               detail::float_dot_error_bound(d, q_norm, cand_norm_max_);
+                               linalg::float_dot_error_bound(d, q_norm, cand_norm_max_);
       const float* row = s.products.data() + i * scanned;
       for (index_t j = 0; j < scanned; ++j) {
         if (std::fabs(row[j]) < threshold) continue;
         ++stats.rechecked;
-        const double p = detail::dot_double(queries.row(qi), cand_rows_.data() + j * d, d);
+        const double p = linalg::dot_double(queries.row(qi), cand_rows_.data() + j * d, d);
         const double a = p * p / nq;
         if (a >= eps_) found.push_back({qi, cand_[j], a});
       }

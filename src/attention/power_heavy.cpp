@@ -6,7 +6,8 @@
 #include <utility>
 
 #include "attention/ordered_tiles.hpp"
-#include "attention/scaled_rows.hpp"
+#include "core/finite_rows.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -33,7 +34,7 @@ void all_keys(const float* q, ConstMatrixF keys, double p, double eps, index_t q
   scratch.resize(static_cast<size_t>(n));
   double top = 0.0;
   for (index_t j = 0; j < n; ++j) {
-    scratch[j] = detail::dot_double(q, keys.row(j), d);
+    scratch[j] = linalg::dot_double(q, keys.row(j), d);
     top = std::max(top, std::fabs(scratch[j]));
   }
   if (top == 0.0) {
@@ -73,9 +74,7 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   require(queries.cols == d, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
                                  std::to_string(d));
   if (m == 0) return HeavyStats{};
-  for (index_t i = 0; i < m; ++i)  // here, so that messages carry row numbers of `queries`
-    for (index_t c = 0; c < d; ++c)
-      if (!std::isfinite(queries(i, c))) throw Error(ErrorKind::bad_input, "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
+  require_finite_rows(queries, "queries");  // here, so that messages carry row numbers of `queries`
   const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
   struct Scratch {
     std::vector<double> log_n, cut, total, all;
@@ -106,7 +105,7 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       }
       for (const index_t j : cand_) {
         ++stats.rechecked;
-        const double log_a = log_power(detail::dot_double(q, keys_.row(j), d), p_) - s.log_n[i];
+        const double log_a = log_power(linalg::dot_double(q, keys_.row(j), d), p_) - s.log_n[i];
         if (log_a >= log_threshold) found.push_back({qi, j, std::exp(log_a)});
       }
     }
@@ -125,10 +124,8 @@ HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, doub
   require(keys.rows >= 1 && keys.cols >= 1, "keys: need at least one key of dimension ≥ 1");
   require(queries.cols == keys.cols, "queries have " + std::to_string(queries.cols) +
                                          " columns but keys have " + std::to_string(keys.cols));
-  for (const auto& [X, what] : {std::pair{keys, "keys"}, std::pair{queries, "queries"}})
-    for (index_t r = 0; r < X.rows; ++r)
-      for (index_t c = 0; c < X.cols; ++c)
-        if (!std::isfinite(X(r, c))) throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
+  require_finite_rows(keys, "keys");
+  require_finite_rows(queries, "queries");
   const index_t m = queries.rows;
   const auto make_scratch = [] { return std::vector<double>(); };
   const auto search_tile = [&](std::vector<double>& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {

@@ -1,13 +1,12 @@
 // The double-precision exact attention of one head (exact_reference.hpp).
 #include "levattn/eval/exact_reference.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "eval/score_rows.hpp"
+#include "linalg/blas.hpp"
 #include "levattn/select/universal_set.hpp"
 
 namespace levattn {
@@ -28,36 +27,29 @@ ExactReference exact_reference(ConstMatrixF queries, ConstMatrixF keys, ConstMat
   ref.log_normaliser.assign(static_cast<size_t>(m), -std::numeric_limits<double>::infinity());
   const index_t blocks = (m + detail::kEvalBlock - 1) / detail::kEvalBlock;
   std::vector<std::vector<WeightedEntry>> heavy(static_cast<size_t>(blocks));
-#pragma omp parallel if (m * n * (keys.cols + dv) >= detail::kParallelWork)
-  {
-    std::vector<double> w(static_cast<size_t>(detail::kEvalBlock * n));
-#pragma omp for schedule(dynamic)
-    for (index_t b = 0; b < blocks; ++b) {
-      const index_t begin = b * detail::kEvalBlock, rows = std::min(detail::kEvalBlock, m - begin);
-      weights.rows(queries, begin, rows, w.data());
-      std::vector<double> sums(static_cast<size_t>(rows), 0.0);
-      for (index_t i = 0; i < rows; ++i) {
-        double* row = w.data() + i * n;
-        const double top = *std::max_element(row, row + n);
-        if (top == -std::numeric_limits<double>::infinity()) {  // |x|^p row with every product 0
-          std::fill(row, row + n, 0.0);
-          continue;
-        }
-        double sum = 0.0;
-        for (index_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - top));
-        sums[i] = sum;
-        ref.log_normaliser[begin + i] = top + std::log(sum);
-        for (index_t j = 0; j < n; ++j)
-          if (row[j] / sum >= min_eps) heavy[b].push_back({begin + i, j, row[j] / sum});
+  const bool parallel = m * n * (keys.cols + dv) >= detail::kParallelWork;
+  detail::for_each_weight_block(weights, queries, parallel, [&](index_t b, index_t begin, index_t rows, double* w) {
+    std::vector<double> sums(static_cast<size_t>(rows), 0.0);
+    for (index_t i = 0; i < rows; ++i) {
+      double* row = w + i * n;
+      const double top = *std::max_element(row, row + n);
+      if (top == -std::numeric_limits<double>::infinity()) {  // |x|^p row with every product 0
+        std::fill(row, row + n, 0.0);
+        continue;
       }
-      double* o = ref.out.data() + begin * dv;
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
-                  static_cast<int>(dv), static_cast<int>(n), 1.0, w.data(), static_cast<int>(n),
-                  v.data(), static_cast<int>(dv), 0.0, o, static_cast<int>(dv));
-      for (index_t i = 0; i < rows; ++i)
-        for (index_t c = 0; c < dv; ++c) o[i * dv + c] = sums[i] > 0.0 ? o[i * dv + c] / sums[i] : 0.0;
+      double sum = 0.0;
+      for (index_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - top));
+      sums[i] = sum;
+      ref.log_normaliser[begin + i] = top + std::log(sum);
+      for (index_t j = 0; j < n; ++j)
+        if (row[j] / sum >= min_eps) heavy[b].push_back({begin + i, j, row[j] / sum});
     }
-  }
+    double* o = ref.out.data() + begin * dv;
+    linalg::dgemm(false, false, 1.0, ConstMatrixD(w, rows, n), ConstMatrixD(v.data(), n, dv), 0.0,
+                  MatrixD(o, rows, dv));
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t c = 0; c < dv; ++c) o[i * dv + c] = sums[i] > 0.0 ? o[i * dv + c] / sums[i] : 0.0;
+  });
   for (const auto& h : heavy) ref.heavy.insert(ref.heavy.end(), h.begin(), h.end());
   return ref;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 
+#include "core/finite_rows.hpp"
 #include "levattn/eval/query_rules.hpp"
 
 namespace levattn {
@@ -22,10 +23,8 @@ const std::map<std::string, std::string>& key_rule_of() {
 void check_finite_keys(ConstMatrixF keys, const std::string& press) {
   require(keys.rows >= 1 && keys.cols >= 1,
           press + ": need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
-  for (index_t j = 0; j < keys.rows; ++j)
-    for (index_t c = 0; c < keys.cols; ++c)
-      if (!std::isfinite(keys(j, c)))
-        throw Error(ErrorKind::bad_input, press + ": key " + std::to_string(j) + " is not finite");
+  if (const index_t j = first_nonfinite_row(keys); j < keys.rows)
+    throw Error(ErrorKind::bad_input, press + ": key " + std::to_string(j) + " is not finite");
 }
 
 void check_context_queries(const std::vector<ConstMatrixF>& queries, ConstMatrixF keys, const std::string& press) {

@@ -1,15 +1,15 @@
 // Query-dependent selection rules: accumulated attention (H2O) and the per-query oracle.
 #include "levattn/eval/query_rules.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
+#include "core/first_error.hpp"
 #include "eval/score_rows.hpp"
+#include "linalg/blas.hpp"
 
 namespace levattn {
 
@@ -46,35 +46,40 @@ std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queri
                  options, MatrixF(unused.data(), m, 1), lse.data());
     std::vector<float> dense_q(static_cast<size_t>(m * d));
     for (index_t i = 0; i < m; ++i) std::copy(q.row(i), q.row(i) + d, dense_q.data() + i * d);
+    FirstError error;  // a GEMM's dimension check, or scratch that does not fit
 #pragma omp parallel if (m * n * d >= detail::kParallelWork)
     {
       std::vector<float> s(static_cast<size_t>(std::min(m, kQueryTile) * kKeyBlock));
 #pragma omp for schedule(dynamic)
       for (index_t b = 0; b < blocks; ++b) {
-        const index_t j0 = b * kKeyBlock, cols = std::min(kKeyBlock, n - j0);
-        for (index_t i0 = 0; i0 < m; i0 += kQueryTile) {
-          const index_t rows = std::min(kQueryTile, m - i0);
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
-                      static_cast<int>(cols), static_cast<int>(d), 1.0f, dense_q.data() + i0 * d,
-                      static_cast<int>(d), dense_keys.data() + j0 * d, static_cast<int>(d), 0.0f,
-                      s.data(), static_cast<int>(cols));
-          for (index_t i = 0; i < rows; ++i) {
-            const double L = lse[i0 + i];
-            if (L == -std::numeric_limits<double>::infinity()) continue;
-            const float* row = s.data() + i * cols;
-            // Causal (bottom-right): query i0 + i sees keys up to i0 + i + n − m.
-            const index_t visible = options.causal ? std::min(cols, std::max<index_t>(0, i0 + i + n - m + 1 - j0))
-                                                   : cols;
-            for (index_t j = 0; j < visible; ++j) {
-              const double x = c * row[j];
-              const double lw = softmax ? x : (x == 0.0 ? -std::numeric_limits<double>::infinity()
-                                                        : options.f.p * std::log(std::fabs(x)));
-              mass[j0 + j] += std::exp(lw - L);
+        if (error.failed()) continue;
+        try {
+          const index_t j0 = b * kKeyBlock, cols = std::min(kKeyBlock, n - j0);
+          for (index_t i0 = 0; i0 < m; i0 += kQueryTile) {
+            const index_t rows = std::min(kQueryTile, m - i0);
+            linalg::sgemm(false, true, 1.0f, ConstMatrixF(dense_q.data() + i0 * d, rows, d),
+                          ConstMatrixF(dense_keys.data() + j0 * d, cols, d), 0.0f, MatrixF(s.data(), rows, cols));
+            for (index_t i = 0; i < rows; ++i) {
+              const double L = lse[i0 + i];
+              if (L == -std::numeric_limits<double>::infinity()) continue;
+              const float* row = s.data() + i * cols;
+              // Causal (bottom-right): query i0 + i sees keys up to i0 + i + n − m.
+              const index_t visible = options.causal ? std::min(cols, std::max<index_t>(0, i0 + i + n - m + 1 - j0))
+                                                     : cols;
+              for (index_t j = 0; j < visible; ++j) {
+                const double x = c * row[j];
+                const double lw = softmax ? x : (x == 0.0 ? -std::numeric_limits<double>::infinity()
+                                                          : options.f.p * std::log(std::fabs(x)));
+                mass[j0 + j] += std::exp(lw - L);
+              }
             }
           }
+        } catch (...) {
+          error.capture();
         }
       }
     }
+    error.rethrow_if_any();
   }
   return mass;
 }
@@ -95,36 +100,29 @@ OracleResult oracle_attention(ConstMatrixF queries, ConstMatrixF keys, ConstMatr
 
   auto start = std::chrono::steady_clock::now();
   const detail::LogWeights weights(keys, options.f, effective_scale(options, keys.cols));
-  const index_t blocks = (m + detail::kEvalBlock - 1) / detail::kEvalBlock;
-#pragma omp parallel if (m * n * keys.cols >= detail::kParallelWork)
-  {
-    std::vector<double> w(static_cast<size_t>(detail::kEvalBlock * n));
+  const bool parallel = m * n * keys.cols >= detail::kParallelWork;
+  detail::for_each_weight_block(weights, queries, parallel, [&](index_t, index_t begin, index_t rows, double* w) {
     std::vector<index_t> order(static_cast<size_t>(n));
-#pragma omp for schedule(dynamic)
-    for (index_t b = 0; b < blocks; ++b) {
-      const index_t begin = b * detail::kEvalBlock, rows = std::min(detail::kEvalBlock, m - begin);
-      weights.rows(queries, begin, rows, w.data());
-      for (index_t i = 0; i < rows; ++i) {
-        const double* row = w.data() + i * n;
-        std::iota(order.begin(), order.end(), index_t{0});
-        std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [row](index_t a, index_t c) {
-          return row[a] > row[c] || (row[a] == row[c] && a < c);
-        });
-        std::sort(order.begin(), order.begin() + k);
-        const index_t q = begin + i;
-        std::copy(order.begin(), order.begin() + k, r.kept.begin() + q * k);
-        const double top = *std::max_element(row, row + n);
-        if (top == -std::numeric_limits<double>::infinity()) {
-          norm_log[q] = top;
-          continue;
-        }
-        double full = 0.0, kept = 0.0;
-        for (index_t j = 0; j < n; ++j) full += std::exp(row[j] - top);
-        for (index_t t = 0; t < k; ++t) kept += (kept_w[q * k + t] = std::exp(row[order[t]] - top));
-        norm_log[q] = std::log(softmax ? kept : full);
+    for (index_t i = 0; i < rows; ++i) {
+      const double* row = w + i * n;
+      std::iota(order.begin(), order.end(), index_t{0});
+      std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [row](index_t a, index_t c) {
+        return row[a] > row[c] || (row[a] == row[c] && a < c);
+      });
+      std::sort(order.begin(), order.begin() + k);
+      const index_t q = begin + i;
+      std::copy(order.begin(), order.begin() + k, r.kept.begin() + q * k);
+      const double top = *std::max_element(row, row + n);
+      if (top == -std::numeric_limits<double>::infinity()) {
+        norm_log[q] = top;
+        continue;
       }
+      double full = 0.0, kept = 0.0;
+      for (index_t j = 0; j < n; ++j) full += std::exp(row[j] - top);
+      for (index_t t = 0; t < k; ++t) kept += (kept_w[q * k + t] = std::exp(row[order[t]] - top));
+      norm_log[q] = std::log(softmax ? kept : full);
     }
-  }
+  });
   r.select_seconds = seconds_since(start);
 
   start = std::chrono::steady_clock::now();

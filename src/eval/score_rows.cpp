@@ -1,20 +1,19 @@
 #include "eval/score_rows.hpp"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <limits>
+
+#include "core/finite_rows.hpp"
+#include "linalg/blas.hpp"
 
 namespace levattn::detail {
 
 namespace {
 
 void check_finite(ConstMatrixF m, const char* what, const char* role) {
-  for (index_t i = 0; i < m.rows; ++i)
-    for (index_t c = 0; c < m.cols; ++c)
-      if (!std::isfinite(m(i, c)))
-        throw Error(ErrorKind::bad_input,
-                    std::string(what) + ": " + role + " row " + std::to_string(i) + " holds a NaN or an infinity");
+  if (const index_t i = first_nonfinite_row(m); i < m.rows)
+    throw Error(ErrorKind::bad_input,
+                std::string(what) + ": " + role + " row " + std::to_string(i) + " holds a NaN or an infinity");
 }
 
 }  // namespace
@@ -48,9 +47,8 @@ void LogWeights::rows(ConstMatrixF queries, index_t begin, index_t rows, double*
   std::vector<double> q(static_cast<size_t>(rows * d_));
   for (index_t i = 0; i < rows; ++i)
     for (index_t k = 0; k < d_; ++k) q[i * d_ + k] = queries(begin + i, k);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(n_),
-              static_cast<int>(d_), 1.0, q.data(), static_cast<int>(d_), keys_.data(),
-              static_cast<int>(d_), 0.0, out, static_cast<int>(n_));
+  linalg::dgemm(false, true, 1.0, ConstMatrixD(q.data(), rows, d_), ConstMatrixD(keys_.data(), n_, d_), 0.0,
+                MatrixD(out, rows, n_));
   const index_t count = rows * n_;
   if (f_.kind == ScoreKind::softmax) {
     for (index_t e = 0; e < count; ++e) out[e] *= c_;

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "linalg/kernels.hpp"
 
@@ -18,10 +19,6 @@ constexpr index_t kB = kernels::kBlockRows;
 // Whole blocks of one add() call are cut, at multiples of 2^level blocks, into at most about
 // this many tasks; each task's pieces are canonical, so the cut never changes any bit.
 constexpr index_t kMaxTasks = 64;
-
-bool finite_row(const float* x, index_t d) {
-  return std::all_of(x, x + d, [](float v) { return std::isfinite(v); });
-}
 
 void add_upper(std::vector<double>& acc, const std::vector<double>& x, index_t d) {
   const index_t dpad = kernels::padded_dim(d);
@@ -88,14 +85,8 @@ void GramSummary::add(ConstMatrixF keys) {
   const index_t h = e % kB == 0 ? 0 : std::min(n, kB - e % kB);
   const index_t blocks = (n - h) / kB;
   const index_t t = h + blocks * kB;
-  const auto first_bad_row = [&](index_t begin, index_t end) {
-    while (begin < end && finite_row(keys.row(begin), d_)) ++begin;
-    return begin;
-  };
-  const auto reject_row = [](index_t r) {
-    throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
-  };
-  if (const index_t r = first_bad_row(0, h); r < h) reject_row(r);
+  const auto reject_row = [](index_t r) { throw Error(ErrorKind::bad_input, nonfinite_row_message("keys", r)); };
+  if (const index_t r = first_nonfinite_row(keys, 0, h); r < h) reject_row(r);
 
   // Whole blocks, in tasks of aligned runs of 2^level blocks, each task summed left to right.
   const index_t first_block = (e + h) / kB;
@@ -130,8 +121,8 @@ void GramSummary::add(ConstMatrixF keys) {
   }
   error.rethrow_if_any();
   if (first_bad_block < first_block + blocks)
-    reject_row(first_bad_row(h + (first_bad_block - first_block) * kB, t));
-  if (const index_t r = first_bad_row(t, n); r < n) reject_row(r);
+    reject_row(first_nonfinite_row(keys, h + (first_bad_block - first_block) * kB, t));
+  if (const index_t r = first_nonfinite_row(keys, t, n); r < n) reject_row(r);
 
   const auto fragment = [&](index_t begin, index_t end) {
     Item f;
@@ -185,8 +176,7 @@ void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
         if (overflow) first_bad = std::min(first_bad, r);
       }
       if (const index_t r = begin + first_bad; first_bad < rows) {
-        if (!finite_row(keys.row(r), d_))
-          throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+        require_finite_rows(keys.rows_range(r, r + 1), "keys", r);
         throw Error(ErrorKind::failure, "gram summary: row " + std::to_string(r) + " overflows float once scaled");
       }
       add(ConstMatrixF{chunk.data(), rows, d_, d_});

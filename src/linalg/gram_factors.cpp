@@ -1,34 +1,17 @@
 #include "levattn/linalg/gram_factors.hpp"
 
-#include <Eigen/Dense>
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <string>
 
+#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
+#include "linalg/gram_eigen.hpp"
 #include "linalg/kernels.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
-
-namespace {
-
-using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// An upper-trapezoidal T with TᵀT = WᵀW (Householder QR of W; R is r×d upper trapezoidal).
-TrapezoidalForm trapezoid_of(const Mat& W) {
-  const index_t rows = W.rows(), d = W.cols();
-  if (rows == 0) return TrapezoidalForm({}, 0, d);
-  Eigen::HouseholderQR<Mat> qr(W);
-  const Mat& packed = qr.matrixQR();
-  const index_t r = std::min(rows, d);
-  std::vector<double> T(static_cast<size_t>(r * d), 0.0);
-  for (index_t i = 0; i < r; ++i)
-    for (index_t c = i; c < d; ++c) T[i * d + c] = packed(i, c);
-  return TrapezoidalForm(T, r, d);
-}
-
-}  // namespace
 
 TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, index_t d)
     : rows_(rows), d_(d) {
@@ -38,11 +21,7 @@ TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, ind
     for (index_t c = i; c < d; ++c) tt_[c * tpad + i] = T[i * d + c];
   // The float copy is scaled by 2^float_shift_ (exact) so that its largest entry lies in [0.5, 1):
   // factors of keys near float's range ends would otherwise fall below its normal range.
-  double top = 0.0;
-  for (const double t : tt_) top = std::max(top, std::fabs(t));
-  int e = 0;
-  if (top > 0.0) std::frexp(top, &e);
-  float_shift_ = -e;
+  float_shift_ = linalg::pow2_shift(tt_.data(), static_cast<index_t>(tt_.size()));
   const index_t fpad = kernels::padded_dim_float(rows);
   ttf_.assign(static_cast<size_t>(dpad * fpad), 0.0f);
   for (index_t i = 0; i < rows; ++i)
@@ -64,11 +43,8 @@ void TrapezoidalForm::check_shape(ConstMatrixF X, const char* what) const {
 
 bool TrapezoidalForm::empty_form(ConstMatrixF X, double* out, const char* what) const {
   if (rows_ != 0) return false;
-  for (index_t r = 0; r < X.rows; ++r) {
-    for (index_t c = 0; c < X.cols; ++c)
-      require(std::isfinite(X(r, c)), std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
-    out[r] = 0.0;
-  }
+  require_finite_rows(X, what);
+  std::fill(out, out + X.rows, 0.0);
   return true;
 }
 
@@ -94,14 +70,7 @@ void for_each_block(ConstMatrixF X, const char* what, Block block) {
     }
   }
   error.rethrow_if_any();
-  require(first_bad == X.rows, std::string(what) + ": row " + std::to_string(first_bad) +
-                                   " holds a NaN or an infinity");
-}
-
-index_t first_non_finite_row(ConstMatrixF X, index_t begin, index_t rows) {
-  index_t r = begin;
-  while (r < begin + rows && std::all_of(X.row(r), X.row(r) + X.cols, [](float v) { return std::isfinite(v); })) ++r;
-  return r;
+  if (first_bad < X.rows) throw Error(ErrorKind::bad_input, nonfinite_row_message(what, first_bad));
 }
 
 }  // namespace
@@ -112,7 +81,7 @@ void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what)
   const auto& kernel = kernels::active_kernels();
   for_each_block(X, what, [&](index_t begin, index_t rows) {
     if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
-    return first_non_finite_row(X, begin, rows);
+    return first_nonfinite_row(X, begin, begin + rows);
   });
 }
 
@@ -128,7 +97,7 @@ void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const cha
     }
     // A non-finite input or a float overflow: the double kernel tells them apart.
     if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
-    return first_non_finite_row(X, begin, rows);
+    return first_nonfinite_row(X, begin, begin + rows);
   });
 }
 
@@ -136,21 +105,17 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   require(d >= 1 && static_cast<index_t>(G.size()) == d * d, "factor_gram: G must be d×d");
   require(ridge >= 0.0 && std::isfinite(ridge), "ridge must be finite and ≥ 0, got " + std::to_string(ridge));
   require(rcond > 0.0 && rcond < 1.0, "rcond must lie in (0, 1), got " + std::to_string(rcond));
-  const Eigen::Map<const Mat> g(G.data(), d, d);
+  const linalg::RowMatrixD g = Eigen::Map<const linalg::RowMatrixD>(G.data(), d, d);
 
-  // Equilibrate: columns of K that are identically zero keep scale 1.
-  Eigen::VectorXd scale(d);  // D^{-1/2}
-  for (index_t i = 0; i < d; ++i) scale(i) = g(i, i) > 0.0 ? 1.0 / std::sqrt(g(i, i)) : 1.0;
-  const Mat g_eq = scale.asDiagonal() * g * scale.asDiagonal();
-
+  // Equilibrate by D = diag(G): columns of K that are identically zero keep scale 1.
+  const linalg::EquilibratedEigen plain = linalg::equilibrated_eigen(g, 0.0);
   GramFactors out;
   // Root of G itself (no ridge, nothing cut): qᵀGq = ‖Λ^{1/2} Vᵀ D^{1/2} q‖².
-  Eigen::SelfAdjointEigenSolver<Mat> plain(g_eq);
-  const Eigen::VectorXd lam0 = plain.eigenvalues().cwiseMax(0.0);  // ascending
+  const Eigen::VectorXd lam0 = plain.eigenvalues.cwiseMax(0.0);  // ascending
   const double lam0_max = lam0(d - 1);
-  const Eigen::VectorXd unscale = scale.cwiseInverse();  // D^{1/2}
-  const Mat root_w = lam0.cwiseSqrt().asDiagonal() * plain.eigenvectors().transpose() * unscale.asDiagonal();
-  out.root = trapezoid_of(root_w);
+  const Eigen::VectorXd unscale = plain.inv_sqrt_diag.cwiseInverse();  // D^{1/2}
+  const linalg::RowMatrixD root_w = lam0.cwiseSqrt().asDiagonal() * plain.eigenvectors.transpose() * unscale.asDiagonal();
+  out.root = linalg::trapezoid_of(root_w);
   index_t cut0 = 0;
   while (cut0 < d && lam0(cut0) <= rcond * rcond * lam0_max) ++cut0;
   // A cut eigenvalue is at most the cut level rcond²·λ_max plus the eigensolver's rounding
@@ -158,22 +123,15 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   // Charging every cut direction that level makes ‖F_c q‖² an upper bound on the part of qᵀGq
   // along the cut directions, also for a query that lies almost entirely in them.
   const double cut_level = (rcond * rcond + 4.0 * static_cast<double>(d) * DBL_EPSILON) * lam0_max;
-  const Mat cut_w = std::sqrt(cut_level) * plain.eigenvectors().leftCols(cut0).transpose() * unscale.asDiagonal();
-  out.cut_root = trapezoid_of(cut_w);
+  const linalg::RowMatrixD cut_w =
+      std::sqrt(cut_level) * plain.eigenvectors.leftCols(cut0).transpose() * unscale.asDiagonal();
+  out.cut_root = linalg::trapezoid_of(cut_w);
 
   // Inverse root of G + λI, with the cut-off: kᵀ(G+λI)⁺k = ‖Λₖ^{-1/2} Vₖᵀ D^{-1/2} k‖², D the
   // diagonal of G + λI itself. (Equilibrating G + λI by G's diagonal instead blows a column of tiny
   // keys up to λ/g_ii ≫ 1, and the cut-off then drops every direction that carries the scores.)
-  Eigen::VectorXd ridge_scale = scale;  // D^{-1/2}
-  Mat m = g_eq;
-  if (ridge > 0.0) {
-    for (index_t i = 0; i < d; ++i) ridge_scale(i) = 1.0 / std::sqrt(g(i, i) + ridge);
-    Mat ridged_g = g;
-    ridged_g.diagonal().array() += ridge;
-    m = ridge_scale.asDiagonal() * ridged_g * ridge_scale.asDiagonal();
-  }
-  Eigen::SelfAdjointEigenSolver<Mat> ridged(m);
-  const Eigen::VectorXd lam = ridged.eigenvalues();
+  const linalg::EquilibratedEigen ridged = ridge > 0.0 ? linalg::equilibrated_eigen(g, ridge) : plain;
+  const Eigen::VectorXd& lam = ridged.eigenvalues;
   const double lam_max = std::max(lam(d - 1), 0.0);
   index_t cut = 0;
   while (cut < d && lam(cut) <= rcond * rcond * lam_max) ++cut;
@@ -181,9 +139,9 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   out.eigenvalues.resize(static_cast<size_t>(d));
   for (index_t i = 0; i < d; ++i) out.eigenvalues[i] = lam(d - 1 - i);
   const Eigen::VectorXd inv_sqrt = lam.tail(out.rank).cwiseSqrt().cwiseInverse();
-  const Mat inv_w = inv_sqrt.asDiagonal() * ridged.eigenvectors().rightCols(out.rank).transpose() *
-                    ridge_scale.asDiagonal();
-  out.inverse_root = trapezoid_of(inv_w);
+  const linalg::RowMatrixD inv_w = inv_sqrt.asDiagonal() * ridged.eigenvectors.rightCols(out.rank).transpose() *
+                                   ridged.inv_sqrt_diag.asDiagonal();
+  out.inverse_root = linalg::trapezoid_of(inv_w);
   return out;
 }
 

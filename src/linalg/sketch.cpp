@@ -5,6 +5,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "linalg/counter_random.hpp"
 #include "linalg/kernels.hpp"
@@ -26,20 +27,6 @@ kernels::ScatterFn scatter_kernel() {
   if (kernels::use_avx512()) return kernels::scatter_avx512();
 #endif
   return kernels::scatter_generic();
-}
-
-// Index of the first row of `block` holding a NaN or ±Inf, or block.rows.
-index_t first_non_finite(ConstMatrixF block) {
-  for (index_t r = 0; r < block.rows; ++r)
-    for (index_t c = 0; c < block.cols; ++c)
-      if (!std::isfinite(block(r, c))) return r;
-  return block.rows;
-}
-
-void require_finite(ConstMatrixF block, index_t first_key) {
-  const index_t bad = first_non_finite(block);
-  require(bad == block.rows,
-          "keys: row " + std::to_string(first_key + bad) + " holds a NaN or an infinity");
 }
 
 }  // namespace
@@ -144,12 +131,12 @@ void Sketch::add_sparse(ConstMatrixF block) {
                             start[b + 1] - start[b], out.data()) && pass_finite;
     finite = pass_finite;
   }
-  if (!finite) require_finite(block, count_);
+  if (!finite) require_finite_rows(block, "keys", count_);
   sk_.swap(out);
 }
 
 void Sketch::add_gaussian(ConstMatrixF block) {
-  require_finite(block, count_);
+  require_finite_rows(block, "keys", count_);
   const index_t m = options_.rows;
   const double scale = 1.0 / std::sqrt(static_cast<double>(m));
   const index_t chunks = (m + kGaussianRowChunk - 1) / kGaussianRowChunk;
@@ -170,7 +157,7 @@ void Sketch::add_gaussian(ConstMatrixF block) {
 }
 
 void Sketch::add_srht(ConstMatrixF block) {
-  require_finite(block, count_);
+  require_finite_rows(block, "keys", count_);
   const index_t B = srht_block_;
   for (index_t r = 0; r < block.rows; ++r) {
     const index_t key = count_ + r, local = key % B;

@@ -1,12 +1,13 @@
 #include "levattn/scores/approx_leverage.hpp"
 
-#include <cblas.h>
-
 #include <Eigen/Dense>
 #include <algorithm>
 #include <cmath>
 #include <string>
 
+#include "core/finite_rows.hpp"
+#include "core/first_error.hpp"
+#include "linalg/blas.hpp"
 #include "linalg/counter_random.hpp"
 #include "scores/beta_distribution.hpp"
 
@@ -193,8 +194,7 @@ ApproxLeverageScorer& ApproxLeverageScorer::fit(ConstMatrixF keys) {
   sketch.add(keys);
   const std::vector<double> sk = sketch.sketch();
   std::vector<double> G(static_cast<size_t>(d_ * d_), 0.0);
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(d_), static_cast<int>(plan_.sketch_rows),
-              1.0, sk.data(), static_cast<int>(d_), 0.0, G.data(), static_cast<int>(d_));
+  linalg::dsyrk_upper(true, 1.0, ConstMatrixD(sk.data(), plan_.sketch_rows, d_), 0.0, MatrixD(G.data(), d_, d_));
   for (index_t a = 0; a < d_; ++a)
     for (index_t b = 0; b < a; ++b) G[a * d_ + b] = G[b * d_ + a];
   const GramFactors factors = factor_gram(G, d_, 0.0, options_.rcond);
@@ -250,29 +250,33 @@ void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
   const index_t k = plan_.jl_columns;
   const index_t tiles = (keys.rows + kScoreTile - 1) / kScoreTile;
   index_t first_bad = keys.rows;
+  FirstError error;  // the GEMM's dimension check, or scratch that does not fit
 #pragma omp parallel reduction(min : first_bad)
   {
     std::vector<float> y(static_cast<size_t>(kScoreTile * k));
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tiles; ++t) {
-      const index_t begin = t * kScoreTile, rows = std::min(kScoreTile, keys.rows - begin);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(k),
-                  static_cast<int>(d_), 1.0f, keys.row(begin), static_cast<int>(keys.stride),
-                  projection_.data(), static_cast<int>(k), 0.0f, y.data(), static_cast<int>(k));
-      for (index_t i = 0; i < rows; ++i) {
-        const float* yi = y.data() + i * k;
-        double sum = 0.0;
-        for (index_t j = 0; j < k; ++j) sum += static_cast<double>(yi[j]) * yi[j];
-        out[begin + i] = c * sum;
-        if (!std::isfinite(sum)) first_bad = std::min(first_bad, begin + i);
+      if (error.failed()) continue;
+      try {
+        const index_t begin = t * kScoreTile, rows = std::min(kScoreTile, keys.rows - begin);
+        linalg::sgemm(false, false, 1.0f, keys.rows_range(begin, begin + rows), ConstMatrixF(projection_.data(), d_, k),
+                      0.0f, MatrixF(y.data(), rows, k));
+        for (index_t i = 0; i < rows; ++i) {
+          const float* yi = y.data() + i * k;
+          double sum = 0.0;
+          for (index_t j = 0; j < k; ++j) sum += static_cast<double>(yi[j]) * yi[j];
+          out[begin + i] = c * sum;
+          if (!std::isfinite(sum)) first_bad = std::min(first_bad, begin + i);
+        }
+      } catch (...) {
+        error.capture();
       }
     }
   }
+  error.rethrow_if_any();
   if (first_bad < keys.rows) {
     // A NaN/Inf in the keys, or a float overflow of the product: name the row either way.
-    for (index_t r = 0; r < keys.rows; ++r)
-      for (index_t col = 0; col < d_; ++col)
-        if (!std::isfinite(keys(r, col))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(r) + " holds a NaN or an infinity");
+    require_finite_rows(keys, "keys");
     throw Error(ErrorKind::failure, "approximate leverage: float overflow projecting row " + std::to_string(first_bad));
   }
 }

@@ -9,13 +9,16 @@
 #include <utility>
 
 #include "anderson_mixing.hpp"
+#include "core/finite_rows.hpp"
 #include "levattn/linalg/gram.hpp"
+#include "linalg/gram_eigen.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
 namespace {
 
-using Mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using Mat = linalg::RowMatrixD;
 
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 constexpr int kMaxRefusals = 3;      // over-relaxed steps refused before falling back (p < 2)
@@ -36,16 +39,9 @@ struct Evaluation {
 class LewisMap {
  public:
   LewisMap(ConstMatrixF keys, double p, double rcond) : keys_(keys), p_(p), rcond_(rcond) {
+    require_finite_rows(keys, "keys");
     // Power-of-two pre-scaling (exact) so that scaled rows stay below 1 in magnitude.
-    float top = 0.0f;
-    for (index_t j = 0; j < keys.rows; ++j)
-      for (index_t c = 0; c < keys.cols; ++c) {
-        if (!std::isfinite(keys(j, c))) throw Error(ErrorKind::bad_input, "keys: row " + std::to_string(j) + " holds a NaN or an infinity");
-        top = std::max(top, std::fabs(keys(j, c)));
-      }
-    int e = 0;
-    if (top > 0.0f) std::frexp(top, &e);
-    shift_ = -e;
+    shift_ = linalg::pow2_shift(keys);
   }
 
   // Evaluates at v into `out`, whose buffers are reused from call to call.
@@ -106,11 +102,10 @@ class LewisMap {
   // An orthonormal basis of the span of the `rank` largest directions of the equilibrated G.
   static Mat range_basis(const Eigen::Map<const Mat>& g, index_t rank) {
     const index_t d = g.rows();
-    Eigen::VectorXd scale(d);
-    for (index_t i = 0; i < d; ++i) scale(i) = g(i, i) > 0.0 ? std::sqrt(g(i, i)) : 1.0;
-    const Mat eq = scale.cwiseInverse().asDiagonal() * g * scale.cwiseInverse().asDiagonal();
-    const Eigen::SelfAdjointEigenSolver<Mat> eig(eq);
-    const Mat span = scale.asDiagonal() * eig.eigenvectors().rightCols(rank);
+    const linalg::EquilibratedEigen eig = linalg::equilibrated_eigen(g, 0.0);
+    Eigen::VectorXd sqrt_diag(d);  // D^{1/2}, 1 on zero columns as in the equilibration
+    for (index_t i = 0; i < d; ++i) sqrt_diag(i) = g(i, i) > 0.0 ? std::sqrt(g(i, i)) : 1.0;
+    const Mat span = sqrt_diag.asDiagonal() * eig.eigenvectors.rightCols(rank);
     const Eigen::HouseholderQR<Mat> qr(span);
     return qr.householderQ() * Mat::Identity(d, rank);
   }

@@ -1,12 +1,14 @@
 #include "levattn/scores/power_normaliser.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 
+#include "core/finite_rows.hpp"
+#include "core/first_error.hpp"
 #include "levattn/scores/lewis.hpp"
+#include "linalg/blas.hpp"
 #include "linalg/counter_random.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -16,16 +18,6 @@ constexpr std::uint64_t kStreamSample = 21;
 constexpr index_t kQueryTile = 64;
 constexpr index_t kMaxFeatures = 4096;
 constexpr double kLn2 = 0.6931471805599453;
-
-// The e with max|x|·2^e ∈ [0.5, 1), or 0 when x is all zero.
-int pow2_shift(const float* x, index_t n) {
-  float top = 0.0f;
-  for (index_t i = 0; i < n; ++i) top = std::max(top, std::fabs(x[i]));
-  if (top == 0.0f) return 0;
-  int e = 0;
-  std::frexp(top, &e);
-  return -e;
-}
 
 // x^p for x ≥ 0, with exact products for small integer p.
 double power(double x, double p, int integer_p) {
@@ -44,12 +36,6 @@ int integer_power(double p) {
   for (int k : {1, 2, 3, 4, 6, 8})
     if (p == k) return k;
   return 0;
-}
-
-void require_finite_rows(ConstMatrixF X, const char* what) {
-  for (index_t r = 0; r < X.rows; ++r)
-    for (index_t c = 0; c < X.cols; ++c)
-      if (!std::isfinite(X(r, c))) throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(r) + " holds a NaN or an infinity");
 }
 
 // The degree-2 features of x·2^shift: x_a x_b (a ≤ b), off-diagonal ones times √2.
@@ -85,10 +71,7 @@ PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<
   require_finite_rows(keys, "keys");
   const index_t d = keys.cols;
   const index_t D = d * (d + 1) / 2;
-  float top = 0.0f;
-  for (index_t j = 0; j < keys.rows; ++j)
-    for (index_t c = 0; c < d; ++c) top = std::max(top, std::fabs(keys(j, c)));
-  key_shift_ = pow2_shift(&top, 1);
+  key_shift_ = linalg::pow2_shift(keys);
 
   if (options.policy == NormaliserPolicy::exact)
     require(p == 2.0 || (p == 4.0 && D <= kMaxFeatures),
@@ -120,8 +103,7 @@ void PowerNormaliser::build_moments() {
     const index_t rows = std::min(kBlock, n - begin);
 #pragma omp parallel for schedule(static)
     for (index_t r = 0; r < rows; ++r) features(keys_.row(begin + r), d, key_shift_, phi.data() + r * D);
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(D), static_cast<int>(rows), 1.0,
-                phi.data(), static_cast<int>(D), 1.0, moments_.data(), static_cast<int>(D));
+    linalg::dsyrk_upper(true, 1.0, ConstMatrixD(phi.data(), rows, D), 1.0, MatrixD(moments_.data(), D, D));
   }
   for (index_t a = 0; a < D; ++a)
     for (index_t b = 0; b < a; ++b) moments_[a * D + b] = moments_[b * D + a];
@@ -160,57 +142,62 @@ void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
   }
   const index_t m = queries.rows, tiles = (m + kQueryTile - 1) / kQueryTile;
   const int ip = integer_power(p_);
+  FirstError error;  // a GEMM's dimension check, or scratch that does not fit
 #pragma omp parallel
   {
     std::vector<double> qd, prod;
     std::vector<int> shift(static_cast<size_t>(kQueryTile));
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tiles; ++t) {
-      const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
-      for (index_t i = 0; i < rows; ++i) shift[i] = pow2_shift(queries.row(begin + i), d);
-      if (kind_ == NormaliserKind::exact_moments) {
-        const index_t D = features_;
-        qd.resize(static_cast<size_t>(rows * D));
-        prod.resize(static_cast<size_t>(rows * D));
-        for (index_t i = 0; i < rows; ++i) features(queries.row(begin + i), d, shift[i], qd.data() + i * D);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(D),
-                    static_cast<int>(D), 1.0, qd.data(), static_cast<int>(D), moments_.data(),
-                    static_cast<int>(D), 0.0, prod.data(), static_cast<int>(D));
-        for (index_t i = 0; i < rows; ++i) {
-          double total = 0.0;
-          for (index_t f = 0; f < D; ++f) total += prod[i * D + f] * qd[i * D + f];
-          out[begin + i] = total > 0.0 ? std::log(total) - 4.0 * (shift[i] + key_shift_) * kLn2 : -INFINITY;
-        }
-        continue;
-      }
-      const index_t S = sample_size();
-      if (S == 0) {
-        for (index_t i = 0; i < rows; ++i) out[begin + i] = -INFINITY;
-        continue;
-      }
-      qd.resize(static_cast<size_t>(rows * d));
-      prod.resize(static_cast<size_t>(rows * S));
-      for (index_t i = 0; i < rows; ++i) {
-        const double s = std::ldexp(1.0, shift[i]);
-        for (index_t c = 0; c < d; ++c) qd[i * d + c] = queries(begin + i, c) * s;
-      }
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(S),
-                  static_cast<int>(d), 1.0, qd.data(), static_cast<int>(d), sample_keys_.data(),
-                  static_cast<int>(d), 0.0, prod.data(), static_cast<int>(S));
-      for (index_t i = 0; i < rows; ++i) {
-        const double* x = prod.data() + i * S;
-        double top = 0.0;
-        for (index_t l = 0; l < S; ++l) top = std::max(top, std::fabs(x[l]));
-        if (top == 0.0) {
-          out[begin + i] = -INFINITY;
+      if (error.failed()) continue;
+      try {
+        const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
+        for (index_t i = 0; i < rows; ++i) shift[i] = linalg::pow2_shift(queries.row(begin + i), d);
+        if (kind_ == NormaliserKind::exact_moments) {
+          const index_t D = features_;
+          qd.resize(static_cast<size_t>(rows * D));
+          prod.resize(static_cast<size_t>(rows * D));
+          for (index_t i = 0; i < rows; ++i) features(queries.row(begin + i), d, shift[i], qd.data() + i * D);
+          linalg::dgemm(false, false, 1.0, ConstMatrixD(qd.data(), rows, D), ConstMatrixD(moments_.data(), D, D), 0.0,
+                        MatrixD(prod.data(), rows, D));
+          for (index_t i = 0; i < rows; ++i) {
+            double total = 0.0;
+            for (index_t f = 0; f < D; ++f) total += prod[i * D + f] * qd[i * D + f];
+            out[begin + i] = total > 0.0 ? std::log(total) - 4.0 * (shift[i] + key_shift_) * kLn2 : -INFINITY;
+          }
           continue;
         }
-        double total = 0.0;
-        for (index_t l = 0; l < S; ++l) total += power(std::fabs(x[l]) / top, p_, ip) * inverse_pi_[l];
-        out[begin + i] = std::log(total) + p_ * (std::log(top) - (shift[i] + key_shift_) * kLn2);
+        const index_t S = sample_size();
+        if (S == 0) {
+          for (index_t i = 0; i < rows; ++i) out[begin + i] = -INFINITY;
+          continue;
+        }
+        qd.resize(static_cast<size_t>(rows * d));
+        prod.resize(static_cast<size_t>(rows * S));
+        for (index_t i = 0; i < rows; ++i) {
+          const double s = std::ldexp(1.0, shift[i]);
+          for (index_t c = 0; c < d; ++c) qd[i * d + c] = queries(begin + i, c) * s;
+        }
+        linalg::dgemm(false, true, 1.0, ConstMatrixD(qd.data(), rows, d), ConstMatrixD(sample_keys_.data(), S, d), 0.0,
+                      MatrixD(prod.data(), rows, S));
+        for (index_t i = 0; i < rows; ++i) {
+          const double* x = prod.data() + i * S;
+          double top = 0.0;
+          for (index_t l = 0; l < S; ++l) top = std::max(top, std::fabs(x[l]));
+          if (top == 0.0) {
+            out[begin + i] = -INFINITY;
+            continue;
+          }
+          double total = 0.0;
+          for (index_t l = 0; l < S; ++l) total += power(std::fabs(x[l]) / top, p_, ip) * inverse_pi_[l];
+          out[begin + i] = std::log(total) + p_ * (std::log(top) - (shift[i] + key_shift_) * kLn2);
+        }
+      } catch (...) {
+        error.capture();
       }
     }
   }
+  error.rethrow_if_any();
 }
 
 }  // namespace levattn

@@ -5,6 +5,7 @@
 #include <numeric>
 #include <random>
 
+#include "core/finite_rows.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "levattn/scores/lewis.hpp"
 #include "levattn/select/universal_set.hpp"
@@ -16,9 +17,8 @@ namespace {
 void check_keys(ConstMatrixF keys, const std::string& rule) {
   require(keys.rows >= 1 && keys.cols >= 1, rule + ": need at least one key of dimension ≥ 1, got " +
                                                 shape_string(keys.rows, keys.cols));
-  for (index_t j = 0; j < keys.rows; ++j)
-    for (index_t c = 0; c < keys.cols; ++c)
-      if (!std::isfinite(keys(j, c))) throw Error(ErrorKind::bad_input, rule + ": key " + std::to_string(j) + " is not finite");
+  if (const index_t j = first_nonfinite_row(keys); j < keys.rows)
+    throw Error(ErrorKind::bad_input, rule + ": key " + std::to_string(j) + " is not finite");
 }
 
 class LeverageRule : public KeyRule {

@@ -1,5 +1,7 @@
-// Helpers shared by the heavy-entry searches: power-of-two row scaling (exact, so that a float
-// GEMM neither overflows nor underflows on huge or tiny inputs) and exact double dot products.
+// Power-of-two row scaling (exact, so that a float GEMM or a product of features neither overflows
+// nor underflows on huge or tiny inputs), dot products of float rows in double, and the rounding
+// bound of a float dot product. Shared by the heavy-entry searches, the normalisers, the Lewis
+// iteration and the Gram factors: the one home of these helpers.
 #pragma once
 
 #include <algorithm>
@@ -7,13 +9,14 @@
 
 #include "levattn/core/matrix_view.hpp"
 
-namespace levattn::detail {
+namespace levattn::linalg {
 
-// The e with max|x|·2^e ∈ [0.5, 1), or 0 when x is all zero.
-inline int pow2_shift(const float* x, index_t n) {
-  float top = 0.0f;
+// The e with max|x|·2^e ∈ [0.5, 1), or 0 when x is all zero (x: n floats or doubles, finite).
+template <class T>
+int pow2_shift(const T* x, index_t n) {
+  T top = 0;
   for (index_t i = 0; i < n; ++i) top = std::max(top, std::fabs(x[i]));
-  if (top == 0.0f) return 0;
+  if (top == 0) return 0;
   int e = 0;
   std::frexp(top, &e);  // top = f·2^e with f ∈ [0.5, 1)
   return -e;
@@ -65,4 +68,4 @@ inline double float_dot_error_bound(index_t d, double norm_a, double norm_b) {
   return 1.01 * gamma * norm_a * norm_b + static_cast<double>(d) * std::ldexp(1.0, -124);
 }
 
-}  // namespace levattn::detail
+}  // namespace levattn::linalg
