@@ -1,8 +1,8 @@
 // levattn-mpi select: rank r reads rows [n·r/P, n·(r+1)/P) of K; one all-gather of the ranks'
 // Gram summaries lets every rank merge them into the single-process summary bit for bit; each
-// rank scores its own keys with the identical scorer and keeps its candidates (its keys ≥ ε, or
-// its own top k, among which the global top k lie); rank 0 gathers them, selects and writes the
-// bytes `levattn select` writes.
+// rank scores its own keys with the identical scorer (select/key_scores.hpp: leverage_key_scores)
+// and keeps its candidates (its keys ≥ ε, or its own top k, among which the global top k lie);
+// rank 0 gathers them, selects and writes the bytes `levattn select` writes.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -12,8 +12,7 @@
 #include "collective.hpp"
 #include "commands.hpp"
 #include "levattn/io/npy.hpp"
-#include "levattn/scores/leverage.hpp"
-#include "levattn/select/universal_set.hpp"
+#include "levattn/select/key_scores.hpp"
 #include "report.hpp"
 #include "summaries.hpp"
 
@@ -35,13 +34,13 @@ int run_select(const cli::SelectArguments& o, const World& w) {
   });
   LeverageScorer scorer(share.d, {0.0, o.rcond});
   agreed(w, [&] { scorer.fit(global_summary(share, w)); });
-  const std::vector<double> tau = scorer.scores(share.view());
+  KeyScores scores = leverage_key_scores(scorer, share.view());
 
-  UniversalSet local;
+  UniversalSet local;  // this rank's candidates: its keys ≥ ε, or its own top k
   if (o.eps)
-    local = select_by_threshold(tau.data(), share.rows, *o.eps, double(scorer.rank()));
+    local = key_threshold_set(scores, *o.eps);
   else if (share.rows > 0)
-    local = select_top_k(tau.data(), share.rows, std::min(*o.top_k, share.rows));
+    local = key_universal_set(scores, 0.0, std::min(*o.top_k, share.rows));
   std::vector<std::int64_t> index;
   for (index_t j : local.indices) index.push_back(share.begin + j);
   const std::vector<std::int64_t> all_index = gather_to_root(index, MPI_INT64_T, w);
@@ -50,9 +49,10 @@ int run_select(const cli::SelectArguments& o, const World& w) {
   UniversalSet u;
   agreed(w, [&] {
     if (w.rank != 0) return;
-    const auto m = static_cast<index_t>(all_tau.size());
-    u = o.eps ? select_by_threshold(all_tau.data(), m, *o.eps, double(scorer.rank()))
-              : select_top_k(all_tau.data(), m, *o.top_k);
+    // Every candidate with its score, under the facts (rank, bound) of the one scorer of all keys.
+    KeyScores candidates = std::move(scores);
+    candidates.values = all_tau;
+    u = key_universal_set(candidates, o.eps.value_or(0.0), o.top_k.value_or(0));
     for (index_t& j : u.indices) j = all_index[static_cast<size_t>(j)];
     io::write_npy(o.output, u.indices.data(), {u.size()});
   });
