@@ -110,8 +110,8 @@ TEST(TextOutput, AnEmptyPathIsStandardOutput) {
 }
 
 TEST(Summaries, UniversalSetFieldsCarryTheRuleGiven) {
-  UniversalSetSummary s{.n = 100, .d = 8, .eps = 0.25, .top_k = {}, .size = 5, .bound = 32.0,
-                        .within_bound = true, .output = "u.npy"};
+  UniversalSetSummary s{
+      .n = 100, .d = 8, .eps = 0.25, .top_k = {}, .size = 5, .bound = 32.0, .within_bound = true, .output = "u.npy"};
   EXPECT_EQ(universal_set_summary_json("select", s).dump(),
             R"({"bound":32.0,"command":"select","d":8,"eps":0.25,"n":100,"output":"u.npy",)"
             R"("universal_set_size":5,"within_bound":true})");
@@ -124,9 +124,20 @@ TEST(Summaries, UniversalSetFieldsCarryTheRuleGiven) {
 }
 
 TEST(Summaries, HeavyFields) {
-  const HeavySummary s{.n = 1000, .m = 10, .d = 4, .heads = 2, .eps = 0.5, .p = 2.0,
-                       .universal_set_size = 6, .bound = 16.0, .scanned_keys = 7, .searched_queries = 20,
-                       .heavy_count = 11, .zero_queries = 1, .fallback_queries = 2, .rechecked = 3,
+  const HeavySummary s{.n = 1000,
+                       .m = 10,
+                       .d = 4,
+                       .heads = 2,
+                       .eps = 0.5,
+                       .p = 2.0,
+                       .universal_set_size = 6,
+                       .bound = 16.0,
+                       .scanned_keys = 7,
+                       .searched_queries = 20,
+                       .heavy_count = 11,
+                       .zero_queries = 1,
+                       .fallback_queries = 2,
+                       .rechecked = 3,
                        .output = "h.csv"};
   EXPECT_EQ(heavy_summary_json(s).dump(),
             R"({"bound":16.0,"command":"heavy","d":4,"eps":0.5,"fallback_queries":2,"heads":2,)"

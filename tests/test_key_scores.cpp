@@ -40,7 +40,10 @@ TEST(KeyScores, PartsScoredUnderOneMergedScorerGiveTheWholeSet) {
   for (int part = 0; part < 3; ++part) {
     GramSummary summary(K.cols, cuts[part]);
     summary.add(ConstMatrixF(K.data.data() + cuts[part] * K.cols, cuts[part + 1] - cuts[part], K.cols));
-    if (part == 0) merged = summary; else merged.merge(summary);
+    if (part == 0)
+      merged = summary;
+    else
+      merged.merge(summary);
   }
   LeverageScorer scorer(K.cols);
   scorer.fit(merged);

@@ -29,8 +29,8 @@ struct HeavyArguments {
   std::string queries, keys;
   std::string output;  // the CSV of the entries; "" for standard output
   double eps = 0.0;
-  double p = 2.0;        // exponent of f(x) = |x|^p
-  index_t verify = 0;    // queries (per head) to check against brute force
+  double p = 2.0;      // exponent of f(x) = |x|^p
+  index_t verify = 0;  // queries (per head) to check against brute force
   double rcond = kDefaultRcond;
   CommonOptions common;
 };
