@@ -10,7 +10,6 @@
 //      computes their products with its keys, rank 0 gathers them in key order and finishes them.
 //   5. Rank 0 gathers the entries and writes them atomically in (query, key) order.
 #include <algorithm>
-#include <cinttypes>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -18,26 +17,20 @@
 #include <string>
 #include <tuple>
 
+#include "arguments.hpp"
 #include "collective.hpp"
 #include "commands.hpp"
+#include "heavy_csv.hpp"
 #include "levattn/attention/heavy.hpp"
-#include "levattn/io/atomic_file.hpp"
 #include "report.hpp"
+#include "summaries.hpp"
+#include "text_output.hpp"
 
 namespace levattn::mpi {
 
 namespace {
 
 static_assert(sizeof(index_t) == sizeof(std::int64_t), "indices travel as MPI_INT64_T");
-
-struct HeavyOptions {
-  std::string queries, keys, output;
-  double eps = 0.0;
-  double p = 2.0;
-  index_t verify = 0;
-  double rcond = kDefaultRcond;
-  cli::CommonOptions common;
-};
 
 // Every rank's scan set, concatenated in rank order: the scan set of all n keys.
 HeavyScanSet global_scan_set(const LeverageScorer& scorer, const Share& keys, double eps, const World& w) {
@@ -81,12 +74,7 @@ std::vector<HeavyEntry> finish_fallback_rows(const std::vector<index_t>& deferre
   return found;
 }
 
-void write_entries(std::FILE* out, const std::vector<HeavyEntry>& entries) {
-  std::fprintf(out, "query,key,score\n");
-  for (const HeavyEntry& e : entries) std::fprintf(out, "%" PRId64 ",%" PRId64 ",%.9g\n", e.query, e.key, e.score);
-}
-
-int run_heavy(const HeavyOptions& o, const World& w) {
+int run_heavy(const cli::HeavyArguments& o, const World& w) {
   cli::apply_threads(o.common);
   cli::Stopwatch total_time;
   agreed(w, [&] {
@@ -154,33 +142,36 @@ int run_heavy(const HeavyOptions& o, const World& w) {
     std::sort(all.begin(), all.end(), [](const HeavyEntry& x, const HeavyEntry& y) {
       return std::tie(x.query, x.key) < std::tie(y.query, y.key);
     });
-    if (o.output.empty()) {
-      write_entries(stdout, all);
-      if (std::fflush(stdout) != 0 || std::ferror(stdout))
-        throw Error(ErrorKind::failure, "writing the entries to standard output failed");
-    } else {
-      io::AtomicFile file(o.output);
-      write_entries(file.stream(), all);
-      file.commit();
-    }
+    cli::TextOutput output(o.output);
+    const cli::HeavyCsvColumns columns;  // 2-D inputs, p = 2: query,key,score
+    cli::write_heavy_csv_header(output.stream(), columns);
+    for (const HeavyEntry& e : all) cli::write_heavy_csv_row(output.stream(), columns, e, 0, false);
+    output.finish("the entries");
   });
   if (w.rank != 0) return 0;
   const UniversalSet& u = search->universal_set();
   const std::int64_t zero_rows = counts[0] + zero_fallback;
+  const cli::HeavySummary summary{.n = keys.n,
+                                  .m = queries.n,
+                                  .d = keys.d,
+                                  .heads = 1,
+                                  .eps = o.eps,
+                                  .p = o.p,
+                                  .universal_set_size = u.size(),
+                                  .bound = u.bound,
+                                  .scanned_keys = search->scanned_keys(),
+                                  .searched_queries = queries.n,
+                                  .heavy_count = static_cast<index_t>(all.size()),
+                                  .zero_queries = zero_rows,
+                                  .fallback_queries = counts[1],
+                                  .rechecked = counts[2],
+                                  .output = o.output};
   if (o.common.json) {
-    cli::print_json({{"command", "heavy"}, {"n", keys.n}, {"m", queries.n}, {"d", keys.d}, {"heads", 1},
-                     {"eps", o.eps}, {"p", o.p}, {"ranks", w.size}, {"universal_set_size", u.size()},
-                     {"bound", u.bound}, {"scanned_keys", search->scanned_keys()},
-                     {"heavy_count", static_cast<index_t>(all.size())}, {"zero_queries", zero_rows},
-                     {"fallback_queries", counts[1]}, {"rechecked", counts[2]}, {"output", o.output},
-                     {"seconds", total_time.seconds()}});
+    nlohmann::json j = cli::heavy_summary_json(summary);
+    j.update({{"ranks", w.size}, {"seconds", total_time.seconds()}});
+    cli::print_json(j);
   } else {
-    std::fprintf(stderr,
-                 "levattn-mpi: %lld heavy entries (eps %g) over %lld queries on %d ranks; |U| = %lld "
-                 "(bound %.6g); %lld zero rows, %lld fallback rows\n",
-                 static_cast<long long>(all.size()), o.eps, static_cast<long long>(queries.n), w.size,
-                 static_cast<long long>(u.size()), u.bound, static_cast<long long>(zero_rows),
-                 static_cast<long long>(counts[1]));
+    cli::print_heavy_line("levattn-mpi", summary, " on " + std::to_string(w.size) + " ranks");
   }
   return 0;
 }
@@ -188,16 +179,12 @@ int run_heavy(const HeavyOptions& o, const World& w) {
 }  // namespace
 
 Command add_heavy_command(CLI::App& app) {
-  auto o = std::make_shared<HeavyOptions>();
+  auto o = std::make_shared<cli::HeavyArguments>();
   CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = x²");
-  c->add_option("--queries", o->queries, "Queries: file.npy, (m, d)")->required();
-  c->add_option("--keys", o->keys, "Keys: file.npy, (n, d)")->required();
-  c->add_option("--eps", o->eps, "Threshold ε in (0, 1]")->required();
-  c->add_option("--output", o->output, "CSV of the entries (default: stdout; required with --json)");
-  c->add_option("--p", o->p, "Exponent of f(x) = |x|^p: 2 only over MPI")->capture_default_str();
-  c->add_option("--verify", o->verify, "Not over MPI: use levattn heavy --verify")->check(CLI::NonNegativeNumber);
-  c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")->capture_default_str();
-  cli::add_common_options(*c, o->common);
+  cli::add_heavy_arguments(*c, *o, "Queries: file.npy, (m, d)", "Keys: file.npy, (n, d)");
+  // Accepted as levattn accepts them, so that run_heavy can say what to use instead.
+  c->get_option("--p")->description("Exponent of f(x) = |x|^p: 2 only over MPI");
+  c->get_option("--verify")->description("Not over MPI: use levattn heavy --verify");
   return {c, [o](const World& w) { return run_heavy(*o, w); }};
 }
 

@@ -1,34 +1,26 @@
 // levattn-mpi select: rank r reads rows [n·r/P, n·(r+1)/P) of K; one all-gather of the ranks'
 // Gram summaries lets every rank merge them into the single-process summary bit for bit; each
-// rank scores its own keys with the identical scorer and keeps its candidates (its keys ≥ ε, or
-// its own top k, among which the global top k lie); rank 0 gathers them, selects and writes the
-// bytes `levattn select` writes.
+// rank scores its own keys with the identical scorer (select/key_scores.hpp: leverage_key_scores)
+// and keeps its candidates (its keys ≥ ε, or its own top k, among which the global top k lie);
+// rank 0 gathers them, selects and writes the bytes `levattn select` writes.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
-#include <optional>
 #include <string>
 
+#include "arguments.hpp"
 #include "collective.hpp"
 #include "commands.hpp"
 #include "levattn/io/npy.hpp"
-#include "levattn/scores/leverage.hpp"
-#include "levattn/select/universal_set.hpp"
+#include "levattn/select/key_scores.hpp"
 #include "report.hpp"
+#include "summaries.hpp"
 
 namespace levattn::mpi {
 
 namespace {
 
-struct SelectOptions {
-  std::string keys, output;
-  std::optional<double> eps;
-  std::optional<index_t> top_k;
-  double rcond = kDefaultRcond;
-  cli::CommonOptions common;
-};
-
-int run_select(const SelectOptions& o, const World& w) {
+int run_select(const cli::SelectArguments& o, const World& w) {
   cli::apply_threads(o.common);
   cli::Stopwatch total_time;
   agreed(w, [&] {
@@ -42,13 +34,13 @@ int run_select(const SelectOptions& o, const World& w) {
   });
   LeverageScorer scorer(share.d, {0.0, o.rcond});
   agreed(w, [&] { scorer.fit(global_summary(share, w)); });
-  const std::vector<double> tau = scorer.scores(share.view());
+  KeyScores scores = leverage_key_scores(scorer, share.view());
 
-  UniversalSet local;
+  UniversalSet local;  // this rank's candidates: its keys ≥ ε, or its own top k
   if (o.eps)
-    local = select_by_threshold(tau.data(), share.rows, *o.eps, double(scorer.rank()));
+    local = key_threshold_set(scores, *o.eps);
   else if (share.rows > 0)
-    local = select_top_k(tau.data(), share.rows, std::min(*o.top_k, share.rows));
+    local = key_universal_set(scores, 0.0, std::min(*o.top_k, share.rows));
   std::vector<std::int64_t> index;
   for (index_t j : local.indices) index.push_back(share.begin + j);
   const std::vector<std::int64_t> all_index = gather_to_root(index, MPI_INT64_T, w);
@@ -57,24 +49,23 @@ int run_select(const SelectOptions& o, const World& w) {
   UniversalSet u;
   agreed(w, [&] {
     if (w.rank != 0) return;
-    const auto m = static_cast<index_t>(all_tau.size());
-    u = o.eps ? select_by_threshold(all_tau.data(), m, *o.eps, double(scorer.rank()))
-              : select_top_k(all_tau.data(), m, *o.top_k);
+    // Every candidate with its score, under the facts (rank, bound) of the one scorer of all keys.
+    KeyScores candidates = std::move(scores);
+    candidates.values = all_tau;
+    u = key_universal_set(candidates, o.eps.value_or(0.0), o.top_k.value_or(0));
     for (index_t& j : u.indices) j = all_index[static_cast<size_t>(j)];
     io::write_npy(o.output, u.indices.data(), {u.size()});
   });
   if (w.rank != 0) return 0;
   if (!u.within_bound) std::fprintf(stderr, "levattn-mpi: warning: |U| exceeds its bound rank/eps\n");
+  const cli::UniversalSetSummary summary{share.n, share.d, o.eps, o.top_k, u.size(), u.bound, u.within_bound,
+                                         o.output};
   if (o.common.json) {
-    nlohmann::json j = {{"command", "select"}, {"n", share.n}, {"d", share.d}, {"ranks", w.size},
-                        {"rank", scorer.rank()}, {"universal_set_size", u.size()}, {"bound", u.bound},
-                        {"within_bound", u.within_bound}, {"output", o.output},
-                        {"seconds", total_time.seconds()}};
-    if (o.eps) j["eps"] = *o.eps; else j["top_k"] = *o.top_k;
+    nlohmann::json j = cli::universal_set_summary_json("select", summary);
+    j.update({{"ranks", w.size}, {"rank", scorer.rank()}, {"seconds", total_time.seconds()}});
     cli::print_json(j);
   } else {
-    std::fprintf(stderr, "levattn-mpi: wrote %s: |U| = %lld over %d ranks, bound %.6g\n", o.output.c_str(),
-                 static_cast<long long>(u.size()), w.size, u.bound);
+    cli::print_universal_set_line("levattn-mpi", summary, std::to_string(w.size) + " ranks");
   }
   return 0;
 }
@@ -82,19 +73,9 @@ int run_select(const SelectOptions& o, const World& w) {
 }  // namespace
 
 Command add_select_command(CLI::App& app) {
-  auto o = std::make_shared<SelectOptions>();
+  auto o = std::make_shared<cli::SelectArguments>();
   CLI::App* sel = app.add_subcommand("select", "The universal set {j : τ_j ≥ ε}, or the top-k by τ");
-  sel->add_option("--keys", o->keys, "Keys: file.npy, (n, d)")->required();
-  auto* eps = sel->add_option("--eps", o->eps, "Threshold ε in (0, 1]");
-  auto* k = sel->add_option("--top-k", o->top_k, "Budget: the k keys with the largest τ (ties: lower index)");
-  eps->excludes(k);
-  k->excludes(eps);
-  sel->add_option("--rcond", o->rcond, "Relative singular-value cut-off")->capture_default_str();
-  sel->add_option("--output", o->output, "Output: OUT.npy (int64 indices ascending)")->required();
-  cli::add_common_options(*sel, o->common);
-  sel->callback([sel] {
-    if (sel->count("--eps") + sel->count("--top-k") != 1) throw CLI::RequiredError("exactly one of --eps and --top-k");
-  });
+  cli::add_select_arguments(*sel, *o, "Keys: file.npy, (n, d)", "Output: OUT.npy (int64 indices ascending)");
   return {sel, [o](const World& w) { return run_select(*o, w); }};
 }
 

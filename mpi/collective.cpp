@@ -1,13 +1,12 @@
 #include "collective.hpp"
 
 #include <cmath>
-#include <new>
-#include <stdexcept>
+#include <exception>
 
+#include "exit_codes.hpp"
 #include "levattn/core/error.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/npy_rows.hpp"
-#include "report.hpp"
 
 namespace levattn::mpi {
 
@@ -17,29 +16,21 @@ World::World() {
 }
 
 void agreed(const World& w, const std::function<void()>& local) {
-  int code = 0;  // 0 ok, 1 failure, 2 usage, 3 bad input
-  std::string message;
+  cli::Failure failure{cli::exit_code::success, {}};
   try {
     local();
-  } catch (const cli::UsageError& e) {
-    code = 2, message = e.what();
-  } catch (const Error& e) {
-    code = e.kind() == ErrorKind::bad_input ? 3 : 1, message = e.what();
-  } catch (const std::bad_alloc&) {
-    code = 1, message = "out of memory";
-  } catch (const std::exception& e) {
-    code = 1, message = e.what();
+  } catch (const std::exception&) {
+    failure = cli::current_failure();
   }
-  int first = code != 0 ? w.rank : w.size;
+  int first = failure.exit_code != cli::exit_code::success ? w.rank : w.size;
   MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
   if (first == w.size) return;
-  int length = static_cast<int>(message.size());
-  MPI_Bcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD);
+  int length = static_cast<int>(failure.message.size());
+  MPI_Bcast(&failure.exit_code, 1, MPI_INT, first, MPI_COMM_WORLD);
   MPI_Bcast(&length, 1, MPI_INT, first, MPI_COMM_WORLD);
-  message.resize(static_cast<size_t>(length));
-  MPI_Bcast(message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD);
-  if (code == 2) throw cli::UsageError(message);
-  throw Error(code == 3 ? ErrorKind::bad_input : ErrorKind::failure, message);
+  failure.message.resize(static_cast<size_t>(length));
+  MPI_Bcast(failure.message.data(), length, MPI_CHAR, first, MPI_COMM_WORLD);
+  cli::throw_failure(failure);
 }
 
 std::vector<std::vector<std::uint8_t>> all_gather(const std::vector<std::uint8_t>& mine, const World& w) {

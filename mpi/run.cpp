@@ -2,6 +2,7 @@
 
 #include "collective.hpp"
 #include "commands.hpp"
+#include "exit_codes.hpp"
 
 namespace levattn::mpi {
 
@@ -13,14 +14,13 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (w.rank != 0) return e.get_exit_code() == 0 ? 0 : 2;
+    if (w.rank != 0) return e.get_exit_code() == 0 ? cli::exit_code::success : cli::exit_code::usage;
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::fprintf(stderr, "levattn-mpi: error: %s\n", e.what());
-    return 2;
+    return cli::report_failure("levattn-mpi", {cli::exit_code::usage, e.what()});
   }
   for (const Command& c : commands)
     if (c.app->parsed()) return c.run(w);
-  return 2;  // unreachable: require_subcommand(1)
+  return cli::exit_code::usage;  // unreachable: require_subcommand(1)
 }
 
 }  // namespace levattn::mpi

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <numeric>
 
-#include "levattn/scores/leverage.hpp"
 #include "levattn/scores/lewis.hpp"
 
 namespace levattn {
@@ -53,11 +52,17 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool s
   } else {
     LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
     scorer.fit(keys);
-    out.values = scorer.scores(keys);
-    out.rank = scorer.rank();
-    out.bound_mass = double(out.rank);
-    out.method = "exact leverage";
+    out = leverage_key_scores(scorer, keys);
   }
+  return out;
+}
+
+KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys) {
+  KeyScores out;
+  out.values = scorer.scores(keys);
+  out.rank = scorer.rank();
+  out.bound_mass = double(out.rank);
+  out.method = "exact leverage";
   return out;
 }
 

@@ -64,9 +64,8 @@ int run_attend(const AttendOptions& o) {
 
   Phases phases;
   Stopwatch load;
-  const Heads4 q = load_heads4(o.queries, "queries"), k = load_heads4(o.keys, "keys"),
-               v = load_heads4(o.values, "values");
-  check_shapes(q, k, v);
+  const AttentionInputs inputs = load_attention_inputs(o.queries, o.keys, o.values);
+  const Heads4 &q = inputs.q, &k = inputs.k, &v = inputs.v;
   phases.load = load.seconds();
 
   std::vector<index_t> out_shape = q.tensor.shape();
@@ -99,20 +98,14 @@ int run_attend(const AttendOptions& o) {
   if (!o.missing_output.empty()) io::write_npy(o.missing_output, lev.missing_mass.data(), row_shape);
   phases.write = write.seconds();
 
-  nlohmann::json j = {{"command", "attend"},
-                      {"method", o.method},
-                      {"f", attention.f.name()},
-                      {"scale", effective_scale(attention, q.cols)},
-                      {"causal", o.causal},
-                      {"batch", q.batch},
-                      {"query_heads", q.heads},
-                      {"key_heads", k.heads},
-                      {"n_q", q.rows},
-                      {"n_k", k.rows},
-                      {"d", q.cols},
-                      {"d_v", v.cols},
-                      {"output", o.output},
-                      {"seconds", phases.json()}};
+  nlohmann::json j = attention_shapes_json(inputs);
+  j.update({{"command", "attend"},
+            {"method", o.method},
+            {"f", attention.f.name()},
+            {"scale", effective_scale(attention, q.cols)},
+            {"causal", o.causal},
+            {"output", o.output},
+            {"seconds", phases.json()}});
   if (o.method == "lev") {
     j["kept_per_head"] = lev.kept;
     j["select_seconds"] = lev.select_seconds;

@@ -134,13 +134,11 @@ int run_eval(EvalCliOptions& o) {
 
   Phases phases;
   Stopwatch load;
-  const Heads4 q = load_heads4(o.queries, "queries"), k = load_heads4(o.keys, "keys"),
-               v = load_heads4(o.values, "values");
-  check_shapes(q, k, v);
+  const AttentionInputs inputs = load_attention_inputs(o.queries, o.keys, o.values);
   phases.load = load.seconds();
 
   Stopwatch compute;
-  const EvalReport report = evaluate(q.view(), k.view(), v.view(), o.eval);
+  const EvalReport report = evaluate(inputs.q.view(), inputs.k.view(), inputs.v.view(), o.eval);
   phases.compute = compute.seconds();
 
   Stopwatch write;
@@ -151,10 +149,10 @@ int run_eval(EvalCliOptions& o) {
   if (o.common.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (const EvalRow& row : report.rows) rows.push_back(row_json(row, o.eval.capture_eps));
-    print_json({{"command", "eval"}, {"batch", q.batch}, {"query_heads", q.heads},
-                {"key_heads", k.heads}, {"n_q", q.rows}, {"n_k", k.rows}, {"d", q.cols},
-                {"d_v", v.cols}, {"rows", rows}, {"reference_seconds", report.reference_seconds},
-                {"seconds", phases.json()}});
+    nlohmann::json j = attention_shapes_json(inputs);
+    j.update({{"command", "eval"}, {"rows", rows}, {"reference_seconds", report.reference_seconds},
+              {"seconds", phases.json()}});
+    print_json(j);
   } else {
     print_table(report, o.eval.capture_eps);
     if (!o.output.empty()) std::fprintf(stderr, "levattn: wrote %s\n", o.output.c_str());

@@ -5,30 +5,27 @@
 // significant digits. With --p ≠ 2 a column "estimated" follows: 1 when the normaliser was
 // estimated by Lewis-weight sampling (the score is then Â and entries clear ε/(1+δ)), 0 when exact.
 #include <algorithm>
-#include <cinttypes>
 #include <cstdio>
 #include <memory>
 #include <optional>
 
+#include "arguments.hpp"
 #include "commands.hpp"
 #include "heads.hpp"
+#include "heavy_csv.hpp"
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/power_heavy.hpp"
 #include "levattn/attention/verify.hpp"
-#include "levattn/io/atomic_file.hpp"
 #include "report.hpp"
+#include "summaries.hpp"
+#include "text_output.hpp"
 
 namespace levattn::cli {
 
 namespace {
-struct HeavyOptions {
-  std::string queries, keys, output;
-  double eps = 0.0;
-  double p = 2.0, delta = 0.1;
-  index_t verify = 0;
+struct HeavyOptions : HeavyArguments {
+  double delta = 0.1;
   std::uint64_t seed = 1;
-  double rcond = kDefaultRcond;
-  CommonOptions common;
 };
 
 int run_heavy(const HeavyOptions& o) {
@@ -44,12 +41,11 @@ int run_heavy(const HeavyOptions& o) {
   check_compatible(queries, keys);
   phases.load = load.seconds();
 
-  std::optional<io::AtomicFile> file;
-  if (!o.output.empty()) file.emplace(o.output);
-  std::FILE* out = file ? file->stream() : stdout;
+  TextOutput output(o.output);
+  std::FILE* out = output.stream();
   const bool power = o.p != 2.0;
-  std::fprintf(out, "%s%s\n", keys.multi_head ? "head,query,key,score" : "query,key,score",
-               power ? ",estimated" : "");
+  const HeavyCsvColumns columns{keys.multi_head, power};
+  write_heavy_csv_header(out, columns);
 
   Stopwatch total;
   double writing = 0.0;
@@ -78,10 +74,10 @@ int run_heavy(const HeavyOptions& o) {
     uset += u.size();
     bound += u.bound;
     scanned += power ? searchp->scanned_keys() : search2->scanned_keys();
-    const int estimated = power && searchp->estimated() ? 1 : 0;
+    const bool estimated = power && searchp->estimated();
     if (power) {
       const PowerNormaliser& nz = searchp->normaliser();
-      power_heads.push_back({{"normaliser", normaliser_kind_name(nz.kind())}, {"estimated", estimated == 1},
+      power_heads.push_back({{"normaliser", normaliser_kind_name(nz.kind())}, {"estimated", estimated},
                              {"delta", nz.delta()}, {"failure_per_query", nz.failure()},
                              {"sample_size", nz.sample_size()}, {"report_threshold", searchp->report_threshold()},
                              {"lewis_iterations", searchp->lewis().iterations},
@@ -91,13 +87,7 @@ int run_heavy(const HeavyOptions& o) {
     }
     const HeavySink sink = [&](const HeavyEntry* e, index_t count) {
       Stopwatch w;
-      for (index_t i = 0; i < count; ++i) {
-        if (keys.multi_head) std::fprintf(out, "%" PRId64 ",", h);
-        if (power)
-          std::fprintf(out, "%" PRId64 ",%" PRId64 ",%.9g,%d\n", e[i].query, e[i].key, e[i].score, estimated);
-        else
-          std::fprintf(out, "%" PRId64 ",%" PRId64 ",%.9g\n", e[i].query, e[i].key, e[i].score);
-      }
+      for (index_t i = 0; i < count; ++i) write_heavy_csv_row(out, columns, e[i], h, estimated);
       writing += w.seconds();
     };
     const auto tell = [&](index_t done) { progress.update(h * queries.rows + done); };
@@ -123,11 +113,7 @@ int run_heavy(const HeavyOptions& o) {
   }
   phases.compute = total.seconds() - writing - verify_seconds;
   Stopwatch commit;
-  if (file) {
-    file->commit();
-  } else if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-    throw Error(ErrorKind::failure, "writing the entries to standard output failed");
-  }
+  output.finish("the entries");
   phases.write = writing + commit.seconds();
 
   // With an estimated normaliser precision below 1 is expected; recall below 1 never is.
@@ -136,13 +122,24 @@ int run_heavy(const HeavyOptions& o) {
   const bool verify_ok = verified.recall() == 1.0 && (any_estimated || verified.precision() == 1.0);
   if (o.verify > 0 && !verify_ok)
     std::fprintf(stderr, "levattn: warning: verification against brute force found differences\n");
+  const HeavySummary summary{.n = keys.rows,
+                             .m = queries.rows,
+                             .d = keys.cols,
+                             .heads = keys.heads,
+                             .eps = o.eps,
+                             .p = o.p,
+                             .universal_set_size = uset,
+                             .bound = bound,
+                             .scanned_keys = scanned,
+                             .searched_queries = sum.queries,
+                             .heavy_count = sum.heavy_count,
+                             .zero_queries = sum.zero_queries,
+                             .fallback_queries = sum.fallback_queries,
+                             .rechecked = sum.rechecked,
+                             .output = o.output};
   if (o.common.json) {
-    nlohmann::json j = {{"command", "heavy"}, {"n", keys.rows}, {"m", queries.rows},
-                        {"d", keys.cols}, {"heads", keys.heads}, {"eps", o.eps},
-                        {"universal_set_size", uset}, {"bound", bound}, {"scanned_keys", scanned},
-                        {"heavy_count", sum.heavy_count}, {"zero_queries", sum.zero_queries},
-                        {"fallback_queries", sum.fallback_queries}, {"rechecked", sum.rechecked},
-                        {"output", o.output}, {"seconds", phases.json()}, {"p", o.p}};
+    nlohmann::json j = heavy_summary_json(summary);
+    j["seconds"] = phases.json();
     if (power) {
       j["estimated"] = any_estimated;
       j["per_head"] = power_heads;
@@ -154,12 +151,7 @@ int run_heavy(const HeavyOptions& o) {
                      {"seconds", verify_seconds}};
     print_json(j);
   } else {
-    std::fprintf(stderr,
-                 "levattn: %lld heavy entries (eps %g) over %lld queries; |U| = %lld (bound %.6g); "
-                 "%lld zero rows, %lld fallback rows\n",
-                 static_cast<long long>(sum.heavy_count), o.eps, static_cast<long long>(sum.queries),
-                 static_cast<long long>(uset), bound, static_cast<long long>(sum.zero_queries),
-                 static_cast<long long>(sum.fallback_queries));
+    print_heavy_line("levattn", summary, "");
     if (any_estimated)
       std::fprintf(stderr, "levattn: normaliser estimated by Lewis-weight sampling (delta %g): scores are "
                            "estimates, entries clear eps/(1+delta)\n", o.delta);
@@ -174,20 +166,10 @@ int run_heavy(const HeavyOptions& o) {
 Command add_heavy_command(CLI::App& app) {
   auto o = std::make_shared<HeavyOptions>();
   CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = |x|^p (p = 2 by default)");
-  c->add_option("--queries", o->queries, "Queries: (m, d) or (h, m, d)")->required();
-  c->add_option("--keys", o->keys, "Keys: (n, d) or (h, n, d)")->required();
-  c->add_option("--eps", o->eps, "Threshold ε in (0, 1]")->required();
-  c->add_option("--output", o->output, "CSV of the entries (default: stdout; required with --json)");
-  c->add_option("--p", o->p, "Exponent of f(x) = |x|^p (default 2: exact leverage-score search)")
-      ->capture_default_str();
+  add_heavy_arguments(*c, *o, "Queries: (m, d) or (h, m, d)", "Keys: (n, d) or (h, n, d)");
   c->add_option("--delta", o->delta,
                 "p ≠ 2: relative accuracy δ of a sampled normaliser, in (0, 1)")->capture_default_str();
-  c->add_option("--verify", o->verify, "Check N sampled queries (per head) against brute force")
-      ->check(CLI::NonNegativeNumber);
   c->add_option("--seed", o->seed, "Seed of the --verify sample and of the normaliser's key sample")->capture_default_str();
-  c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
-      ->capture_default_str();
-  add_common_options(*c, o->common);
   return {c, [o] { return run_heavy(*o); }};
 }
 

@@ -73,8 +73,7 @@ Command add_scores_command(CLI::App& app) {
       ->required();
   c->add_option("--ridge", o->ridge, "Ridge λ ≥ 0 (default 0: plain leverage scores)");
   add_score_kind_options(*c, o->kind);
-  c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
-      ->capture_default_str();
+  add_rcond_option(*c, o->rcond);
   c->add_option("--output", o->output, "Output .npy: float64, shape (n,) or (h, n)")->required();
   add_common_options(*c, o->common);
   return {c, [o] { return run_scores(*o); }};

@@ -6,7 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <memory>
-#include <optional>
+#include <string>
 
 #include "commands.hpp"
 #include "heads.hpp"
@@ -16,17 +16,15 @@
 #include "levattn/select/universal_set.hpp"
 #include "report.hpp"
 #include "score_kinds.hpp"
+#include "arguments.hpp"
+#include "summaries.hpp"
 
 namespace levattn::cli {
 
 namespace {
 struct SelectOptions {
-  std::string keys, output;
-  std::optional<double> eps;
-  std::optional<index_t> top_k;
-  double rcond = kDefaultRcond;
+  SelectArguments select;
   ScoreKindOptions kind;
-  CommonOptions common;
 };
 
 void check_output_path(const std::string& path, const HeadArray& keys) {
@@ -49,9 +47,10 @@ void write_sets(const std::string& path, const HeadArray& keys, const std::vecto
   file.commit();
 }
 
-int run_select(const SelectOptions& o) {
+int run_select(const SelectOptions& options) {
+  const SelectArguments& o = options.select;
   apply_threads(o.common);
-  check_score_kind(o.kind, 0.0);
+  check_score_kind(options.kind, 0.0);
   Phases phases;
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys");
@@ -68,9 +67,9 @@ int run_select(const SelectOptions& o) {
   for (index_t h = 0; h < keys.heads; ++h) {
     nlohmann::json report;
     const index_t rank = in_head(keys, h, [&] {
-      const KeyScores s = compute_key_scores(keys.head(h), key_score_options(o.kind, 0.0, o.rcond), true);
+      const KeyScores s = compute_key_scores(keys.head(h), key_score_options(options.kind, 0.0, o.rcond), true);
       sets.push_back(key_universal_set(s, o.eps.value_or(0.0), o.top_k.value_or(0)));
-      report = key_scores_report(s, o.kind);
+      report = key_scores_report(s, options.kind);
       return s.rank;
     });
     const UniversalSet& u = sets.back();
@@ -88,17 +87,13 @@ int run_select(const SelectOptions& o) {
   write_sets(o.output, keys, sets);
   phases.write = write.seconds();
 
+  const UniversalSetSummary summary{keys.rows, keys.cols, o.eps, o.top_k, total, bound, within, o.output};
   if (o.common.json) {
-    nlohmann::json j = {{"command", "select"}, {"n", keys.rows}, {"d", keys.cols},
-                        {"heads", keys.heads}, {"p", o.kind.p}, {"universal_set_size", total}, {"bound", bound},
-                        {"within_bound", within}, {"per_head", heads}, {"output", o.output},
-                        {"seconds", phases.json()}};
-    if (o.eps) j["eps"] = *o.eps; else j["top_k"] = *o.top_k;
+    nlohmann::json j = universal_set_summary_json("select", summary);
+    j.update({{"heads", keys.heads}, {"p", options.kind.p}, {"per_head", heads}, {"seconds", phases.json()}});
     print_json(j);
   } else {
-    std::fprintf(stderr, "levattn: wrote %s: |U| = %lld over %lld head(s), bound %.6g\n",
-                 o.output.c_str(), static_cast<long long>(total), static_cast<long long>(keys.heads),
-                 bound);
+    print_universal_set_line("levattn", summary, std::to_string(keys.heads) + " head(s)");
   }
   return 0;
 }
@@ -108,22 +103,9 @@ Command add_select_command(CLI::App& app) {
   auto o = std::make_shared<SelectOptions>();
   CLI::App* c = app.add_subcommand(
       "select", "The universal set: keys with τ_j ≥ ε (guaranteed), or the top-k by τ");
-  c->add_option("--keys", o->keys, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)")
-      ->required();
-  auto* eps = c->add_option("--eps", o->eps, "Threshold ε in (0, 1]: U = {j : τ_j ≥ ε}");
-  auto* k = c->add_option("--top-k", o->top_k, "Budget: the k keys with the largest τ (ties: lower index)");
-  eps->excludes(k);
-  k->excludes(eps);
+  add_select_arguments(*c, o->select, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)",
+                       "Output: OUT.npy (int64) for (n, d) keys, OUT.csv for (h, n, d)");
   add_score_kind_options(*c, o->kind);
-  c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
-      ->capture_default_str();
-  c->add_option("--output", o->output, "Output: OUT.npy (int64) for (n, d) keys, OUT.csv for (h, n, d)")
-      ->required();
-  add_common_options(*c, o->common);
-  c->callback([c] {
-    if (c->count("--eps") + c->count("--top-k") != 1)
-      throw CLI::RequiredError("exactly one of --eps and --top-k");
-  });
   return {c, [o] { return run_select(*o); }};
 }
 

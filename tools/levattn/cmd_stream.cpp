@@ -10,6 +10,7 @@
 #include "levattn/io/npy_rows.hpp"
 #include "levattn/select/stream_selector.hpp"
 #include "report.hpp"
+#include "summaries.hpp"
 
 namespace levattn::cli {
 
@@ -55,12 +56,12 @@ int run_stream(const StreamCliOptions& o) {
   if (!result.set.within_bound) std::fprintf(stderr, "levattn: warning: |U| exceeds its bound rank/eps\n");
 
   if (o.common.json) {
-    print_json({{"command", "stream"}, {"n", n}, {"d", d}, {"eps", o.eps}, {"block", block},
-                {"rank", result.rank}, {"universal_set_size", result.set.size()},
-                {"bound", result.set.bound}, {"within_bound", result.set.within_bound},
-                {"peak_retained_keys", selector.peak_retained()}, {"output", o.output},
-                {"keys_per_second", double(n) / (reading + computing)},
-                {"seconds", {{"read", reading}, {"compute", computing}, {"write", writing}}}});
+    nlohmann::json j = universal_set_summary_json(
+        "stream", {n, d, o.eps, std::nullopt, result.set.size(), result.set.bound, result.set.within_bound, o.output});
+    j.update({{"block", block}, {"rank", result.rank}, {"peak_retained_keys", selector.peak_retained()},
+              {"keys_per_second", double(n) / (reading + computing)},
+              {"seconds", {{"read", reading}, {"compute", computing}, {"write", writing}}}});
+    print_json(j);
   } else {
     std::fprintf(stderr, "levattn: wrote %s: |U| = %lld of %lld keys, bound %.6g, at most %lld keys held\n",
                  o.output.c_str(), static_cast<long long>(result.set.size()), static_cast<long long>(n),
@@ -78,8 +79,7 @@ Command add_stream_command(CLI::App& app) {
   c->add_option("--keys", o->keys, "Keys: file.npy, (n, d), any float dtype, C order")->required();
   c->add_option("--eps", o->eps, "Threshold ε in (0, 1]: U = {j : τ_j ≥ ε}")->required();
   c->add_option("--block", o->block, "Rows read at a time")->check(CLI::PositiveNumber)->capture_default_str();
-  c->add_option("--rcond", o->rcond, "Relative singular-value cut-off of the pseudo-inverse")
-      ->capture_default_str();
+  add_rcond_option(*c, o->rcond);
   c->add_option("--output", o->output, "Output: OUT.npy, int64 indices ascending")->required();
   add_common_options(*c, o->common);
   return {c, [o] { return run_stream(*o); }};

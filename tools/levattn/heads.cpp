@@ -62,4 +62,15 @@ void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys,
   command.add_option("--values", values, "Values, one row per key")->required();
 }
 
+AttentionInputs load_attention_inputs(const std::string& queries, const std::string& keys, const std::string& values) {
+  AttentionInputs in{load_heads4(queries, "queries"), load_heads4(keys, "keys"), load_heads4(values, "values")};
+  check_shapes(in.q, in.k, in.v);
+  return in;
+}
+
+nlohmann::json attention_shapes_json(const AttentionInputs& in) {
+  return {{"batch", in.q.batch}, {"query_heads", in.q.heads}, {"key_heads", in.k.heads}, {"n_q", in.q.rows},
+          {"n_k", in.k.rows},    {"d", in.q.cols},            {"d_v", in.v.cols}};
+}
+
 }  // namespace levattn::cli

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "levattn/core/heads_view.hpp"
@@ -58,5 +59,14 @@ void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v);
 
 // The required options --queries, --keys and --values of a command that loads them as Heads4.
 void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys, std::string& values);
+
+// Queries, keys and values of an attention command, loaded and checked by check_shapes.
+struct AttentionInputs {
+  Heads4 q, k, v;
+};
+AttentionInputs load_attention_inputs(const std::string& queries, const std::string& keys, const std::string& values);
+
+// Their shapes for --json: batch, query_heads, key_heads, n_q, n_k, d, d_v.
+nlohmann::json attention_shapes_json(const AttentionInputs& inputs);
 
 }  // namespace levattn::cli

@@ -1,5 +1,5 @@
 // levattn — command-line front end (run.hpp: exit codes and messages). Signals:
-// io/signal_cleanup.hpp; the address-space check before main: address_space.cpp.
+// io/signal_cleanup.hpp; the address-space check before main: tools/frontend/address_space.cpp.
 #include "levattn/io/signal_cleanup.hpp"
 #include "run.hpp"
 

@@ -2,23 +2,12 @@
 
 #include <cstdio>
 #include <exception>
-#include <new>
 #include <vector>
 
 #include "commands.hpp"
-#include "report.hpp"
-#include "levattn/core/error.hpp"
+#include "exit_codes.hpp"
 
 namespace levattn::cli {
-
-namespace {
-
-int fail(int code, const char* message) {
-  std::fprintf(stderr, "levattn: error: %s\n", message);
-  return code;
-}
-
-}  // namespace
 
 int run_levattn(int argc, char** argv) {
   CLI::App app("levattn — heavy attention with universal sets (leverage scores), exact attention and LevAttention",
@@ -38,21 +27,15 @@ int run_levattn(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "levattn: error: %s\nRun 'levattn --help' or 'levattn <command> --help'.\n",
                  e.what());
-    return 2;
+    return exit_code::usage;
   }
 
   try {
     for (const Command& command : commands)
       if (command.app->parsed()) return command.run();
-    return fail(2, "no command given");
-  } catch (const UsageError& e) {
-    return fail(2, e.what());
-  } catch (const levattn::Error& e) {
-    return fail(e.kind() == levattn::ErrorKind::bad_input ? 3 : 1, e.what());
-  } catch (const std::bad_alloc&) {
-    return fail(1, "out of memory");
-  } catch (const std::exception& e) {
-    return fail(1, e.what());
+    return report_failure("levattn", {exit_code::usage, "no command given"});
+  } catch (const std::exception&) {
+    return report_failure("levattn", current_failure());
   }
 }
 

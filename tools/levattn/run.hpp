@@ -1,6 +1,6 @@
 // The levattn command line as a function: parses argv, runs the chosen command and maps what it
-// throws to an exit code (0 success, 2 usage, 3 bad input data or parameters — also an input file
-// that changes while being read —, 1 anything else), printing "levattn: error: …" on stderr.
+// throws to an exit code (tools/frontend/exit_codes.hpp: 0 success, 2 usage, 3 bad input data or
+// parameters, 1 anything else), printing "levattn: error: …" on stderr.
 // main() installs the signal handling (io/signal_cleanup.hpp) and calls it; the fuzz harness
 // fuzz/fuzz_cli.cpp calls it in-process.
 #pragma once

@@ -22,6 +22,7 @@
 #include "levattn/core/matrix_view.hpp"
 #include "levattn/linalg/gram_factors.hpp"
 #include "levattn/scores/approx_leverage.hpp"
+#include "levattn/scores/leverage.hpp"
 #include "levattn/select/universal_set.hpp"
 
 namespace levattn {
@@ -58,6 +59,12 @@ void check_key_score_options(const KeyScoreOptions& options);
 // check_key_score_options and of the scorer;
 // Error{failure} if Lewis weights do not converge.
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, bool sensitivities);
+
+// Exact ℓ2 scores (p = 2, no γ) of `keys` under a scorer already fitted — on these keys, or on a
+// set they are rows of (e.g. Gram summaries merged across MPI ranks, so that each rank scores its
+// own rows): what compute_key_scores gives for p = 2 when the scorer was fitted on `keys` alone.
+// Throws what LeverageScorer::scores throws: Error{bad_input} for a width mismatch or rows not finite.
+KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys);
 
 // The threshold set of scores computed with sensitivities = true (see above); ε ∈ (0, 1].
 UniversalSet key_threshold_set(const KeyScores& scores, double eps);

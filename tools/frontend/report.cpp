@@ -17,6 +17,10 @@ void add_common_options(CLI::App& command, CommonOptions& options) {
   command.add_flag("--json", options.json, "Print one JSON object with the results on stdout");
 }
 
+void add_rcond_option(CLI::App& command, double& rcond) {
+  command.add_option("--rcond", rcond, "Relative singular-value cut-off of the pseudo-inverse")->capture_default_str();
+}
+
 void apply_threads(const CommonOptions& options) {
   if (options.threads > 0) omp_set_num_threads(thread_count(options.threads));
 }

@@ -13,7 +13,7 @@
 // OpenBLAS counts processors, not the CPU affinity.) Measured here: `levattn heavy` needs about
 // 330 MB of address space with one thread and 650 MB with two. What a command's own data needs
 // comes on top; should that exhaust the limit inside a BLAS call, OpenBLAS still spins (README,
-// "Reliability"). Linked into levattn and levattn-mpi.
+// "Reliability"). Linked into levattn and levattn-mpi (the object library levattn_address_space).
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -25,6 +25,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "exit_codes.hpp"
 
 namespace {
 
@@ -93,7 +95,7 @@ void fit_threads_to_address_space(int, char** argv, char** env) {
                  "%s: error: the address-space limit (ulimit -v) of %llu MiB leaves no room for OpenBLAS's "
                  "buffers (%llu MiB a thread) beside the program; raise it to at least %llu MiB\n",
                  program(argv), mib, kPerThread / kMiB, (in_use() + kPerThread + kMargin) / kMiB + 1);
-    _exit(1);
+    _exit(levattn::cli::exit_code::failure);
   }
   if (threads == procs) return;  // no thread count can exceed the processors
   const int asked = env_count(env, "OMP_NUM_THREADS"), limited = env_count(env, "OMP_THREAD_LIMIT");
@@ -121,7 +123,7 @@ void fit_threads_to_address_space(int, char** argv, char** env) {
   execve("/proc/self/exe", argv, fresh);
   std::fprintf(stderr, "%s: error: cannot restart with %d thread%s: %s\n", program(argv), threads,
                threads == 1 ? "" : "s", std::strerror(errno));
-  _exit(1);
+  _exit(levattn::cli::exit_code::failure);
 }
 
 }  // namespace

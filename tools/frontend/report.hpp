@@ -1,20 +1,16 @@
-// What every command shares: the --threads/--json options, phase timing, progress on a terminal.
+// What every command of levattn and levattn-mpi shares: the --threads/--json options, phase
+// timing, progress on a terminal, JSON on stdout.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 #include <string>
 
+#include "exit_codes.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn::cli {
-
-// A command line that parses but asks for something impossible (exit code 2).
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 // Options every command takes.
 struct CommonOptions {
@@ -22,6 +18,8 @@ struct CommonOptions {
   bool json = false;
 };
 void add_common_options(CLI::App& command, CommonOptions& options);
+// --rcond: the relative singular-value cut-off of the pseudo-inverse (linalg/gram_factors.hpp).
+void add_rcond_option(CLI::App& command, double& rcond);
 // Sets the OpenMP (and so OpenBLAS) thread count when --threads was given (at most the cores).
 void apply_threads(const CommonOptions& options);
 
