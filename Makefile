@@ -67,7 +67,8 @@ package:
 test-package: package
 	SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ./build/release/levattn_*_amd64.deb
-	cd /tmp && levattn demo
+	cd /tmp && levattn --version && levattn demo
+	test -f /usr/share/levattn/plot_eval.py
 	JOBS=$(JOBS) tests/consumer/run.sh --system
 
 # The code follows .clang-format, and the .clang-tidy checks pass over the library, the CLI and

@@ -1,14 +1,17 @@
 #include <cstdio>
+#include <string>
 
 #include "collective.hpp"
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#include "levattn/version.hpp"
 
 namespace levattn::mpi {
 
 int run(int argc, char** argv) {
   const World w;
   CLI::App app("levattn-mpi — levattn select and heavy over MPI ranks (same arguments as levattn)", "levattn-mpi");
+  app.set_version_flag("--version", std::string("levattn-mpi ") + version_string());
   app.require_subcommand(1);
   const Command commands[] = {add_select_command(app), add_heavy_command(app)};
   try {

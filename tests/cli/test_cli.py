@@ -476,6 +476,10 @@ with tempfile.TemporaryDirectory() as tmp:
     check(not any(".tmp." in f for f in os.listdir(tmp)), "no temporary files left behind")
     r = run("heavy", "--help")
     check(r.returncode == 0 and "--verify" in r.stdout and "--threads" in r.stdout, "heavy --help")
+    version = open(os.path.join(os.path.dirname(__file__), "..", "..", "CMakeLists.txt")).read()
+    version = version.split("project(levattn VERSION ")[1].split()[0]
+    r = run("--version")
+    check(r.returncode == 0 and r.stdout.strip() == "levattn " + version, f"--version prints 'levattn {version}'")
 
     # press: kept keys per head against numpy (leverage top-k by SVD scores; h2o as causal column sums)
     rng = np.random.default_rng(17)

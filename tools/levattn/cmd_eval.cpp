@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 
 #include "commands.hpp"
@@ -66,11 +67,23 @@ void write_csv(const std::string& path, const EvalReport& r, const std::vector<d
   file.commit();
 }
 
+// The plotting script: $LEVATTN_PLOT_SCRIPT, else the installed copy (<prefix>/share/levattn beside
+// <prefix>/bin/levattn), else the source tree's tools/plot_eval.py.
+std::string plot_script() {
+  if (const char* script = std::getenv("LEVATTN_PLOT_SCRIPT")) return script;
+  std::error_code ec;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::filesystem::path installed = exe.parent_path().parent_path() / LEVATTN_INSTALLED_PLOT_SCRIPT;
+    if (std::filesystem::is_regular_file(installed, ec)) return installed.string();
+  }
+  return LEVATTN_PLOT_SCRIPT;
+}
+
 // Runs the plotting script (python3-matplotlib) on the CSV: capture and error vs budget.
 void plot(const std::string& csv, const std::string& dir) {
-  const char* script = std::getenv("LEVATTN_PLOT_SCRIPT");
   const char* python = std::getenv("LEVATTN_PYTHON");
-  const std::string s = script ? script : LEVATTN_PLOT_SCRIPT;
+  const std::string s = plot_script();
   const std::string py = python ? python : "/usr/bin/python3";
   std::vector<std::string> args = {py, s, csv, dir};
   std::vector<char*> argv;

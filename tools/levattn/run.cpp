@@ -2,16 +2,19 @@
 
 #include <cstdio>
 #include <exception>
+#include <string>
 #include <vector>
 
 #include "commands.hpp"
 #include "exit_codes.hpp"
+#include "levattn/version.hpp"
 
 namespace levattn::cli {
 
 int run_levattn(int argc, char** argv) {
   CLI::App app("levattn — heavy attention with universal sets (leverage scores), exact attention and LevAttention",
                "levattn");
+  app.set_version_flag("--version", std::string("levattn ") + version_string());
   app.require_subcommand(1);
   const std::vector<Command> commands = {add_scores_command(app), add_select_command(app),
                                          add_heavy_command(app), add_attend_command(app), add_stream_command(app),
@@ -23,6 +26,8 @@ int run_levattn(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "levattn: error: %s\nRun 'levattn --help' or 'levattn <command> --help'.\n",
