@@ -4,14 +4,14 @@
 //  * leverage: the keys of largest ℓ2 leverage score under the Gram matrix G of every key
 //    appended so far (budget mode), or every key whose current score is ≥ ε (threshold mode).
 //    Scores are refreshed every `refresh` appends: a LeverageScorer is refit on the GramSummary
-//    of every key appended and scores the retained keys — the bits `LeverageScorer::fit` on those
-//    keys from scratch would give (leverage.hpp, gram.hpp) — at O(d³ + size·d²) each, plus O(d²)
-//    amortised per append to grow the summary. Keys appended since the last refresh are kept
-//    until the next one (a short recency window inside the budget). Because a key's score only
-//    falls as keys arrive, a key evicted in threshold mode (score < ε at a refresh) can never
-//    re-enter the universal set: for |x|² attention, every entry A ≥ ε of every later query lies
-//    in the cache, up to the rounding of the scores (see leverage.hpp). Budget mode carries no
-//    such guarantee.
+//    of every key appended and scores the retained keys — the same bits as a scorer fitted from
+//    scratch on every key appended so far (gram.hpp: the summary's bits do not depend on how the
+//    rows arrived) — at O(d³ + size·d²) each, plus O(d²) amortised per append for the summary.
+//    Keys appended since the last refresh are kept until the next one (a short recency window
+//    inside the budget). Because a key's score only falls as keys arrive, a key evicted in
+//    threshold mode (score < ε at a refresh) can never re-enter the universal set: for |x|²
+//    attention, every entry A ≥ ε of every later query lies in the cache, up to the rounding of
+//    the scores (see leverage.hpp). Budget mode carries no such guarantee.
 //  * window (StreamingLLM style): the first `sinks` keys and the latest budget − sinks.
 //  * accumulated (H2O style): the latest budget/2 keys, and of the older ones the budget − budget/2
 //    with the largest attention received so far (summed over the steps' softmax weights).
@@ -24,7 +24,7 @@
 // (LeverageScorer::normalisers) of the scorer last refit, plus Σ <q,k>² in double over the at
 // most `refresh` keys appended since: O(d² + refresh·d) a query, and a refit (O(d³)) every
 // `refresh` appends for every policy under pow:2. Other pow:P are refused. Memory
-// O(d²·log n + (budget + refresh)·(d + d_v)) (threshold mode: d/ε keys in place of the budget
+// O(d²·log n + budget·(d + d_v) + refresh·d) (threshold mode: d/ε keys in place of the budget
 // after each refresh); softmax with a policy other than leverage keeps no Gram summary.
 #pragma once
 
