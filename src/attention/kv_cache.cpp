@@ -26,7 +26,9 @@ KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
   require(options.refresh >= 0, "KV cache: refresh must be ≥ 0");
   require(options.attention.scale >= 0.0 && std::isfinite(options.attention.scale),
           "KV cache: the scale must be finite and > 0 (0 chooses the default)");
-  if (options_.refresh == 0) options_.refresh = std::max<index_t>(1, options_.budget / 4);
+  if (options_.refresh == 0)
+    options_.refresh = options_.policy == CachePolicy::leverage ? std::max<index_t>(1, options_.budget / 4)
+                                                                : options_.budget;
 }
 
 bool KVCache::keeps_gram() const {
