@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <limits>
-#include <tuple>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "levattn/attention/kv_cache.hpp"
 #include "levattn/scores/leverage.hpp"

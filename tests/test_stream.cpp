@@ -314,7 +314,9 @@ TEST(Stream, HeavyEqualsHeavySearchOverEveryKeyPushed) {
             EXPECT_NEAR(score, match->second, 1e-4 * match->second) << kind << " q" << i << " k" << key;
           }
         }
-        if (!uncertain) { EXPECT_EQ(mine.size(), theirs.size()) << kind << " q" << i << " eps " << eps; }
+        if (!uncertain) {
+          EXPECT_EQ(mine.size(), theirs.size()) << kind << " q" << i << " eps " << eps;
+        }
       }
     }
 }

@@ -27,8 +27,8 @@ KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
   require(options.attention.scale >= 0.0 && std::isfinite(options.attention.scale),
           "KV cache: the scale must be finite and > 0 (0 chooses the default)");
   if (options_.refresh == 0)
-    options_.refresh = options_.policy == CachePolicy::leverage ? std::max<index_t>(1, options_.budget / 4)
-                                                                : options_.budget;
+    options_.refresh =
+        options_.policy == CachePolicy::leverage ? std::max<index_t>(1, options_.budget / 4) : options_.budget;
 }
 
 bool KVCache::keeps_gram() const {

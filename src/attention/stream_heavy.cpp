@@ -7,8 +7,8 @@ namespace levattn {
 StreamHeavyAnswer stream_heavy(const StreamSelector& selector, ConstMatrixF queries, double eps) {
   const index_t d = selector.dim(), m = queries.rows;
   const StreamOptions& options = selector.options();
-  require(queries.cols == d, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
-                                 std::to_string(d));
+  require(queries.cols == d,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
   check_eps(eps);
   if (options.budget == 0)
     require(eps >= options.eps, "heavy: eps must be at least the selector's ε = " + std::to_string(options.eps));

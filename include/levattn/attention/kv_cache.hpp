@@ -43,9 +43,9 @@ struct KVCacheOptions {
   index_t budget = 256;  // keys kept (every policy but leverage's threshold mode); ≥ 1
   double eps = 0.0;      // leverage only: > 0 selects threshold mode (budget then ignored)
   index_t sinks = 4;     // window only
-  index_t refresh = 0;   // leverage or pow:2: appends between refits of the scorer; 0: max(1, budget/4)
-                         // for leverage, budget for the other policies (the unfitted keys then
-                         // never outnumber the cache)
+  // Leverage or pow:2: appends between refits of the scorer; 0: max(1, budget/4) for leverage,
+  // the budget for the other policies (the unfitted keys then never outnumber the cache).
+  index_t refresh = 0;
   AttentionOptions attention;  // softmax or pow:2; causal is irrelevant (one query per step)
 };
 
