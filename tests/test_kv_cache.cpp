@@ -5,10 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <random>
 #include <set>
+#include <tuple>
 
 #include "levattn/attention/kv_cache.hpp"
+#include "levattn/scores/leverage.hpp"
 #include "reference.hpp"
 
 namespace levattn::test {
@@ -118,6 +121,85 @@ TEST(KVCache, ThresholdLeverageKeepsEveryKeyOfFinalScoreAboveEps) {
     EXPECT_GT(strong, 0) << kind;
     EXPECT_LT(cache.size(), n) << kind << ": the cache must have evicted keys";
   }
+}
+
+// The leverage policy as kv_cache.hpp defines it, recomputed from scratch: at every refresh a
+// LeverageScorer fitted on all keys so far scores the retained ones; threshold mode drops those
+// below ε, budget mode evicts the lowest (newer keys, +∞ until scored, last; ties: the older).
+std::set<index_t> leverage_policy_from_scratch(const Floats& K, index_t budget, double eps, index_t refresh) {
+  const index_t d = K.cols;
+  std::vector<std::pair<index_t, double>> held;  // (position, score at the last refresh or +∞)
+  for (index_t t = 0; t < K.rows; ++t) {
+    held.push_back({t, std::numeric_limits<double>::infinity()});
+    if ((t + 1) % refresh == 0) {
+      LeverageScorer scorer(d);
+      scorer.fit(ConstMatrixF(K.data.data(), t + 1, d));
+      std::vector<float> rows;
+      for (const auto& h : held)
+        rows.insert(rows.end(), K.data.begin() + h.first * d, K.data.begin() + (h.first + 1) * d);
+      const std::vector<double> scores = scorer.scores(ConstMatrixF(rows.data(), static_cast<index_t>(held.size()), d));
+      for (size_t i = 0; i < held.size(); ++i) held[i].second = scores[i];
+      if (eps > 0.0) std::erase_if(held, [eps](const auto& h) { return h.second < eps; });
+    }
+    while (eps == 0.0 && static_cast<index_t>(held.size()) > budget)
+      held.erase(std::min_element(held.begin(), held.end(), [](const auto& a, const auto& b) {
+        return a.second < b.second || (a.second == b.second && a.first < b.first);
+      }));
+  }
+  std::set<index_t> kept;
+  for (const auto& h : held) kept.insert(h.first);
+  return kept;
+}
+
+TEST(KVCache, LeverageRefreshesEqualAScorerFittedFromScratch) {
+  const index_t n = 700, d = 8;
+  for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed", "huge", "tiny", "cond1e6"})
+    for (const auto& [budget, eps, refresh] :
+         {std::tuple<index_t, double, index_t>{48, 0.0, 12}, {16, 0.0, 40}, {256, 0.01, 64}, {256, 0.03, 1}}) {
+      const Floats K = make_keys(kind, n, d, 21), V = gaussian(n, 2, 22);
+      KVCacheOptions o;
+      o.budget = budget;
+      o.eps = eps;
+      o.refresh = refresh;
+      KVCache cache(d, 2, o);
+      cache.append(K.view(), V.view());
+      const std::vector<index_t> pos = cache.positions();
+      EXPECT_EQ(std::set<index_t>(pos.begin(), pos.end()), leverage_policy_from_scratch(K, budget, eps, refresh))
+          << kind << " budget " << budget << " eps " << eps << " refresh " << refresh;
+    }
+}
+
+// Missing mass under pow:2 against Σ over every key appended in double (to 1e-6: the kept mass
+// comes from attend_exact's float products), whether the attend falls right after a refit or with
+// up to refresh − 1 keys appended since.
+TEST(KVCache, Pow2MissingMassIsExactOnAdversarialKeys) {
+  const index_t n = 300, d = 8;
+  for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed", "huge", "tiny"})
+    for (CachePolicy policy : {CachePolicy::window, CachePolicy::leverage}) {
+      const Floats K = make_keys(kind, n, d, 31), V = gaussian(n, 3, 32), Q = make_queries(K, n, 33);
+      KVCacheOptions o;
+      o.policy = policy;
+      o.budget = 24;
+      o.refresh = 7;
+      o.attention.f = ScoreFunction::power(2.0);
+      KVCache cache(d, 3, o);
+      std::vector<float> out(3);
+      for (index_t t = 0; t < n; ++t) {
+        cache.append(K.data.data() + t * d, V.data.data() + t * 3);
+        const float* q = Q.data.data() + t * d;
+        cache.attend(q, out.data());
+        const std::vector<index_t> pos = cache.positions();
+        double all = 0.0, kept = 0.0;
+        for (index_t j = 0, next = 0; j <= t; ++j) {
+          double p = 0.0;
+          for (index_t c = 0; c < d; ++c) p += double(q[c]) * K.data[j * d + c];
+          all += p * p;
+          if (next < static_cast<index_t>(pos.size()) && pos[next] == j) kept += p * p, ++next;
+        }
+        const double want = all > 0.0 ? 1.0 - kept / all : 0.0;
+        ASSERT_NEAR(cache.missing_mass(), want, 1e-6) << kind << " step " << t;
+      }
+    }
 }
 
 TEST(KVCache, BadInputIsRefused) {

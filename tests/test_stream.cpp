@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 
+#include "levattn/attention/heavy.hpp"
+#include "levattn/attention/stream_heavy.hpp"
 #include "levattn/linalg/gram.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "levattn/scores/leverage_bound.hpp"
@@ -242,7 +245,7 @@ TEST(Stream, HeavyEntriesAtAnyTimeMatchBruteForce) {
       prefix.data.assign(K.data.begin(), K.data.begin() + seen * d);
       const Floats Q = make_queries(prefix, 60, 9);
       const MatD A = attention_reference(Q, prefix);
-      const StreamHeavyAnswer got = s.heavy(Q.view(), eps);
+      const StreamHeavyAnswer got = stream_heavy(s, Q.view(), eps);
       // Only queries flagged uncertain (almost orthogonal to every key) may miss entries.
       for (index_t i = 0; i < Q.rows; ++i) {
         const bool uncertain = std::count(got.uncertain.begin(), got.uncertain.end(), i) > 0;
@@ -261,6 +264,61 @@ TEST(Stream, HeavyEntriesAtAnyTimeMatchBruteForce) {
       if (std::string(kind) == "gaussian") { EXPECT_TRUE(got.uncertain.empty()); }
     }
   }
+}
+
+// stream_heavy against HeavySearch fitted on every key pushed, with the stream's indices shifted
+// by first_row: a query not listed as uncertain gets the same entries, with the same bits when the
+// summaries are the same (first_row = 0) and no query fell back, else to 1e-12; an uncertain one
+// (every query in budget mode) a subset. The last queries, v + 1e-5·k_j with v the last right
+// singular vector of K, lie almost wholly along its weakest direction: cut for "low_rank" keys
+// (those queries fall back), and uncertain or near it for others.
+TEST(Stream, HeavyEqualsHeavySearchOverEveryKeyPushed) {
+  const index_t n = 400, d = 6;
+  for (const std::string kind :
+       {"gaussian", "low_rank", "duplicated", "heavy_tailed", "huge", "tiny", "cond1e6", "zero_column"})
+    for (const auto& [eps, budget, first] :
+         {std::tuple<double, index_t, index_t>{0.02, 0, 0}, {0.1, 0, 0}, {0.05, 40, 0}, {0.02, 0, 1000}}) {
+      const Floats K = make_keys(kind, n, d, 41);
+      Floats Q = make_queries(K, 60, 42);
+      const Eigen::JacobiSVD<MatD> svd(K.to_double(), Eigen::ComputeFullV);
+      for (index_t j = 0; j < 6; ++j) {
+        for (index_t c = 0; c < d; ++c)
+          Q.data.push_back(static_cast<float>(svd.matrixV()(c, d - 1) + 1e-5 * K.data[j * d + c]));
+        ++Q.rows;
+      }
+      StreamSelector s(d, {.eps = eps, .budget = budget, .first_row = first, .pending_rows = 32});
+      push_blocks(s, K, 0, n, 29);
+      const StreamHeavyAnswer got = stream_heavy(s, Q.view(), eps);
+      const HeavySearch search(K.view(), eps);
+      std::vector<HeavyEntry> want;
+      const HeavyStats stats =
+          search.run(Q.view(), [&](const HeavyEntry* e, index_t count) { want.insert(want.end(), e, e + count); });
+      EXPECT_EQ(got.zero_queries, stats.zero_queries) << kind;
+      if (budget > 0) {
+        EXPECT_EQ(static_cast<index_t>(got.uncertain.size()), Q.rows - got.zero_queries) << kind;
+      }
+      for (index_t i = 0; i < Q.rows; ++i) {
+        std::vector<std::pair<index_t, double>> mine, theirs;  // (key, score)
+        for (const HeavyEntry& e : got.entries)
+          if (e.query == i) mine.push_back({e.key - first, e.score});
+        for (const HeavyEntry& e : want)
+          if (e.query == i) theirs.push_back({e.key, e.score});
+        ASSERT_TRUE(std::is_sorted(mine.begin(), mine.end())) << kind << " q" << i;
+        const bool uncertain = std::binary_search(got.uncertain.begin(), got.uncertain.end(), i);
+        for (const auto& [key, score] : mine) {
+          const auto match = std::find_if(theirs.begin(), theirs.end(), [&](const auto& t) { return t.first == key; });
+          ASSERT_NE(match, theirs.end()) << kind << " q" << i << " k" << key << ": not a heavy entry";
+          if (first == 0 && stats.fallback_queries == 0) {
+            EXPECT_EQ(score, match->second) << kind << " q" << i << " k" << key;
+          } else {
+            EXPECT_NEAR(score, match->second, 1e-4 * match->second) << kind << " q" << i << " k" << key;
+          }
+        }
+        if (!uncertain) {
+          EXPECT_EQ(mine.size(), theirs.size()) << kind << " q" << i << " eps " << eps;
+        }
+      }
+    }
 }
 
 TEST(Stream, FixedBudgetKeepsBudgetKeysWithTheirFinalScores) {
@@ -303,7 +361,7 @@ TEST(Stream, RejectsBadInputAndStaysUnchanged) {
   EXPECT_THROW(s.push(wide.view()), Error);
   std::vector<float> v(20, 0.0f);
   EXPECT_THROW(s.push(K.view().rows_range(0, 10), ConstMatrixF(v.data(), 10, 2)), Error);
-  EXPECT_THROW(s.heavy(K.view().rows_range(0, 3), 0.05), Error);  // below the selector's ε
+  EXPECT_THROW(stream_heavy(s, K.view().rows_range(0, 3), 0.05), Error);  // below the selector's ε
   StreamSelector other(4, {.eps = 0.2, .first_row = 100});
   EXPECT_THROW(s.merge(other), Error);
   StreamSelector with_values(4, {.eps = 0.1, .value_dim = 2});

@@ -32,6 +32,7 @@
 #include "levattn/attention/kv_cache.hpp"
 #include "levattn/attention/lev_attention.hpp"
 #include "levattn/attention/power_heavy.hpp"
+#include "levattn/attention/stream_heavy.hpp"
 #include "levattn/attention/verify.hpp"
 
 #include "levattn/eval/evaluate.hpp"

@@ -100,9 +100,10 @@ class KVCache:
     policy "leverage": the keys of largest ℓ2 leverage score under the Gram matrix of every key
     appended (budget mode), or every key with score ≥ eps (threshold mode: for f="pow:2" every
     entry A ≥ eps of every later query stays in the cache); scores refresh every `refresh` appends
-    (0: budget/4). "window": the first `sinks` keys and the latest budget − sinks. "accumulated"
-    (H2O): the latest budget/2 and the older keys with the most attention received. "key_norm":
-    the budget keys of largest norm.
+    (0: budget/4), and with f="pow:2" every policy refits its normaliser that often (0: budget/4
+    for "leverage", budget for the others). "window": the first `sinks` keys and the latest
+    budget − sinks. "accumulated" (H2O): the latest budget/2 and the older keys with the most
+    attention received. "key_norm": the budget keys of largest norm.
     f: "softmax" (normalised over the retained keys) or "pow:2" (normalised by the exact full
     normaliser over every key appended; missing_mass is then exact). threads: cores each call uses
     (None: every core); results never depend on it. Safe to share between Python threads.

@@ -9,6 +9,7 @@
 #include "arrays.hpp"
 #include "bindings.hpp"
 #include "levattn/attention/kv_cache.hpp"
+#include "levattn/attention/stream_heavy.hpp"
 #include "levattn/select/stream_selector.hpp"
 
 namespace levattn::python {
@@ -70,11 +71,11 @@ class PyStreamSelector {
       py::gil_scoped_release unlocked;
       const std::lock_guard<std::mutex> lock(mutex_);
       const ThreadScope scope(threads_);
-      a = selector_.heavy(Q, eps);
+      a = stream_heavy(selector_, Q, eps);
     }
     std::vector<index_t> qi, ki;
     std::vector<double> score;
-    for (const StreamHeavyEntry& e : a.entries) {
+    for (const HeavyEntry& e : a.entries) {
       qi.push_back(e.query);
       ki.push_back(e.key);
       score.push_back(e.score);

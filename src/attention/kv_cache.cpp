@@ -1,10 +1,12 @@
-// KVCache (see kv_cache.hpp): slots of retained keys/values, a running Gram matrix in double, and
-// per-policy eviction.
+// KVCache (see kv_cache.hpp): slots of retained keys/values, the Gram summary of every key with a
+// scorer refit on it, and per-policy eviction.
 #include "levattn/attention/kv_cache.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "levattn/attention/heavy.hpp"
 
 namespace levattn {
 
@@ -12,7 +14,8 @@ namespace {
 constexpr double kNew = std::numeric_limits<double>::infinity();  // appended since the last refresh
 }  // namespace
 
-KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options) : d_(d), dv_(d_v), options_(options) {
+KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
+    : d_(d), dv_(d_v), options_(options), summary_(std::max<index_t>(d, 1)), scorer_(std::max<index_t>(d, 1)) {
   require(d >= 1 && d_v >= 1, "KV cache: d and d_v must be at least 1");
   require(options.budget >= 1, "KV cache: the budget must be at least 1");
   require(options.eps >= 0.0 && options.eps <= 1.0, "KV cache: eps must lie in [0, 1] (0: budget mode)");
@@ -23,8 +26,13 @@ KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options) : d_(d), dv_(d_
   require(options.refresh >= 0, "KV cache: refresh must be ≥ 0");
   require(options.attention.scale >= 0.0 && std::isfinite(options.attention.scale),
           "KV cache: the scale must be finite and > 0 (0 chooses the default)");
-  if (options_.refresh == 0) options_.refresh = std::max<index_t>(1, options_.budget / 4);
-  gram_.assign(static_cast<size_t>(d * d), 0.0);
+  if (options_.refresh == 0)
+    options_.refresh =
+        options_.policy == CachePolicy::leverage ? std::max<index_t>(1, options_.budget / 4) : options_.budget;
+}
+
+bool KVCache::keeps_gram() const {
+  return options_.policy == CachePolicy::leverage || options_.attention.f.kind == ScoreKind::power;
 }
 
 std::vector<index_t> KVCache::positions() const {
@@ -47,10 +55,11 @@ void KVCache::evict(index_t slot) {  // the last slot moves into `slot`
   weight_.pop_back();
 }
 
-void KVCache::refresh_scores() {
-  const GramFactors f = factor_gram(gram_, d_, 0.0, kDefaultRcond);
-  f.inverse_root.sum_squares(ConstMatrixF(keys_.data(), size(), d_), weight_.data(), "keys");
-  since_refresh_ = 0;
+void KVCache::refit() {
+  scorer_.fit(summary_);
+  unfitted_.clear();
+  if (options_.policy != CachePolicy::leverage) return;
+  scorer_.scores(ConstMatrixF(keys_.data(), size(), d_), weight_.data());
   if (options_.eps > 0.0)
     for (index_t s = size() - 1; s >= 0; --s)
       if (weight_[s] < options_.eps) evict(s);
@@ -83,8 +92,10 @@ void KVCache::append(const float* key, const float* value) {
   require(std::all_of(key, key + d_, [](float x) { return std::isfinite(x); }) &&
               std::all_of(value, value + dv_, [](float x) { return std::isfinite(x); }),
           "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
-  for (index_t r = 0; r < d_; ++r)
-    for (index_t c = 0; c < d_; ++c) gram_[r * d_ + c] += static_cast<double>(key[r]) * key[c];
+  if (keeps_gram()) {
+    summary_.add(ConstMatrixF(key, 1, d_));
+    unfitted_.insert(unfitted_.end(), key, key + d_);
+  }
   double weight = options_.policy == CachePolicy::leverage ? kNew : 0.0;
   if (options_.policy == CachePolicy::key_norm)  // ‖k‖²
     for (index_t c = 0; c < d_; ++c) weight += static_cast<double>(key[c]) * key[c];
@@ -92,7 +103,7 @@ void KVCache::append(const float* key, const float* value) {
   values_.insert(values_.end(), value, value + dv_);
   position_.push_back(appended_++);
   weight_.push_back(weight);
-  if (options_.policy == CachePolicy::leverage && ++since_refresh_ >= options_.refresh) refresh_scores();
+  if (keeps_gram() && unfitted_rows() >= options_.refresh) refit();
   enforce_budget();
 }
 
@@ -146,12 +157,11 @@ void KVCache::attend(const float* query, float* out) {
       weight_[s] += std::exp(logf - lse_[0]);
     }
   if (o.f.kind != ScoreKind::power) return;
-  double total = 0.0;  // c²·qᵀGq over every key appended
-  for (index_t r = 0; r < d_; ++r) {
-    double row = 0.0;
-    for (index_t col = 0; col < d_; ++col) row += gram_[r * d_ + col] * query[col];
-    total += row * query[r];
-  }
+  double total = 0.0;  // c²·qᵀGq over every key appended: the fitted part, then the unfitted rows
+  scorer_.normalisers(ConstMatrixF(query, 1, d_), &total);
+  products_.resize(static_cast<size_t>(unfitted_rows()));
+  heavy_products(query, ConstMatrixF(unfitted_.data(), unfitted_rows(), d_), products_.data());
+  for (const double p : products_) total += p * p;
   total *= c * c;
   const double kept = total > 0.0 && std::isfinite(lse_[0]) ? std::exp(lse_[0] - std::log(total)) : 0.0;
   missing_mass_ = total > 0.0 ? std::max(0.0, 1.0 - kept) : 0.0;

@@ -5,7 +5,6 @@
 #include <numeric>
 #include <string>
 
-#include "core/first_error.hpp"
 #include "levattn/scores/leverage.hpp"
 
 namespace levattn {
@@ -15,12 +14,6 @@ namespace {
 // Keys whose bound score falls below ε/kEvictDivisor are evicted: LeverageBound::kFactor = 2
 // from the proof and a further 2 for rounding (see the header).
 constexpr double kEvictDivisor = 4.0;
-
-double dot_double(const float* a, const float* b, index_t d) {
-  double s = 0.0;
-  for (index_t c = 0; c < d; ++c) s += double(a[c]) * double(b[c]);
-  return s;
-}
 
 }  // namespace
 
@@ -199,59 +192,18 @@ StreamResult StreamSelector::result() const {
   return out;
 }
 
-StreamHeavyAnswer StreamSelector::heavy(ConstMatrixF queries, double eps_q) const {
-  require(queries.cols == d_, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
-                                  std::to_string(d_));
-  check_eps(eps_q);
-  if (options_.budget == 0)
-    require(eps_q >= options_.eps, "heavy: eps must be at least the selector's ε = " + std::to_string(options_.eps));
-  for (index_t i = 0; i < queries.rows; ++i)
-    for (index_t c = 0; c < d_; ++c)
-      if (!std::isfinite(queries(i, c)))
-        throw Error(ErrorKind::bad_input, "queries: row " + std::to_string(i) + " holds a NaN or an infinity");
-
-  const std::vector<double> G = summary_.gram();
-  const double r2 = options_.rcond * options_.rcond;
-  const index_t m = queries.rows;
-  std::vector<std::vector<StreamHeavyEntry>> found(static_cast<size_t>(m));
-  std::vector<char> zero(static_cast<size_t>(m), 0), uncertain(static_cast<size_t>(m), 0);
-  FirstError error;
-#pragma omp parallel for schedule(dynamic, 16)
-  for (index_t i = 0; i < m; ++i) {
-    try {
-      const float* q = queries.row(i);
-      double normaliser = 0.0, diag = 0.0;
-      for (index_t a = 0; a < d_; ++a) {
-        double row = 0.0;
-        for (index_t b = 0; b < d_; ++b) row += G[a * d_ + b] * double(q[b]);
-        normaliser += double(q[a]) * row;
-        diag += double(q[a]) * double(q[a]) * G[a * d_ + a];
-      }
-      if (!(normaliser > 0.0)) {
-        zero[i] = 1;
-        continue;
-      }
-      uncertain[i] = options_.budget > 0 || r2 * diag > normaliser;
-      auto& out = found[static_cast<size_t>(i)];
-      for (const Rows* part : {&cand_, &pending_})
-        for (index_t r = 0; r < part->rows; ++r) {
-          const double p = dot_double(q, part->keys.data() + r * d_, d_);
-          const double a = p * p / normaliser;
-          if (a >= eps_q) out.push_back({i, part->index[r], a});
-        }
-      std::sort(out.begin(), out.end(), [](const auto& x, const auto& y) { return x.key < y.key; });
-    } catch (...) {
-      error.capture();
-    }
+StreamSelector::HeldKeys StreamSelector::held_keys() const {
+  std::vector<std::pair<index_t, const float*>> held;  // (global index, row)
+  for (const Rows* part : {&cand_, &pending_})
+    for (index_t r = 0; r < part->rows; ++r) held.push_back({part->index[r], part->keys.data() + r * d_});
+  std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  HeldKeys out;
+  out.rows = static_cast<index_t>(held.size());
+  for (const auto& [index, row] : held) {
+    out.index.push_back(index);
+    out.keys.insert(out.keys.end(), row, row + d_);
   }
-  error.rethrow_if_any();
-  StreamHeavyAnswer answer;
-  for (index_t i = 0; i < m; ++i) {
-    answer.entries.insert(answer.entries.end(), found[i].begin(), found[i].end());
-    answer.zero_queries += zero[i];
-    if (uncertain[i] && !zero[i]) answer.uncertain.push_back(i);
-  }
-  return answer;
+  return out;
 }
 
 }  // namespace levattn

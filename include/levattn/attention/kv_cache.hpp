@@ -1,14 +1,17 @@
 // A key/value cache for decoding: append (k, v) each step, attend with the step's query over the
 // keys the cache retains. Policies, compared at equal budgets (bench/bench_kv_cache.cpp):
 //
-//  * leverage: the keys of largest ℓ2 leverage score under the running Gram matrix G of every key
+//  * leverage: the keys of largest ℓ2 leverage score under the Gram matrix G of every key
 //    appended so far (budget mode), or every key whose current score is ≥ ε (threshold mode).
-//    Scores are refreshed every `refresh` appends (O(d³ + size·d²) each, plus O(d²) per append to
-//    update G); keys appended since the last refresh are kept until the next one (a short
-//    recency window inside the budget). Because a key's score only falls as keys arrive, a
-//    key evicted in threshold mode (score < ε at a refresh) can never re-enter the universal set:
-//    for |x|² attention, every entry A ≥ ε of every later query lies in the cache, up to the
-//    rounding of the scores (see leverage.hpp). Budget mode carries no such guarantee.
+//    Scores are refreshed every `refresh` appends: a LeverageScorer is refit on the GramSummary
+//    of every key appended and scores the retained keys — the same bits as a scorer fitted from
+//    scratch on every key appended so far (gram.hpp: the summary's bits do not depend on how the
+//    rows arrived) — at O(d³ + size·d²) each, plus O(d²) amortised per append for the summary.
+//    Keys appended since the last refresh are kept until the next one (a short recency window
+//    inside the budget). Because a key's score only falls as keys arrive, a key evicted in
+//    threshold mode (score < ε at a refresh) can never re-enter the universal set: for |x|²
+//    attention, every entry A ≥ ε of every later query lies in the cache, up to the rounding of
+//    the scores (see leverage.hpp). Budget mode carries no such guarantee.
 //  * window (StreamingLLM style): the first `sinks` keys and the latest budget − sinks.
 //  * accumulated (H2O style): the latest budget/2 keys, and of the older ones the budget − budget/2
 //    with the largest attention received so far (summed over the steps' softmax weights).
@@ -17,14 +20,19 @@
 //
 // attend(): softmax normalised over the retained keys; |x|² (pow:2) normalised by the exact full
 // normaliser qᵀGq over every key appended, so the output is the exact truncation of true
-// attention and missing_mass() is exact. Other pow:P are refused. Memory O(d² + budget·(d + d_v))
-// (threshold mode: O(d² + (d/ε)·(d + d_v)) after each refresh).
+// attention and missing_mass() is exact up to rounding. qᵀGq is the library's normaliser
+// (LeverageScorer::normalisers) of the scorer last refit, plus Σ <q,k>² in double over the at
+// most `refresh` keys appended since: O(d² + refresh·d) a query, and a refit (O(d³)) every
+// `refresh` appends for every policy under pow:2. Other pow:P are refused. Memory
+// O(d²·log n + budget·(d + d_v) + refresh·d) (threshold mode: d/ε keys in place of the budget
+// after each refresh); softmax with a policy other than leverage keeps no Gram summary.
 #pragma once
 
 #include <vector>
 
 #include "levattn/attention/exact.hpp"
-#include "levattn/linalg/gram_factors.hpp"
+#include "levattn/linalg/gram.hpp"
+#include "levattn/scores/leverage.hpp"
 
 namespace levattn {
 
@@ -35,7 +43,9 @@ struct KVCacheOptions {
   index_t budget = 256;  // keys kept (every policy but leverage's threshold mode); ≥ 1
   double eps = 0.0;      // leverage only: > 0 selects threshold mode (budget then ignored)
   index_t sinks = 4;     // window only
-  index_t refresh = 0;   // leverage only: appends between score refreshes; 0: max(1, budget/4)
+  // Leverage or pow:2: appends between refits of the scorer; 0: max(1, budget/4) for leverage,
+  // the budget for the other policies (the unfitted keys then never outnumber the cache).
+  index_t refresh = 0;
   AttentionOptions attention;  // softmax or pow:2; causal is irrelevant (one query per step)
 };
 
@@ -67,8 +77,13 @@ class KVCache {
 
  private:
   void evict(index_t slot);
-  void refresh_scores();
+  // Leverage policy or pow:2: the Gram summary of every key appended is kept.
+  bool keeps_gram() const;
+  // Refits scorer_ on summary_ and empties the unfitted rows; leverage: rescores the retained keys
+  // and, in threshold mode, evicts those below ε.
+  void refit();
   void enforce_budget();
+  index_t unfitted_rows() const { return static_cast<index_t>(unfitted_.size()) / d_; }
 
   index_t d_, dv_;
   KVCacheOptions options_;
@@ -77,8 +92,10 @@ class KVCache {
   std::vector<index_t> position_;     // global position of each slot
   std::vector<double> weight_;        // leverage: score at the last refresh (+∞ if newer);
                                       // accumulated: attention received so far; key_norm: ‖k‖²
-  std::vector<double> gram_;          // d×d, every key appended (double)
-  index_t since_refresh_ = 0;
+  GramSummary summary_;               // every key appended, when keeps_gram()
+  LeverageScorer scorer_;             // fitted on summary_ at the last refit
+  std::vector<float> unfitted_;       // keys appended since the last refit (rows × d)
+  std::vector<double> products_;      // scratch for attend(): <q, k> over unfitted_
   double missing_mass_ = 0.0;
   std::vector<double> lse_;           // scratch for attend()
 };

@@ -17,11 +17,9 @@
 // merged must be consecutive (each built with first_row = where the previous one ends). Evicting
 // at s < ε/4 leaves a factor 2 beyond LeverageBound's for rounding. Proof: docs/proofs.md §3.
 //
-// Heavy entries at any time (heavy()): for each query, every retained key with
-// A = <q,k>²/qᵀGq ≥ eps_q, with the exact normaliser qᵀGq over ALL keys pushed (G in double).
-// For eps_q ≥ ε the answer is complete for every query with ρ(q) = r²·qᵀDq / qᵀGq ≤ 1
-// (r = rcond, D = diag(G)); queries with ρ(q) > 1 (almost orthogonal to every key, in the
-// equilibrated sense) are listed as uncertain. Proof: docs/proofs.md §3.
+// Heavy entries at any time: stream_heavy() (attention/stream_heavy.hpp) runs the library's
+// HeavySearch over held_keys() under the summary of every key pushed; its
+// guarantee and the queries it lists as uncertain: docs/proofs.md §3.
 //
 // Fixed-budget mode (budget > 0): keeps the `budget` keys with the highest current bound scores
 // (ties to the lower index) and result() returns the top `budget` by final τ among them. This
@@ -58,19 +56,6 @@ struct StreamResult {
   std::vector<float> values;  // set.size() × value_dim
 };
 
-struct StreamHeavyEntry {
-  index_t query;  // row of the queries passed to heavy()
-  index_t key;    // global key index
-  double score;   // A = <q,k>² / qᵀGq
-};
-
-struct StreamHeavyAnswer {
-  std::vector<StreamHeavyEntry> entries;  // by (query, key)
-  index_t zero_queries = 0;               // qᵀGq = 0: no row of A, no entries
-  std::vector<index_t> uncertain;         // queries with ρ(q) > 1 (all, in budget mode): evicted
-                                          // keys not ruled out
-};
-
 class StreamSelector {
  public:
   // Throws Error{bad_input} for d < 1, ε outside (0, 1] (threshold mode), budget < 0, rcond
@@ -91,9 +76,14 @@ class StreamSelector {
   // The set over every key pushed so far (does not change the state; pushing may go on).
   StreamResult result() const;
 
-  // Heavy entries A ≥ eps_q (eps_q ≥ ε in threshold mode) for each row of queries (m × d,
-  // finite), see above. Parallel over queries; the output does not depend on the thread count.
-  StreamHeavyAnswer heavy(ConstMatrixF queries, double eps_q) const;
+  // The keys held now (candidates and pending; every key that can still enter result()): their
+  // global indices, ascending, and their rows (rows × d), copied.
+  struct HeldKeys {
+    index_t rows = 0;
+    std::vector<index_t> index;
+    std::vector<float> keys;
+  };
+  HeldKeys held_keys() const;
 
   index_t dim() const { return d_; }
   index_t first_row() const { return summary_.first_row(); }
