@@ -67,8 +67,15 @@ void BM_LewisWeights(benchmark::State& state) {
 
 BENCHMARK(BM_ExactLeverage)->Arg(64)->Arg(128)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ApproxLeverage)
-    ->Args({64, 5, 0})->Args({128, 5, 0})->Args({256, 5, 0})->Args({128, 1, 0})->Args({256, 1, 0})->Args({256, 5, 1})->Args({128, 5, 1})
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->Args({64, 5, 0})
+    ->Args({128, 5, 0})
+    ->Args({256, 5, 0})
+    ->Args({128, 1, 0})
+    ->Args({256, 1, 0})
+    ->Args({256, 5, 1})
+    ->Args({128, 5, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_LewisWeights)->Arg(10)->Arg(30)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -29,8 +29,8 @@ void exact(benchmark::State& state, index_t n_q, index_t n_k, index_t d) {
                  ConstMatrixF(in.v.data(), n_k, d), AttentionOptions{}, MatrixF(out.data(), n_q, d));
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["FLOP"] = benchmark::Counter(4.0 * double(n_q) * double(n_k) * double(d),
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP"] =
+      benchmark::Counter(4.0 * double(n_q) * double(n_k) * double(d), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // One head, n_q = n_k = range(0), width range(1).
@@ -40,8 +40,8 @@ void BM_ExactAttention(benchmark::State& state) { exact(state, state.range(0), s
 void BM_Decode(benchmark::State& state) {
   const index_t n_k = state.range(0), d = 128;
   exact(state, 1, n_k, d);
-  state.counters["bytes"] = benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(float),
-                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] =
+      benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The machine's read bandwidth in the same run: a parallel bitwise OR over 512 MiB of 64-bit
@@ -56,8 +56,8 @@ void BM_MemoryRead(benchmark::State& state) {
     for (index_t i = 0; i < count; ++i) bits |= x[i];
     benchmark::DoNotOptimize(bits);
   }
-  state.counters["bytes"] = benchmark::Counter(double(count) * sizeof(std::uint64_t),
-                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] =
+      benchmark::Counter(double(count) * sizeof(std::uint64_t), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // The backward pass of exact softmax attention, one head, n_q = n_k = range(0), width range(1),
@@ -79,8 +79,8 @@ void BM_AttentionBackward(benchmark::State& state) {
                           HeadsF(dk.data(), 1, 1, n, d), HeadsF(dv.data(), 1, 1, n, d));
     benchmark::DoNotOptimize(dq.data());
   }
-  state.counters["FLOP"] = benchmark::Counter(10.0 * double(n) * double(n) * double(d),
-                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP"] =
+      benchmark::Counter(10.0 * double(n) * double(n) * double(d), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // LevAttention, softmax, top-256 keys, n_q = n_k = range(0), d = 64, selection included.
@@ -102,11 +102,19 @@ BENCHMARK(BM_ExactAttention)->Args({4096, 64})->Args({4096, 128})->Unit(benchmar
 BENCHMARK(BM_ExactAttention)->Args({64, 64})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_ExactAttention)->Args({65536, 64})->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Decode)->Arg(16384)->Arg(65536)->Arg(262144)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_AttentionBackward)->Args({4096, 64, 0})->Args({4096, 128, 0})->Args({4096, 64, 1})
-    ->Args({4096, 128, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_AttentionBackward)
+    ->Args({4096, 64, 0})
+    ->Args({4096, 128, 0})
+    ->Args({4096, 64, 1})
+    ->Args({4096, 128, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_MemoryRead)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_LevAttention)->RangeMultiplier(4)->Range(index_t{1} << 14, index_t{1} << 18)
-    ->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LevAttention)
+    ->RangeMultiplier(4)
+    ->Range(index_t{1} << 14, index_t{1} << 18)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace levattn::bench

@@ -29,16 +29,18 @@ void BM_HeavyBruteForce(benchmark::State& state) {
   const PlantedData& data = planted(n, n, 64);
   index_t entries = 0;
   for (auto _ : state)
-    entries = brute_force_heavy(data.query_view(), data.key_view(), kEps,
-                                [](const HeavyEntry*, index_t) {}).heavy_count;
+    entries =
+        brute_force_heavy(data.query_view(), data.key_view(), kEps, [](const HeavyEntry*, index_t) {}).heavy_count;
   state.counters["entries"] = double(entries);
 }
 
 BENCHMARK(BM_HeavySearch)
-    ->RangeMultiplier(2)->Range(index_t{1} << 17, index_t{1} << 20)
-    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-BENCHMARK(BM_HeavyBruteForce)
-    ->Arg(index_t{1} << 17)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+    ->RangeMultiplier(2)
+    ->Range(index_t{1} << 17, index_t{1} << 20)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->MinTime(1.0);
+BENCHMARK(BM_HeavyBruteForce)->Arg(index_t{1} << 17)->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace levattn::bench

@@ -16,12 +16,12 @@ void BM_SgemmGram(benchmark::State& state) {
   const PlantedData& data = planted(n, 0, d);
   std::vector<float> G(static_cast<size_t>(d * d));
   for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(d), int(d), int(n), 1.0f,
-                data.keys.data(), int(d), data.keys.data(), int(d), 0.0f, G.data(), int(d));
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(d), int(d), int(n), 1.0f, data.keys.data(), int(d),
+                data.keys.data(), int(d), 0.0f, G.data(), int(d));
     benchmark::DoNotOptimize(G.data());
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * n * d * d, benchmark::Counter::kIsIterationInvariantRate,
-                                                 benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2.0 * n * d * d, benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
 void BM_LeverageScores(benchmark::State& state) {

@@ -103,8 +103,9 @@ void print_table(const Stream& s, index_t steps, index_t every) {
                                    {"sliding window + 4 sinks", CachePolicy::window, 0.0},
                                    {"accumulated attention (H2O)", CachePolicy::accumulated, 0.0},
                                    {"leverage, threshold ε = 0.01", CachePolicy::leverage, 0.01}};
-  std::printf("| policy | budget | mean keys kept | softmax: recall of A ≥ 0.01 | softmax: output error | "
-              "x²: recall of A ≥ 0.01 | x²: output error |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  std::printf(
+      "| policy | budget | mean keys kept | softmax: recall of A ≥ 0.01 | softmax: output error | "
+      "x²: recall of A ≥ 0.01 | x²: output error |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
   std::vector<index_t> heavy;
   std::vector<double> exact;
   double counted[2] = {0, 0};  // heavy entries over the evaluated steps (the same for every policy)
@@ -157,9 +158,10 @@ void print_table(const Stream& s, index_t steps, index_t every) {
 int main(int argc, char** argv) {
   const index_t steps = argc > 1 ? std::atol(argv[1]) : 32768;
   const index_t every = argc > 2 ? std::atol(argv[2]) : 256;
-  std::printf("Decode of %lld steps, d = %lld, evaluated every %lld steps from step 1024 on; output error is "
-              "‖o − ô‖/‖o‖ averaged over the evaluated steps.\n",
-              (long long)steps, (long long)kD, (long long)every);
+  std::printf(
+      "Decode of %lld steps, d = %lld, evaluated every %lld steps from step 1024 on; output error is "
+      "‖o − ô‖/‖o‖ averaged over the evaluated steps.\n",
+      (long long)steps, (long long)kD, (long long)every);
   for (bool equal_norms : {false, true}) {
     const Stream s = make_stream(steps, equal_norms);
     std::printf(equal_norms ? "\nNoise keys rescaled to the relevant keys' mean length (equal norms):\n\n"

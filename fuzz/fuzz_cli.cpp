@@ -48,7 +48,7 @@ namespace {
 
 fs::path work_dir;
 std::map<std::string, fs::file_time_type> inputs;  // the input files in work_dir: name → mtime
-int report_fd = 2;  // a copy of stderr taken before libFuzzer's -close_fd_mask closes it
+int report_fd = 2;                                 // a copy of stderr taken before libFuzzer's -close_fd_mask closes it
 
 // True when some number in `argument` (any run of characters strtod reads as one) has magnitude in
 // [512, 2³¹): a size that would make the run slow rather than wrong.
@@ -87,8 +87,10 @@ void reset_after_run() {
 
 void* allocate(std::size_t size, std::size_t alignment) {
   void* p = nullptr;
-  if (alignment <= alignof(std::max_align_t)) p = std::malloc(size == 0 ? 1 : size);
-  else if (posix_memalign(&p, alignment, size == 0 ? 1 : size) != 0) p = nullptr;
+  if (alignment <= alignof(std::max_align_t))
+    p = std::malloc(size == 0 ? 1 : size);
+  else if (posix_memalign(&p, alignment, size == 0 ? 1 : size) != 0)
+    p = nullptr;
   return p;
 }
 
@@ -126,9 +128,7 @@ void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); 
 void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 
-extern "C" const char* __asan_default_options() {
-  return "allocator_may_return_null=1:max_allocation_size_mb=1024";
-}
+extern "C" const char* __asan_default_options() { return "allocator_may_return_null=1:max_allocation_size_mb=1024"; }
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   char pattern[] = "/dev/shm/levattn-fuzz-cli-XXXXXX";
@@ -176,9 +176,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   if (arguments.size() > 1 && (arguments[1] == "demo" || arguments[1] == "planted"))
     for (const auto& [option, value] : small_sizes) {
       const std::string name = option, given = name + "=";
-      const bool present = std::any_of(arguments.begin(), arguments.end(), [&](const std::string& a) {
-        return a == name || a.rfind(given, 0) == 0;
-      });
+      const bool present = std::any_of(arguments.begin(), arguments.end(),
+                                       [&](const std::string& a) { return a == name || a.rfind(given, 0) == 0; });
       if (!present) arguments.insert(arguments.begin() + 2, {name, value});
     }
 

@@ -24,7 +24,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
     }
     volatile float sink = sum;
     (void)sink;
-  } catch (const levattn::Error&) {
-  }
+  } catch (const levattn::Error&) {}
   return 0;
 }

@@ -19,13 +19,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   const std::string path = levattn::fuzz::input_file(bytes + skip, size - skip, "in.safetensors");
   try {
     levattn::io::read_safetensors_header(path);
-  } catch (const levattn::Error&) {
-  }
+  } catch (const levattn::Error&) {}
   try {
     const levattn::io::FloatTensor t = levattn::io::load_float_tensor(name.empty() ? path : path + ":" + name);
     volatile float sink = levattn::fuzz::touch(t.data(), static_cast<std::size_t>(t.size()));
     (void)sink;
-  } catch (const levattn::Error&) {
-  }
+  } catch (const levattn::Error&) {}
   return 0;
 }

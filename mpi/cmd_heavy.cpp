@@ -112,8 +112,8 @@ int run_heavy(const cli::HeavyArguments& o, const World& w) {
   std::vector<HeavyEntry> entries;
   HeavyStats stats;
   agreed(w, [&] {
-    require(queries.d == keys.d, "queries have " + std::to_string(queries.d) + " columns but keys have " +
-                                     std::to_string(keys.d));
+    require(queries.d == keys.d,
+            "queries have " + std::to_string(queries.d) + " columns but keys have " + std::to_string(keys.d));
     stats = search->run(queries.view(), [&](const HeavyEntry* e, index_t count) {
       for (index_t i = 0; i < count; ++i) entries.push_back({e[i].query + queries.begin, e[i].key, e[i].score});
     });

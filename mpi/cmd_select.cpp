@@ -29,8 +29,9 @@ int run_select(const cli::SelectArguments& o, const World& w) {
   });
   const Share share = read_share(o.keys, "keys", w, [&](index_t n, int r) { return even_split(n, r, w); });
   agreed(w, [&] {
-    if (o.top_k) require(*o.top_k >= 1 && *o.top_k <= share.n, "top-k must lie in [1, n] = [1, " +
-                                                                   std::to_string(share.n) + "], got " + std::to_string(*o.top_k));
+    if (o.top_k)
+      require(*o.top_k >= 1 && *o.top_k <= share.n,
+              "top-k must lie in [1, n] = [1, " + std::to_string(share.n) + "], got " + std::to_string(*o.top_k));
   });
   LeverageScorer scorer(share.d, {0.0, o.rcond});
   agreed(w, [&] { scorer.fit(global_summary(share, w)); });
@@ -58,8 +59,7 @@ int run_select(const cli::SelectArguments& o, const World& w) {
   });
   if (w.rank != 0) return 0;
   if (!u.within_bound) std::fprintf(stderr, "levattn-mpi: warning: |U| exceeds its bound rank/eps\n");
-  const cli::UniversalSetSummary summary{share.n, share.d, o.eps, o.top_k, u.size(), u.bound, u.within_bound,
-                                         o.output};
+  const cli::UniversalSetSummary summary{share.n, share.d, o.eps, o.top_k, u.size(), u.bound, u.within_bound, o.output};
   if (o.common.json) {
     nlohmann::json j = cli::universal_set_summary_json("select", summary);
     j.update({{"ranks", w.size}, {"rank", scorer.rank()}, {"seconds", total_time.seconds()}});

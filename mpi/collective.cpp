@@ -71,8 +71,8 @@ Share read_share(const std::string& path, const char* what, const World& w, cons
       const float* row = s.first + r * s.d;
       for (index_t c = 0; c < s.d; ++c)
         if (!std::isfinite(row[c]))
-          throw Error(ErrorKind::bad_input, std::string(what) + ": row " + std::to_string(s.begin + r) +
-                                                " holds a NaN or an infinity");
+          throw Error(ErrorKind::bad_input,
+                      std::string(what) + ": row " + std::to_string(s.begin + r) + " holds a NaN or an infinity");
     }
   });
   return s;

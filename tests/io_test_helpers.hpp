@@ -38,16 +38,14 @@ struct TempDir {
   std::string file(const std::string& name) const { return (path / name).string(); }
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path))
-      names.push_back(e.path().filename().string());
+    for (const auto& e : fs::directory_iterator(path)) names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     return names;
   }
 };
 
 inline void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary)
-      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
 inline std::string read_file(const std::string& path) {
@@ -74,8 +72,6 @@ void expect_error(ErrorKind kind, F&& f, const std::vector<std::string>& parts) 
   }
 }
 
-inline bool same_bits(float a, float b) {
-  return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
-}
+inline bool same_bits(float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }
 
 }  // namespace levattn::test

@@ -38,9 +38,8 @@ MatD orthonormal(index_t rows, index_t cols, std::mt19937_64& rng) {
 }  // namespace
 
 const std::vector<std::string>& kinds() {
-  static const std::vector<std::string> all{"gaussian",   "low_rank", "duplicated", "heavy_tailed",
-                                            "badly_scaled", "huge",   "tiny",       "cond1e3",
-                                            "cond1e6",    "zero_column"};
+  static const std::vector<std::string> all{"gaussian", "low_rank", "duplicated", "heavy_tailed", "badly_scaled",
+                                            "huge",     "tiny",     "cond1e3",    "cond1e6",      "zero_column"};
   return all;
 }
 
@@ -116,12 +115,23 @@ Floats make_queries(const Floats& keys, index_t m, std::uint64_t seed) {
   std::uniform_int_distribution<index_t> pick(0, n - 1);
   for (index_t i = 0; i < m; ++i) {
     switch (i % 6) {
-      case 0: break;                                               // random direction
-      case 1: q.row(i) = K.row(pick(rng)); break;                  // a key itself
-      case 2: q.row(i) = pinv.solve(K.row(pick(rng)).transpose()).transpose(); break;  // maximiser
-      case 3: q.row(i) *= (i % 12 == 3) ? 1e20 : 1e-20; break;    // huge or tiny query
-      case 4: q.row(i) = K.row(pick(rng)) + 1e-3 * K.row(pick(rng)); break;
-      case 5: if (i == 5) q.row(i).setZero(); break;               // one zero query
+      case 0:
+        break;  // random direction
+      case 1:
+        q.row(i) = K.row(pick(rng));
+        break;  // a key itself
+      case 2:
+        q.row(i) = pinv.solve(K.row(pick(rng)).transpose()).transpose();
+        break;  // maximiser
+      case 3:
+        q.row(i) *= (i % 12 == 3) ? 1e20 : 1e-20;
+        break;  // huge or tiny query
+      case 4:
+        q.row(i) = K.row(pick(rng)) + 1e-3 * K.row(pick(rng));
+        break;
+      case 5:
+        if (i == 5) q.row(i).setZero();
+        break;  // one zero query
     }
     if (!q.row(i).allFinite() || q.row(i).cwiseAbs().maxCoeff() > 1e30) q.row(i) = gaussian(1, d, rng);
   }
@@ -175,8 +185,8 @@ MatD attention_reference(const Floats& Q, const Floats& K) {
   MatD S = Q.to_double() * K.to_double().transpose();
   for (index_t i = 0; i < S.rows(); ++i) {
     const double total = S.row(i).squaredNorm();
-    S.row(i) = total > 0.0 ? (S.row(i).array().square() / total).matrix().eval()
-                           : Eigen::RowVectorXd::Zero(S.cols()).eval();
+    S.row(i) =
+        total > 0.0 ? (S.row(i).array().square() / total).matrix().eval() : Eigen::RowVectorXd::Zero(S.cols()).eval();
   }
   return S;
 }
@@ -196,8 +206,7 @@ AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const F
       vis[j] = !spec.visible || spec.visible(i, j);
       kep[j] = vis[j] && (!spec.kept || spec.kept(i, j));
       double dot = 0.0;
-      for (index_t c = 0; c < K.cols; ++c)
-        dot += static_cast<double>(Q.data[i * Q.cols + c]) * K.data[j * K.cols + c];
+      for (index_t c = 0; c < K.cols; ++c) dot += static_cast<double>(Q.data[i * Q.cols + c]) * K.data[j * K.cols + c];
       s[j] = spec.softmax ? spec.scale * dot : std::abs(spec.scale * dot);
       if (vis[j]) top = std::max(top, s[j]);
       if (kep[j]) top_kept = std::max(top_kept, s[j]);

@@ -55,7 +55,7 @@ MatD attention_reference(const Floats& Q, const Floats& K);
 // (default: every visible key) picks the keys whose terms are summed; lse is log Σ_{kept} w_ij
 // and kept_mass Σ_{kept} w / Σ_{visible} w. Rows with Σ_{visible} w = 0 are 0 with lse = −∞.
 struct AttentionRows {
-  MatD out;                    // rows.size() × d_v
+  MatD out;  // rows.size() × d_v
   std::vector<double> lse, kept_mass;
 };
 struct AttentionSpec {

@@ -62,11 +62,11 @@ TEST(ApproxLeverage, FailureFractionStaysUnderTheStatedProbability) {
     for (int regime = 0; regime < 2; ++regime) {
       const Tally& t = tallies[regime];
       const double fraction = double(t.outside) / double(t.scores);
-      std::printf("gamma %.1f, %s: %lld instances, %lld scores; outside [tau/(1+g), (1+g)tau]: %.5f, "
-                  "outside (1±g)tau: %.5f; stated failure (mean over keys) %.4f\n",
-                  gamma, regime ? "JL k = d/2" : "no projection", (long long)t.instances,
-                  (long long)t.scores, fraction, double(t.outside_one_pm) / double(t.scores),
-                  t.expected / double(t.scores));
+      std::printf(
+          "gamma %.1f, %s: %lld instances, %lld scores; outside [tau/(1+g), (1+g)tau]: %.5f, "
+          "outside (1±g)tau: %.5f; stated failure (mean over keys) %.4f\n",
+          gamma, regime ? "JL k = d/2" : "no projection", (long long)t.instances, (long long)t.scores, fraction,
+          double(t.outside_one_pm) / double(t.scores), t.expected / double(t.scores));
       EXPECT_LE(double(t.outside), t.expected) << "gamma " << gamma << " regime " << regime;
     }
     EXPECT_GE(tallies[0].instances + tallies[1].instances, 100);
@@ -100,8 +100,8 @@ TEST(ApproxLeverage, ProjectionFailureMatchesTheBetaLaw) {
     }
   }
   const double fraction = double(outside) / double(total);
-  std::printf("k = %lld of r = %lld: outside fraction %.4f, projection failure bound %.4f\n",
-              (long long)k, (long long)d, fraction, stated);
+  std::printf("k = %lld of r = %lld: outside fraction %.4f, projection failure bound %.4f\n", (long long)k,
+              (long long)d, fraction, stated);
   EXPECT_GT(stated, 0.05);  // the check bites: failures are common at k = 4
   EXPECT_LE(fraction, stated * 1.05 + 0.005);
 }

@@ -6,8 +6,8 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <string>
 #include <random>
+#include <string>
 
 #include "levattn/attention/exact.hpp"
 #include "reference.hpp"
@@ -53,8 +53,8 @@ AttentionSpec spec_for(const AttentionOptions& o, index_t d, index_t n_q, index_
 }
 
 // ‖O − R‖_F / ‖R‖_F over the sampled rows, and the log normalisers to 1e-5.
-double check_rows(const Result& got, const AttentionRows& ref, const std::vector<index_t>& rows,
-                  index_t dv, const std::string& what) {
+double check_rows(const Result& got, const AttentionRows& ref, const std::vector<index_t>& rows, index_t dv,
+                  const std::string& what) {
   double num = 0.0, den = 0.0;
   for (size_t t = 0; t < rows.size(); ++t) {
     for (index_t c = 0; c < dv; ++c) {
@@ -152,7 +152,8 @@ TEST(ExactAttention, MergedPartialsEqualTheOneShotResult) {
     double worst = 0.0;
     for (size_t i = 0; i < whole.out.size(); ++i) worst = std::max(worst, double(std::fabs(p1.out[i] - whole.out[i])));
     EXPECT_LE(worst, 2e-6) << f.name();
-    for (index_t i = 0; i < n_q; ++i) EXPECT_NEAR(p1.lse[i], whole.lse[i], 1e-6 * std::fabs(whole.lse[i]));  // float sums, other order
+    for (index_t i = 0; i < n_q; ++i)
+      EXPECT_NEAR(p1.lse[i], whole.lse[i], 1e-6 * std::fabs(whole.lse[i]));  // float sums, other order
   }
 }
 
@@ -171,8 +172,10 @@ TEST(ExactAttention, BatchedGroupedQueriesEqualPerHeadCalls) {
       for (index_t h = 0; h < Hq; ++h) {
         const index_t kh = h / (Hq / Hkv);
         const Floats q{n_q, d, {Q.data.begin() + (b * Hq + h) * n_q * d, Q.data.begin() + (b * Hq + h + 1) * n_q * d}};
-        const Floats k{n_k, d, {K.data.begin() + (b * Hkv + kh) * n_k * d, K.data.begin() + (b * Hkv + kh + 1) * n_k * d}};
-        const Floats v{n_k, dv, {V.data.begin() + (b * Hkv + kh) * n_k * dv, V.data.begin() + (b * Hkv + kh + 1) * n_k * dv}};
+        const Floats k{
+            n_k, d, {K.data.begin() + (b * Hkv + kh) * n_k * d, K.data.begin() + (b * Hkv + kh + 1) * n_k * d}};
+        const Floats v{
+            n_k, dv, {V.data.begin() + (b * Hkv + kh) * n_k * dv, V.data.begin() + (b * Hkv + kh + 1) * n_k * dv}};
         std::vector<index_t> rows(n_q);
         for (index_t i = 0; i < n_q; ++i) rows[i] = i;
         const AttentionRows ref = attention_rows_reference(q, k, v, rows, spec_for(o, d, n_q, n_k));
@@ -309,10 +312,10 @@ TEST(ExactAttention, BadInputIsRefusedWithAClearError) {
   EXPECT_EQ(parse_score_function("pow:2.5").p, 2.5);
   EXPECT_EQ(parse_score_function("pow:2").name(), "pow:2");
   std::vector<float> out(static_cast<size_t>(6 * 40 * 8));
-  EXPECT_THROW(attend_exact(ConstHeadsF(Q.data.data(), 1, 3, 40, 16), ConstHeadsF(K.data.data(), 1, 2, 30, 16),
-                            ConstHeadsF(V.data.data(), 1, 2, 30, 8), AttentionOptions{},
-                            HeadsF(out.data(), 1, 3, 40, 8)),
-               Error);  // 3 query heads over 2 key heads
+  EXPECT_THROW(
+      attend_exact(ConstHeadsF(Q.data.data(), 1, 3, 40, 16), ConstHeadsF(K.data.data(), 1, 2, 30, 16),
+                   ConstHeadsF(V.data.data(), 1, 2, 30, 8), AttentionOptions{}, HeadsF(out.data(), 1, 3, 40, 8)),
+      Error);  // 3 query heads over 2 key heads
 }
 
 }  // namespace

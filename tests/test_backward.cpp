@@ -338,28 +338,28 @@ TEST(AttentionBackward, AdversarialInputsMatchTheReference) {
 
 TEST(AttentionBackward, OneAndTwoThreadsGiveTheSameBits) {
   for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
-   for (bool causal : {false, true}) {
-    Case c;
-    c.B = 2;
-    c.Hq = 2;
-    c.Hkv = 1;
-    c.n_q = 700;
-    c.n_k = 900;
-    c.d = 32;
-    c.dv = 32;
-    c.o.f = f;
-    c.o.causal = causal;
-    const Tensors t = make(c);
-    const int before = omp_get_max_threads();
-    omp_set_num_threads(1);
-    const Grads one = run_backward(c, t);
-    omp_set_num_threads(2);
-    const Grads two = run_backward(c, t);
-    omp_set_num_threads(before);
-    EXPECT_EQ(one.dq, two.dq) << f.name();
-    EXPECT_EQ(one.dk, two.dk) << f.name();
-    EXPECT_EQ(one.dv, two.dv) << f.name();
-   }
+    for (bool causal : {false, true}) {
+      Case c;
+      c.B = 2;
+      c.Hq = 2;
+      c.Hkv = 1;
+      c.n_q = 700;
+      c.n_k = 900;
+      c.d = 32;
+      c.dv = 32;
+      c.o.f = f;
+      c.o.causal = causal;
+      const Tensors t = make(c);
+      const int before = omp_get_max_threads();
+      omp_set_num_threads(1);
+      const Grads one = run_backward(c, t);
+      omp_set_num_threads(2);
+      const Grads two = run_backward(c, t);
+      omp_set_num_threads(before);
+      EXPECT_EQ(one.dq, two.dq) << f.name();
+      EXPECT_EQ(one.dk, two.dk) << f.name();
+      EXPECT_EQ(one.dv, two.dv) << f.name();
+    }
 }
 
 struct LevCase {
@@ -378,21 +378,20 @@ LevRun run_lev_forward(const LevCase& l, const Tensors& t) {
   const Case& c = l.c;
   LevRun run;
   run.out.resize(t.dout.size());
-  run.report = attend_lev(ConstHeadsF(t.q.data(), c.B, c.Hq, c.n_q, c.d), ConstHeadsF(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
-                          ConstHeadsF(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), c.o, l.select,
-                          HeadsF(run.out.data(), c.B, c.Hq, c.n_q, c.dv));
+  run.report = attend_lev(
+      ConstHeadsF(t.q.data(), c.B, c.Hq, c.n_q, c.d), ConstHeadsF(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
+      ConstHeadsF(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), c.o, l.select, HeadsF(run.out.data(), c.B, c.Hq, c.n_q, c.dv));
   return run;
 }
 
 Grads run_lev_backward(const LevCase& l, const Tensors& t, const LevRun& forward) {
   const Case& c = l.c;
   std::vector<float> dq(t.q.size()), dk(t.k.size()), dv(t.v.size());
-  attend_lev_backward(ConstHeadsF(t.q.data(), c.B, c.Hq, c.n_q, c.d), ConstHeadsF(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
-                      ConstHeadsF(t.v.data(), c.B, c.Hkv, c.n_k, c.dv),
-                      ConstHeadsF(forward.out.data(), c.B, c.Hq, c.n_q, c.dv),
-                      ConstHeadsF(t.dout.data(), c.B, c.Hq, c.n_q, c.dv), c.o, forward.report,
-                      HeadsF(dq.data(), c.B, c.Hq, c.n_q, c.d), HeadsF(dk.data(), c.B, c.Hkv, c.n_k, c.d),
-                      HeadsF(dv.data(), c.B, c.Hkv, c.n_k, c.dv));
+  attend_lev_backward(
+      ConstHeadsF(t.q.data(), c.B, c.Hq, c.n_q, c.d), ConstHeadsF(t.k.data(), c.B, c.Hkv, c.n_k, c.d),
+      ConstHeadsF(t.v.data(), c.B, c.Hkv, c.n_k, c.dv), ConstHeadsF(forward.out.data(), c.B, c.Hq, c.n_q, c.dv),
+      ConstHeadsF(t.dout.data(), c.B, c.Hq, c.n_q, c.dv), c.o, forward.report, HeadsF(dq.data(), c.B, c.Hq, c.n_q, c.d),
+      HeadsF(dk.data(), c.B, c.Hkv, c.n_k, c.d), HeadsF(dv.data(), c.B, c.Hkv, c.n_k, c.dv));
   return {{dq.begin(), dq.end()}, {dk.begin(), dk.end()}, {dv.begin(), dv.end()}};
 }
 
@@ -400,8 +399,8 @@ std::vector<LevCase> lev_cases() {
   std::vector<LevCase> cases;
   for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)}) {
     // Not causal: budgets, sinks and a threshold; keys shared by two query heads.
-    for (const auto& [top_k, sinks, eps] : std::vector<std::tuple<index_t, index_t, double>>{
-             {40, 0, 0.0}, {25, 3, 0.0}, {0, 0, 0.05}}) {
+    for (const auto& [top_k, sinks, eps] :
+         std::vector<std::tuple<index_t, index_t, double>>{{40, 0, 0.0}, {25, 3, 0.0}, {0, 0, 0.05}}) {
       LevCase l;
       l.select.top_k = top_k;
       l.select.sinks = sinks;
@@ -420,7 +419,10 @@ std::vector<LevCase> lev_cases() {
     // (the window's band crosses block edges), n_q > n_k (early queries see nothing), and n_k past
     // 16 key blocks (chunks of two, so a band's partial dQ starts at a chunk's later block).
     for (const auto& [n_q, n_k, top_k, window] : std::vector<std::tuple<index_t, index_t, index_t, index_t>>{
-             {90, 300, 40, 0}, {90, 300, 40, 7}, {600, 1100, 60, 300}, {300, 120, 10, 5},
+             {90, 300, 40, 0},
+             {90, 300, 40, 7},
+             {600, 1100, 60, 300},
+             {300, 120, 10, 5},
              {300, 9000, 40, 700}}) {  // chunks of two key blocks: a query block first seen at the second
       LevCase l;
       l.select.top_k = top_k;

@@ -58,11 +58,14 @@ Brute brute_row(const Floats& Q, const Floats& K, const Floats& V, const ScoreFu
   spec.softmax = f.kind == ScoreKind::softmax;
   spec.p = f.p;
   spec.scale = c;
-  const AttentionRows full = attention_rows_reference(Q, K, V, [&] {
-    std::vector<index_t> r(Q.rows);
-    std::iota(r.begin(), r.end(), index_t{0});
-    return r;
-  }(), spec);
+  const AttentionRows full = attention_rows_reference(
+      Q, K, V,
+      [&] {
+        std::vector<index_t> r(Q.rows);
+        std::iota(r.begin(), r.end(), index_t{0});
+        return r;
+      }(),
+      spec);
   double diff2 = 0.0, ref2 = 0.0;
   for (index_t i = 0; i < Q.rows; ++i) {
     const std::vector<index_t> keep = kept(i);
@@ -120,12 +123,18 @@ TEST(Eval, CaptureAndErrorMatchBruteForceForEveryRule) {
       for (index_t j = 0; j < n; ++j)
         if (tau[j] >= row.threshold * 0.95) s.push_back(j);
       kept = set(s);
-    } else if (row.rule == "leverage") kept = set(top_k_of(tau, row.budget));
-    else if (row.rule == "ridge") kept = set(top_k_of(ridge, row.budget));
-    else if (row.rule == "lewis") kept = set(top_k_of(lewis, row.budget));
-    else if (row.rule == "row-norm") kept = set(top_k_of(norms, row.budget));
-    else if (row.rule == "sinks-window") kept = set(top_k_of(recency, row.budget));
-    else if (row.rule == "random") kept = set(keep_top_k(make_key_rule("random")->scores(K.view(), 0), row.budget));
+    } else if (row.rule == "leverage")
+      kept = set(top_k_of(tau, row.budget));
+    else if (row.rule == "ridge")
+      kept = set(top_k_of(ridge, row.budget));
+    else if (row.rule == "lewis")
+      kept = set(top_k_of(lewis, row.budget));
+    else if (row.rule == "row-norm")
+      kept = set(top_k_of(norms, row.budget));
+    else if (row.rule == "sinks-window")
+      kept = set(top_k_of(recency, row.budget));
+    else if (row.rule == "random")
+      kept = set(keep_top_k(make_key_rule("random")->scores(K.view(), 0), row.budget));
     else if (row.rule == "h2o") {
       for (index_t j = 0; j < n; ++j) mass[j] = A.col(j).sum();
       kept = set(top_k_of(mass, row.budget));
@@ -355,8 +364,9 @@ TEST(Eval, BadInputIsRefused) {
   Floats bad = K;
   bad.data[17] = NAN;
   EXPECT_THROW(evaluate(ConstHeadsF(Q.view()), ConstHeadsF(bad.view()), ConstHeadsF(V.view()), o), Error);
-  EXPECT_THROW(evaluate(ConstHeadsF(Q.view()), ConstHeadsF(K.view()), ConstHeadsF(ConstMatrixF(V.data.data(), 49, 3)), o),
-               Error);
+  EXPECT_THROW(
+      evaluate(ConstHeadsF(Q.view()), ConstHeadsF(K.view()), ConstHeadsF(ConstMatrixF(V.data.data(), 49, 3)), o),
+      Error);
   // every rule is the default
   const EvalReport r = run(o);
   EXPECT_EQ(r.rows.size(), 2u * 8u);
@@ -392,7 +402,8 @@ TEST(Planted, GeneratorAndRecoveryRegime) {
   const std::vector<double> tau = leverage_reference(Floats{4096, 32, a.keys}, 1e-7);
   EXPECT_EQ(top_k_of(tau, 8), a.relevant_keys);
   double tau_rel = 1.0, tau_noise = 0.0;
-  for (index_t j = 0; j < 4096; ++j) (relevant[j] ? tau_rel = std::min(tau_rel, tau[j]) : tau_noise = std::max(tau_noise, tau[j]));
+  for (index_t j = 0; j < 4096; ++j)
+    (relevant[j] ? tau_rel = std::min(tau_rel, tau[j]) : tau_noise = std::max(tau_noise, tau[j]));
   EXPECT_GE(tau_rel, in.relevant_min * 0.8);
   EXPECT_LE(tau_noise, in.noise_max);
   std::vector<double> norms(4096, 0.0);

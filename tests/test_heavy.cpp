@@ -16,9 +16,8 @@ namespace {
 
 std::vector<HeavyEntry> collect(const HeavySearch& search, ConstMatrixF queries, HeavyStats* stats = nullptr) {
   std::vector<HeavyEntry> out;
-  const HeavyStats s = search.run(queries, [&](const HeavyEntry* e, index_t count) {
-    out.insert(out.end(), e, e + count);
-  });
+  const HeavyStats s =
+      search.run(queries, [&](const HeavyEntry* e, index_t count) { out.insert(out.end(), e, e + count); });
   if (stats) *stats = s;
   return out;
 }
@@ -135,7 +134,10 @@ HeavySearch assembled_search(ConstMatrixF K, double eps, const std::vector<index
   for (size_t i = 0; i < parts.size(); ++i) {
     GramSummary part(K.cols, splits[i]);
     part.add(parts[i]);
-    if (i == 0) summary = part; else summary.merge(part);
+    if (i == 0)
+      summary = part;
+    else
+      summary.merge(part);
   }
   LeverageScorer scorer(K.cols);
   scorer.fit(summary);
@@ -145,7 +147,8 @@ HeavySearch assembled_search(ConstMatrixF K, double eps, const std::vector<index
     scan.tau.insert(scan.tau.end(), p.tau.begin(), p.tau.end());
     scan.rows.insert(scan.rows.end(), p.rows.begin(), p.rows.end());
   }
-  const HeavyFallback fallback = [K, eps](index_t qi, const float* q, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+  const HeavyFallback fallback = [K, eps](index_t qi, const float* q, std::vector<HeavyEntry>& found,
+                                          HeavyStats& stats) {
     std::vector<double> products(static_cast<size_t>(K.rows));
     heavy_products(q, K, products.data());
     if (!heavy_entries_from_products(qi, products.data(), K.rows, eps, found)) ++stats.zero_queries;
@@ -182,8 +185,8 @@ TEST(HeavySplit, AssembledFromPartsIsTheSameSearchBitForBit) {
       fallback_rows += whole_stats.fallback_queries;
     }
   }
-  // Keys with a direction below the rank cut-off (column 5 = column 4 + 1e-9·column 0, in float mostly column 4 itself) and
-  // queries along it (e5 − e4): their normaliser lies in the cut, so every such row falls back.
+  // Keys with a direction below the rank cut-off (column 5 = column 4 + 1e-9·column 0, in float mostly column 4 itself)
+  // and queries along it (e5 − e4): their normaliser lies in the cut, so every such row falls back.
   Floats K = make_keys("gaussian", 800, 6, 2);
   for (index_t i = 0; i < K.rows; ++i) K.data[i * 6 + 5] = K.data[i * 6 + 4] + 1e-9f * K.data[i * 6];
   Floats Q = make_queries(K, 50, 3);
@@ -256,16 +259,15 @@ TEST(Heavy, VerifyReportsPerfectAgreementOnPlantedData) {
   EXPECT_EQ(r.precision(), 1.0);
   // Every planted key is found by the universal set.
   for (index_t j : data.relevant_keys)
-    EXPECT_TRUE(std::binary_search(search.universal_set().indices.begin(),
-                                   search.universal_set().indices.end(), j));
+    EXPECT_TRUE(std::binary_search(search.universal_set().indices.begin(), search.universal_set().indices.end(), j));
 }
 
 TEST(Heavy, SinkErrorsPropagate) {
   const PlantedData data = make_planted({.n = 3000, .m = 2000, .d = 8, .directions = 4});
   const HeavySearch search(data.key_view(), 0.05);
-  EXPECT_THROW(search.run(data.query_view(), [](const HeavyEntry*, index_t) {
-    throw Error(ErrorKind::failure, "disk full");
-  }), Error);
+  EXPECT_THROW(
+      search.run(data.query_view(), [](const HeavyEntry*, index_t) { throw Error(ErrorKind::failure, "disk full"); }),
+      Error);
 }
 
 TEST(Heavy, BruteForceRejectsNonFiniteKeys) {

@@ -32,17 +32,16 @@ using levattn::index_t;
 namespace io = levattn::io;
 namespace fs = std::filesystem;
 
-using levattn::test::TempDir;
+using levattn::test::expect_error;
 using levattn::test::raw_bytes;
 using levattn::test::read_file;
-using levattn::test::write_file;
-using levattn::test::expect_error;
 using levattn::test::same_bits;
+using levattn::test::TempDir;
+using levattn::test::write_file;
 
 // Reverses the bytes of every `itemsize`-byte element (little-endian <-> big-endian).
 std::string swap_elements(std::string bytes, std::size_t itemsize) {
-  for (std::size_t i = 0; i + itemsize <= bytes.size(); i += itemsize)
-    std::reverse(&bytes[i], &bytes[i] + itemsize);
+  for (std::size_t i = 0; i + itemsize <= bytes.size(); i += itemsize) std::reverse(&bytes[i], &bytes[i] + itemsize);
   return bytes;
 }
 
@@ -58,8 +57,6 @@ std::string make_npy(const std::string& dict, const std::string& data, int versi
   file.append(reinterpret_cast<const char*>(&length), version == 1 ? 2 : 4);
   return file + header + data;
 }
-
-
 
 class Npy : public ::testing::Test {
  protected:
@@ -116,9 +113,9 @@ TEST(Half, ExhaustiveRoundTripAndTies) {
   }
   for (std::uint16_t h = 0; h < 0x7c00; ++h) {
     const float lo = io::half_to_float(h);
-    const float hi = h + 1 < 0x7c00 ? io::half_to_float(static_cast<std::uint16_t>(h + 1))
-                                    : 65536.0f;  // inf acts as 2^16
-    const float mid = (lo + hi) / 2;             // exact: float has 13 more mantissa bits than half
+    const float hi =
+        h + 1 < 0x7c00 ? io::half_to_float(static_cast<std::uint16_t>(h + 1)) : 65536.0f;  // inf acts as 2^16
+    const float mid = (lo + hi) / 2;  // exact: float has 13 more mantissa bits than half
     const auto up = static_cast<std::uint16_t>(h + 1);
     const std::uint16_t even = (h % 2 == 0) ? h : up;
     ASSERT_EQ(io::float_to_half(mid), even) << std::hex << h;
@@ -132,8 +129,7 @@ TEST(Half, ExhaustiveRoundTripAndTies) {
 
 std::vector<float> sample_floats(index_t n) {
   std::vector<float> v(static_cast<std::size_t>(n));
-  for (index_t i = 0; i < n; ++i)
-    v[static_cast<std::size_t>(i)] = static_cast<float>(i - 11) / 3.0f;
+  for (index_t i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = static_cast<float>(i - 11) / 3.0f;
   if (n > 2) {
     v[1] = -0.0f;
     v[2] = std::numeric_limits<float>::infinity();
@@ -148,8 +144,7 @@ index_t product(const std::vector<index_t>& shape) {
 }
 
 TEST_F(Npy, Float32RoundTripAllShapesIsZeroCopy) {
-  const std::vector<std::vector<index_t>> shapes = {{},  {5},    {3, 4},    {2, 3, 4},
-                                                    {0}, {3, 0}, {0, 4, 2}, {1, 1, 1, 7}};
+  const std::vector<std::vector<index_t>> shapes = {{}, {5}, {3, 4}, {2, 3, 4}, {0}, {3, 0}, {0, 4, 2}, {1, 1, 1, 7}};
   const std::vector<std::string> spelled = {"()",   "(5,)",   "(3, 4)",    "(2, 3, 4)",
                                             "(0,)", "(3, 0)", "(0, 4, 2)", "(1, 1, 1, 7)"};
   for (std::size_t s = 0; s < shapes.size(); ++s) {
@@ -162,11 +157,9 @@ TEST_F(Npy, Float32RoundTripAllShapesIsZeroCopy) {
     const std::string bytes = read_file(path);
     ASSERT_GE(bytes.size(), 10u);
     EXPECT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
-    const std::size_t header_length =
-        std::uint8_t(bytes[8]) | (std::size_t(std::uint8_t(bytes[9])) << 8);
+    const std::size_t header_length = std::uint8_t(bytes[8]) | (std::size_t(std::uint8_t(bytes[9])) << 8);
     EXPECT_EQ((10 + header_length) % 64, 0u);
-    const std::string dict =
-        "{'descr': '<f4', 'fortran_order': False, 'shape': " + spelled[s] + ", }";
+    const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': " + spelled[s] + ", }";
     EXPECT_EQ(bytes.substr(10, dict.size()), dict);
     EXPECT_EQ(bytes[10 + header_length - 1], '\n');
     EXPECT_EQ(bytes.size(), 10 + header_length + values.size() * 4);
@@ -178,8 +171,7 @@ TEST_F(Npy, Float32RoundTripAllShapesIsZeroCopy) {
     EXPECT_EQ(t.source_dtype(), io::DType::f32);
     EXPECT_EQ(t.source(), path);
     EXPECT_TRUE(t.mapped());
-    for (std::size_t i = 0; i < values.size(); ++i)
-      EXPECT_TRUE(same_bits(t.data()[i], values[i])) << i;
+    for (std::size_t i = 0; i < values.size(); ++i) EXPECT_TRUE(same_bits(t.data()[i], values[i])) << i;
 
     const io::NpyHeader h = io::read_npy_header(path);
     EXPECT_EQ(h.major_version, 1);
@@ -215,12 +207,8 @@ TEST_F(Npy, Float64RoundTripConvertsToNearestFloat) {
 }
 
 TEST_F(Npy, Int64WritesExactBytesAndIsNotAFloatTensor) {
-  const std::vector<std::int64_t> values = {0,
-                                            -1,
-                                            42,
-                                            std::numeric_limits<std::int64_t>::min(),
-                                            std::numeric_limits<std::int64_t>::max(),
-                                            1LL << 53};
+  const std::vector<std::int64_t> values = {
+      0, -1, 42, std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), 1LL << 53};
   const std::string path = dir.file("i.npy");
   io::write_npy(path, values.data(), {3, 2});
   const io::NpyHeader h = io::read_npy_header(path);
@@ -249,14 +237,9 @@ TEST_F(Npy, WriterRejectsBadArguments) {
   const std::string path = dir.file("bad.npy");
   const float x = 1;
   expect_error(ErrorKind::bad_input, [&] { io::write_npy(path, &x, {-1, 2}); }, {path, "negative"});
-  expect_error(ErrorKind::bad_input,
-               [&] { io::write_npy(path, static_cast<const float*>(nullptr), {2}); },
+  expect_error(ErrorKind::bad_input, [&] { io::write_npy(path, static_cast<const float*>(nullptr), {2}); },
                {path, "null data"});
-  expect_error(ErrorKind::bad_input,
-               [&] {
-                 io::write_npy(path, &x, {1LL << 40, 1LL << 40});
-               },
-               {path, "too large"});
+  expect_error(ErrorKind::bad_input, [&] { io::write_npy(path, &x, {1LL << 40, 1LL << 40}); }, {path, "too large"});
   io::write_npy(path, static_cast<const float*>(nullptr), {0, 5});  // empty: no data needed
   EXPECT_EQ(io::load_float_tensor(path).size(), 0);
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"bad.npy"});
@@ -286,8 +269,7 @@ TEST_F(Npy, HeaderParsingIsRobust) {
   write_file(one, make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}", data));
   EXPECT_EQ(io::load_float_tensor(one).shape(), std::vector<index_t>{6});
   const std::string scalar = dir.file("scalar.npy");
-  write_file(scalar,
-             make_npy("{'descr': '<f4', 'fortran_order': True, 'shape': ()}", data.substr(0, 4)));
+  write_file(scalar, make_npy("{'descr': '<f4', 'fortran_order': True, 'shape': ()}", data.substr(0, 4)));
   const io::FloatTensor s = io::load_float_tensor(scalar);
   EXPECT_EQ(s.ndim(), 0);
   EXPECT_EQ(s.size(), 1);
@@ -297,9 +279,8 @@ TEST_F(Npy, HeaderParsingIsRobust) {
 TEST_F(Npy, Float16AndBigEndianAreConverted) {
   const std::vector<std::uint16_t> halves = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00,
                                              0x3555, 0xc000, 0x7bff, 0x7c00, 0xfc00, 0x7e00};
-  const std::vector<float> expected = {0.0f,     -0.0f,    0x1p-24f,        1023 * 0x1p-24f,
-                                       0x1p-14f, 1.0f,     0.333251953125f, -2.0f,
-                                       65504.0f, INFINITY, -INFINITY,       NAN};
+  const std::vector<float> expected = {0.0f,  -0.0f,    0x1p-24f, 1023 * 0x1p-24f, 0x1p-14f, 1.0f, 0.333251953125f,
+                                       -2.0f, 65504.0f, INFINITY, -INFINITY,       NAN};
   const std::string little = raw_bytes(halves);
   for (const bool big : {false, true}) {
     const std::string path = dir.file(big ? "be_f2.npy" : "le_f2.npy");
@@ -319,18 +300,17 @@ TEST_F(Npy, Float16AndBigEndianAreConverted) {
   }
   const std::vector<float> f = {1.5f, -0.0f, 3e38f, 1e-42f};
   const std::string be4 = dir.file("be_f4.npy");
-  write_file(be4, make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }",
-                           swap_elements(raw_bytes(f), 4)));
+  write_file(be4,
+             make_npy("{'descr': '>f4', 'fortran_order': False, 'shape': (4,), }", swap_elements(raw_bytes(f), 4)));
   const io::FloatTensor t4 = io::load_float_tensor(be4);
   EXPECT_FALSE(t4.mapped());
   for (std::size_t i = 0; i < f.size(); ++i) EXPECT_TRUE(same_bits(t4.data()[i], f[i])) << i;
   const std::vector<double> d = {0.1, -2.0, 1e-300};
   const std::string be8 = dir.file("be_f8.npy");
-  write_file(be8, make_npy("{'descr': '>f8', 'fortran_order': False, 'shape': (3,), }",
-                           swap_elements(raw_bytes(d), 8)));
+  write_file(be8,
+             make_npy("{'descr': '>f8', 'fortran_order': False, 'shape': (3,), }", swap_elements(raw_bytes(d), 8)));
   const io::FloatTensor t8 = io::load_float_tensor(be8);
-  for (std::size_t i = 0; i < d.size(); ++i)
-    EXPECT_TRUE(same_bits(t8.data()[i], static_cast<float>(d[i]))) << i;
+  for (std::size_t i = 0; i < d.size(); ++i) EXPECT_TRUE(same_bits(t8.data()[i], static_cast<float>(d[i]))) << i;
 }
 
 // Fortran order: element (i, j, k) of an I x J x K array is stored at i + I * (j + J * k).
@@ -365,12 +345,8 @@ TEST_F(Npy, FortranOrderReadsLikeCOrder) {
         if (code[0] == '>') fbytes = swap_elements(fbytes, 4), cbytes = swap_elements(cbytes, 4);
       }
       const std::string fpath = dir.file("f.npy"), cpath = dir.file("c.npy");
-      write_file(fpath, make_npy("{'descr': '" + code +
-                                     "', 'fortran_order': True, 'shape': " + tuple + "}",
-                                 fbytes));
-      write_file(cpath, make_npy("{'descr': '" + code +
-                                     "', 'fortran_order': False, 'shape': " + tuple + "}",
-                                 cbytes));
+      write_file(fpath, make_npy("{'descr': '" + code + "', 'fortran_order': True, 'shape': " + tuple + "}", fbytes));
+      write_file(cpath, make_npy("{'descr': '" + code + "', 'fortran_order': False, 'shape': " + tuple + "}", cbytes));
       const io::FloatTensor ft = io::load_float_tensor(fpath), ct = io::load_float_tensor(cpath);
       EXPECT_TRUE(io::read_npy_header(fpath).layout.fortran_order);
       EXPECT_FALSE(ft.mapped());
@@ -406,8 +382,7 @@ TEST_F(Npy, MisalignedFloat32IsCopiedNotMapped) {
 
 TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
   const std::string f4x4 = raw_bytes(std::vector<float>{1, 2, 3, 4});
-  const auto dict = [](const std::string& descr, const std::string& shape,
-                       const std::string& fortran = "False") {
+  const auto dict = [](const std::string& descr, const std::string& shape, const std::string& fortran = "False") {
     return "{'descr': '" + descr + "', 'fortran_order': " + fortran + ", 'shape': " + shape + ", }";
   };
   struct Case {
@@ -424,28 +399,18 @@ TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
       {"version4",
        magic + std::string("\x04\x00\x10\x00", 4) + std::string(16, ' '),
        {"unsupported .npy format version 4.0"}},
-      {"version1_1",
-       magic + std::string("\x01\x01\x10\x00", 4) + std::string(16, ' '),
-       {"version 1.1"}},
+      {"version1_1", magic + std::string("\x01\x01\x10\x00", 4) + std::string(16, ' '), {"version 1.1"}},
       {"short_len_v1", magic + std::string("\x01\x00\x10", 3), {"header length field"}},
       {"short_len_v2", magic + std::string("\x02\x00\x10\x00\x00", 5), {"header length field"}},
-      {"len_past_end",
-       magic + std::string("\x01\x00\xff\xff", 4) + "{'descr': '<f4'",
-       {"header length 65535 exceeds"}},
+      {"len_past_end", magic + std::string("\x01\x00\xff\xff", 4) + "{'descr': '<f4'", {"header length 65535 exceeds"}},
       {"len_past_end_v2",
        magic + std::string("\x02\x00\xff\xff\xff\xff", 6) + "{}",
        {"header length 4294967295 exceeds"}},
       {"cut_header", make_npy("{'descr': '<f4', 'fortr", ""), {"malformed .npy header"}},
       {"not_dict", make_npy("[1, 2, 3]", f4x4), {"malformed .npy header", "expected '{'"}},
-      {"list_shape",
-       make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [4]}", f4x4),
-       {"expected '('"}},
-      {"missing_shape",
-       make_npy("{'descr': '<f4', 'fortran_order': False}", f4x4),
-       {"missing key 'shape'"}},
-      {"missing_descr",
-       make_npy("{'fortran_order': False, 'shape': (4,)}", f4x4),
-       {"missing key 'descr'"}},
+      {"list_shape", make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': [4]}", f4x4), {"expected '('"}},
+      {"missing_shape", make_npy("{'descr': '<f4', 'fortran_order': False}", f4x4), {"missing key 'shape'"}},
+      {"missing_descr", make_npy("{'fortran_order': False, 'shape': (4,)}", f4x4), {"missing key 'descr'"}},
       {"extra_key",
        make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), 'x': 1}", f4x4),
        {"unexpected key 'x'"}},
@@ -461,32 +426,18 @@ TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
       {"fortran_str", make_npy(dict("<f4", "(4,)", "'no'"), f4x4), {"expected True or False"}},
       {"negative_dim", make_npy(dict("<f4", "(-4,)"), f4x4), {"negative dimension"}},
       {"float_dim", make_npy(dict("<f4", "(4.0,)"), f4x4), {"malformed .npy header"}},
-      {"dim_overflow",
-       make_npy(dict("<f4", "(99999999999999999999,)"), f4x4),
-       {"does not fit in 64 bits"}},
-      {"product_overflow",
-       make_npy(dict("<f4", "(1099511627776, 1099511627776)"), f4x4),
-       {"too large"}},
-      {"bytes_overflow",
-       make_npy(dict("<f8", "(2305843009213693952,)"), f4x4),
-       {"too large"}},  // 2^61 * 8 = 2^64
+      {"dim_overflow", make_npy(dict("<f4", "(99999999999999999999,)"), f4x4), {"does not fit in 64 bits"}},
+      {"product_overflow", make_npy(dict("<f4", "(1099511627776, 1099511627776)"), f4x4), {"too large"}},
+      {"bytes_overflow", make_npy(dict("<f8", "(2305843009213693952,)"), f4x4), {"too large"}},  // 2^61 * 8 = 2^64
       {"data_short",
        make_npy(dict("<f4", "(1000, 64)"), std::string(1200, '\0')),
        {"header says shape (1000, 64) of float32 (256000 bytes) but the file holds 1200 bytes of "
         "data"}},
-      {"data_long",
-       make_npy(dict("<f4", "(2, 1)"), f4x4),
-       {"(8 bytes) but the file holds 16 bytes of data"}},
-      {"data_missing_0d",
-       make_npy(dict("<f8", "()"), ""),
-       {"(8 bytes) but the file holds 0 bytes"}},
-      {"trailing_text",
-       make_npy(dict("<f4", "(4,)") + " junk", f4x4),
-       {"unexpected text after the dict"}},
+      {"data_long", make_npy(dict("<f4", "(2, 1)"), f4x4), {"(8 bytes) but the file holds 16 bytes of data"}},
+      {"data_missing_0d", make_npy(dict("<f8", "()"), ""), {"(8 bytes) but the file holds 0 bytes"}},
+      {"trailing_text", make_npy(dict("<f4", "(4,)") + " junk", f4x4), {"unexpected text after the dict"}},
       {"unterminated", make_npy("{'descr': '<f4", f4x4), {"unterminated string"}},
-      {"escape",
-       make_npy("{'descr': '<f\\4', 'fortran_order': False, 'shape': (4,)}", f4x4),
-       {"escape"}},
+      {"escape", make_npy("{'descr': '<f\\4', 'fortran_order': False, 'shape': (4,)}", f4x4), {"escape"}},
       {"nul_header", make_npy(std::string("{'descr'\0: '<f4'}", 16), f4x4), {"expected ':'"}},
   };
   for (const Case& c : cases) {
@@ -503,16 +454,12 @@ TEST_F(Npy, AdversarialFilesAreRejectedClearly) {
 
 TEST_F(Npy, MissingFilesAndBadSpecs) {
   const std::string missing = dir.file("nope.npy");
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(missing); },
-               {missing, "cannot open", "No such file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(missing); }, {missing, "cannot open", "No such file"});
   const std::string folder = dir.file("folder.npy");
   fs::create_directory(folder);
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(folder); },
-               {folder, "not a regular file"});
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K.txt"); },
-               {"K.txt", "unsupported tensor file"});
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K"); },
-               {"unsupported tensor file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(folder); }, {folder, "not a regular file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K.txt"); }, {"K.txt", "unsupported tensor file"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor("K"); }, {"unsupported tensor file"});
 }
 
 TEST_F(Npy, TensorAccessorsAndSharedOwnership) {
@@ -528,8 +475,7 @@ TEST_F(Npy, TensorAccessorsAndSharedOwnership) {
     EXPECT_EQ(t.dim(2), 4);
     expect_error(ErrorKind::bad_input, [&] { (void)t.dim(3); }, {path, "axis 3"});
     expect_error(ErrorKind::bad_input, [&] { (void)t.dim(-1); }, {"axis -1"});
-    expect_error(ErrorKind::bad_input, [&] { (void)t.matrix(); },
-                 {path, "expected a 2-D array", "(2, 3, 4)"});
+    expect_error(ErrorKind::bad_input, [&] { (void)t.matrix(); }, {path, "expected a 2-D array", "(2, 3, 4)"});
     copy = t;
   }
   fs::remove(path);  // the map keeps the data alive
@@ -549,8 +495,7 @@ TEST_F(Npy, TensorAccessorsAndSharedOwnership) {
 TEST_F(Npy, FailedWritesLeaveNothingBehind) {
   const std::vector<float> values = {1, 2, 3};
   const std::string nowhere = dir.file("no_such_dir/x.npy");
-  expect_error(ErrorKind::failure, [&] { io::write_npy(nowhere, values.data(), {3}); },
-               {nowhere, "temporary"});
+  expect_error(ErrorKind::failure, [&] { io::write_npy(nowhere, values.data(), {3}); }, {nowhere, "temporary"});
   EXPECT_TRUE(dir.entries().empty());
 
   // An exception between construction and commit: the old target survives and no temporary remains.
@@ -561,16 +506,14 @@ TEST_F(Npy, FailedWritesLeaveNothingBehind) {
     out.write("new", 3);
     EXPECT_EQ(dir.entries().size(), 2u);  // the target and the temporary
     throw std::runtime_error("interrupted");
-  } catch (const std::runtime_error&) {
-  }
+  } catch (const std::runtime_error&) {}
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"target.npy"});
   EXPECT_EQ(read_file(target), "old contents");
 
   // The target is a directory: rename fails, nothing is left.
   const std::string folder = dir.file("folder");
   fs::create_directory(folder);
-  expect_error(ErrorKind::failure, [&] { io::write_npy(folder, values.data(), {3}); },
-               {folder, "rename"});
+  expect_error(ErrorKind::failure, [&] { io::write_npy(folder, values.data(), {3}); }, {folder, "rename"});
   EXPECT_EQ(dir.entries(), (std::vector<std::string>{"folder", "target.npy"}));
   EXPECT_TRUE(fs::is_empty(folder));
 }
@@ -670,10 +613,8 @@ np.save(f'{d}/special.npy', special)
       const io::FloatTensor& expected = kind == "t_" ? reft : ref;
       ASSERT_EQ(t.shape(), expected.shape()) << path;
       EXPECT_EQ(t.mapped(), kind == "c_" && code == "f4") << path;
-      EXPECT_EQ(io::read_npy_header(path).layout.fortran_order, kind == "f_" || kind == "t_")
-          << path;
-      for (index_t i = 0; i < 24; ++i)
-        EXPECT_EQ(t.data()[i], expected.data()[i]) << path << " element " << i;
+      EXPECT_EQ(io::read_npy_header(path).layout.fortran_order, kind == "f_" || kind == "t_") << path;
+      for (index_t i = 0; i < 24; ++i) EXPECT_EQ(t.data()[i], expected.data()[i]) << path << " element " << i;
     }
   }
   const io::FloatTensor scalar = io::load_float_tensor(dir.file("scalar.npy"));
@@ -684,12 +625,10 @@ np.save(f'{d}/special.npy', special)
   const std::vector<float> expected = {
       0.0f,     -0.0f,     5.9604644775390625e-08f, 1.0013580322265625e-05f, 65504.0f, INFINITY,
       INFINITY, -INFINITY, 0.333251953125f};
-  for (std::size_t i = 0; i < expected.size(); ++i)
-    EXPECT_TRUE(same_bits(special.data()[i], expected[i])) << i;
+  for (std::size_t i = 0; i < expected.size(); ++i) EXPECT_TRUE(same_bits(special.data()[i], expected[i])) << i;
   EXPECT_TRUE(std::isnan(special.data()[9]));
   // Our f16 encoder agrees with NumPy's on these values.
-  const std::vector<float> inputs = {0.0f,     -0.0f,    6e-8f,     1e-5f,   65504.0f,
-                                     70000.0f, INFINITY, -INFINITY, 1.0f / 3};
+  const std::vector<float> inputs = {0.0f, -0.0f, 6e-8f, 1e-5f, 65504.0f, 70000.0f, INFINITY, -INFINITY, 1.0f / 3};
   for (std::size_t i = 0; i < inputs.size(); ++i)
     EXPECT_TRUE(same_bits(io::half_to_float(io::float_to_half(inputs[i])), expected[i])) << i;
 }
@@ -699,12 +638,8 @@ TEST_F(Npy, NumpyReadsWhatWeWrite) {
   std::vector<double> f8(24);
   for (int i = 0; i < 24; ++i) f8[static_cast<std::size_t>(i)] = static_cast<double>(i - 11) / 3.0;
   const std::vector<float> f4(f8.begin(), f8.end());
-  const std::vector<std::int64_t> i8 = {0,
-                                        -1,
-                                        42,
-                                        std::numeric_limits<std::int64_t>::min(),
-                                        std::numeric_limits<std::int64_t>::max(),
-                                        1LL << 53};
+  const std::vector<std::int64_t> i8 = {
+      0, -1, 42, std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int64_t>::max(), 1LL << 53};
   const double zero_d = -7.25;
   io::write_npy(dir.file("ours_f8.npy"), f8.data(), {2, 3, 4});
   io::write_npy(dir.file("ours_f4.npy"), f4.data(), {24});

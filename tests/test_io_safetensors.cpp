@@ -30,12 +30,12 @@ using levattn::index_t;
 namespace io = levattn::io;
 namespace fs = std::filesystem;
 
-using levattn::test::TempDir;
+using levattn::test::expect_error;
 using levattn::test::raw_bytes;
 using levattn::test::read_file;
-using levattn::test::write_file;
-using levattn::test::expect_error;
 using levattn::test::same_bits;
+using levattn::test::TempDir;
+using levattn::test::write_file;
 
 std::string u64_bytes(std::uint64_t n) { return std::string(reinterpret_cast<const char*>(&n), 8); }
 
@@ -76,8 +76,7 @@ TEST(BFloat16, KnownBitPatterns) {
   EXPECT_EQ(io::float_to_bf16(std::numeric_limits<float>::denorm_min()), 0x0000);
   EXPECT_EQ(io::float_to_bf16(0x1p-133f), 0x0001);
   EXPECT_EQ(io::float_to_bf16(-std::numeric_limits<float>::infinity()), 0xff80);
-  const std::uint16_t nan =
-      io::float_to_bf16(std::bit_cast<float>(0x7f800001u));  // payload only in the low bits
+  const std::uint16_t nan = io::float_to_bf16(std::bit_cast<float>(0x7f800001u));  // payload only in the low bits
   EXPECT_TRUE(std::isnan(io::bf16_to_float(nan)));
 }
 
@@ -88,8 +87,7 @@ TEST(BFloat16, ExhaustiveRoundTripAndTies) {
     ASSERT_EQ(io::float_to_bf16(io::bf16_to_float(bits)), bits) << std::hex << b;
   }
   for (std::uint32_t b = 0; b < 0x7f80; ++b) {
-    const float mid =
-        std::bit_cast<float>((b << 16) | 0x8000u);  // exactly halfway to the next bf16
+    const float mid = std::bit_cast<float>((b << 16) | 0x8000u);  // exactly halfway to the next bf16
     const auto lo = static_cast<std::uint16_t>(b), up = static_cast<std::uint16_t>(b + 1);
     ASSERT_EQ(io::float_to_bf16(mid), b % 2 == 0 ? lo : up) << std::hex << b;
     ASSERT_EQ(io::float_to_bf16(std::nextafter(mid, 0.0f)), lo) << std::hex << b;
@@ -107,8 +105,7 @@ TEST_F(Safetensors, RoundTripEveryDtype) {
   const std::vector<std::uint16_t> bf16 = {0x3f80, 0xc040, 0x3f00, 0x7f80, 0x0001, 0x8000};
   const std::vector<float> bf16_values = {1.0f, -3.0f, 0.5f, INFINITY, 0x1p-133f, -0.0f};
   const double f64 = 0.1;
-  const std::vector<std::int64_t> i64 = {std::numeric_limits<std::int64_t>::min(), -1, 0,
-                                         1LL << 60};
+  const std::vector<std::int64_t> i64 = {std::numeric_limits<std::int64_t>::min(), -1, 0, 1LL << 60};
 
   const std::string path = dir.file("m.safetensors");
   const std::vector<io::TensorRef> tensors = {
@@ -143,18 +140,16 @@ TEST_F(Safetensors, RoundTripEveryDtype) {
   ASSERT_EQ(h.tensors.size(), tensors.size());
   std::uint64_t total = 0;
   for (const io::TensorRef& t : tensors) {
-    const auto e = std::find_if(h.tensors.begin(), h.tensors.end(),
-                                [&](const auto& x) { return x.name == t.name; });
+    const auto e = std::find_if(h.tensors.begin(), h.tensors.end(), [&](const auto& x) { return x.name == t.name; });
     ASSERT_NE(e, h.tensors.end()) << t.name;
     EXPECT_EQ(e->dtype, t.dtype);
     EXPECT_EQ(e->shape, t.shape);
-    EXPECT_EQ((h.data_offset + e->begin) % io::dtype_size(t.dtype), 0u)
-        << t.name << " is not aligned";
+    EXPECT_EQ((h.data_offset + e->begin) % io::dtype_size(t.dtype), 0u) << t.name << " is not aligned";
     total += e->end - e->begin;
   }
   EXPECT_EQ(bytes.size(), h.data_offset + total);
-  EXPECT_TRUE(std::is_sorted(h.tensors.begin(), h.tensors.end(),
-                             [](const auto& a, const auto& b) { return a.name < b.name; }));
+  EXPECT_TRUE(
+      std::is_sorted(h.tensors.begin(), h.tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; }));
 
   const io::FloatTensor w = io::load_float_tensor(path + ":w.f32");
   EXPECT_TRUE(w.mapped());
@@ -168,8 +163,7 @@ TEST_F(Safetensors, RoundTripEveryDtype) {
 
   const io::FloatTensor b = io::load_float_tensor(path + ":b.bf16");
   EXPECT_EQ(b.shape(), (std::vector<index_t>{2, 1, 3}));
-  for (std::size_t i = 0; i < bf16_values.size(); ++i)
-    EXPECT_TRUE(same_bits(b.data()[i], bf16_values[i])) << i;
+  for (std::size_t i = 0; i < bf16_values.size(); ++i) EXPECT_TRUE(same_bits(b.data()[i], bf16_values[i])) << i;
 
   const io::FloatTensor s = io::load_float_tensor(path + ":s.f64");
   EXPECT_EQ(s.ndim(), 0);
@@ -177,8 +171,7 @@ TEST_F(Safetensors, RoundTripEveryDtype) {
   EXPECT_EQ(s.data()[0], static_cast<float>(0.1));
 
   EXPECT_EQ(io::load_float_tensor(path + ":none.f32").size(), 0);
-  const auto ids = std::find_if(h.tensors.begin(), h.tensors.end(),
-                                [](const auto& x) { return x.name == "ids"; });
+  const auto ids = std::find_if(h.tensors.begin(), h.tensors.end(), [](const auto& x) { return x.name == "ids"; });
   EXPECT_EQ(bytes.substr(h.data_offset + ids->begin, 32), raw_bytes(i64));
   expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(path + ":ids"); },
                {path, "'ids'", "I64", "cannot be loaded as float"});
@@ -193,14 +186,12 @@ TEST_F(Safetensors, TensorSpecs) {
   EXPECT_EQ(std::vector<float>(t.data(), t.data() + 3), v);
 
   const std::string two = dir.file("two.safetensors");
-  io::write_safetensors(
-      two, {{"k", io::DType::f32, {3}, v.data()}, {"q", io::DType::f32, {1, 3}, v.data()}});
+  io::write_safetensors(two, {{"k", io::DType::f32, {3}, v.data()}, {"q", io::DType::f32, {1, 3}, v.data()}});
   expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(two); },
                {two, "2 tensors", "k, q", two + ":tensor_name"});
   expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(two + ":v"); },
                {two, "no tensor named 'v'", "available: k, q"});
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(two + ":"); },
-               {two, "empty tensor name"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(two + ":"); }, {two, "empty tensor name"});
   EXPECT_EQ(io::load_float_tensor(two + ":q").shape(), (std::vector<index_t>{1, 3}));
 
   const std::string none = dir.file("none.safetensors");
@@ -211,34 +202,31 @@ TEST_F(Safetensors, TensorSpecs) {
   // A colon in a directory name does not confuse the spec; the tensor name may contain colons.
   fs::create_directory(dir.file("we:ird"));
   const std::string odd = dir.file("we:ird/m.safetensors");
-  io::write_safetensors(
-      odd, {{"a:b", io::DType::f32, {3}, v.data()}, {"c", io::DType::f32, {1}, v.data()}});
+  io::write_safetensors(odd, {{"a:b", io::DType::f32, {3}, v.data()}, {"c", io::DType::f32, {1}, v.data()}});
   EXPECT_EQ(io::load_float_tensor(odd + ":a:b").size(), 3);
 
   // Many names: the list is cut short.
   std::vector<io::TensorRef> many;
   std::vector<std::string> names;
   for (int i = 0; i < 30; ++i)
-    names.push_back(std::string("t").append(
-        std::to_string(100 + i)));  // not "t" + ...: GCC 12 -Wrestrict false positive
+    names.push_back(
+        std::string("t").append(std::to_string(100 + i)));  // not "t" + ...: GCC 12 -Wrestrict false positive
   for (const auto& name : names) many.push_back({name, io::DType::f32, {1}, v.data()});
   const std::string big = dir.file("many.safetensors");
   io::write_safetensors(big, many);
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(big + ":x"); },
-               {"t100, t101", "t119 and 10 more"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(big + ":x"); }, {"t100, t101", "t119 and 10 more"});
 }
 
 TEST_F(Safetensors, HandBuiltFilesWithForeignDtypesAndMisalignment) {
   // data: 2 bytes of I8 then 3 F32 at offset 2 (misaligned) then one I32.
   const std::vector<float> f = {1.5f, -2.25f, 1e-3f};
   const std::int32_t i32 = -7;
-  const std::string data = std::string("\x01\xff", 2) + raw_bytes(f) +
-                           std::string(reinterpret_cast<const char*>(&i32), 4);
+  const std::string data =
+      std::string("\x01\xff", 2) + raw_bytes(f) + std::string(reinterpret_cast<const char*>(&i32), 4);
   std::string header =
       R"({ "x" : {"dtype":"F32","shape":[3],"data_offsets":[2,14]}, "c":{"dtype":"I8","shape":[2],"data_offsets":[0,2]},)"
       R"("i":{"shape":[1,1],"dtype":"I32","data_offsets":[14,18], "extra": true}, "__metadata__": {}}   )";
-  while (header.size() % 8 != 0)
-    header += ' ';  // the buffer is 8-aligned, so "x" at offset 2 is not
+  while (header.size() % 8 != 0) header += ' ';  // the buffer is 8-aligned, so "x" at offset 2 is not
   const std::string path = dir.file("h.safetensors");
   write_file(path, make_safetensors(header, data));
   const io::SafetensorsHeader h = io::read_safetensors_header(path);
@@ -265,65 +253,47 @@ TEST_F(Safetensors, AdversarialFilesAreRejectedClearly) {
   const std::vector<Case> cases = {
       {"empty", "", {"too short for the 8-byte header length"}},
       {"seven", std::string("\x10\0\0\0\0\0\0", 7), {"(7 bytes, too short"}},
-      {"huge_len",
-       u64_bytes(1ULL << 63) + "{}",
-       {"header length 9223372036854775808 exceeds the 2 bytes left"}},
+      {"huge_len", u64_bytes(1ULL << 63) + "{}", {"header length 9223372036854775808 exceeds the 2 bytes left"}},
       {"max_len", u64_bytes(~0ULL) + "{}", {"header length 18446744073709551615 exceeds"}},
-      {"len_past_end",
-       u64_bytes(100) + R"({"a": {"dtype": "F32"})",
-       {"header length 100 exceeds the 22 bytes"}},
+      {"len_past_end", u64_bytes(100) + R"({"a": {"dtype": "F32"})", {"header length 100 exceeds the 22 bytes"}},
       {"invalid_json", make_safetensors(R"({"a": )", data16), {"invalid JSON header"}},
       {"garbage_json", make_safetensors("\x93NUMPY", data16), {"invalid JSON header"}},
       {"empty_json", make_safetensors("", data16), {"invalid JSON header"}},
       {"array_json", make_safetensors("[1, 2]", data16), {"not an object"}},
-      {"entry_not_object",
-       make_safetensors(R"({"a": 5})", data16),
-       {"tensor 'a'", "not a JSON object"}},
-      {"no_dtype",
-       make_safetensors(entry(R"("shape": [4], "data_offsets": [0, 16])"), data16),
-       {"'a'", "\"dtype\""}},
+      {"entry_not_object", make_safetensors(R"({"a": 5})", data16), {"tensor 'a'", "not a JSON object"}},
+      {"no_dtype", make_safetensors(entry(R"("shape": [4], "data_offsets": [0, 16])"), data16), {"'a'", "\"dtype\""}},
       {"dtype_number",
        make_safetensors(entry(R"("dtype": 4, "shape": [4], "data_offsets": [0, 16])"), data16),
        {"\"dtype\""}},
       {"unknown_dtype",
        make_safetensors(entry(R"("dtype": "Q7", "shape": [4], "data_offsets": [0, 16])"), data16),
        {"unknown dtype 'Q7'"}},
-      {"no_shape",
-       make_safetensors(entry(R"("dtype": "F32", "data_offsets": [0, 16])"), data16),
-       {"\"shape\""}},
+      {"no_shape", make_safetensors(entry(R"("dtype": "F32", "data_offsets": [0, 16])"), data16), {"\"shape\""}},
       {"negative_shape",
        make_safetensors(entry(R"("dtype": "F32", "shape": [-4], "data_offsets": [0, 16])"), data16),
        {"shape entries must be non-negative", "-4"}},
       {"float_shape",
-       make_safetensors(entry(R"("dtype": "F32", "shape": [4.0], "data_offsets": [0, 16])"),
-                        data16),
+       make_safetensors(entry(R"("dtype": "F32", "shape": [4.0], "data_offsets": [0, 16])"), data16),
        {"shape entries"}},
       {"string_shape",
        make_safetensors(entry(R"("dtype": "F32", "shape": "4", "data_offsets": [0, 16])"), data16),
        {"\"shape\""}},
       {"huge_dim",
-       make_safetensors(
-           entry(R"("dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 16])"),
-           data16),
+       make_safetensors(entry(R"("dtype": "F32", "shape": [18446744073709551615], "data_offsets": [0, 16])"), data16),
        {"shape entries"}},
-      {"no_offsets",
-       make_safetensors(entry(R"("dtype": "F32", "shape": [4])"), data16),
-       {"data_offsets"}},
+      {"no_offsets", make_safetensors(entry(R"("dtype": "F32", "shape": [4])"), data16), {"data_offsets"}},
       {"three_offsets",
-       make_safetensors(entry(R"("dtype": "F32", "shape": [4], "data_offsets": [0, 8, 16])"),
-                        data16),
+       make_safetensors(entry(R"("dtype": "F32", "shape": [4], "data_offsets": [0, 8, 16])"), data16),
        {"data_offsets\" must be an array [begin, end]"}},
       {"negative_offset",
        make_safetensors(entry(R"("dtype": "F32", "shape": [4], "data_offsets": [-16, 0])"), data16),
        {"data_offsets"}},
       {"outside",
-       make_safetensors(entry(R"("dtype": "F32", "shape": [250], "data_offsets": [0, 1000])"),
-                        data16),
+       make_safetensors(entry(R"("dtype": "F32", "shape": [250], "data_offsets": [0, 1000])"), data16),
        {"data_offsets [0, 1000] lie outside the data buffer of 16 bytes"}},
       {"far_outside",
        make_safetensors(
-           entry(
-               R"("dtype": "F32", "shape": [1], "data_offsets": [9223372036854775800, 9223372036854775804])"),
+           entry(R"("dtype": "F32", "shape": [1], "data_offsets": [9223372036854775800, 9223372036854775804])"),
            data16),
        {"outside the data buffer"}},
       {"reversed",
@@ -333,22 +303,16 @@ TEST_F(Safetensors, AdversarialFilesAreRejectedClearly) {
        make_safetensors(entry(R"("dtype": "F32", "shape": [3], "data_offsets": [0, 16])"), data16),
        {"shape (3,) of F32 needs 12 bytes but data_offsets span 16"}},
       {"overflow",
-       make_safetensors(
-           entry(
-               R"("dtype": "F32", "shape": [1099511627776, 1099511627776], "data_offsets": [0, 16])"),
-           data16),
+       make_safetensors(entry(R"("dtype": "F32", "shape": [1099511627776, 1099511627776], "data_offsets": [0, 16])"),
+                        data16),
        {"too large"}},
-      {"deep_array",
-       make_safetensors(std::string(300000, '[') + std::string(300000, ']'), data16),
-       {"not an object"}},
+      {"deep_array", make_safetensors(std::string(300000, '[') + std::string(300000, ']'), data16), {"not an object"}},
       {"deep_shape",
-       make_safetensors(entry(R"("dtype": "F32", "shape": [)" + std::string(300000, '[') +
-                              std::string(300001, ']') + R"(, "data_offsets": [0, 16])"),
+       make_safetensors(entry(R"("dtype": "F32", "shape": [)" + std::string(300000, '[') + std::string(300001, ']') +
+                              R"(, "data_offsets": [0, 16])"),
                         data16),
        {"shape entries must be non-negative 64-bit integers, got a JSON array"}},
-      {"unclosed",
-       make_safetensors(R"({"a": )" + std::string(300000, '['), data16),
-       {"invalid JSON header"}},
+      {"unclosed", make_safetensors(R"({"a": )" + std::string(300000, '['), data16), {"invalid JSON header"}},
       {"metadata_array",
        make_safetensors(R"({"__metadata__": [1]})", data16),
        {"\"__metadata__\" is not a JSON object"}},
@@ -367,8 +331,7 @@ TEST_F(Safetensors, AdversarialFilesAreRejectedClearly) {
         ErrorKind::bad_input, [&] { io::read_safetensors_header(path); }, parts);
   }
   const std::string missing = dir.file("missing.safetensors");
-  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(missing); },
-               {missing, "cannot open"});
+  expect_error(ErrorKind::bad_input, [&] { io::load_float_tensor(missing); }, {missing, "cannot open"});
 }
 
 TEST_F(Safetensors, WriterRejectsBadArgumentsAndLeavesNothing) {
@@ -376,8 +339,7 @@ TEST_F(Safetensors, WriterRejectsBadArgumentsAndLeavesNothing) {
   const std::string path = dir.file("w.safetensors");
   expect_error(ErrorKind::bad_input,
                [&] {
-                 io::write_safetensors(
-                     path, {{"a", io::DType::f32, {1}, &x}, {"a", io::DType::f32, {1}, &x}});
+                 io::write_safetensors(path, {{"a", io::DType::f32, {1}, &x}, {"a", io::DType::f32, {1}, &x}});
                },
                {path, "'a'", "duplicate"});
   expect_error(ErrorKind::bad_input,
@@ -454,8 +416,7 @@ for name, a in arrays.items():
     const io::FloatTensor t = io::load_float_tensor(path + ":" + name);
     const io::FloatTensor ref = io::load_float_tensor(dir.file("ref_" + name + ".npy"));
     ASSERT_EQ(t.shape(), ref.shape()) << name;
-    for (index_t i = 0; i < ref.size(); ++i)
-      EXPECT_EQ(t.data()[i], ref.data()[i]) << name << " element " << i;
+    for (index_t i = 0; i < ref.size(); ++i) EXPECT_EQ(t.data()[i], ref.data()[i]) << name << " element " << i;
   }
 }
 
@@ -466,10 +427,8 @@ TEST_F(Safetensors, PythonReadsWhatWeWrite) {
   for (int i = 0; i < 24; ++i) f64[static_cast<std::size_t>(i)] = static_cast<double>(i - 11) / 3.0;
   const std::vector<float> f32(f64.begin(), f64.end());
   std::vector<std::uint16_t> f16, bf16;
-  for (const float v : f32)
-    f16.push_back(io::float_to_half(v)), bf16.push_back(io::float_to_bf16(v));
-  const std::vector<std::int64_t> i64 = {std::numeric_limits<std::int64_t>::min(), -1, 0,
-                                         1LL << 60};
+  for (const float v : f32) f16.push_back(io::float_to_half(v)), bf16.push_back(io::float_to_bf16(v));
+  const std::vector<std::int64_t> i64 = {std::numeric_limits<std::int64_t>::min(), -1, 0, 1LL << 60};
   io::write_safetensors(dir.file("ours.safetensors"),
                         {{"f16", io::DType::f16, {24}, f16.data()},
                          {"bf16", io::DType::bf16, {4, 6}, bf16.data()},

@@ -12,8 +12,7 @@ namespace {
 std::vector<const KernelSet*> available() {
   std::vector<const KernelSet*> sets{&generic_kernels()};
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512vl"))
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
     sets.push_back(&avx512_kernels());
   return sets;
 }

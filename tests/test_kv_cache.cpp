@@ -77,7 +77,7 @@ TEST(KVCache, EveryPolicyMatchesTheReferenceOverItsRetainedKeys) {
           if (policy == CachePolicy::accumulated) {
             for (index_t j = std::max<index_t>(0, t - budget / 2 + 1); j <= t; ++j) EXPECT_TRUE(kept.count(j)) << j;
           }
-          if (policy == CachePolicy::key_norm) {  // the budget longest keys so far, by a norm in double
+          if (policy == CachePolicy::key_norm) {              // the budget longest keys so far, by a norm in double
             std::vector<std::pair<double, index_t>> by_norm;  // (−‖k‖², −j): the longest, then the newest
             for (index_t j = 0; j <= t; ++j) {
               double sq = 0.0;

@@ -49,19 +49,17 @@ TEST_P(LeverageOnKind, MatchesDoubleSvdAndSumsToRank) {
     const std::vector<double> tau = scorer.scores(K.view());
     const std::vector<double> want = leverage_reference(K, 0.0, rank);
     EXPECT_EQ(scorer.rank(), rank) << kind << " seed " << seed;
-    EXPECT_LE(max_relative_error(tau, want), tolerance)
-        << kind << " seed " << seed << " cond " << cond;
+    EXPECT_LE(max_relative_error(tau, want), tolerance) << kind << " seed " << seed << " cond " << cond;
     EXPECT_NEAR(std::accumulate(tau.begin(), tau.end(), 0.0), double(rank), tolerance * rank) << kind;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllKinds, LeverageOnKind,
-    ::testing::Combine(::testing::ValuesIn(kinds()),
-                       ::testing::Values(Shape{1500, 24}, Shape{700, 64}, Shape{333, 7})),
-    [](const auto& info) {
-      return std::get<0>(info.param) + "_d" + std::to_string(std::get<1>(info.param).d);
-    });
+INSTANTIATE_TEST_SUITE_P(AllKinds, LeverageOnKind,
+                         ::testing::Combine(::testing::ValuesIn(kinds()),
+                                            ::testing::Values(Shape{1500, 24}, Shape{700, 64}, Shape{333, 7})),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_d" + std::to_string(std::get<1>(info.param).d);
+                         });
 
 // At n = 10⁷ a float or naively summed Gram matrix loses the small directions of keys that
 // share a large common part; the double summation in blocks must not.
@@ -104,8 +102,7 @@ TEST(Leverage, RidgeMatchesAugmentedQr) {
   for (double lambda : {1e-3, 1.0, 1e3}) {
     LeverageScorer scorer(16, {lambda});
     scorer.fit(K.view());
-    EXPECT_LE(max_relative_error(scorer.scores(K.view()), ridge_reference(K, lambda)), 1e-8)
-        << "lambda " << lambda;
+    EXPECT_LE(max_relative_error(scorer.scores(K.view()), ridge_reference(K, lambda)), 1e-8) << "lambda " << lambda;
   }
 }
 
@@ -204,8 +201,8 @@ TEST(TrapezoidalForm, Float32SumsOfSquaresStayWithinTheirRoundingBound) {
         if (exact[j] > 1e-9) worst = std::max(worst, std::abs(fast[j] - exact[j]) / exact[j]);
       EXPECT_LE(worst, bound) << kind << " d " << d << " cond(T) " << cond;
       if (d == 64)
-        std::printf("%-13s d = 64: cond(T) %.3g, float error %.2e, estimate 2d·u·cond %.2e, bound %.2e\n",
-                    kind.c_str(), cond, worst, 2.0 * 64 * std::ldexp(1.0, -24) * cond, bound);
+        std::printf("%-13s d = 64: cond(T) %.3g, float error %.2e, estimate 2d·u·cond %.2e, bound %.2e\n", kind.c_str(),
+                    cond, worst, 2.0 * 64 * std::ldexp(1.0, -24) * cond, bound);
     }
   }
 }

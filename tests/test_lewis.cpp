@@ -3,14 +3,14 @@
 #include <omp.h>
 
 #include <cmath>
-#include <limits>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <random>
 
 #include "levattn/scores/lewis.hpp"
-#include "scores/anderson_mixing.hpp"
 #include "reference.hpp"
+#include "scores/anderson_mixing.hpp"
 
 namespace levattn::test {
 namespace {
@@ -65,8 +65,7 @@ TEST(Lewis, OrthogonalEqualNormRowsGiveTheClosedForm) {
     for (index_t c = 0; c < copies[i]; ++c) direction.push_back(i);
   std::shuffle(direction.begin(), direction.end(), rng);
   MatD k(static_cast<index_t>(direction.size()), d);
-  for (size_t j = 0; j < direction.size(); ++j)
-    k.row(j) = 3.0 * ((j % 2) ? 1.0 : -1.0) * V.row(direction[j]);
+  for (size_t j = 0; j < direction.size(); ++j) k.row(j) = 3.0 * ((j % 2) ? 1.0 : -1.0) * V.row(direction[j]);
   const Floats K = from_double(k);
   for (double p : kPowers) {
     const LewisWeights w = lewis_weights(K.view(), p);
@@ -103,8 +102,8 @@ TEST(Lewis, SumEqualsRankAndResidualMeetsTheTolerance) {
       EXPECT_LE(w.residual, 1e-6) << kind << " p " << p;
       if (kind == "gaussian" || kind == "heavy_tailed") {
         EXPECT_LE(lewis_equation_error(K, w.weights, p), 1e-5) << kind << " p " << p;
-        std::printf("%-12s p = %.1f: %lld iterations (%s), residual %.2e\n", kind.c_str(), p,
-                    (long long)w.iterations, w.method.c_str(), w.residual);
+        std::printf("%-12s p = %.1f: %lld iterations (%s), residual %.2e\n", kind.c_str(), p, (long long)w.iterations,
+                    w.method.c_str(), w.residual);
       }
     }
   }

@@ -67,7 +67,8 @@ TEST(Blas, SyrkFillsTheUpperTriangleOnlyForBothOrientations) {
           continue;
         }
         double want = -7.0;
-        for (index_t l = 0; l < k; ++l) want += 1.5 * op_at(ad, a.cols, transpose, i, l) * op_at(ad, a.cols, transpose, j, l);
+        for (index_t l = 0; l < k; ++l)
+          want += 1.5 * op_at(ad, a.cols, transpose, i, l) * op_at(ad, a.cols, transpose, j, l);
         EXPECT_NEAR(c[i * n + j], want, 1e-12 * (1.0 + std::fabs(want)));
       }
   }
@@ -94,7 +95,8 @@ TEST(Blas, MismatchedShapesAreBadInput) {
   };
   const ConstMatrixD a(x.data(), 3, 4), b(x.data(), 5, 2);
   EXPECT_TRUE(bad_input([&] { linalg::dgemm(false, false, 1.0, a, b, 0.0, MatrixD(y.data(), 3, 2)); }));
-  EXPECT_TRUE(bad_input([&] { linalg::dgemm(false, true, 1.0, a, ConstMatrixD(x.data(), 2, 4), 0.0, MatrixD(y.data(), 3, 3)); }));
+  EXPECT_TRUE(bad_input(
+      [&] { linalg::dgemm(false, true, 1.0, a, ConstMatrixD(x.data(), 2, 4), 0.0, MatrixD(y.data(), 3, 3)); }));
   EXPECT_TRUE(bad_input([&] { linalg::dsyrk_upper(true, 1.0, a, 0.0, MatrixD(y.data(), 3, 3)); }));
   std::vector<float> xf(64, 0.0f), yf(64, 0.0f);
   EXPECT_TRUE(bad_input([&] {
@@ -172,7 +174,6 @@ TEST(ScaledRows, DotDoubleIsExactOnIntegersAndTheBoundCoversFloatRounding) {
   }
   EXPECT_LE(std::fabs(double(rounded) - exact), linalg::float_dot_error_bound(300, std::sqrt(na), std::sqrt(nb)));
 }
-
 
 // K with columns of very different scales and one all-zero column; G = KᵀK in double.
 test::MatD badly_scaled_gram(index_t n, index_t d) {

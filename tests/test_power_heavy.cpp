@@ -88,11 +88,12 @@ TEST(PowerHeavy, RecallIsOneOnSeededInstances) {
       t.worst_u_over_bound = std::max(t.worst_u_over_bound, search.universal_set().size() / bound);
       ++t.instances;
     }
-    std::printf("p = %.0f: %lld instances (%lld with a sampled normaliser): recall %lld/%lld, "
-                "precision %.4f (%lld/%lld), largest |U|/bound %.3f\n",
-                p, (long long)t.instances, (long long)t.sampled, (long long)t.found, (long long)t.heavy,
-                t.reported ? double(t.confirmed) / double(t.reported) : 1.0, (long long)t.confirmed,
-                (long long)t.reported, t.worst_u_over_bound);
+    std::printf(
+        "p = %.0f: %lld instances (%lld with a sampled normaliser): recall %lld/%lld, "
+        "precision %.4f (%lld/%lld), largest |U|/bound %.3f\n",
+        p, (long long)t.instances, (long long)t.sampled, (long long)t.found, (long long)t.heavy,
+        t.reported ? double(t.confirmed) / double(t.reported) : 1.0, (long long)t.confirmed, (long long)t.reported,
+        t.worst_u_over_bound);
     EXPECT_EQ(t.found, t.heavy);
     EXPECT_GT(t.heavy, 100);
     EXPECT_GT(t.sampled, 30);  // the sampled normaliser is exercised, not only exact ones

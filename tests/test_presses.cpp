@@ -37,9 +37,11 @@ MatD causal_attention(const Floats& Q, const Floats& K, index_t first, bool soft
   return A;
 }
 
-void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rel, const std::string& what) {
+void expect_close(const std::vector<double>& got, const std::vector<double>& want, double rel,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
-  for (size_t j = 0; j < got.size(); ++j) EXPECT_NEAR(got[j], want[j], rel * (1 + std::abs(want[j]))) << what << " key " << j;
+  for (size_t j = 0; j < got.size(); ++j)
+    EXPECT_NEAR(got[j], want[j], rel * (1 + std::abs(want[j]))) << what << " key " << j;
 }
 
 TEST(Presses, KeyOnlyPressesMatchDoubleReferences) {
@@ -177,7 +179,8 @@ TEST(Presses, EveryHeadOfABatchIsPressedWithItsQueryGroup) {
     press_heads("key-norm", {}, ConstHeadsF(bad.data.data(), B, Hkv, n, d), budget, {}, kept.data());
     ADD_FAILURE() << "NaN accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("batch 1, head 1: key-norm: key 2 is not finite"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("batch 1, head 1: key-norm: key 2 is not finite"), std::string::npos)
+        << e.what();
   }
 }
 

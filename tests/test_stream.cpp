@@ -141,8 +141,12 @@ TEST_P(StreamOnKind, OnePassSetIsTheOfflineSetForEveryBlockSize) {
   const std::vector<double> ref = leverage_reference(K, kDefaultRcond, built_rank(kind, d));
   for (index_t j = 0; j < n; ++j) {
     const bool in = std::binary_search(want.indices.begin(), want.indices.end(), j);
-    if (ref[j] >= eps * 1.02) { EXPECT_TRUE(in) << kind << " key " << j; }
-    if (ref[j] <= eps * 0.98) { EXPECT_FALSE(in) << kind << " key " << j; }
+    if (ref[j] >= eps * 1.02) {
+      EXPECT_TRUE(in) << kind << " key " << j;
+    }
+    if (ref[j] <= eps * 0.98) {
+      EXPECT_FALSE(in) << kind << " key " << j;
+    }
   }
   for (index_t block : {index_t{1}, index_t{3}, index_t{64}, index_t{256}, index_t{999}, n}) {
     StreamSelector s(d, {.eps = eps, .pending_rows = 64});
@@ -152,7 +156,9 @@ TEST_P(StreamOnKind, OnePassSetIsTheOfflineSetForEveryBlockSize) {
     EXPECT_EQ(got.set.scores, want.scores) << kind << " block " << block;
     EXPECT_EQ(got.set.bound, want.bound);
     EXPECT_EQ(got.count, n);
-    if (eps >= 0.3) { EXPECT_LT(s.retained(), n / 2) << "nothing was evicted"; }
+    if (eps >= 0.3) {
+      EXPECT_LT(s.retained(), n / 2) << "nothing was evicted";
+    }
     for (index_t i = 0; i < got.set.size(); ++i)
       ASSERT_TRUE(std::equal(got.keys.begin() + i * d, got.keys.begin() + (i + 1) * d,
                              K.data.begin() + got.set.indices[i] * d));
@@ -257,11 +263,17 @@ TEST(Stream, HeavyEntriesAtAnyTimeMatchBruteForce) {
           }
         for (index_t j = 0; j < seen; ++j) {
           const bool in = std::binary_search(reported.begin(), reported.end(), j);
-          if (A(i, j) >= eps * (1 + 1e-6)) { EXPECT_TRUE(in || uncertain) << kind << " q" << i << " k" << j; }
-          if (A(i, j) < eps * (1 - 1e-6)) { EXPECT_FALSE(in) << kind << " q" << i << " k" << j; }
+          if (A(i, j) >= eps * (1 + 1e-6)) {
+            EXPECT_TRUE(in || uncertain) << kind << " q" << i << " k" << j;
+          }
+          if (A(i, j) < eps * (1 - 1e-6)) {
+            EXPECT_FALSE(in) << kind << " q" << i << " k" << j;
+          }
         }
       }
-      if (std::string(kind) == "gaussian") { EXPECT_TRUE(got.uncertain.empty()); }
+      if (std::string(kind) == "gaussian") {
+        EXPECT_TRUE(got.uncertain.empty());
+      }
     }
   }
 }

@@ -47,8 +47,8 @@ std::vector<std::int64_t> reference_top_k(const std::vector<double>& ref, std::i
 }
 
 // Kept sets may differ from the reference only by keys whose reference score ties the k-th.
-void expect_top_k(const std::vector<std::int64_t>& got, const std::vector<double>& ref, std::int64_t k,
-                  double tol, const std::string& what) {
+void expect_top_k(const std::vector<std::int64_t>& got, const std::vector<double>& ref, std::int64_t k, double tol,
+                  const std::string& what) {
   ASSERT_EQ(static_cast<std::int64_t>(got.size()), k) << what;
   EXPECT_TRUE(std::is_sorted(got.begin(), got.end())) << what;
   std::vector<double> sorted = ref;
@@ -57,8 +57,10 @@ void expect_top_k(const std::vector<std::int64_t>& got, const std::vector<double
   const std::set<std::int64_t> kept(got.begin(), got.end());
   EXPECT_EQ(kept.size(), got.size()) << what << ": repeated index";
   for (std::size_t j = 0; j < ref.size(); ++j) {
-    if (kept.count(std::int64_t(j))) EXPECT_GE(ref[j], kth - tol * std::abs(kth)) << what << " kept " << j;
-    else EXPECT_LE(ref[j], kth + tol * std::abs(kth)) << what << " dropped " << j;
+    if (kept.count(std::int64_t(j)))
+      EXPECT_GE(ref[j], kth - tol * std::abs(kth)) << what << " kept " << j;
+    else
+      EXPECT_LE(ref[j], kth + tol * std::abs(kth)) << what << " dropped " << j;
   }
 }
 
@@ -110,8 +112,8 @@ TEST(VitSelection, RowNormIsTheTopKOfReferenceNorms) {
     }
     torch::Generator g = gen(0);
     for (std::int64_t k : {1, 7, 49})
-      expect_top_k(head(select_keys(to_tensor(f).view({1, 1, 50, 8}), Rule::row_norm, k, g), 0, 0), ref, k,
-                   1e-6, std::string(kind));
+      expect_top_k(head(select_keys(to_tensor(f).view({1, 1, 50, 8}), Rule::row_norm, k, g), 0, 0), ref, k, 1e-6,
+                   std::string(kind));
   }
 }
 
@@ -140,8 +142,8 @@ TEST(VitSelection, BadInputIsRefused) {
   bad[0][0][3][1] = std::numeric_limits<float>::quiet_NaN();
   EXPECT_THROW(select_keys(bad, Rule::leverage, 2, g), Error);
   EXPECT_THROW(parse_rule("lev"), Error);
-  EXPECT_THROW(Vit(VitConfig{5, 64, 2, 4, 64}), Error);   // 5 does not divide 28
-  EXPECT_THROW(Vit(VitConfig{4, 30, 2, 4, 64}), Error);   // 4 heads do not divide 30
+  EXPECT_THROW(Vit(VitConfig{5, 64, 2, 4, 64}), Error);  // 5 does not divide 28
+  EXPECT_THROW(Vit(VitConfig{4, 30, 2, 4, 64}), Error);  // 4 heads do not divide 30
   Vit model(VitConfig{7, 16, 1, 2, 16});
   EXPECT_THROW(model->set_attention({Rule::leverage, 18}), Error);  // n = 17
 }
@@ -178,53 +180,57 @@ torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k
 }
 
 TEST(Vit, AttentionOverKeptKeysMatchesAFloat64ReferenceAndDropsTheirGradient) {
- for (const Kernel kernel : {Kernel::torch, Kernel::levattn}) {
-  SCOPED_TRACE(kernel_name(kernel));
-  const std::int64_t B = 3, n = 30, D = 16, H = 2, dh = 8, k = 6;
-  torch::manual_seed(5);
-  SelfAttention attention(D, H);
-  const torch::Tensor x = torch::randn({B, n, D}, torch::requires_grad());
-  torch::Generator g = gen(0);
-  const torch::Tensor out = attention->forward(x, {Rule::leverage, k}, kernel, g, nullptr);
+  for (const Kernel kernel : {Kernel::torch, Kernel::levattn}) {
+    SCOPED_TRACE(kernel_name(kernel));
+    const std::int64_t B = 3, n = 30, D = 16, H = 2, dh = 8, k = 6;
+    torch::manual_seed(5);
+    SelfAttention attention(D, H);
+    const torch::Tensor x = torch::randn({B, n, D}, torch::requires_grad());
+    torch::Generator g = gen(0);
+    const torch::Tensor out = attention->forward(x, {Rule::leverage, k}, kernel, g, nullptr);
 
-  // The reference: q, k, v from the module's weights in double, keys chosen from reference scores.
-  const auto params = attention->named_parameters();
-  const torch::Tensor w = params["qkv.weight"].detach().to(torch::kDouble), bias = params["qkv.bias"].detach().to(torch::kDouble);
-  const torch::Tensor pw = params["proj.weight"].detach().to(torch::kDouble), pb = params["proj.bias"].detach().to(torch::kDouble);
-  std::vector<std::vector<std::int64_t>> kept_by_head;
-  for (std::int64_t b = 0; b < B; ++b) {
-    const torch::Tensor qkv = torch::matmul(x[b].detach().to(torch::kDouble), w.t()) + bias;  // (n, 3D)
-    std::vector<torch::Tensor> heads;
-    for (std::int64_t h = 0; h < H; ++h) {
-      const torch::Tensor q = qkv.narrow(1, h * dh, dh), kh = qkv.narrow(1, D + h * dh, dh),
-                          v = qkv.narrow(1, 2 * D + h * dh, dh);
-      Floats f{n, dh, std::vector<float>(std::size_t(n * dh))};
-      const torch::Tensor kf = kh.to(torch::kFloat).contiguous();
-      std::copy(kf.data_ptr<float>(), kf.data_ptr<float>() + n * dh, f.data.begin());
-      const std::vector<std::int64_t> kept = reference_top_k(test::leverage_reference(f, 1e-9), k);
-      kept_by_head.push_back(kept);
-      heads.push_back(reference_attention(q, kh, v, kept));
+    // The reference: q, k, v from the module's weights in double, keys chosen from reference scores.
+    const auto params = attention->named_parameters();
+    const torch::Tensor w = params["qkv.weight"].detach().to(torch::kDouble),
+                        bias = params["qkv.bias"].detach().to(torch::kDouble);
+    const torch::Tensor pw = params["proj.weight"].detach().to(torch::kDouble),
+                        pb = params["proj.bias"].detach().to(torch::kDouble);
+    std::vector<std::vector<std::int64_t>> kept_by_head;
+    for (std::int64_t b = 0; b < B; ++b) {
+      const torch::Tensor qkv = torch::matmul(x[b].detach().to(torch::kDouble), w.t()) + bias;  // (n, 3D)
+      std::vector<torch::Tensor> heads;
+      for (std::int64_t h = 0; h < H; ++h) {
+        const torch::Tensor q = qkv.narrow(1, h * dh, dh), kh = qkv.narrow(1, D + h * dh, dh),
+                            v = qkv.narrow(1, 2 * D + h * dh, dh);
+        Floats f{n, dh, std::vector<float>(std::size_t(n * dh))};
+        const torch::Tensor kf = kh.to(torch::kFloat).contiguous();
+        std::copy(kf.data_ptr<float>(), kf.data_ptr<float>() + n * dh, f.data.begin());
+        const std::vector<std::int64_t> kept = reference_top_k(test::leverage_reference(f, 1e-9), k);
+        kept_by_head.push_back(kept);
+        heads.push_back(reference_attention(q, kh, v, kept));
+      }
+      const torch::Tensor want = torch::matmul(torch::cat(heads, 1), pw.t()) + pb;
+      EXPECT_LE((out[b].detach().to(torch::kDouble) - want).abs().max().item<double>(), 1e-5) << "image " << b;
     }
-    const torch::Tensor want = torch::matmul(torch::cat(heads, 1), pw.t()) + pb;
-    EXPECT_LE((out[b].detach().to(torch::kDouble) - want).abs().max().item<double>(), 1e-5) << "image " << b;
-  }
 
-  // Gradient: rows other than j see token j only through its key and value, so if no head keeps j
-  // their output has zero gradient with respect to x_j; a kept token's gradient is not zero.
-  for (std::int64_t b = 0; b < B; ++b) {
-    std::set<std::int64_t> kept_any;
-    for (std::int64_t h = 0; h < H; ++h)
-      for (std::int64_t j : kept_by_head[std::size_t(b * H + h)]) kept_any.insert(j);
-    for (std::int64_t j : {std::int64_t{0}, std::int64_t{1}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}}) {
-      const torch::Tensor mask = torch::ones({n, 1});
-      mask[j] = 0;
-      const torch::Tensor y = (attention->forward(x, {Rule::leverage, k}, kernel, g, nullptr)[b] * mask).sum();
-      const torch::Tensor grad = torch::autograd::grad({y}, {x})[0][b][j];
-      if (kept_any.count(j)) EXPECT_GT(grad.abs().max().item<double>(), 0.0) << "kept token " << j;
-      else EXPECT_EQ(grad.abs().max().item<double>(), 0.0) << "dropped token " << j;
+    // Gradient: rows other than j see token j only through its key and value, so if no head keeps j
+    // their output has zero gradient with respect to x_j; a kept token's gradient is not zero.
+    for (std::int64_t b = 0; b < B; ++b) {
+      std::set<std::int64_t> kept_any;
+      for (std::int64_t h = 0; h < H; ++h)
+        for (std::int64_t j : kept_by_head[std::size_t(b * H + h)]) kept_any.insert(j);
+      for (std::int64_t j : {std::int64_t{0}, std::int64_t{1}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}}) {
+        const torch::Tensor mask = torch::ones({n, 1});
+        mask[j] = 0;
+        const torch::Tensor y = (attention->forward(x, {Rule::leverage, k}, kernel, g, nullptr)[b] * mask).sum();
+        const torch::Tensor grad = torch::autograd::grad({y}, {x})[0][b][j];
+        if (kept_any.count(j))
+          EXPECT_GT(grad.abs().max().item<double>(), 0.0) << "kept token " << j;
+        else
+          EXPECT_EQ(grad.abs().max().item<double>(), 0.0) << "dropped token " << j;
+      }
     }
   }
- }
 }
 
 TEST(Vit, LevattnKernelGivesTheTorchKernelsLogitsAndGradients) {
@@ -359,7 +365,7 @@ TEST(FashionMnistCache, MalformedJsonIsRefusedWithItsPlace) {
   std::string short_image = "{\"data\":[[" + std::string("1,", 2 * 0) + "1,2,3]]}";
   refused(short_image, "784 pixels");
   std::string big = "{\"data\":[[";
-  for (int p = 0; p < kImagePixels; ++p) big += (p ? ",": "") + std::string(p == 9 ? "256" : "0");
+  for (int p = 0; p < kImagePixels; ++p) big += (p ? "," : "") + std::string(p == 9 ? "256" : "0");
   refused(big + "]]}", "[0, 255]");
   refused("{\"data\":[[1,2", "not valid JSON");
   refused("[1,2,3]", "expected an object");

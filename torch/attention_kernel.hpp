@@ -4,8 +4,8 @@
 // softmax, matmul through autograd).
 #pragma once
 
-#include <string>
 #include <torch/torch.h>
+#include <string>
 
 namespace levattn::vit {
 

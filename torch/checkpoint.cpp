@@ -24,8 +24,7 @@ VitConfig config_from_json(const nlohmann::json& j) {
   return c;
 }
 
-void save_checkpoint(const std::string& path, Vit& model, torch::optim::Optimizer* optimizer,
-                     nlohmann::json record) {
+void save_checkpoint(const std::string& path, Vit& model, torch::optim::Optimizer* optimizer, nlohmann::json record) {
   record["config"] = config_json(model->config());
   torch::serialize::OutputArchive archive, weights;
   model->save(weights);
@@ -53,9 +52,9 @@ Checkpoint load_checkpoint(const std::string& path) {
     torch::serialize::InputArchive archive;
     archive.load_from(path);
     c10::IValue format, record;
-    require(archive.try_read("format", format) && format.isString() &&
-                format.toStringRef() == "levattn-vit checkpoint 1",
-            bad);
+    require(
+        archive.try_read("format", format) && format.isString() && format.toStringRef() == "levattn-vit checkpoint 1",
+        bad);
     require(archive.try_read("record", record) && record.isString(), bad + " (no record)");
     out.record = nlohmann::json::parse(record.toStringRef());
     out.model = Vit(config_from_json(out.record.at("config")));

@@ -21,7 +21,8 @@ nlohmann::json coverage(Vit& model, const Batchable& set, const CoverageOptions&
   // tally[layer][rule][k]
   std::vector<std::vector<std::vector<Tally>>> tally(
       static_cast<std::size_t>(depth),
-      std::vector<std::vector<Tally>>(o.rules.size(), std::vector<Tally>(o.ks.size(), {std::vector<double>(T), std::vector<double>(T)})));
+      std::vector<std::vector<Tally>>(
+          o.rules.size(), std::vector<Tally>(o.ks.size(), {std::vector<double>(T), std::vector<double>(T)})));
   double rows = 0.0;
 
   torch::NoGradGuard no_grad;
@@ -41,7 +42,8 @@ nlohmann::json coverage(Vit& model, const Batchable& set, const CoverageOptions&
       for (std::size_t r = 0; r < o.rules.size(); ++r)
         for (std::size_t ki = 0; ki < o.ks.size(); ++ki) {
           const torch::Tensor kept = select_keys(k, o.rules[r], o.ks[ki], generator);
-          const torch::Tensor mask = torch::zeros({A.size(0), A.size(1), n}, torch::kFloat).scatter_(2, kept, 1.0f).unsqueeze(2);
+          const torch::Tensor mask =
+              torch::zeros({A.size(0), A.size(1), n}, torch::kFloat).scatter_(2, kept, 1.0f).unsqueeze(2);
           Tally& t = tally[l][r][ki];
           t.mass += (A * mask).sum().item<double>();
           for (std::size_t ti = 0; ti < T; ++ti) {
@@ -59,8 +61,12 @@ nlohmann::json coverage(Vit& model, const Batchable& set, const CoverageOptions&
     for (std::size_t r = 0; r < o.rules.size(); ++r)
       for (std::size_t ki = 0; ki < o.ks.size(); ++ki) {
         const Tally& t = tally[l][r][ki];
-        out["rows"].push_back({{"layer", l}, {"rule", rule_name(o.rules[r])}, {"k", o.ks[ki]},
-                               {"mass", t.mass / rows}, {"heavy", t.heavy}, {"held", t.held}});
+        out["rows"].push_back({{"layer", l},
+                               {"rule", rule_name(o.rules[r])},
+                               {"k", o.ks[ki]},
+                               {"mass", t.mass / rows},
+                               {"heavy", t.heavy},
+                               {"held", t.held}});
       }
   return out;
 }

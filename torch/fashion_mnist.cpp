@@ -135,8 +135,7 @@ FashionMnist load_cache(const std::string& path) {
           corrupt + "unknown version or image shape)");
   const auto n_train = get<std::uint64_t>(file, 24), n_test = get<std::uint64_t>(file, 32);
   const std::uint64_t limit = std::uint64_t{1} << 32;
-  require(n_train < limit && n_test < limit &&
-              file.size() == kHeaderBytes + (n_train + n_test) * (kImagePixels + 1),
+  require(n_train < limit && n_test < limit && file.size() == kHeaderBytes + (n_train + n_test) * (kImagePixels + 1),
           corrupt + "its size does not match the image counts in its header)");
   FashionMnist d;
   std::size_t at = take(file, kHeaderBytes, n_train, d.train, path);

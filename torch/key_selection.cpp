@@ -41,34 +41,39 @@ Rule parse_rule(const std::string& name) {
   if (name == "leverage") return Rule::leverage;
   if (name == "row-norm") return Rule::row_norm;
   if (name == "random") return Rule::random;
-  throw Error(ErrorKind::bad_input,
-              "unknown attention rule '" + name + "' (softmax, leverage, row-norm, random)");
+  throw Error(ErrorKind::bad_input, "unknown attention rule '" + name + "' (softmax, leverage, row-norm, random)");
 }
 
 std::string rule_name(Rule rule) {
   switch (rule) {
-    case Rule::softmax: return "softmax";
-    case Rule::leverage: return "leverage";
-    case Rule::row_norm: return "row-norm";
-    case Rule::random: return "random";
+    case Rule::softmax:
+      return "softmax";
+    case Rule::leverage:
+      return "leverage";
+    case Rule::row_norm:
+      return "row-norm";
+    case Rule::random:
+      return "random";
   }
   return "?";
 }
 
-torch::Tensor select_keys(const torch::Tensor& keys, Rule rule, std::int64_t k,
-                          torch::Generator& generator) {
+torch::Tensor select_keys(const torch::Tensor& keys, Rule rule, std::int64_t k, torch::Generator& generator) {
   require(keys.dim() == 4, "key selection: keys must be (batch, heads, n, d)");
   const std::int64_t n = keys.size(2);
-  require(k >= 1 && k <= n, "key selection: k = " + std::to_string(k) + " must lie in [1, n = " +
-                                std::to_string(n) + "]");
+  require(k >= 1 && k <= n,
+          "key selection: k = " + std::to_string(k) + " must lie in [1, n = " + std::to_string(n) + "]");
   torch::NoGradGuard no_grad;
   switch (rule) {
-    case Rule::leverage: return leverage_top_k(keys, k);
-    case Rule::row_norm: return top_k_ascending(keys.detach().to(torch::kDouble).norm(2, -1), k);
+    case Rule::leverage:
+      return leverage_top_k(keys, k);
+    case Rule::row_norm:
+      return top_k_ascending(keys.detach().to(torch::kDouble).norm(2, -1), k);
     case Rule::random:
-      return top_k_ascending(torch::rand({keys.size(0), keys.size(1), n}, generator,
-                                         torch::TensorOptions().dtype(torch::kDouble)), k);
-    case Rule::softmax: break;
+      return top_k_ascending(
+          torch::rand({keys.size(0), keys.size(1), n}, generator, torch::TensorOptions().dtype(torch::kDouble)), k);
+    case Rule::softmax:
+      break;
   }
   throw Error(ErrorKind::bad_input, "key selection: softmax keeps every key; there is nothing to select");
 }

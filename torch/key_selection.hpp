@@ -13,9 +13,9 @@
 // With k = n every rule returns 0, 1, …, n − 1, so the attention equals full softmax.
 #pragma once
 
+#include <torch/torch.h>
 #include <cstdint>
 #include <string>
-#include <torch/torch.h>
 
 namespace levattn::vit {
 
@@ -27,7 +27,6 @@ std::string rule_name(Rule rule);
 
 // Indices (B, H, k) as described above, for rule ≠ softmax. keys: (B, H, n, d) float, finite.
 // Throws Error{bad_input} if k ∉ [1, n], keys are not 4-D, or (leverage) a key is NaN/Inf.
-torch::Tensor select_keys(const torch::Tensor& keys, Rule rule, std::int64_t k,
-                          torch::Generator& generator);
+torch::Tensor select_keys(const torch::Tensor& keys, Rule rule, std::int64_t k, torch::Generator& generator);
 
 }  // namespace levattn::vit

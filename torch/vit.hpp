@@ -14,9 +14,9 @@
 // through torch operations or through levattn's kernels (attention_kernel.hpp), as set_kernel says.
 #pragma once
 
+#include <torch/torch.h>
 #include <cstdint>
 #include <vector>
-#include <torch/torch.h>
 
 #include "attention_kernel.hpp"
 #include "key_selection.hpp"

@@ -18,8 +18,8 @@ const T* checked_data(const py::array& a, const char* role, const char* type) {
 
 const float* float_data(const py::array& a, int ndim, const char* role) {
   if (a.ndim() != ndim)
-    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + std::to_string(ndim) +
-                                          " dimensions, got " + std::to_string(a.ndim()));
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + std::to_string(ndim) + " dimensions, got " +
+                                          std::to_string(a.ndim()));
   return checked_data<float>(a, role, "float32");
 }
 

@@ -20,8 +20,8 @@ namespace py = pybind11;
 // `a` as a float32 view of `ndim` dimensions; throws Error{bad_input} naming `role` if it is not
 // C-contiguous float32 of that rank. The view lives as long as the caller keeps `a`.
 const float* float_data(const py::array& a, int ndim, const char* role);
-ConstMatrixF as_matrix(const py::array& a, const char* role);   // (rows, cols)
-ConstHeadsF as_heads(const py::array& a, const char* role);     // (batch, heads, rows, cols)
+ConstMatrixF as_matrix(const py::array& a, const char* role);  // (rows, cols)
+ConstHeadsF as_heads(const py::array& a, const char* role);    // (batch, heads, rows, cols)
 // A C-contiguous float64 vector of `count` entries (a row shape flattened).
 const double* double_data(const py::array& a, index_t count, const char* role);
 

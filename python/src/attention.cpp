@@ -73,9 +73,9 @@ py::tuple attend_exact_backward_binding(const py::array& q, const py::array& k, 
 
 // (dq, dk, dv) of LevAttention with its selection `kept` (one int64 array per (batch, key head),
 // as attend_lev returned it) and its causal window held fixed.
-py::tuple attend_lev_backward_binding(const py::array& q, const py::array& k, const py::array& v,
-                                      const py::array& out, const py::array& dout, const std::string& f, double scale,
-                                      bool causal, index_t window,
+py::tuple attend_lev_backward_binding(const py::array& q, const py::array& k, const py::array& v, const py::array& out,
+                                      const py::array& dout, const std::string& f, double scale, bool causal,
+                                      index_t window,
                                       const std::vector<py::array_t<std::int64_t, py::array::c_style>>& kept,
                                       int threads) {
   const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v"), O = as_heads(out, "out"),
@@ -160,18 +160,17 @@ py::tuple score_function_binding(const std::string& f, double scale, index_t d) 
 }  // namespace
 
 void bind_attention(py::module_& m) {
-  m.def("attend_exact", &attend_exact_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
-        py::arg("scale"), py::arg("causal"), py::arg("want_lse"), py::arg("threads"));
+  m.def("attend_exact", &attend_exact_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"), py::arg("scale"),
+        py::arg("causal"), py::arg("want_lse"), py::arg("threads"));
   m.def("attend_exact_backward", &attend_exact_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"),
         py::arg("threads"));
-  m.def("attend_lev_backward", &attend_lev_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
-        py::arg("out"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"), py::arg("window"),
-        py::arg("kept"), py::arg("threads"));
-  m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"),
-        py::arg("scale"), py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"),
-        py::arg("window"), py::arg("ridge"), py::arg("rcond"), py::arg("delta"), py::arg("seed"),
+  m.def("attend_lev_backward", &attend_lev_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"),
+        py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"), py::arg("window"), py::arg("kept"),
         py::arg("threads"));
+  m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"), py::arg("scale"),
+        py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"), py::arg("window"), py::arg("ridge"),
+        py::arg("rcond"), py::arg("delta"), py::arg("seed"), py::arg("threads"));
   m.def("score_function", &score_function_binding, py::arg("f"), py::arg("scale"), py::arg("d"));
   m.def("merge_attention", &merge_binding, py::arg("o1"), py::arg("lse1"), py::arg("o2"), py::arg("lse2"));
 }

@@ -24,15 +24,15 @@ PyObject* new_exception(const char* name, const char* doc, PyObject* a, PyObject
 }  // namespace
 
 void bind_errors(py::module_& m) {
-  PyObject* error = PyErr_NewExceptionWithDoc("levattn.Error", "Base of every exception levattn raises.",
-                                              PyExc_Exception, nullptr);
+  PyObject* error =
+      PyErr_NewExceptionWithDoc("levattn.Error", "Base of every exception levattn raises.", PyExc_Exception, nullptr);
   if (error == nullptr) throw py::error_already_set();
-  g_input_error = new_exception("levattn.InputError",
-                                "Bad input: shape, dtype, device, NaN/Inf, or a parameter out of range.", error,
-                                PyExc_ValueError);
-  g_compute_error = new_exception("levattn.ComputeError",
-                                  "The computation failed (e.g. Lewis weights did not converge).", error,
-                                  PyExc_RuntimeError);
+  g_input_error =
+      new_exception("levattn.InputError", "Bad input: shape, dtype, device, NaN/Inf, or a parameter out of range.",
+                    error, PyExc_ValueError);
+  g_compute_error =
+      new_exception("levattn.ComputeError", "The computation failed (e.g. Lewis weights did not converge).", error,
+                    PyExc_RuntimeError);
   m.add_object("Error", py::handle(error));
   m.add_object("InputError", py::handle(g_input_error));
   m.add_object("ComputeError", py::handle(g_compute_error));

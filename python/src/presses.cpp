@@ -50,8 +50,8 @@ py::tuple press_binding(const std::string& press, const py::object& queries, con
   o.sketch.failure = failure;
   o.sketch.seed = seed;
   o.sketch.rcond = rcond;
-  require(budget >= 1 && budget <= K.rows, "press: budget must lie in [1, n] = [1, " + std::to_string(K.rows) +
-                                               "], got " + std::to_string(budget));
+  require(budget >= 1 && budget <= K.rows,
+          "press: budget must lie in [1, n] = [1, " + std::to_string(K.rows) + "], got " + std::to_string(budget));
   py::array_t<std::int64_t> kept({K.batch, K.heads, budget});
   py::array_t<double> scores = new_double_array({K.batch, K.heads, K.rows});
   static_assert(sizeof(index_t) == sizeof(std::int64_t));
@@ -70,8 +70,8 @@ py::array oracle_binding(const py::array& queries, const py::array& keys, index_
                          double scale, int threads) {
   const ConstHeadsF Q = as_heads(queries, "q"), K = as_heads(keys, "k");
   check_groups(Q, K, "oracle");
-  require(budget >= 1 && budget <= K.rows, "oracle: budget must lie in [1, n] = [1, " + std::to_string(K.rows) +
-                                               "], got " + std::to_string(budget));
+  require(budget >= 1 && budget <= K.rows,
+          "oracle: budget must lie in [1, n] = [1, " + std::to_string(K.rows) + "], got " + std::to_string(budget));
   AttentionOptions a;
   a.f = parse_score_function(f);
   a.scale = scale;
@@ -84,8 +84,8 @@ py::array oracle_binding(const py::array& queries, const py::array& keys, index_
     const std::vector<float> unit(static_cast<size_t>(K.rows), 0.0f);  // values of width 1, unused
     for (index_t b = 0; b < Q.batch; ++b)
       for (index_t h = 0; h < Q.heads; ++h) {
-        const OracleResult r = oracle_attention(Q.head(b, h), K.head(b, h / per),
-                                                ConstMatrixF(unit.data(), K.rows, 1), a, budget);
+        const OracleResult r =
+            oracle_attention(Q.head(b, h), K.head(b, h / per), ConstMatrixF(unit.data(), K.rows, 1), a, budget);
         std::copy(r.kept.begin(), r.kept.end(), out + (b * Q.heads + h) * m * budget);
       }
   }
@@ -98,8 +98,8 @@ void bind_presses(py::module_& m) {
   m.def("press", &press_binding, py::arg("press"), py::arg("q"), py::arg("k"), py::arg("budget"), py::arg("f"),
         py::arg("scale"), py::arg("window"), py::arg("pool"), py::arg("sinks"), py::arg("seed"),
         py::arg("ridge_fraction"), py::arg("gamma"), py::arg("failure"), py::arg("rcond"), py::arg("threads"));
-  m.def("oracle_top_k", &oracle_binding, py::arg("q"), py::arg("k"), py::arg("budget"), py::arg("f"),
-        py::arg("scale"), py::arg("threads"));
+  m.def("oracle_top_k", &oracle_binding, py::arg("q"), py::arg("k"), py::arg("budget"), py::arg("f"), py::arg("scale"),
+        py::arg("threads"));
   m.def("press_needs_queries", &press_needs_queries, py::arg("press"));
   m.attr("PRESS_NAMES") = press_names();
 }

@@ -165,12 +165,12 @@ py::tuple heavy_binding(const py::array& queries, const py::array& keys, double 
 void bind_scores(py::module_& m) {
   m.def("key_scores", &key_scores_binding, py::arg("k"), py::arg("p"), py::arg("approx"), py::arg("failure"),
         py::arg("seed"), py::arg("ridge"), py::arg("rcond"), py::arg("threads"));
-  m.def("lewis_weights", &lewis_binding, py::arg("k"), py::arg("p"), py::arg("tolerance"),
-        py::arg("stall_tolerance"), py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"));
+  m.def("lewis_weights", &lewis_binding, py::arg("k"), py::arg("p"), py::arg("tolerance"), py::arg("stall_tolerance"),
+        py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"));
   m.def("universal_set", &universal_set_binding, py::arg("k"), py::arg("eps"), py::arg("top_k"), py::arg("p"),
         py::arg("approx"), py::arg("failure"), py::arg("seed"), py::arg("rcond"), py::arg("threads"));
-  m.def("heavy_entries", &heavy_binding, py::arg("q"), py::arg("k"), py::arg("eps"), py::arg("p"),
-        py::arg("delta"), py::arg("seed"), py::arg("rcond"), py::arg("threads"));
+  m.def("heavy_entries", &heavy_binding, py::arg("q"), py::arg("k"), py::arg("eps"), py::arg("p"), py::arg("delta"),
+        py::arg("seed"), py::arg("rcond"), py::arg("threads"));
   m.attr("DEFAULT_RCOND") = kDefaultRcond;
 }
 

@@ -59,8 +59,8 @@ class PyStreamSelector {
       std::copy(r.values.begin(), r.values.end(), v.mutable_data());
       values = std::move(v);
     }
-    return py::make_tuple(int64_array(r.set.indices), double_array(r.set.scores), r.set.bound,
-                          r.set.within_bound, r.rank, r.count, keys, values);
+    return py::make_tuple(int64_array(r.set.indices), double_array(r.set.scores), r.set.bound, r.set.within_bound,
+                          r.rank, r.count, keys, values);
   }
 
   // (query, key, score, uncertain, zero_queries)
@@ -134,7 +134,8 @@ class PyKVCache {
  public:
   PyKVCache(index_t d, index_t d_v, const std::string& policy, index_t budget, double eps, index_t sinks,
             index_t refresh, const std::string& f, double scale, int threads)
-      : cache_(d, d_v, cache_options(policy, budget, eps, sinks, refresh, f, scale)), dv_(d_v),
+      : cache_(d, d_v, cache_options(policy, budget, eps, sinks, refresh, f, scale)),
+        dv_(d_v),
         threads_(thread_count(threads)) {}
 
   // Appends rows of keys (rows, d) and values (rows, d_v) in order, all or nothing.
@@ -196,29 +197,35 @@ class PyKVCache {
 
 void bind_stream(py::module_& m) {
   py::class_<PyStreamSelector>(m, "StreamSelector")
-      .def(py::init<index_t, double, index_t, double, index_t, index_t, index_t, int>(), py::arg("d"),
-           py::arg("eps"), py::arg("budget"), py::arg("rcond"), py::arg("first_row"), py::arg("value_dim"),
-           py::arg("pending_rows"), py::arg("threads"))
+      .def(py::init<index_t, double, index_t, double, index_t, index_t, index_t, int>(), py::arg("d"), py::arg("eps"),
+           py::arg("budget"), py::arg("rcond"), py::arg("first_row"), py::arg("value_dim"), py::arg("pending_rows"),
+           py::arg("threads"))
       .def("push", &PyStreamSelector::push, py::arg("keys"), py::arg("values"))
       .def("merge", &PyStreamSelector::merge, py::arg("other"))
       .def("result", &PyStreamSelector::result)
       .def("heavy", &PyStreamSelector::heavy, py::arg("queries"), py::arg("eps"))
       .def_property_readonly("dim", &PyStreamSelector::dim)
-      .def_property_readonly("count", py::cpp_function(&PyStreamSelector::count, py::call_guard<py::gil_scoped_release>()))
-      .def_property_readonly("next_index", py::cpp_function(&PyStreamSelector::next_index, py::call_guard<py::gil_scoped_release>()))
-      .def_property_readonly("retained", py::cpp_function(&PyStreamSelector::retained, py::call_guard<py::gil_scoped_release>()))
-      .def_property_readonly("peak_retained", py::cpp_function(&PyStreamSelector::peak_retained, py::call_guard<py::gil_scoped_release>()));
+      .def_property_readonly("count",
+                             py::cpp_function(&PyStreamSelector::count, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("next_index",
+                             py::cpp_function(&PyStreamSelector::next_index, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("retained",
+                             py::cpp_function(&PyStreamSelector::retained, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("peak_retained", py::cpp_function(&PyStreamSelector::peak_retained,
+                                                               py::call_guard<py::gil_scoped_release>()));
   py::class_<PyKVCache>(m, "KVCache")
-      .def(py::init<index_t, index_t, const std::string&, index_t, double, index_t, index_t, const std::string&,
-                    double, int>(),
+      .def(py::init<index_t, index_t, const std::string&, index_t, double, index_t, index_t, const std::string&, double,
+                    int>(),
            py::arg("d"), py::arg("d_v"), py::arg("policy"), py::arg("budget"), py::arg("eps"), py::arg("sinks"),
            py::arg("refresh"), py::arg("f"), py::arg("scale"), py::arg("threads"))
       .def("append", &PyKVCache::append, py::arg("keys"), py::arg("values"))
       .def("attend", &PyKVCache::attend, py::arg("queries"))
       .def("positions", &PyKVCache::positions)
       .def_property_readonly("size", py::cpp_function(&PyKVCache::size, py::call_guard<py::gil_scoped_release>()))
-      .def_property_readonly("appended", py::cpp_function(&PyKVCache::appended, py::call_guard<py::gil_scoped_release>()))
-      .def_property_readonly("missing_mass", py::cpp_function(&PyKVCache::missing_mass, py::call_guard<py::gil_scoped_release>()));
+      .def_property_readonly("appended",
+                             py::cpp_function(&PyKVCache::appended, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("missing_mass",
+                             py::cpp_function(&PyKVCache::missing_mass, py::call_guard<py::gil_scoped_release>()));
 }
 
 }  // namespace levattn::python

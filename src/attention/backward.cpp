@@ -15,8 +15,8 @@
 #include "attention/backward_kernel.hpp"
 #include "attention/finite_check.hpp"
 #include "attention/masked_attention.hpp"
-#include "linalg/scaled_rows.hpp"
 #include "core/first_error.hpp"
+#include "linalg/scaled_rows.hpp"
 
 namespace levattn {
 
@@ -33,8 +33,8 @@ constexpr double kPartialBytes = 512e6;  // partial dQ memory per batch of key h
 // as they are.
 struct Scaled {
   std::vector<float> q, k;
-  std::vector<int> q_shift;     // |x|^P: per query row (b, h, i)
-  std::vector<int> k_shift;     // |x|^P: per key head (b, kh)
+  std::vector<int> q_shift;  // |x|^P: per query row (b, h, i)
+  std::vector<int> k_shift;  // |x|^P: per key head (b, kh)
 };
 
 Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K, bool power, float c) {
@@ -67,7 +67,7 @@ Scaled scale_inputs(ConstHeadsF Q, ConstHeadsF K, bool power, float c) {
 struct Problem {
   ConstHeadsF Q, K, V, dO;  // Q and K as scale_inputs gives them
   index_t group, chunk_keys, chunks;
-  detail::BackwardBlock proto;  // kind, p, mask
+  detail::BackwardBlock proto;     // kind, p, mask
   const std::vector<double>* lse;  // per query row, of the scaled products
   const std::vector<float>* D;     // per query row
 };
@@ -166,7 +166,8 @@ namespace {
 
 // Throws Error{bad_input} naming the first gradient that is not finite (products overflowed float).
 void check_gradients(ConstHeadsF dQ, ConstHeadsF dK, ConstHeadsF dV) {
-  for (const auto& [name, t] : {std::pair{"grad_queries", dQ}, std::pair{"grad_keys", dK}, std::pair{"grad_values", dV}})
+  for (const auto& [name, t] :
+       {std::pair{"grad_queries", dQ}, std::pair{"grad_keys", dK}, std::pair{"grad_values", dV}})
     for (index_t i = 0; i < t.count() * t.rows * t.cols; ++i)
       if (!std::isfinite(t.data[i]))
         throw Error(ErrorKind::bad_input, std::string("attention backward: ") + name +
@@ -201,8 +202,8 @@ void attend_masked_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF v
   require(log_normaliser != nullptr, "attention backward: the forward's log normaliser is needed");
   for (index_t r = 0; r < rows_all; ++r)
     if (std::isnan(log_normaliser[r]) || log_normaliser[r] == INFINITY)
-      throw Error(ErrorKind::bad_input, "attention backward: log normaliser of row " + std::to_string(r) +
-                                            " is NaN or +inf");
+      throw Error(ErrorKind::bad_input,
+                  "attention backward: log normaliser of row " + std::to_string(r) + " is NaN or +inf");
   detail::check_finite("queries", queries);
   detail::check_finite("keys", keys);
   detail::check_finite("values", values);
@@ -246,7 +247,8 @@ void attend_masked_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF v
 
   // Key heads in batches whose partial dQs fit kPartialBytes; units within a batch run in parallel.
   const index_t pairs = keys.count();
-  const index_t per_batch = std::clamp<index_t>(static_cast<index_t>(kPartialBytes / (unit_bytes * pb.chunks)), 1, pairs);
+  const index_t per_batch =
+      std::clamp<index_t>(static_cast<index_t>(kPartialBytes / (unit_bytes * pb.chunks)), 1, pairs);
   const size_t unit_floats = static_cast<size_t>(group * n_q * d);
   const std::unique_ptr<float[]> partial(new float[static_cast<size_t>(per_batch * pb.chunks) * unit_floats]);
   for (index_t first = 0; first < pairs; first += per_batch) {

@@ -15,7 +15,7 @@ namespace levattn::detail {
 // log normaliser −∞, get 0.
 struct BackwardBlock {
   ScoreKind kind = ScoreKind::softmax;
-  double p = 2.0;               // |x|^P exponent
+  double p = 2.0;  // |x|^P exponent
   index_t rows = 0, cols = 0, ld = 0;
   float* S = nullptr;
   float* dP = nullptr;

@@ -15,13 +15,12 @@ namespace {
 bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
 }  // namespace
 
-HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps,
-                             const HeavySink& sink) {
+HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps, const HeavySink& sink) {
   check_eps(eps);
   const index_t d = keys.cols, n = keys.rows, m = queries.rows;
   require(n >= 1 && d >= 1, "keys: need at least one key of dimension ≥ 1");
-  require(queries.cols == d, "queries have " + std::to_string(queries.cols) +
-                                 " columns but keys have " + std::to_string(d));
+  require(queries.cols == d,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
   require_finite_rows(keys, "keys");
@@ -45,8 +44,7 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
     std::vector<float> scaled, products;
   };
   const auto make_scratch = [&] {
-    return Scratch{std::vector<float>(static_cast<size_t>(tq * d)),
-                   std::vector<float>(static_cast<size_t>(tq * n))};
+    return Scratch{std::vector<float>(static_cast<size_t>(tq * d)), std::vector<float>(static_cast<size_t>(tq * n))};
   };
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
@@ -73,8 +71,7 @@ HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps
       }
     }
   };
-  HeavyStats total = detail::search_tiles_in_order((m + tq - 1) / tq, make_scratch, search_tile,
-                                                   sink, [](index_t) {});
+  HeavyStats total = detail::search_tiles_in_order((m + tq - 1) / tq, make_scratch, search_tile, sink, [](index_t) {});
   total.queries = m;
   return total;
 }

@@ -33,7 +33,7 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 // The shape of one call, shared by all its work units.
 struct Plan {
   ScoreFunction f;
-  double scale;      // c
+  double scale;  // c
   detail::KeyMask mask;
   index_t n_q, n_k, d, dv;
   index_t segments;  // key segments per tile
@@ -77,13 +77,12 @@ void pack_queries(const Plan& plan, ConstMatrixF q, int keys_shift, Scratch& sc)
 // log Σ_j f(c·s_j) of lane v from its running maximum and relative sum.
 double log_normaliser(const Plan& plan, float m, double l, int shift) {
   if (plan.f.kind == ScoreKind::softmax) return static_cast<double>(m) + std::log(l);
-  return plan.f.p * (std::log(static_cast<double>(m)) + shift * std::log(2.0) + std::log(plan.scale)) +
-         std::log(l);
+  return plan.f.p * (std::log(static_cast<double>(m)) + shift * std::log(2.0) + std::log(plan.scale)) + std::log(l);
 }
 
 // Writes the normalised rows (out: rows × dv) from lanes; false if a sum or output is not finite.
-bool finish_lanes(const Plan& plan, const float* Ot, index_t lanes, const float* m, const double* l,
-                  const int* shift, index_t rows, MatrixF out, double* lse) {
+bool finish_lanes(const Plan& plan, const float* Ot, index_t lanes, const float* m, const double* l, const int* shift,
+                  index_t rows, MatrixF out, double* lse) {
   bool finite = true;
   for (index_t v = 0; v < rows; ++v) {
     float* o = out.row(v);
@@ -115,8 +114,8 @@ void narrow_keys(const detail::KeyMask& mask, index_t q_lo, index_t q_hi, index_
 }
 
 // Queries [q_first, q_first + q.rows) of one head over keys [k_begin, k_end) → out, lse.
-bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF keys, ConstMatrixF values,
-              int keys_shift, index_t k_begin, index_t k_end, Scratch& sc, MatrixF out, double* lse) {
+bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF keys, ConstMatrixF values, int keys_shift,
+              index_t k_begin, index_t k_end, Scratch& sc, MatrixF out, double* lse) {
   const auto& kernels = detail::active_flash_kernels();
   const bool softmax = plan.f.kind == ScoreKind::softmax;
   const float m0 = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
@@ -126,7 +125,7 @@ bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF ke
     for (index_t c = 0; c < plan.d; ++c) sc.q1[c] = sc.Qp[c * kLanes];
     std::fill(sc.Ot.begin(), sc.Ot.begin() + plan.dv, 0.0f);
     detail::SingleJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
-                          plan.d, plan.dv, k_begin, k_end, plan.mask, q_first};
+                          plan.d,      plan.dv,  k_begin,   k_end,       plan.mask,   q_first};
     detail::SingleState st{sc.q1.data(), sc.St.data(), sc.Ot.data(), m0, 0.0};
     kernels.run_single(job, st);
     return finish_lanes(plan, sc.Ot.data(), 1, &st.m, &st.l, sc.shift.data(), 1, out, lse);
@@ -135,11 +134,10 @@ bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF ke
   std::fill(sc.l.begin(), sc.l.end(), 0.0);
   std::fill(sc.Ot.begin(), sc.Ot.end(), 0.0f);
   detail::TileJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
-                      plan.d, plan.dv, k_begin, k_end, plan.mask, q_first};
+                      plan.d,      plan.dv,  k_begin,   k_end,       plan.mask,   q_first};
   detail::TileState st{sc.Qp.data(), sc.St.data(), sc.Ot.data(), sc.m.data(), sc.l.data()};
   kernels.run_tile(job, st);
-  return finish_lanes(plan, sc.Ot.data(), kLanes, sc.m.data(), sc.l.data(), sc.shift.data(), q.rows,
-                      out, lse);
+  return finish_lanes(plan, sc.Ot.data(), kLanes, sc.m.data(), sc.l.data(), sc.shift.data(), q.rows, out, lse);
 }
 
 }  // namespace
@@ -172,18 +170,16 @@ ScoreFunction parse_score_function(const std::string& text) {
 
 double effective_scale(const AttentionOptions& options, index_t d) {
   if (options.scale > 0.0) return options.scale;
-  return options.f.kind == ScoreKind::softmax ? 1.0 / std::sqrt(static_cast<double>(std::max<index_t>(d, 1)))
-                                              : 1.0;
+  return options.f.kind == ScoreKind::softmax ? 1.0 / std::sqrt(static_cast<double>(std::max<index_t>(d, 1))) : 1.0;
 }
 
-void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values,
-                  const AttentionOptions& options, MatrixF out, double* log_normaliser) {
-  attend_exact(ConstHeadsF(queries), ConstHeadsF(keys), ConstHeadsF(values), options, HeadsF(out),
-               log_normaliser);
+void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values, const AttentionOptions& options,
+                  MatrixF out, double* log_normaliser) {
+  attend_exact(ConstHeadsF(queries), ConstHeadsF(keys), ConstHeadsF(values), options, HeadsF(out), log_normaliser);
 }
 
-void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                  const AttentionOptions& options, HeadsF out, double* log_normaliser) {
+void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser) {
   detail::KeyMask mask;
   mask.upper = options.causal;
   mask.hi_offset = keys.rows - queries.rows;
@@ -200,21 +196,19 @@ void check_attention_options(const AttentionOptions& options) {
             "attention: pow:P needs 0 < P ≤ 64");
 }
 
-void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                   const AttentionOptions& options, const KeyMask& mask, HeadsF out,
-                   double* log_normaliser) {
+void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
+                   const KeyMask& mask, HeadsF out, double* log_normaliser) {
   check_attention_options(options);
   require(keys.batch == queries.batch && values.batch == queries.batch && out.batch == queries.batch,
           "attention: queries, keys, values and out must have the same batch size");
-  require(keys.cols == queries.cols,
-          "attention: queries and keys must have the same width d (got " +
-              std::to_string(queries.cols) + " and " + std::to_string(keys.cols) + ")");
+  require(keys.cols == queries.cols, "attention: queries and keys must have the same width d (got " +
+                                         std::to_string(queries.cols) + " and " + std::to_string(keys.cols) + ")");
   require(values.heads == keys.heads && values.rows == keys.rows,
           "attention: values must have one row per key and as many heads as keys");
   require(keys.heads > 0 || queries.count() == 0, "attention: no key heads");
   require(keys.heads == 0 || queries.heads % keys.heads == 0,
-          "attention: query heads (" + std::to_string(queries.heads) +
-              ") must be a multiple of key heads (" + std::to_string(keys.heads) + ")");
+          "attention: query heads (" + std::to_string(queries.heads) + ") must be a multiple of key heads (" +
+              std::to_string(keys.heads) + ")");
   require(out.heads == queries.heads && out.rows == queries.rows && out.cols == values.cols,
           "attention: out must have shape (batch, query heads, n_q, d_v)");
   if (queries.count() == 0 || queries.rows == 0) return;
@@ -232,15 +226,13 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
   const index_t group = queries.heads / keys.heads;
   const index_t tiles = plan.n_q == 1 ? 1 : (plan.n_q + kLanes - 1) / kLanes;
   const index_t tile_rows = plan.n_q == 1 ? 1 : kLanes;
-  plan.segments = heads * tiles < kMinUnits && plan.n_k > kSegmentKeys
-                      ? (plan.n_k + kSegmentKeys - 1) / kSegmentKeys
-                      : 1;
+  plan.segments =
+      heads * tiles < kMinUnits && plan.n_k > kSegmentKeys ? (plan.n_k + kSegmentKeys - 1) / kSegmentKeys : 1;
   plan.segment_keys = plan.segments > 1 ? kSegmentKeys : std::max<index_t>(plan.n_k, 1);
 
   std::vector<int> shifts(static_cast<size_t>(keys.count()), 0);
   if (plan.f.kind == ScoreKind::power)
-    for (index_t kh = 0; kh < keys.count(); ++kh)
-      shifts[kh] = key_shift(keys.head(kh / keys.heads, kh % keys.heads));
+    for (index_t kh = 0; kh < keys.count(); ++kh) shifts[kh] = key_shift(keys.head(kh / keys.heads, kh % keys.heads));
 
   // With segments, each unit leaves a normalised partial and its log normaliser, merged in
   // segment order afterwards.
@@ -261,21 +253,17 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
       if (error.failed()) continue;
       try {
         if (!sc) sc.emplace(plan);
-        const index_t seg = u % plan.segments, t = (u / plan.segments) % tiles,
-                      head = u / (plan.segments * tiles);
+        const index_t seg = u % plan.segments, t = (u / plan.segments) % tiles, head = u / (plan.segments * tiles);
         const index_t b = head / queries.heads, h = head % queries.heads, kh = h / group;
         const index_t q_first = t * tile_rows, rows = std::min(tile_rows, plan.n_q - q_first);
         const ConstMatrixF q = queries.head(b, h).rows_range(q_first, q_first + rows);
-        const index_t k_begin = seg * plan.segment_keys,
-                      k_end = std::min(plan.n_k, k_begin + plan.segment_keys);
+        const index_t k_begin = seg * plan.segment_keys, k_end = std::min(plan.n_k, k_begin + plan.segment_keys);
         const bool ok =
-            split ? run_unit(plan, q, q_first, keys.head(b, kh), values.head(b, kh),
-                             shifts[b * keys.heads + kh], k_begin, k_end, *sc,
-                             MatrixF(part_out.data() + u * tile_rows * plan.dv, rows, plan.dv),
+            split ? run_unit(plan, q, q_first, keys.head(b, kh), values.head(b, kh), shifts[b * keys.heads + kh],
+                             k_begin, k_end, *sc, MatrixF(part_out.data() + u * tile_rows * plan.dv, rows, plan.dv),
                              part_lse.data() + u * tile_rows)
-                  : run_unit(plan, q, q_first, keys.head(b, kh), values.head(b, kh),
-                             shifts[b * keys.heads + kh], k_begin, k_end, *sc,
-                             out.head(b, h).rows_range(q_first, q_first + rows),
+                  : run_unit(plan, q, q_first, keys.head(b, kh), values.head(b, kh), shifts[b * keys.heads + kh],
+                             k_begin, k_end, *sc, out.head(b, h).rows_range(q_first, q_first + rows),
                              lse_all + head * plan.n_q + q_first);
         all_finite = all_finite && ok;
       } catch (...) {
@@ -310,8 +298,7 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
 
 }  // namespace detail
 
-void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out,
-                     const double* other_log_normaliser) {
+void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out, const double* other_log_normaliser) {
   require(out.rows == other_out.rows && out.cols == other_out.cols,
           "merge_attention: the two partial outputs must have the same shape");
   for (index_t i = 0; i < out.rows; ++i) {  // all checked before anything changes
@@ -322,8 +309,8 @@ void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out
     for (const float* row : {static_cast<const float*>(out.row(i)), other_out.row(i)})
       for (index_t c = 0; c < out.cols; ++c)
         if (!std::isfinite(row[c]))
-          throw Error(ErrorKind::bad_input, "merge_attention: output row " + std::to_string(i) +
-                                                " holds a NaN or an infinity");
+          throw Error(ErrorKind::bad_input,
+                      "merge_attention: output row " + std::to_string(i) + " holds a NaN or an infinity");
   }
   for (index_t i = 0; i < out.rows; ++i) {
     const double la = log_normaliser[i], lb = other_log_normaliser[i];

@@ -9,8 +9,8 @@
 
 namespace levattn::detail {
 
-constexpr index_t kLanes = 32;     // queries per tile, held in vector lanes
-constexpr index_t kKeyBlock = 256; // keys per block inside a tile (scores fit in L1/L2)
+constexpr index_t kLanes = 32;      // queries per tile, held in vector lanes
+constexpr index_t kKeyBlock = 256;  // keys per block inside a tile (scores fit in L1/L2)
 
 // Which keys a query may see: key j has position pos_j (positions[j], or j when positions is
 // null); query i sees it iff i + lo_offset ≤ pos_j ≤ i + hi_offset (each bound only when set).
@@ -28,15 +28,15 @@ struct KeyMask {
 // A tile: up to kLanes queries of one head over keys [k_begin, k_end).
 struct TileJob {
   ScoreKind kind;
-  double p;               // power exponent
-  const float* keys;      // row j at keys + j·key_stride, d floats
+  double p;           // power exponent
+  const float* keys;  // row j at keys + j·key_stride, d floats
   index_t key_stride;
-  const float* values;    // row j at values + j·value_stride, dv floats
+  const float* values;  // row j at values + j·value_stride, dv floats
   index_t value_stride;
   index_t d, dv;
   index_t k_begin, k_end;
   KeyMask mask;
-  index_t q_first;        // index of lane 0's query (for the mask)
+  index_t q_first;  // index of lane 0's query (for the mask)
 };
 
 // Per-tile buffers, owned by the caller. Before run_tile: Qp holds the packed queries

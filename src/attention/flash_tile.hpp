@@ -76,8 +76,7 @@ inline void scores_tile_avx512(const float* K, index_t ks, index_t d, const floa
 
 inline void block_scores(const float* K, index_t ks, index_t d, index_t cols, const float* Qp, float* St) {
   index_t j = 0;
-  for (; j + kTileKeys <= cols; j += kTileKeys)
-    LEVATTN_SCORES_TILE<kTileKeys>(K + j * ks, ks, d, Qp, St + j * kLanes);
+  for (; j + kTileKeys <= cols; j += kTileKeys) LEVATTN_SCORES_TILE<kTileKeys>(K + j * ks, ks, d, Qp, St + j * kLanes);
   for (; j + 4 <= cols; j += 4) LEVATTN_SCORES_TILE<4>(K + j * ks, ks, d, Qp, St + j * kLanes);
   for (; j < cols; ++j) LEVATTN_SCORES_TILE<1>(K + j * ks, ks, d, Qp, St + j * kLanes);
 }
@@ -132,16 +131,14 @@ inline void output_tile_avx512(const float* V, index_t vs, index_t cols, const f
 
 inline void block_output(const float* V, index_t vs, index_t dv, index_t cols, const float* St, float* Ot) {
   index_t c = 0;
-  for (; c + kTileCols <= dv; c += kTileCols)
-    LEVATTN_OUTPUT_TILE<kTileCols>(V + c, vs, cols, St, Ot + c * kLanes);
+  for (; c + kTileCols <= dv; c += kTileCols) LEVATTN_OUTPUT_TILE<kTileCols>(V + c, vs, cols, St, Ot + c * kLanes);
   for (; c + 4 <= dv; c += 4) LEVATTN_OUTPUT_TILE<4>(V + c, vs, cols, St, Ot + c * kLanes);
   for (; c < dv; ++c) LEVATTN_OUTPUT_TILE<1>(V + c, vs, cols, St, Ot + c * kLanes);
 }
 
 // Applies the mask to a block of scores: lane v (query q_first + v) keeps key kb + j iff
 // v + q_first + lo_offset ≤ pos ≤ v + q_first + hi_offset; other scores are set to `masked`.
-inline void mask_block(float* St, index_t cols, index_t kb, index_t q_first, const KeyMask& mask,
-                       float masked) {
+inline void mask_block(float* St, index_t cols, index_t kb, index_t q_first, const KeyMask& mask, float masked) {
   for (index_t j = 0; j < cols; ++j) {
     const index_t pos = mask.position(kb + j) - q_first;
     const index_t first = mask.upper ? std::clamp<index_t>(pos - mask.hi_offset, 0, kLanes) : 0;
@@ -275,8 +272,7 @@ inline void run_single(const SingleJob& job, SingleState& st) {
       const float inv = m_new > 0.0f ? 1.0f / m_new : 0.0f;
       alpha = m_new > 0.0f ? static_cast<float>(std::pow(static_cast<double>(st.m * inv), job.p)) : 1.0f;
       for (index_t j = 0; j < cols; ++j) {
-        s[j] = job.p == 2.0 ? (s[j] * inv) * (s[j] * inv)
-                            : std::pow(std::fabs(s[j]) * inv, static_cast<float>(job.p));
+        s[j] = job.p == 2.0 ? (s[j] * inv) * (s[j] * inv) : std::pow(std::fabs(s[j]) * inv, static_cast<float>(job.p));
         sum += s[j];
       }
     }

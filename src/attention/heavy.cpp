@@ -82,8 +82,8 @@ HeavySearch::HeavySearch(ConstMatrixF keys, double eps, double rcond)
 HeavySearch::HeavySearch(LeverageScorer fitted, index_t n, double eps, HeavyScanSet scan, HeavyFallback fallback)
     : n_(n), eps_(eps), scorer_(std::move(fitted)), fallback_(std::move(fallback)) {
   check_eps(eps);
-  require(n >= 1 && n == scorer_.count(), "heavy search: the scorer was fitted on " +
-                                              std::to_string(scorer_.count()) + " keys, not n = " + std::to_string(n));
+  require(n >= 1 && n == scorer_.count(), "heavy search: the scorer was fitted on " + std::to_string(scorer_.count()) +
+                                              " keys, not n = " + std::to_string(n));
   const auto m = static_cast<index_t>(scan.index.size());
   require(scan.tau.size() == scan.index.size() && scan.rows.size() == scan.index.size() * size_t(scorer_.dim()),
           "heavy search: the scan set's indices, scores and rows disagree in length");
@@ -115,8 +115,8 @@ index_t HeavySearch::query_tile_rows() const { return tile_rows(scanned_keys());
 HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
                             const std::function<void(index_t)>& progress) const {
   const index_t d = scorer_.dim(), m = queries.rows;
-  require(queries.cols == d, "queries have " + std::to_string(queries.cols) +
-                                 " columns but keys have " + std::to_string(d));
+  require(queries.cols == d,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
 
   const index_t scanned = scanned_keys();
@@ -132,10 +132,8 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   };
   const auto make_scratch = [&] {
     return Scratch{std::vector<float>(static_cast<size_t>(tq * d)),
-                   std::vector<float>(static_cast<size_t>(tq * scanned)),
-                   std::vector<int>(static_cast<size_t>(tq)),
-                   std::vector<double>(static_cast<size_t>(tq)),
-                   std::vector<double>(static_cast<size_t>(tq), 0.0)};
+                   std::vector<float>(static_cast<size_t>(tq * scanned)), std::vector<int>(static_cast<size_t>(tq)),
+                   std::vector<double>(static_cast<size_t>(tq)), std::vector<double>(static_cast<size_t>(tq), 0.0)};
   };
   // Normalisers of a tile while its rows are in cache; a non-finite value is reported with its
   // row number in `queries`.
@@ -156,8 +154,8 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       s.shift[i] = linalg::pow2_shift(queries.row(begin + i), d);
       linalg::scale_copy(queries.row(begin + i), d, s.shift[i], s.scaled.data() + i * d);
     }
-    linalg::sgemm(false, true, 1.0f, ConstMatrixF(s.scaled.data(), rows, d), ConstMatrixF(cand_keys_.data(), scanned, d),
-                  0.0f, MatrixF(s.products.data(), rows, scanned));
+    linalg::sgemm(false, true, 1.0f, ConstMatrixF(s.scaled.data(), rows, d),
+                  ConstMatrixF(cand_keys_.data(), scanned, d), 0.0f, MatrixF(s.products.data(), rows, scanned));
     for (index_t i = 0; i < rows; ++i) {
       const index_t qi = begin + i;
       const double q_norm = norm(s.scaled.data() + i * d, d);
@@ -184,9 +182,9 @@ HeavyStats HeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
     }
   };
 
-  HeavyStats total = detail::search_tiles_in_order(
-      (m + tq - 1) / tq, make_scratch, search_tile, sink,
-      [&](index_t t) { if (progress) progress(std::min(m, (t + 1) * tq)); });
+  HeavyStats total = detail::search_tiles_in_order((m + tq - 1) / tq, make_scratch, search_tile, sink, [&](index_t t) {
+    if (progress) progress(std::min(m, (t + 1) * tq));
+  });
   total.queries = m;
   return total;
 }

@@ -76,11 +76,10 @@ void KVCache::enforce_budget() {
       if (options_.policy == CachePolicy::accumulated)
         eligible = position_[s] < appended_ - options_.budget / 2;  // outside the recent half
       if (!eligible) continue;
-      const bool better = victim < 0 ||
-                          (options_.policy == CachePolicy::window
-                               ? position_[s] < position_[victim]  // the oldest
-                               : weight_[s] < weight_[victim] ||
-                                     (weight_[s] == weight_[victim] && position_[s] < position_[victim]));
+      const bool better = victim < 0 || (options_.policy == CachePolicy::window
+                                             ? position_[s] < position_[victim]  // the oldest
+                                             : weight_[s] < weight_[victim] ||
+                                                   (weight_[s] == weight_[victim] && position_[s] < position_[victim]));
       if (better) victim = s;
     }
     if (victim < 0) break;  // cannot happen with the option checks above
@@ -122,15 +121,15 @@ void KVCache::append(ConstMatrixF keys, ConstMatrixF values) {
               "), got " + shape_string(keys.rows, keys.cols) + " and " + shape_string(values.rows, values.cols));
   for (const ConstMatrixF m : {keys, values})
     if (const index_t r = first_nonfinite_row(m); r >= 0)
-      throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_ + r) +
-                                            " holds a NaN or an infinity");
+      throw Error(ErrorKind::bad_input,
+                  "KV cache: key or value " + std::to_string(appended_ + r) + " holds a NaN or an infinity");
   for (index_t r = 0; r < keys.rows; ++r) append(keys.row(r), values.row(r));
 }
 
 void KVCache::attend(ConstMatrixF queries, MatrixF out, double* missing) {
   require(queries.cols == d_ && out.cols == dv_ && out.rows == queries.rows,
-          "KV cache: expected queries (m, " + std::to_string(d_) + ") and out (m, " + std::to_string(dv_) +
-              "), got " + shape_string(queries.rows, queries.cols) + " and " + shape_string(out.rows, out.cols));
+          "KV cache: expected queries (m, " + std::to_string(d_) + ") and out (m, " + std::to_string(dv_) + "), got " +
+              shape_string(queries.rows, queries.cols) + " and " + shape_string(out.rows, out.cols));
   if (const index_t r = first_nonfinite_row(queries); r >= 0)
     throw Error(ErrorKind::bad_input, "KV cache: query row " + std::to_string(r) + " holds a NaN or an infinity");
   for (index_t r = 0; r < queries.rows; ++r) {
@@ -146,8 +145,8 @@ void KVCache::attend(const float* query, float* out) {
   const index_t n = size();
   AttentionOptions o = options_.attention;
   o.causal = false;
-  attend_exact(ConstMatrixF(query, 1, d_), ConstMatrixF(keys_.data(), n, d_),
-               ConstMatrixF(values_.data(), n, dv_), o, MatrixF(out, 1, dv_), lse_.data());
+  attend_exact(ConstMatrixF(query, 1, d_), ConstMatrixF(keys_.data(), n, d_), ConstMatrixF(values_.data(), n, dv_), o,
+               MatrixF(out, 1, dv_), lse_.data());
   const double c = effective_scale(o, d_);
   if (options_.policy == CachePolicy::accumulated && std::isfinite(lse_[0]))
     for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received

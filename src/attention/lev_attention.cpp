@@ -25,8 +25,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }
 
 void check_select(const LevSelectOptions& o) {
-  require((o.top_k > 0) != (o.eps > 0.0),
-          "LevAttention: give exactly one of a budget (top-k ≥ 1) and a threshold ε");
+  require((o.top_k > 0) != (o.eps > 0.0), "LevAttention: give exactly one of a budget (top-k ≥ 1) and a threshold ε");
   require(o.top_k >= 0, "LevAttention: top-k must be at least 1");
   if (o.eps > 0.0) check_eps(o.eps);
   require(o.sinks >= 0 && o.window >= 0, "LevAttention: sinks and window must be ≥ 0");
@@ -63,8 +62,7 @@ std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& optio
 }
 
 LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                              const AttentionOptions& attention, const LevSelectOptions& select,
-                              HeadsF out) {
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
   check_select(select);
   const bool power = attention.f.kind == ScoreKind::power;
   const bool lewis = power && attention.f.p != 2.0;  // ranked by ℓP Lewis sensitivities
@@ -76,9 +74,9 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
           "attention: query heads must be a multiple of key heads, with equal batch sizes");
   require(values.batch == keys.batch && values.heads == keys.heads && values.rows == keys.rows,
           "attention: values must have one row per key and as many heads as keys");
-  require(out.batch == queries.batch && out.heads == queries.heads && out.rows == queries.rows &&
-              out.cols == values.cols,
-          "attention: out must have shape (batch, query heads, n_q, d_v)");
+  require(
+      out.batch == queries.batch && out.heads == queries.heads && out.rows == queries.rows && out.cols == values.cols,
+      "attention: out must have shape (batch, query heads, n_q, d_v)");
   require(keys.cols == queries.cols, "attention: queries and keys must have the same width d");
 
   LevAttentionReport report;
@@ -132,8 +130,7 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
         AttentionOptions plain = attention;
         plain.causal = false;
         detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(ConstMatrixF(Kg.data(), m, K.cols)),
-                              ConstHeadsF(ConstMatrixF(Vg.data(), m, V.cols)), plain, mask,
-                              HeadsF(O), lse.data());
+                              ConstHeadsF(ConstMatrixF(Vg.data(), m, V.cols)), plain, mask, HeadsF(O), lse.data());
         if (select.window > 0) {  // keys (i + offset − window, i + offset], all of them
           detail::KeyMask band;
           band.upper = band.lower = true;
@@ -142,8 +139,7 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
           window_out.resize(static_cast<size_t>(n_q * V.cols));
           lse2.resize(static_cast<size_t>(n_q));
           const MatrixF W(window_out.data(), n_q, V.cols);
-          detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(K), ConstHeadsF(V), plain, band, HeadsF(W),
-                                lse2.data());
+          detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(K), ConstHeadsF(V), plain, band, HeadsF(W), lse2.data());
           merge_attention(O, lse.data(), W, lse2.data());
         }
         if (!power) continue;

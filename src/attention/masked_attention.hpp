@@ -16,9 +16,8 @@ void check_attention_options(const AttentionOptions& options);
 // each head has position mask.position(j), ascending in j, and query i sees it iff
 // i + lo_offset ≤ position ≤ i + hi_offset. Same shapes, errors and guarantees as attend_exact;
 // rows that see no key get output 0 and log normaliser −∞.
-void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                   const AttentionOptions& options, const KeyMask& mask, HeadsF out,
-                   double* log_normaliser);
+void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
+                   const KeyMask& mask, HeadsF out, double* log_normaliser);
 
 // attend_exact_backward (backward.hpp) with `mask` in place of options.causal, as attend_masked:
 // the gradients of the entries the mask lets query i see, with P recomputed from log_normaliser.

@@ -15,8 +15,8 @@ namespace levattn::detail {
 // make_scratch() → S, once per thread; search_tile(S&, t, found, stats) fills tile t's entries
 // (in (query, key) order) and counts; after_tile(t) runs in order once tile t has been emitted.
 template <class MakeScratch, class SearchTile, class AfterTile>
-HeavyStats search_tiles_in_order(index_t tiles, MakeScratch make_scratch, SearchTile search_tile,
-                                 const HeavySink& sink, AfterTile after_tile) {
+HeavyStats search_tiles_in_order(index_t tiles, MakeScratch make_scratch, SearchTile search_tile, const HeavySink& sink,
+                                 AfterTile after_tile) {
   HeavyStats total;
   FirstError error;
 #pragma omp parallel

@@ -13,8 +13,8 @@ namespace levattn {
 
 namespace {
 
-constexpr double kScanSlack = 5e-2;   // scan s_j ≥ ε(1 − slack) ⊇ U
-constexpr double kCutShare = 1e-8;    // cut-direction share of qᵀGq that triggers the fallback
+constexpr double kScanSlack = 5e-2;  // scan s_j ≥ ε(1 − slack) ⊇ U
+constexpr double kCutShare = 1e-8;   // cut-direction share of qᵀGq that triggers the fallback
 constexpr index_t kQueryTile = 64;
 
 ConstMatrixF checked(ConstMatrixF keys, double eps) {
@@ -28,8 +28,8 @@ ConstMatrixF checked(ConstMatrixF keys, double eps) {
 double log_power(double x, double p) { return x == 0.0 ? -INFINITY : p * std::log(std::fabs(x)); }
 
 // Every key of query q in double with the exact normaliser; entries with A ≥ eps into found.
-void all_keys(const float* q, ConstMatrixF keys, double p, double eps, index_t qi,
-              std::vector<double>& scratch, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+void all_keys(const float* q, ConstMatrixF keys, double p, double eps, index_t qi, std::vector<double>& scratch,
+              std::vector<HeavyEntry>& found, HeavyStats& stats) {
   const index_t n = keys.rows, d = keys.cols;
   scratch.resize(static_cast<size_t>(n));
   double top = 0.0;
@@ -57,8 +57,7 @@ PowerHeavySearch::PowerHeavySearch(ConstMatrixF keys, double p, double eps, cons
       eps_(eps),
       lewis_(lewis_weights(keys, p, options.lewis)),
       sens_(lewis_.sensitivities()),
-      uset_(select_by_threshold(sens_.data(), keys.rows, eps,
-                                std::accumulate(sens_.begin(), sens_.end(), 0.0))),
+      uset_(select_by_threshold(sens_.data(), keys.rows, eps, std::accumulate(sens_.begin(), sens_.end(), 0.0))),
       normaliser_(keys, p, sens_, options.normaliser) {
   for (index_t j = 0; j < keys.rows; ++j)
     if (sens_[j] >= eps * (1.0 - kScanSlack)) cand_.push_back(j);
@@ -71,8 +70,8 @@ PowerHeavySearch::PowerHeavySearch(ConstMatrixF keys, double p, double eps, cons
 HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
                                  const std::function<void(index_t)>& progress) const {
   const index_t d = keys_.cols, m = queries.rows;
-  require(queries.cols == d, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
-                                 std::to_string(d));
+  require(queries.cols == d,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
   if (m == 0) return HeavyStats{};
   require_finite_rows(queries, "queries");  // here, so that messages carry row numbers of `queries`
   const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
@@ -80,8 +79,8 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
     std::vector<double> log_n, cut, total, all;
   };
   const auto make_scratch = [] {
-    return Scratch{std::vector<double>(kQueryTile), std::vector<double>(kQueryTile),
-                   std::vector<double>(kQueryTile), {}};
+    return Scratch{
+        std::vector<double>(kQueryTile), std::vector<double>(kQueryTile), std::vector<double>(kQueryTile), {}};
   };
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
@@ -110,9 +109,10 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
       }
     }
   };
-  HeavyStats total = detail::search_tiles_in_order(
-      (m + kQueryTile - 1) / kQueryTile, make_scratch, search_tile, sink,
-      [&](index_t t) { if (progress) progress(std::min(m, (t + 1) * kQueryTile)); });
+  HeavyStats total =
+      detail::search_tiles_in_order((m + kQueryTile - 1) / kQueryTile, make_scratch, search_tile, sink, [&](index_t t) {
+        if (progress) progress(std::min(m, (t + 1) * kQueryTile));
+      });
   total.queries = m;
   return total;
 }
@@ -122,8 +122,8 @@ HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, doub
   check_eps(eps);
   check_power_exponent(p);
   require(keys.rows >= 1 && keys.cols >= 1, "keys: need at least one key of dimension ≥ 1");
-  require(queries.cols == keys.cols, "queries have " + std::to_string(queries.cols) +
-                                         " columns but keys have " + std::to_string(keys.cols));
+  require(queries.cols == keys.cols,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(keys.cols));
   require_finite_rows(keys, "keys");
   require_finite_rows(queries, "queries");
   const index_t m = queries.rows;
@@ -132,8 +132,8 @@ HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, doub
     const index_t end = std::min(m, (t + 1) * kQueryTile);
     for (index_t i = t * kQueryTile; i < end; ++i) all_keys(queries.row(i), keys, p, eps, i, s, found, stats);
   };
-  HeavyStats total = detail::search_tiles_in_order((m + kQueryTile - 1) / kQueryTile, make_scratch, search_tile,
-                                                   sink, [](index_t) {});
+  HeavyStats total =
+      detail::search_tiles_in_order((m + kQueryTile - 1) / kQueryTile, make_scratch, search_tile, sink, [](index_t) {});
   total.queries = m;
   return total;
 }

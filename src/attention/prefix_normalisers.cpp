@@ -9,8 +9,7 @@ namespace {
 constexpr index_t kStep = 256;  // queries per Gram snapshot
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0,
-           Eigen::OuterStride<>>
+Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>>
 rows_of(ConstMatrixF m, index_t begin, index_t end) {
   return {m.row(begin), end - begin, m.cols, Eigen::OuterStride<>(m.stride)};
 }

@@ -10,13 +10,11 @@
 namespace levattn {
 
 namespace {
-bool before(const HeavyEntry& x, const HeavyEntry& y) {
-  return std::pair(x.query, x.key) < std::pair(y.query, y.key);
-}
+bool before(const HeavyEntry& x, const HeavyEntry& y) { return std::pair(x.query, x.key) < std::pair(y.query, y.key); }
 }  // namespace
 
-VerifyReport compare_heavy(const std::vector<HeavyEntry>& found,
-                           const std::vector<HeavyEntry>& reference, double eps, double tolerance) {
+VerifyReport compare_heavy(const std::vector<HeavyEntry>& found, const std::vector<HeavyEntry>& reference, double eps,
+                           double tolerance) {
   VerifyReport report;
   report.tolerance = tolerance;
   for (const HeavyEntry& e : reference) {
@@ -30,8 +28,7 @@ VerifyReport compare_heavy(const std::vector<HeavyEntry>& found,
   return report;
 }
 
-VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMatrixF sample,
-                          double tolerance) {
+VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMatrixF sample, double tolerance) {
   const auto collect = [](std::vector<HeavyEntry>& into) {
     return [&into](const HeavyEntry* e, index_t count) { into.insert(into.end(), e, e + count); };
   };
@@ -43,8 +40,7 @@ VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMat
   return report;
 }
 
-std::vector<float> sample_rows(ConstMatrixF X, index_t count, std::uint64_t seed,
-                               std::vector<index_t>& rows) {
+std::vector<float> sample_rows(ConstMatrixF X, index_t count, std::uint64_t seed, std::vector<index_t>& rows) {
   rows.resize(static_cast<size_t>(X.rows));
   std::iota(rows.begin(), rows.end(), index_t{0});
   if (count < X.rows) {

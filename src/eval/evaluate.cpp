@@ -18,9 +18,7 @@ namespace levattn {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // A row's running sums over heads.
 struct Accumulator {
@@ -39,16 +37,15 @@ void check_options(const EvalOptions& o, index_t n, const std::vector<std::strin
   require(!o.functions.empty(), "eval: no score function given");
   require(!o.budgets.empty() || !o.thresholds.empty(), "eval: give at least one budget or threshold");
   for (index_t k : o.budgets)
-    require(k >= 1 && k <= n, "eval: budget " + std::to_string(k) + " outside [1, n] = [1, " +
-                                  std::to_string(n) + "]");
+    require(k >= 1 && k <= n, "eval: budget " + std::to_string(k) + " outside [1, n] = [1, " + std::to_string(n) + "]");
   for (double e : o.thresholds) check_eps(e);
   require(!o.capture_eps.empty(), "eval: no capture threshold ε given");
   for (double e : o.capture_eps) check_eps(e);
   require(o.thresholds.empty() || std::count(rules.begin(), rules.end(), "leverage") > 0,
           "eval: thresholds apply to the leverage rule, which is not among the rules");
   for (index_t j : o.relevant)
-    require(j >= 0 && j < n, "eval: relevant key " + std::to_string(j) + " outside [0, n) = [0, " +
-                                 std::to_string(n) + ")");
+    require(j >= 0 && j < n,
+            "eval: relevant key " + std::to_string(j) + " outside [0, n) = [0, " + std::to_string(n) + ")");
 }
 
 void check_shapes(ConstHeadsF q, ConstHeadsF k, ConstHeadsF v) {
@@ -103,8 +100,10 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
         EvalRow row;
         row.rule = r;
         row.f = f;
-        if (s < o.budgets.size()) row.budget = o.budgets[s];
-        else row.threshold = o.thresholds[s - o.budgets.size()];
+        if (s < o.budgets.size())
+          row.budget = o.budgets[s];
+        else
+          row.threshold = o.thresholds[s - o.budgets.size()];
         report.rows.push_back(row);
         acc.push_back(Accumulator{CaptureCount(o.capture_eps.size()), {}, 0, 0, 0, 0, 0});
       }
@@ -194,8 +193,7 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
                 x.error.add(refs[g].out, zero.data());
                 continue;
               }
-              const std::vector<float> out =
-                  attend_kept(group_queries[g], K, V, kept, a, refs[g].log_normaliser);
+              const std::vector<float> out = attend_kept(group_queries[g], K, V, kept, a, refs[g].log_normaliser);
               x.error.add(refs[g].out, out.data());
             }
             x.attend_seconds += since(start);

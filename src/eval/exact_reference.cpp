@@ -6,8 +6,8 @@
 #include <limits>
 
 #include "eval/score_rows.hpp"
-#include "linalg/blas.hpp"
 #include "levattn/select/universal_set.hpp"
+#include "linalg/blas.hpp"
 
 namespace levattn {
 

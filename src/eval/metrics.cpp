@@ -8,7 +8,8 @@
 namespace levattn {
 
 double CaptureCount::fraction(size_t t) const {
-  return heavy[t] == 0 ? std::numeric_limits<double>::quiet_NaN() : static_cast<double>(captured[t]) / static_cast<double>(heavy[t]);
+  return heavy[t] == 0 ? std::numeric_limits<double>::quiet_NaN()
+                       : static_cast<double>(captured[t]) / static_cast<double>(heavy[t]);
 }
 
 void count_capture(const std::vector<WeightedEntry>& heavy, const std::vector<double>& eps,
@@ -59,10 +60,10 @@ std::vector<float> attend_kept(ConstMatrixF queries, ConstMatrixF keys, ConstMat
   if (options.f.kind == ScoreKind::power)  // rescale to the full normaliser: the exact truncation
     for (index_t i = 0; i < m; ++i) {
       const double full = log_normaliser[i];
-      const float factor = full == -std::numeric_limits<double>::infinity() ||
-                                   lse[i] == -std::numeric_limits<double>::infinity()
-                               ? 0.0f
-                               : static_cast<float>(std::exp(lse[i] - full));
+      const float factor =
+          full == -std::numeric_limits<double>::infinity() || lse[i] == -std::numeric_limits<double>::infinity()
+              ? 0.0f
+              : static_cast<float>(std::exp(lse[i] - full));
       for (index_t c = 0; c < dv; ++c) out[i * dv + c] *= factor;
     }
   return out;

@@ -15,8 +15,8 @@ namespace {
 // Press names that are key rules, and the key rule each one is.
 const std::map<std::string, std::string>& key_rule_of() {
   static const std::map<std::string, std::string> rules = {
-      {"leverage", "leverage"}, {"ridge", "ridge"},          {"lewis", "lewis"},
-      {"key-norm", "row-norm"}, {"streaming", "sinks-window"}, {"random", "random"}};
+      {"leverage", "leverage"},      {"ridge", "ridge"},  {"lewis", "lewis"}, {"key-norm", "row-norm"},
+      {"streaming", "sinks-window"}, {"random", "random"}};
   return rules;
 }
 
@@ -48,8 +48,7 @@ std::vector<double> snapkv(const std::vector<ConstMatrixF>& queries, ConstMatrix
   require(o.pool >= 1 && o.pool % 2 == 1, "snapkv: pool must be odd and ≥ 1, got " + std::to_string(o.pool));
   const index_t n = keys.rows, w = std::min(o.window, n);
   std::vector<ConstMatrixF> window;
-  for (const ConstMatrixF& q : queries)
-    window.push_back(q.rows_range(n - w, n));
+  for (const ConstMatrixF& q : queries) window.push_back(q.rows_range(n - w, n));
   AttentionOptions causal = o.attention;
   causal.causal = true;  // bottom-right: window query t sees keys up to n − w + t
   const std::vector<double> mass = accumulated_attention(window, keys, causal);
@@ -70,8 +69,8 @@ std::vector<double> snapkv(const std::vector<ConstMatrixF>& queries, ConstMatrix
 }  // namespace
 
 const std::vector<std::string>& press_names() {
-  static const std::vector<std::string> names = {"leverage", "ridge",     "lewis",  "sketched-leverage", "key-norm",
-                                                 "streaming", "random", "snapkv", "h2o"};
+  static const std::vector<std::string> names = {
+      "leverage", "ridge", "lewis", "sketched-leverage", "key-norm", "streaming", "random", "snapkv", "h2o"};
   return names;
 }
 
@@ -99,16 +98,16 @@ std::vector<double> press_scores(const std::string& press, const std::vector<Con
 void press_heads(const std::string& press, ConstHeadsF context_queries, ConstHeadsF keys, index_t budget,
                  const PressOptions& options, index_t* kept, double* scores) {
   const index_t n = keys.rows, B = keys.batch, H = keys.heads;
-  require(budget >= 1 && budget <= n, "press: budget must lie in [1, n] = [1, " + std::to_string(n) + "], got " +
-                                          std::to_string(budget));
+  require(budget >= 1 && budget <= n,
+          "press: budget must lie in [1, n] = [1, " + std::to_string(n) + "], got " + std::to_string(budget));
   const bool with_queries = press_needs_queries(press);
   if (with_queries)
     require(context_queries.batch == B && H >= 1 && context_queries.heads >= 1 && context_queries.heads % H == 0 &&
                 context_queries.rows == n && context_queries.cols == keys.cols,
             "press: context queries (" + std::to_string(context_queries.batch) + ", " +
                 std::to_string(context_queries.heads) + ", " + std::to_string(context_queries.rows) + ", " +
-                std::to_string(context_queries.cols) + ") must hold one query per key of (" + std::to_string(B) +
-                ", " + std::to_string(H) + ", " + std::to_string(n) + ", " + std::to_string(keys.cols) +
+                std::to_string(context_queries.cols) + ") must hold one query per key of (" + std::to_string(B) + ", " +
+                std::to_string(H) + ", " + std::to_string(n) + ", " + std::to_string(keys.cols) +
                 "), with a multiple of its heads");
   const index_t per = with_queries ? context_queries.heads / H : 0;
   for (index_t b = 0; b < B; ++b)

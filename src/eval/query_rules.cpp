@@ -15,8 +15,8 @@ namespace levattn {
 
 namespace {
 
-constexpr index_t kKeyBlock = 256;     // keys per column-sum work unit
-constexpr index_t kQueryTile = 1024;   // queries per float product tile
+constexpr index_t kKeyBlock = 256;    // keys per column-sum work unit
+constexpr index_t kQueryTile = 1024;  // queries per float product tile
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -42,8 +42,8 @@ std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queri
     // Row normalisers L_i from the exact operator (values of width 1, unused).
     std::vector<double> lse(static_cast<size_t>(m));
     std::vector<float> unused(static_cast<size_t>(m));
-    attend_exact(q, ConstMatrixF(dense_keys.data(), n, d), ConstMatrixF(zero_values.data(), n, 1),
-                 options, MatrixF(unused.data(), m, 1), lse.data());
+    attend_exact(q, ConstMatrixF(dense_keys.data(), n, d), ConstMatrixF(zero_values.data(), n, 1), options,
+                 MatrixF(unused.data(), m, 1), lse.data());
     std::vector<float> dense_q(static_cast<size_t>(m * d));
     for (index_t i = 0; i < m; ++i) std::copy(q.row(i), q.row(i) + d, dense_q.data() + i * d);
     FirstError error;  // a GEMM's dimension check, or scratch that does not fit
@@ -64,12 +64,13 @@ std::vector<double> accumulated_attention(const std::vector<ConstMatrixF>& queri
               if (L == -std::numeric_limits<double>::infinity()) continue;
               const float* row = s.data() + i * cols;
               // Causal (bottom-right): query i0 + i sees keys up to i0 + i + n − m.
-              const index_t visible = options.causal ? std::min(cols, std::max<index_t>(0, i0 + i + n - m + 1 - j0))
-                                                     : cols;
+              const index_t visible =
+                  options.causal ? std::min(cols, std::max<index_t>(0, i0 + i + n - m + 1 - j0)) : cols;
               for (index_t j = 0; j < visible; ++j) {
                 const double x = c * row[j];
-                const double lw = softmax ? x : (x == 0.0 ? -std::numeric_limits<double>::infinity()
-                                                          : options.f.p * std::log(std::fabs(x)));
+                const double lw = softmax ? x
+                                          : (x == 0.0 ? -std::numeric_limits<double>::infinity()
+                                                      : options.f.p * std::log(std::fabs(x)));
                 mass[j0 + j] += std::exp(lw - L);
               }
             }
@@ -88,14 +89,14 @@ OracleResult oracle_attention(ConstMatrixF queries, ConstMatrixF keys, ConstMatr
                               const AttentionOptions& options, index_t k) {
   detail::check_eval_inputs(queries, keys, &values, options, "oracle");
   const index_t m = queries.rows, n = keys.rows, dv = values.cols;
-  require(k >= 1 && k <= n, "oracle: budget k must lie in [1, n] = [1, " + std::to_string(n) +
-                                "], got " + std::to_string(k));
+  require(k >= 1 && k <= n,
+          "oracle: budget k must lie in [1, n] = [1, " + std::to_string(n) + "], got " + std::to_string(k));
   OracleResult r;
   r.k = k;
   r.kept.resize(static_cast<size_t>(m * k));
   r.out.assign(static_cast<size_t>(m * dv), 0.0);
   const bool softmax = options.f.kind == ScoreKind::softmax;
-  std::vector<double> norm_log(static_cast<size_t>(m));  // log of each row's normaliser
+  std::vector<double> norm_log(static_cast<size_t>(m));    // log of each row's normaliser
   std::vector<double> kept_w(static_cast<size_t>(m * k));  // f-weights / e^{top} of the kept keys
 
   auto start = std::chrono::steady_clock::now();
@@ -106,9 +107,8 @@ OracleResult oracle_attention(ConstMatrixF queries, ConstMatrixF keys, ConstMatr
     for (index_t i = 0; i < rows; ++i) {
       const double* row = w + i * n;
       std::iota(order.begin(), order.end(), index_t{0});
-      std::nth_element(order.begin(), order.begin() + (k - 1), order.end(), [row](index_t a, index_t c) {
-        return row[a] > row[c] || (row[a] == row[c] && a < c);
-      });
+      std::nth_element(order.begin(), order.begin() + (k - 1), order.end(),
+                       [row](index_t a, index_t c) { return row[a] > row[c] || (row[a] == row[c] && a < c); });
       std::sort(order.begin(), order.begin() + k);
       const index_t q = begin + i;
       std::copy(order.begin(), order.begin() + k, r.kept.begin() + q * k);

@@ -22,9 +22,8 @@ void check_eval_inputs(ConstMatrixF queries, ConstMatrixF keys, const ConstMatri
                        const AttentionOptions& options, const char* what, bool causal_allowed) {
   const std::string w(what);
   require(keys.rows >= 1 && keys.cols >= 1, w + ": need at least one key of dimension ≥ 1");
-  require(queries.cols == keys.cols, w + ": queries " + shape_string(queries.rows, queries.cols) +
-                                         " and keys " + shape_string(keys.rows, keys.cols) +
-                                         " differ in d");
+  require(queries.cols == keys.cols, w + ": queries " + shape_string(queries.rows, queries.cols) + " and keys " +
+                                         shape_string(keys.rows, keys.cols) + " differ in d");
   if (values)
     require(values->rows == keys.rows && values->cols >= 1,
             w + ": values " + shape_string(values->rows, values->cols) + " need one row per key");
@@ -54,8 +53,7 @@ void LogWeights::rows(ConstMatrixF queries, index_t begin, index_t rows, double*
     for (index_t e = 0; e < count; ++e) out[e] *= c_;
   } else {
     for (index_t e = 0; e < count; ++e)
-      out[e] = out[e] == 0.0 ? -std::numeric_limits<double>::infinity()
-                             : f_.p * std::log(std::fabs(c_ * out[e]));
+      out[e] = out[e] == 0.0 ? -std::numeric_limits<double>::infinity() : f_.p * std::log(std::fabs(c_ * out[e]));
   }
 }
 

@@ -20,25 +20,20 @@ constexpr float half_to_float(std::uint16_t h) {
     const float magnitude = float(mantissa) * 0x1p-24f;
     return sign ? -magnitude : magnitude;
   }
-  if (exponent == 0x1f)
-    return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
+  if (exponent == 0x1f) return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));  // inf / NaN
   return std::bit_cast<float>(sign | ((exponent + (127 - 15)) << 23) | (mantissa << 13));
 }
 
 // The float32 equal to the bfloat16 value with bits `b` (bf16 is the top half of a float32).
-constexpr float bf16_to_float(std::uint16_t b) {
-  return std::bit_cast<float>(std::uint32_t(b) << 16);
-}
+constexpr float bf16_to_float(std::uint16_t b) { return std::bit_cast<float>(std::uint32_t(b) << 16); }
 
 // The binary16 nearest to `f` (ties to even); |f| >= 65520 gives infinity.
 constexpr std::uint16_t float_to_half(float f) {
   const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
   const auto sign = std::uint16_t((bits >> 16) & 0x8000u);
   const std::uint32_t magnitude = bits & 0x7fffffffu;
-  if (magnitude > 0x7f800000u)
-    return std::uint16_t(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));  // NaN
-  if (magnitude >= 0x477ff000u)
-    return std::uint16_t(sign | 0x7c00u);  // >= 65520 (max + half ulp): inf
+  if (magnitude > 0x7f800000u) return std::uint16_t(sign | 0x7e00u | ((magnitude >> 13) & 0x3ffu));  // NaN
+  if (magnitude >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // >= 65520 (max + half ulp): inf
   if (magnitude < 0x38800000u) {
     // Below the smallest normal half (2^-14): the result is a multiple of 2^-24. Adding 0.5f, whose
     // ulp is exactly 2^-24, lets the FPU round to nearest-even; the low bits are then the answer

@@ -8,8 +8,7 @@
 #include "io/mapped_file.hpp"
 #include "levattn/io/atomic_file.hpp"
 
-static_assert(std::endian::native == std::endian::little,
-              "the io layer assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "the io layer assumes a little-endian host");
 
 namespace levattn::io {
 namespace {
@@ -71,8 +70,8 @@ class HeaderParser {
  private:
   char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
   void skip_space() {
-    while (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == '\t' ||
-                                   text_[pos_] == '\r' || text_[pos_] == '\n'))
+    while (pos_ < text_.size() &&
+           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\r' || text_[pos_] == '\n'))
       ++pos_;
   }
   bool consume(char c) {
@@ -129,8 +128,7 @@ class HeaderParser {
     index_t value = 0;
     for (; peek() >= '0' && peek() <= '9'; ++pos_) {
       const index_t digit = peek() - '0';
-      if (value > (std::numeric_limits<index_t>::max() - digit) / 10)
-        fail("dimension does not fit in 64 bits");
+      if (value > (std::numeric_limits<index_t>::max() - digit) / 10) fail("dimension does not fit in 64 bits");
       value = value * 10 + digit;
     }
     if (peek() == 'L') ++pos_;  // Python 2 long
@@ -151,18 +149,16 @@ class HeaderParser {
         }
       }
     }
-    throw Error(ErrorKind::bad_input,
-                path_ + ": unsupported dtype '" + descr +
-                    "' (supported: '<f2', '<f4', '<f8', '<i8' and the big-endian '>' forms)");
+    throw Error(ErrorKind::bad_input, path_ + ": unsupported dtype '" + descr +
+                                          "' (supported: '<f2', '<f4', '<f8', '<i8' and the big-endian '>' forms)");
   }
 
   [[noreturn]] void fail(const std::string& problem) const {
     std::string excerpt;
     for (const char c : text_.substr(0, 120)) excerpt += (c >= 0x20 && c < 0x7f) ? c : '?';
     if (text_.size() > 120) excerpt += "...";
-    throw Error(ErrorKind::bad_input, path_ + ": malformed .npy header: " + problem +
-                                          " at character " + std::to_string(pos_) + " of \"" +
-                                          excerpt + "\"");
+    throw Error(ErrorKind::bad_input, path_ + ": malformed .npy header: " + problem + " at character " +
+                                          std::to_string(pos_) + " of \"" + excerpt + "\"");
   }
 
   std::string_view text_;
@@ -181,19 +177,17 @@ NpyHeader parse_npy(const MappedFile& file) {
   require(size >= kMagicSize + 2, path + ": truncated .npy file (the version bytes are missing)");
   NpyHeader header;
   const auto major = static_cast<unsigned>(bytes[6]), minor = static_cast<unsigned>(bytes[7]);
-  require(major >= 1 && major <= 3 && minor == 0, path + ": unsupported .npy format version " +
-                                                      std::to_string(major) + "." +
-                                                      std::to_string(minor));
+  require(major >= 1 && major <= 3 && minor == 0,
+          path + ": unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor));
   header.major_version = static_cast<int>(major);
   const std::size_t length_bytes = major == 1 ? 2 : 4;
   const std::size_t header_start = kMagicSize + 2 + length_bytes;
-  require(size >= header_start,
-          path + ": truncated .npy file (the header length field is cut short)");
+  require(size >= header_start, path + ": truncated .npy file (the header length field is cut short)");
   std::uint32_t header_length = 0;  // little-endian u16 (v1) or u32 (v2, v3)
   std::memcpy(&header_length, bytes + kMagicSize + 2, length_bytes);
-  require(header_length <= size - header_start,
-          path + ": header length " + std::to_string(header_length) + " exceeds the " +
-              std::to_string(size - header_start) + " bytes left in the file");
+  require(header_length <= size - header_start, path + ": header length " + std::to_string(header_length) +
+                                                    " exceeds the " + std::to_string(size - header_start) +
+                                                    " bytes left in the file");
   const std::string_view text(reinterpret_cast<const char*>(bytes + header_start), header_length);
   header.layout = HeaderParser(text, path).parse();
   header.data_offset = header_start + header_length;
@@ -202,24 +196,20 @@ NpyHeader parse_npy(const MappedFile& file) {
   const index_t count = checked_element_count(header.layout.shape, itemsize, path + ": header");
   const auto expected = static_cast<std::uint64_t>(count) * itemsize;
   const std::uint64_t actual = size - header.data_offset;
-  require(expected == actual, path + ": header says shape " + format_shape(header.layout.shape) +
-                                  " of " + dtype_name(header.layout.dtype) + " (" +
-                                  std::to_string(expected) + " bytes) but the file holds " +
-                                  std::to_string(actual) + " bytes of data");
+  require(expected == actual, path + ": header says shape " + format_shape(header.layout.shape) + " of " +
+                                  dtype_name(header.layout.dtype) + " (" + std::to_string(expected) +
+                                  " bytes) but the file holds " + std::to_string(actual) + " bytes of data");
   return header;
 }
 
 template <class T>
-void write_npy_as(const std::string& path, const T* data, const std::vector<index_t>& shape,
-                  const char* descr) {
+void write_npy_as(const std::string& path, const T* data, const std::vector<index_t>& shape, const char* descr) {
   const index_t count = checked_element_count(shape, sizeof(T), path);
   require(data != nullptr || count == 0, path + ": null data for shape " + format_shape(shape));
-  const std::string dict = std::string("{'descr': '") + descr +
-                           "', 'fortran_order': False, 'shape': " + format_shape(shape) + ", }";
+  const std::string dict =
+      std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': " + format_shape(shape) + ", }";
   // Pad with spaces and a final newline so that the data starts at a multiple of 64 bytes.
-  const auto padded_length = [&](std::size_t prefix) {
-    return (prefix + dict.size() + 1 + 63) / 64 * 64 - prefix;
-  };
+  const auto padded_length = [&](std::size_t prefix) { return (prefix + dict.size() + 1 + 63) / 64 * 64 - prefix; };
   unsigned char version = 1;
   std::size_t prefix = kMagicSize + 2 + 2;
   std::uint32_t length = static_cast<std::uint32_t>(padded_length(prefix));
@@ -249,8 +239,8 @@ NpyHeader read_npy_header(const std::string& path) { return parse_npy(*MappedFil
 FloatTensor load_npy(const std::string& path) {
   const std::shared_ptr<const MappedFile> file = MappedFile::open(path);
   const NpyHeader header = parse_npy(*file);
-  return decode_float_tensor(file->data() + header.data_offset, file->size() - header.data_offset,
-                             file, header.layout, path);
+  return decode_float_tensor(file->data() + header.data_offset, file->size() - header.data_offset, file, header.layout,
+                             path);
 }
 
 void write_npy(const std::string& path, const double* data, const std::vector<index_t>& shape) {
@@ -259,8 +249,7 @@ void write_npy(const std::string& path, const double* data, const std::vector<in
 void write_npy(const std::string& path, const float* data, const std::vector<index_t>& shape) {
   write_npy_as(path, data, shape, "<f4");
 }
-void write_npy(const std::string& path, const std::int64_t* data,
-               const std::vector<index_t>& shape) {
+void write_npy(const std::string& path, const std::int64_t* data, const std::vector<index_t>& shape) {
   write_npy_as(path, data, shape, "<i8");
 }
 

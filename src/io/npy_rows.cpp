@@ -16,7 +16,8 @@ NpyRowReader::NpyRowReader(const std::string& path) : path_(path), header_(read_
           path + ": a Fortran-order array cannot be read by rows; save it in C order");
   rows_ = layout.shape[0];
   cols_ = layout.shape[1];
-  require(rows_ >= 1 && cols_ >= 1, path + ": need at least one row and one column, got shape " + format_shape(layout.shape));
+  require(rows_ >= 1 && cols_ >= 1,
+          path + ": need at least one row and one column, got shape " + format_shape(layout.shape));
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw Error(ErrorKind::bad_input, path + ": cannot open: " + std::strerror(errno));
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);

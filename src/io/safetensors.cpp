@@ -12,8 +12,7 @@
 #include "io/mapped_file.hpp"
 #include "levattn/io/atomic_file.hpp"
 
-static_assert(std::endian::native == std::endian::little,
-              "the io layer assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "the io layer assumes a little-endian host");
 
 namespace levattn::io {
 namespace {
@@ -27,11 +26,9 @@ struct TagInfo {
   std::optional<DType> dtype;
 };
 constexpr TagInfo kTags[] = {
-    {"BOOL", 1, {}},          {"U8", 1, {}},          {"I8", 1, {}},
-    {"F8_E5M2", 1, {}},       {"F8_E4M3", 1, {}},     {"F8_E8M0", 1, {}},
-    {"I16", 2, {}},           {"U16", 2, {}},         {"F16", 2, DType::f16},
-    {"BF16", 2, DType::bf16}, {"I32", 4, {}},         {"U32", 4, {}},
-    {"F32", 4, DType::f32},   {"F64", 8, DType::f64}, {"I64", 8, DType::i64},
+    {"BOOL", 1, {}},    {"U8", 1, {}},  {"I8", 1, {}},          {"F8_E5M2", 1, {}},     {"F8_E4M3", 1, {}},
+    {"F8_E8M0", 1, {}}, {"I16", 2, {}}, {"U16", 2, {}},         {"F16", 2, DType::f16}, {"BF16", 2, DType::bf16},
+    {"I32", 4, {}},     {"U32", 4, {}}, {"F32", 4, DType::f32}, {"F64", 8, DType::f64}, {"I64", 8, DType::i64},
     {"U64", 8, {}},
 };
 
@@ -43,12 +40,10 @@ std::string_view tag_of(DType dtype) {
 
 // A JSON unsigned integer that fits in int64, or an error naming `what`.
 std::uint64_t to_count(const json& value, const std::string& what) {
-  if (!value.is_number_unsigned() ||
-      value.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<index_t>::max()))
-    throw Error(
-        ErrorKind::bad_input,
-        what + " must be non-negative 64-bit integers, got " +
-            (value.is_number() ? value.dump() : std::string("a JSON ") + value.type_name()));
+  if (!value.is_number_unsigned() || value.get<std::uint64_t>() > std::uint64_t(std::numeric_limits<index_t>::max()))
+    throw Error(ErrorKind::bad_input,
+                what + " must be non-negative 64-bit integers, got " +
+                    (value.is_number() ? value.dump() : std::string("a JSON ") + value.type_name()));
   return value.get<std::uint64_t>();
 }
 
@@ -62,30 +57,28 @@ SafetensorsEntry parse_entry(const std::string& name, const json& value, std::ui
   const auto dtype = value.find("dtype");
   require(dtype != value.end() && dtype->is_string(), where + ": missing string \"dtype\"");
   e.dtype_tag = dtype->get<std::string>();
-  const auto info = std::find_if(std::begin(kTags), std::end(kTags),
-                                 [&](const TagInfo& t) { return t.tag == e.dtype_tag; });
+  const auto info =
+      std::find_if(std::begin(kTags), std::end(kTags), [&](const TagInfo& t) { return t.tag == e.dtype_tag; });
   require(info != std::end(kTags), where + ": unknown dtype '" + e.dtype_tag + "'");
   e.dtype = info->dtype;
 
   const auto shape = value.find("shape");
   require(shape != value.end() && shape->is_array(), where + ": missing array \"shape\"");
-  for (const json& d : *shape)
-    e.shape.push_back(static_cast<index_t>(to_count(d, where + ": shape entries")));
+  for (const json& d : *shape) e.shape.push_back(static_cast<index_t>(to_count(d, where + ": shape entries")));
 
   const auto offsets = value.find("data_offsets");
   require(offsets != value.end() && offsets->is_array() && offsets->size() == 2,
           where + ": \"data_offsets\" must be an array [begin, end]");
   e.begin = to_count((*offsets)[0], where + ": data_offsets");
   e.end = to_count((*offsets)[1], where + ": data_offsets");
-  require(e.begin <= e.end && e.end <= buffer_size,
-          where + ": data_offsets [" + std::to_string(e.begin) + ", " + std::to_string(e.end) +
-              "] lie outside the data buffer of " + std::to_string(buffer_size) + " bytes");
+  require(e.begin <= e.end && e.end <= buffer_size, where + ": data_offsets [" + std::to_string(e.begin) + ", " +
+                                                        std::to_string(e.end) + "] lie outside the data buffer of " +
+                                                        std::to_string(buffer_size) + " bytes");
 
   const index_t count = checked_element_count(e.shape, info->itemsize, where);
   const auto expected = static_cast<std::uint64_t>(count) * info->itemsize;
-  require(e.end - e.begin == expected, where + ": shape " + format_shape(e.shape) + " of " +
-                                           e.dtype_tag + " needs " + std::to_string(expected) +
-                                           " bytes but data_offsets span " +
+  require(e.end - e.begin == expected, where + ": shape " + format_shape(e.shape) + " of " + e.dtype_tag + " needs " +
+                                           std::to_string(expected) + " bytes but data_offsets span " +
                                            std::to_string(e.end - e.begin));
   return e;
 }
@@ -97,9 +90,8 @@ SafetensorsHeader parse_safetensors(const MappedFile& file) {
                          " bytes, too short for the 8-byte header length)");
   std::uint64_t header_length = 0;
   std::memcpy(&header_length, file.data(), 8);
-  require(header_length <= size - 8, path + ": header length " + std::to_string(header_length) +
-                                         " exceeds the " + std::to_string(size - 8) +
-                                         " bytes left in the file");
+  require(header_length <= size - 8, path + ": header length " + std::to_string(header_length) + " exceeds the " +
+                                         std::to_string(size - 8) + " bytes left in the file");
   const char* text = reinterpret_cast<const char*>(file.data()) + 8;
   json root;
   try {
@@ -148,23 +140,20 @@ FloatTensor load_safetensors(const std::string& path, const std::string& name) {
   const SafetensorsEntry* entry = nullptr;
   if (name.empty()) {
     require(!tensors.empty(), path + ": the file holds no tensors");
-    require(tensors.size() == 1, path + ": the file holds " + std::to_string(tensors.size()) +
-                                     " tensors (" + list_names(tensors) + "); choose one with " +
-                                     path + ":tensor_name");
+    require(tensors.size() == 1, path + ": the file holds " + std::to_string(tensors.size()) + " tensors (" +
+                                     list_names(tensors) + "); choose one with " + path + ":tensor_name");
     entry = &tensors.front();
   } else {
-    const auto it = std::find_if(tensors.begin(), tensors.end(),
-                                 [&](const SafetensorsEntry& e) { return e.name == name; });
-    require(it != tensors.end(),
-            path + ": no tensor named '" + name + "' (available: " + list_names(tensors) + ")");
+    const auto it =
+        std::find_if(tensors.begin(), tensors.end(), [&](const SafetensorsEntry& e) { return e.name == name; });
+    require(it != tensors.end(), path + ": no tensor named '" + name + "' (available: " + list_names(tensors) + ")");
     entry = &*it;
   }
   require(entry->dtype.has_value() && entry->dtype != DType::i64,
           path + ": tensor '" + entry->name + "' has dtype " + entry->dtype_tag +
               ", which cannot be loaded as float (loadable: F16, BF16, F32, F64)");
   const StoredLayout layout{*entry->dtype, entry->shape, false, false};
-  return decode_float_tensor(file->data() + header.data_offset + entry->begin,
-                             entry->end - entry->begin, file, layout,
+  return decode_float_tensor(file->data() + header.data_offset + entry->begin, entry->end - entry->begin, file, layout,
                              name.empty() ? path : path + ":" + name);
 }
 
@@ -178,8 +167,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
     require(!t.name.empty() && t.name != "__metadata__", where + ": invalid tensor name");
     require(names.insert(t.name).second, where + ": duplicate tensor name");
     const index_t count = checked_element_count(t.shape, dtype_size(t.dtype), where);
-    require(t.data != nullptr || count == 0,
-            where + ": null data for shape " + format_shape(t.shape));
+    require(t.data != nullptr || count == 0, where + ": null data for shape " + format_shape(t.shape));
     bytes[i] = static_cast<std::uint64_t>(count) * dtype_size(t.dtype);
   }
   // Lay out by decreasing element size: with the header a multiple of 8 bytes, every tensor then
@@ -192,8 +180,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   std::vector<std::uint64_t> begin(tensors.size());
   std::uint64_t offset = 0;
   for (const std::size_t i : order) {
-    require(bytes[i] <= std::numeric_limits<std::uint64_t>::max() - offset,
-            path + ": total data size overflows");
+    require(bytes[i] <= std::numeric_limits<std::uint64_t>::max() - offset, path + ": total data size overflows");
     begin[i] = offset;
     offset += bytes[i];
   }
@@ -209,9 +196,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorRef>& te
   try {
     text = root.dump();
   } catch (const nlohmann::ordered_json::exception& e) {
-    throw Error(
-        ErrorKind::bad_input,
-        path + ": cannot encode the header (names and metadata must be UTF-8): " + e.what());
+    throw Error(ErrorKind::bad_input,
+                path + ": cannot encode the header (names and metadata must be UTF-8): " + e.what());
   }
   text.append((8 - text.size() % 8) % 8, ' ');
   const std::uint64_t header_length = text.size();

@@ -45,9 +45,7 @@ int claim(Entry (&table)[kSlots]) {
   return -1;
 }
 
-void copy_path(char (&to)[kPathBytes], const std::string& from) {
-  std::memcpy(to, from.c_str(), from.size() + 1);
-}
+void copy_path(char (&to)[kPathBytes], const std::string& from) { std::memcpy(to, from.c_str(), from.size() + 1); }
 
 void say(const char* text) {
   const std::size_t n = std::strlen(text);

@@ -12,8 +12,7 @@
 #include "levattn/io/npy.hpp"
 #include "levattn/io/safetensors.hpp"
 
-static_assert(std::endian::native == std::endian::little,
-              "the io layer assumes a little-endian host");
+static_assert(std::endian::native == std::endian::little, "the io layer assumes a little-endian host");
 
 namespace levattn::io {
 namespace {
@@ -34,8 +33,7 @@ Bits load_bits(const std::byte* p, bool swap) {
 // and stride_a = stride_{a-1} * shape_{a-1}; we walk the output in C order with an odometer and
 // keep the input offset in step.
 template <class Convert>
-void gather(float* out, const std::byte* in, index_t count, const StoredLayout& layout,
-            Convert convert) {
+void gather(float* out, const std::byte* in, index_t count, const StoredLayout& layout, Convert convert) {
   const auto itemsize = static_cast<index_t>(dtype_size(layout.dtype));
   const std::size_t ndim = layout.shape.size();
   if (!layout.fortran_order || ndim < 2 || count == 0) {
@@ -72,9 +70,8 @@ void convert_into(float* out, const std::byte* in, index_t count, const StoredLa
              [&](const std::byte* p) { return bf16_to_float(load_bits<std::uint16_t>(p, swap)); });
       return;
     case DType::f32:
-      gather(out, in, count, layout, [&](const std::byte* p) {
-        return std::bit_cast<float>(load_bits<std::uint32_t>(p, swap));
-      });
+      gather(out, in, count, layout,
+             [&](const std::byte* p) { return std::bit_cast<float>(load_bits<std::uint32_t>(p, swap)); });
       return;
     case DType::f64: {
       bool out_of_range = false;
@@ -92,8 +89,7 @@ void convert_into(float* out, const std::byte* in, index_t count, const StoredLa
         char value[32];
         std::snprintf(value, sizeof value, "%.17g", bad_value);
         throw Error(ErrorKind::bad_input,
-                    source + ": float64 value " + value +
-                        " is outside the float32 range (|x| <= 3.4028235e38)");
+                    source + ": float64 value " + value + " is outside the float32 range (|x| <= 3.4028235e38)");
       }
       return;
     }
@@ -141,14 +137,11 @@ std::string format_shape(const std::vector<index_t>& shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize,
-                              const std::string& context) {
+index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize, const std::string& context) {
   const auto max_bytes = std::numeric_limits<index_t>::max();
   const auto item = static_cast<index_t>(itemsize);
   for (const index_t d : shape) {
-    if (d < 0)
-      throw Error(ErrorKind::bad_input,
-                  context + ": negative dimension in shape " + format_shape(shape));
+    if (d < 0) throw Error(ErrorKind::bad_input, context + ": negative dimension in shape " + format_shape(shape));
   }
   index_t count = 1;
   for (const index_t d : shape) {
@@ -166,8 +159,8 @@ index_t checked_element_count(const std::vector<index_t>& shape, std::size_t ite
 FloatTensor::FloatTensor() : shape_{0} {}
 
 index_t FloatTensor::dim(int i) const {
-  require(i >= 0 && i < ndim(), source_ + ": axis " + std::to_string(i) +
-                                    " out of range for shape " + format_shape(shape_));
+  require(i >= 0 && i < ndim(),
+          source_ + ": axis " + std::to_string(i) + " out of range for shape " + format_shape(shape_));
   return shape_[static_cast<std::size_t>(i)];
 }
 
@@ -176,13 +169,12 @@ ConstMatrixF FloatTensor::matrix() const {
   return ConstMatrixF(data_, shape_[0], shape_[1]);
 }
 
-FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes,
-                                std::shared_ptr<const void> owner, const StoredLayout& layout,
-                                std::string source) {
+FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std::shared_ptr<const void> owner,
+                                const StoredLayout& layout, std::string source) {
   const index_t count = checked_element_count(layout.shape, dtype_size(layout.dtype), source);
   require(static_cast<std::uint64_t>(count) * dtype_size(layout.dtype) == nbytes,
-          source + ": " + std::to_string(nbytes) + " bytes do not hold shape " +
-              format_shape(layout.shape) + " of " + dtype_name(layout.dtype));
+          source + ": " + std::to_string(nbytes) + " bytes do not hold shape " + format_shape(layout.shape) + " of " +
+              dtype_name(layout.dtype));
   FloatTensor t;
   t.shape_ = layout.shape;
   t.size_ = count;
@@ -194,8 +186,7 @@ FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes,
     t.owner_ = std::move(owner);
     t.mapped_ = true;
   } else {
-    std::shared_ptr<float[]> buffer =
-        std::make_shared_for_overwrite<float[]>(static_cast<std::size_t>(count));
+    std::shared_ptr<float[]> buffer = std::make_shared_for_overwrite<float[]>(static_cast<std::size_t>(count));
     convert_into(buffer.get(), bytes, count, layout, source);
     t.data_ = buffer.get();
     t.owner_ = std::move(buffer);

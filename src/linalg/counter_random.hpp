@@ -17,20 +17,17 @@ inline std::uint64_t mix64(std::uint64_t x) {
 }
 
 // 64 random bits for coordinates (i, j) of stream `stream` under `seed`.
-inline std::uint64_t counter_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t i,
-                                  std::uint64_t j) {
+inline std::uint64_t counter_bits(std::uint64_t seed, std::uint64_t stream, std::uint64_t i, std::uint64_t j) {
   return mix64(mix64(mix64(mix64(seed) ^ stream) ^ i) ^ j);
 }
 
 // Uniform in [0, 1) with 53 random bits.
-inline double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t i,
-                              std::uint64_t j) {
+inline double counter_uniform(std::uint64_t seed, std::uint64_t stream, std::uint64_t i, std::uint64_t j) {
   return static_cast<double>(counter_bits(seed, stream, i, j) >> 11) * 0x1.0p-53;
 }
 
 // Standard normal by Box–Muller from two independent uniforms of (i, j).
-inline double counter_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t i,
-                             std::uint64_t j) {
+inline double counter_normal(std::uint64_t seed, std::uint64_t stream, std::uint64_t i, std::uint64_t j) {
   const std::uint64_t a = counter_bits(seed, stream, i, 2 * j);
   const std::uint64_t b = counter_bits(seed, stream, i, 2 * j + 1);
   const double u1 = (static_cast<double>(a >> 11) + 0.5) * 0x1.0p-53;  // (0, 1): log is finite

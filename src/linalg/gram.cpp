@@ -41,8 +41,7 @@ void GramSummary::push_piece_into(std::vector<Item>& items, Item piece, index_t 
   while (!items.empty()) {
     Item& left = items.back();
     const index_t span = index_t{1} << piece.level;
-    if (left.fragment || left.level != piece.level || left.first + span != piece.first ||
-        left.first % (2 * span) != 0)
+    if (left.fragment || left.level != piece.level || left.first + span != piece.first || left.first % (2 * span) != 0)
       break;
     add_upper(left.sum, piece.sum, d);
     ++left.level;
@@ -76,8 +75,8 @@ void GramSummary::push(Item item) {
 }
 
 void GramSummary::add(ConstMatrixF keys) {
-  require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
-                               " columns, summary has dimension " + std::to_string(d_));
+  require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) + " columns, summary has dimension " +
+                               std::to_string(d_));
   const index_t n = keys.rows;
   if (n == 0) return;
   const index_t e = end_row();
@@ -130,8 +129,7 @@ void GramSummary::add(ConstMatrixF keys) {
     f.first = e + begin;
     f.rows = end - begin;
     f.data.resize(static_cast<size_t>(f.rows * d_));
-    for (index_t r = begin; r < end; ++r)
-      std::copy(keys.row(r), keys.row(r) + d_, f.data.begin() + (r - begin) * d_);
+    for (index_t r = begin; r < end; ++r) std::copy(keys.row(r), keys.row(r) + d_, f.data.begin() + (r - begin) * d_);
     return f;
   };
   if (h > 0) push(fragment(0, h));
@@ -142,12 +140,13 @@ void GramSummary::add(ConstMatrixF keys) {
 }
 
 void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
-  require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) +
-                               " columns, summary has dimension " + std::to_string(d_));
+  require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) + " columns, summary has dimension " +
+                               std::to_string(d_));
   const index_t n = keys.rows;
   int bad_scale = 0;  // an OR over all rows vectorises; the first bad row is found only if needed
 #pragma omp simd reduction(| : bad_scale)
-  for (index_t r = 0; r < n; ++r) bad_scale |= !(row_scale[r] >= 0.0 && row_scale[r] <= std::numeric_limits<double>::max());
+  for (index_t r = 0; r < n; ++r)
+    bad_scale |= !(row_scale[r] >= 0.0 && row_scale[r] <= std::numeric_limits<double>::max());
   if (bad_scale)
     for (index_t r = 0; r < n; ++r)
       if (!(row_scale[r] >= 0.0 && std::isfinite(row_scale[r])))
@@ -195,8 +194,8 @@ void GramSummary::add_item_sum(const Item& item, std::vector<double>& acc) const
 }
 
 void GramSummary::merge(const GramSummary& other) {
-  require(other.d_ == d_, "gram summary: cannot merge dimension " + std::to_string(other.d_) +
-                              " into dimension " + std::to_string(d_));
+  require(other.d_ == d_,
+          "gram summary: cannot merge dimension " + std::to_string(other.d_) + " into dimension " + std::to_string(d_));
   if (other.count_ == 0 && other.loose_.empty()) return;
   if (count_ == 0 && loose_.empty()) {
     *this = other;
@@ -321,10 +320,8 @@ GramSummary GramSummary::from_bytes(const std::uint8_t* bytes, std::size_t size)
     item.rows = r.get();
     sized(item.sum, dpad2);
     sized(item.data, kB * d);
-    require(item.fragment ? (item.rows > 0 && item.rows < kB &&
-                             static_cast<index_t>(item.data.size()) == item.rows * d)
-                          : (static_cast<index_t>(item.sum.size()) == dpad2 && item.level >= 0 &&
-                             item.level < 62),
+    require(item.fragment ? (item.rows > 0 && item.rows < kB && static_cast<index_t>(item.data.size()) == item.rows * d)
+                          : (static_cast<index_t>(item.sum.size()) == dpad2 && item.level >= 0 && item.level < 62),
             "gram summary: bad item");
     s.items_.push_back(std::move(item));
   }

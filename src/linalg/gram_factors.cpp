@@ -13,8 +13,7 @@
 
 namespace levattn {
 
-TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, index_t d)
-    : rows_(rows), d_(d) {
+TrapezoidalForm::TrapezoidalForm(const std::vector<double>& T, index_t rows, index_t d) : rows_(rows), d_(d) {
   const index_t dpad = kernels::padded_dim(d), tpad = kernels::padded_dim(rows);
   tt_.assign(static_cast<size_t>(dpad * tpad), 0.0);
   for (index_t i = 0; i < rows; ++i)
@@ -37,8 +36,8 @@ std::vector<double> TrapezoidalForm::dense() const {
 }
 
 void TrapezoidalForm::check_shape(ConstMatrixF X, const char* what) const {
-  require(X.cols == d_, std::string(what) + ": have " + std::to_string(X.cols) +
-                            " columns, expected " + std::to_string(d_));
+  require(X.cols == d_,
+          std::string(what) + ": have " + std::to_string(X.cols) + " columns, expected " + std::to_string(d_));
 }
 
 bool TrapezoidalForm::empty_form(ConstMatrixF X, double* out, const char* what) const {
@@ -114,7 +113,8 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   const Eigen::VectorXd lam0 = plain.eigenvalues.cwiseMax(0.0);  // ascending
   const double lam0_max = lam0(d - 1);
   const Eigen::VectorXd unscale = plain.inv_sqrt_diag.cwiseInverse();  // D^{1/2}
-  const linalg::RowMatrixD root_w = lam0.cwiseSqrt().asDiagonal() * plain.eigenvectors.transpose() * unscale.asDiagonal();
+  const linalg::RowMatrixD root_w =
+      lam0.cwiseSqrt().asDiagonal() * plain.eigenvectors.transpose() * unscale.asDiagonal();
   out.root = linalg::trapezoid_of(root_w);
   index_t cut0 = 0;
   while (cut0 < d && lam0(cut0) <= rcond * rcond * lam0_max) ++cut0;
@@ -139,8 +139,8 @@ GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, d
   out.eigenvalues.resize(static_cast<size_t>(d));
   for (index_t i = 0; i < d; ++i) out.eigenvalues[i] = lam(d - 1 - i);
   const Eigen::VectorXd inv_sqrt = lam.tail(out.rank).cwiseSqrt().cwiseInverse();
-  const linalg::RowMatrixD inv_w = inv_sqrt.asDiagonal() * ridged.eigenvectors.rightCols(out.rank).transpose() *
-                                   ridged.inv_sqrt_diag.asDiagonal();
+  const linalg::RowMatrixD inv_w =
+      inv_sqrt.asDiagonal() * ridged.eigenvectors.rightCols(out.rank).transpose() * ridged.inv_sqrt_diag.asDiagonal();
   out.inverse_root = linalg::trapezoid_of(inv_w);
   return out;
 }

@@ -27,8 +27,8 @@ using GramFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride,
 // out[r] = ‖T x_r‖², r < rows ≤ kBlockRows, for T upper trapezoidal with `t_rows` rows
 // (T[i][c] = 0 for c < i), given as Tt = Tᵀ (dpad × padded_dim(t_rows), row-major, zero
 // padded). Returns false if X holds a NaN or an infinity (out is then unspecified).
-using SumSqFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride, const double* Tt,
-                         index_t t_rows, double* out);
+using SumSqFn = bool (*)(const float* X, index_t rows, index_t d, index_t stride, const double* Tt, index_t t_rows,
+                         double* out);
 
 // Padding of the float copy of Tᵀ read by SumSqFloatFn (the AVX-512 kernel's 32-float tile).
 constexpr index_t kPadFloat = 32;
@@ -38,8 +38,8 @@ inline index_t padded_dim_float(index_t n) { return (n + kPadFloat - 1) / kPadFl
 // relative error of about d·2⁻²⁴·‖|T||x|‖/‖Tx‖) and ‖y‖² summed in double; Ttf = Tᵀ in float,
 // dpad × padded_dim_float(t_rows), zero padded. Reports nothing: a NaN or ±Inf in X, and a float
 // overflow, show as a non-finite out[r], which the caller must check.
-using SumSqFloatFn = void (*)(const float* X, index_t rows, index_t d, index_t stride, const float* Ttf,
-                              index_t t_rows, double* out);
+using SumSqFloatFn = void (*)(const float* X, index_t rows, index_t d, index_t stride, const float* Ttf, index_t t_rows,
+                              double* out);
 
 struct KernelSet {
   const char* name;

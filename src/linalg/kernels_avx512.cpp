@@ -32,9 +32,7 @@ bool widen(const float* X, index_t rows, index_t d, index_t stride, std::vector<
     double* o = buf.data() + r * dpad;
     for (index_t c = 0; c < dpad; c += 16) {
       const index_t left = d - c;
-      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF)
-                          : left <= 0 ? __mmask16(0)
-                                      : __mmask16((1u << left) - 1u);
+      const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
       const __m512 v = _mm512_maskz_loadu_ps(m, x + c);
       bad |= _mm512_fpclass_ps_mask(v, 0x99);  // QNaN | +Inf | -Inf | SNaN
       _mm512_storeu_pd(o + c, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
@@ -103,8 +101,8 @@ bool gram_avx512(const float* X, index_t rows, index_t d, index_t stride, double
   return true;
 }
 
-bool trapezoid_sumsq_avx512(const float* X, index_t rows, index_t d, index_t stride,
-                            const double* Tt, index_t t_rows, double* out) {
+bool trapezoid_sumsq_avx512(const float* X, index_t rows, index_t d, index_t stride, const double* Tt, index_t t_rows,
+                            double* out) {
   thread_local std::vector<double> buf;
   if (!widen(X, rows, d, stride, buf)) return false;
   const index_t dpad = padded_dim(d);

@@ -13,8 +13,7 @@ bool choose_avx512() {
   const char* forced = std::getenv("LEVATTN_KERNELS");
   if (forced != nullptr && std::strcmp(forced, "generic") == 0) return false;
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512vl");
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 #else
   return false;
 #endif

@@ -45,8 +45,8 @@ bool gram_generic(const float* X, index_t rows, index_t d, index_t stride, doubl
   return true;
 }
 
-bool trapezoid_sumsq_generic(const float* X, index_t rows, index_t d, index_t stride,
-                             const double* Tt, index_t t_rows, double* out) {
+bool trapezoid_sumsq_generic(const float* X, index_t rows, index_t d, index_t stride, const double* Tt, index_t t_rows,
+                             double* out) {
   const index_t dpad = padded_dim(d);
   const index_t tpad = padded_dim(t_rows);
   std::vector<double> xd(static_cast<size_t>(rows * dpad));

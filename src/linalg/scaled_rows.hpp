@@ -52,8 +52,7 @@ inline double dot_double(const float* a, const float* b, index_t d) {
   double partial[kLanes] = {};
   index_t i = 0;
   for (; i + kLanes <= d; i += kLanes)
-    for (int l = 0; l < kLanes; ++l)
-      partial[l] += static_cast<double>(a[i + l]) * static_cast<double>(b[i + l]);
+    for (int l = 0; l < kLanes; ++l) partial[l] += static_cast<double>(a[i + l]) * static_cast<double>(b[i + l]);
   for (; i < d; ++i) partial[0] += static_cast<double>(a[i]) * static_cast<double>(b[i]);
   double s = 0.0;
   for (double p : partial) s += p;

@@ -16,8 +16,8 @@ namespace levattn {
 namespace {
 
 // Streams of counter-based random numbers, one per use.
-constexpr std::uint64_t kStreamSparseRow = 1, kStreamSparseSign = 2, kStreamGaussian = 3,
-                        kStreamSrhtRow = 4, kStreamSrhtSign = 5;
+constexpr std::uint64_t kStreamSparseRow = 1, kStreamSparseSign = 2, kStreamGaussian = 3, kStreamSrhtRow = 4,
+                        kStreamSrhtSign = 5;
 constexpr index_t kMaxNonzeros = 64;
 constexpr index_t kKeysPerPass = index_t{1} << 13;  // keys whose nonzeros are drawn and sorted at once
 constexpr index_t kGaussianRowChunk = 16;
@@ -33,10 +33,14 @@ kernels::ScatterFn scatter_kernel() {
 
 const char* sketch_kind_name(SketchKind kind) {
   switch (kind) {
-    case SketchKind::count_sketch: return "count_sketch";
-    case SketchKind::sparse_sign: return "sparse_sign";
-    case SketchKind::gaussian: return "gaussian";
-    case SketchKind::srht: return "srht";
+    case SketchKind::count_sketch:
+      return "count_sketch";
+    case SketchKind::sparse_sign:
+      return "sparse_sign";
+    case SketchKind::gaussian:
+      return "gaussian";
+    case SketchKind::srht:
+      return "srht";
   }
   return "?";
 }
@@ -48,12 +52,11 @@ Sketch::Sketch(index_t d, const SketchOptions& options) : d_(d), options_(option
   if (options_.kind == SketchKind::count_sketch) options_.nonzeros = 1;
   if (options_.kind == SketchKind::sparse_sign)
     require(options_.nonzeros >= 1 && options_.nonzeros <= std::min(options_.rows, kMaxNonzeros),
-            "sketch: sparse sign needs 1 ≤ s ≤ min(m, 64) nonzeros per key, got " +
-                std::to_string(options_.nonzeros));
+            "sketch: sparse sign needs 1 ≤ s ≤ min(m, 64) nonzeros per key, got " + std::to_string(options_.nonzeros));
   sk_.assign(static_cast<size_t>(options_.rows * d_), 0.0);
   if (options_.kind == SketchKind::srht) {
-    srht_block_ = std::clamp<index_t>(static_cast<index_t>(std::bit_ceil(static_cast<std::uint64_t>(options_.rows))),
-                                      256, 16384);
+    srht_block_ =
+        std::clamp<index_t>(static_cast<index_t>(std::bit_ceil(static_cast<std::uint64_t>(options_.rows))), 256, 16384);
     srht_rows_.resize(static_cast<size_t>(options_.rows));
     for (index_t t = 0; t < options_.rows; ++t)
       srht_rows_[t] = detail::counter_bits(options_.seed, kStreamSrhtRow, static_cast<std::uint64_t>(t), 0) >> 2;
@@ -62,14 +65,20 @@ Sketch::Sketch(index_t d, const SketchOptions& options) : d_(d), options_(option
 }
 
 void Sketch::add(ConstMatrixF block) {
-  require(block.cols == d_, "sketch: keys have " + std::to_string(block.cols) +
-                                " columns, sketch has dimension " + std::to_string(d_));
+  require(block.cols == d_,
+          "sketch: keys have " + std::to_string(block.cols) + " columns, sketch has dimension " + std::to_string(d_));
   if (block.rows == 0) return;
   switch (options_.kind) {
     case SketchKind::count_sketch:
-    case SketchKind::sparse_sign: add_sparse(block); break;
-    case SketchKind::gaussian: add_gaussian(block); break;
-    case SketchKind::srht: add_srht(block); break;
+    case SketchKind::sparse_sign:
+      add_sparse(block);
+      break;
+    case SketchKind::gaussian:
+      add_gaussian(block);
+      break;
+    case SketchKind::srht:
+      add_srht(block);
+      break;
   }
   count_ += block.rows;
 }
@@ -126,9 +135,10 @@ void Sketch::add_sparse(ConstMatrixF block) {
     bool pass_finite = true;
 #pragma omp parallel for schedule(dynamic, 1) reduction(&& : pass_finite)
     for (index_t b = 0; b < bands; ++b)
-      pass_finite = scatter(block.row(begin), block.stride, d_, sorted_key.data() + start[b],
-                            sorted_target.data() + start[b], sorted_value.data() + start[b],
-                            start[b + 1] - start[b], out.data()) && pass_finite;
+      pass_finite =
+          scatter(block.row(begin), block.stride, d_, sorted_key.data() + start[b], sorted_target.data() + start[b],
+                  sorted_value.data() + start[b], start[b + 1] - start[b], out.data()) &&
+          pass_finite;
     finite = pass_finite;
   }
   if (!finite) require_finite_rows(block, "keys", count_);
@@ -148,7 +158,8 @@ void Sketch::add_gaussian(ConstMatrixF block) {
       for (index_t c = 0; c < d_; ++c) x[c] = block(r, c);
       const auto key = static_cast<std::uint64_t>(count_ + r);
       for (index_t i = i0; i < i1; ++i) {
-        const double g = scale * detail::counter_normal(options_.seed, kStreamGaussian, key, static_cast<std::uint64_t>(i));
+        const double g =
+            scale * detail::counter_normal(options_.seed, kStreamGaussian, key, static_cast<std::uint64_t>(i));
         double* o = sk_.data() + i * d_;
         for (index_t c = 0; c < d_; ++c) o[c] += g * x[c];
       }
@@ -175,8 +186,7 @@ void Sketch::add_srht(ConstMatrixF block) {
 // into += the sampled rows of H·(pending block), block `block_index` of the virtual 2⁶² rows:
 // for a sampled row i and a key j = base + j' (base = block_index·B, a multiple of B),
 // H[i][j] = (−1)^popcount(i & base) · H_B[i mod B][j'].
-void Sketch::flush_srht_block(const std::vector<double>& block, index_t block_index,
-                              std::vector<double>& into) const {
+void Sketch::flush_srht_block(const std::vector<double>& block, index_t block_index, std::vector<double>& into) const {
   const index_t B = srht_block_, m = options_.rows;
   std::vector<double> h = block;
   for (index_t half = 1; half < B; half *= 2) {

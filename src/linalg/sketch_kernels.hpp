@@ -22,14 +22,15 @@ ScatterFn scatter_avx512();
 
 // Internal linkage: each translation unit keeps its own copy, compiled with its own flags.
 namespace {
-inline bool scatter_impl(const float* X, index_t stride, index_t d, const std::int32_t* key,
-                         const std::int32_t* target, const double* value, index_t count, double* out) {
-  std::uint32_t bad = 0;  // nonzero once an exponent field is all ones (NaN or ±Inf)
+inline bool scatter_impl(const float* X, index_t stride, index_t d, const std::int32_t* key, const std::int32_t* target,
+                         const double* value, index_t count, double* out) {
+  std::uint32_t bad = 0;         // nonzero once an exponent field is all ones (NaN or ±Inf)
   constexpr index_t kAhead = 8;  // key rows are gathered at random: fetch them early
   for (index_t e = 0; e < count; ++e) {
     if (e + kAhead < count) {
       const char* next = reinterpret_cast<const char*>(X + static_cast<index_t>(key[e + kAhead]) * stride);
-      for (index_t byte = 0; byte < d * static_cast<index_t>(sizeof(float)); byte += 64) __builtin_prefetch(next + byte);
+      for (index_t byte = 0; byte < d * static_cast<index_t>(sizeof(float)); byte += 64)
+        __builtin_prefetch(next + byte);
     }
     const float* src = X + static_cast<index_t>(key[e]) * stride;
     double* o = out + static_cast<index_t>(target[e]) * d;

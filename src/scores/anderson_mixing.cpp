@@ -10,8 +10,8 @@ namespace levattn::detail {
 
 namespace {
 
-constexpr std::ptrdiff_t kBlock = 8192;       // reduction block: fixed, so sums are thread-count free
-constexpr double kMinRelativeEigen = 1e-10;   // cond(ΔF)² limit of the normal equations
+constexpr std::ptrdiff_t kBlock = 8192;      // reduction block: fixed, so sums are thread-count free
+constexpr double kMinRelativeEigen = 1e-10;  // cond(ΔF)² limit of the normal equations
 
 // Σ_j a_j·b_j summed per fixed block, the blocks then summed in order.
 double dot(const std::vector<double>& a, const std::vector<double>& b) {

@@ -151,8 +151,7 @@ ApproxLeveragePlan plan_approx_leverage(index_t n, index_t d, const ApproxLevera
     finish_plan(best, d, sketch_gamma(o.gamma));
     return best;
   }
-  double best_cost = o.method == ApproxMethod::automatic ? 1.5 * double(n) * d * d + double(d) * d * d
-                                                          : INFINITY;
+  double best_cost = o.method == ApproxMethod::automatic ? 1.5 * double(n) * d * d + double(d) * d * d : INFINITY;
   for (const index_t k : {d, 3 * d / 4, d / 2, 3 * d / 8, d / 4, d / 8}) {
     if (k < 2) continue;
     const index_t m = rows_needed(d, k, sketch_gamma(o.gamma), o.failure);
@@ -179,8 +178,8 @@ ApproxLeverageScorer::ApproxLeverageScorer(index_t d, ApproxLeverageOptions opti
 }
 
 ApproxLeverageScorer& ApproxLeverageScorer::fit(ConstMatrixF keys) {
-  require(keys.cols == d_, "keys have " + std::to_string(keys.cols) + " columns, scorer has dimension " +
-                               std::to_string(d_));
+  require(keys.cols == d_,
+          "keys have " + std::to_string(keys.cols) + " columns, scorer has dimension " + std::to_string(d_));
   require(keys.rows >= 1, "keys: need at least one key");
   plan_ = plan_approx_leverage(keys.rows, d_, options_);
   projection_.clear();

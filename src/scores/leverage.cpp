@@ -2,8 +2,7 @@
 
 namespace levattn {
 
-LeverageScorer::LeverageScorer(index_t d, LeverageOptions options)
-    : options_(options), summary_(d) {
+LeverageScorer::LeverageScorer(index_t d, LeverageOptions options) : options_(options), summary_(d) {
   refactor();  // validates the options; an empty summary has rank 0
 }
 
@@ -14,9 +13,8 @@ LeverageScorer& LeverageScorer::fit(ConstMatrixF keys) {
 }
 
 LeverageScorer& LeverageScorer::fit(const GramSummary& summary) {
-  require(summary.dim() == dim(), "leverage scorer: summary of dimension " +
-                                      std::to_string(summary.dim()) + ", scorer has " +
-                                      std::to_string(dim()));
+  require(summary.dim() == dim(), "leverage scorer: summary of dimension " + std::to_string(summary.dim()) +
+                                      ", scorer has " + std::to_string(dim()));
   summary_ = summary;
   refactor();
   return *this;
@@ -28,9 +26,7 @@ LeverageScorer& LeverageScorer::merge(const LeverageScorer& other) {
   return *this;
 }
 
-void LeverageScorer::refactor() {
-  factors_ = factor_gram(summary_.gram(), dim(), options_.ridge, options_.rcond);
-}
+void LeverageScorer::refactor() { factors_ = factor_gram(summary_.gram(), dim(), options_.ridge, options_.rcond); }
 
 void LeverageScorer::scores(ConstMatrixF keys, double* out) const {
   factors_.inverse_root.sum_squares(keys, out, "keys");

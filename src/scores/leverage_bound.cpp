@@ -14,8 +14,8 @@ LeverageBound::LeverageBound(index_t d, double rcond) : d_(d), rcond_(rcond) {
 }
 
 void LeverageBound::fit(const GramSummary& summary) {
-  require(summary.dim() == d_, "leverage bound: summary of dimension " +
-                                   std::to_string(summary.dim()) + ", expected " + std::to_string(d_));
+  require(summary.dim() == d_,
+          "leverage bound: summary of dimension " + std::to_string(summary.dim()) + ", expected " + std::to_string(d_));
   const std::vector<double> G = summary.gram();
   const linalg::RowMatrixD g = Eigen::Map<const linalg::RowMatrixD>(G.data(), d_, d_);
   const linalg::EquilibratedEigen eig = linalg::equilibrated_eigen(g, 0.0);
@@ -28,8 +28,6 @@ void LeverageBound::fit(const GramSummary& summary) {
   form_ = linalg::trapezoid_of(inv_sqrt.asDiagonal() * eig.eigenvectors.transpose() * scale.asDiagonal());
 }
 
-void LeverageBound::bounds(ConstMatrixF keys, double* out) const {
-  form_.sum_squares(keys, out, "keys");
-}
+void LeverageBound::bounds(ConstMatrixF keys, double* out) const { form_.sum_squares(keys, out, "keys"); }
 
 }  // namespace levattn

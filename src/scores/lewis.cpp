@@ -21,11 +21,11 @@ namespace {
 using Mat = linalg::RowMatrixD;
 
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
-constexpr int kMaxRefusals = 3;      // over-relaxed steps refused before falling back (p < 2)
-constexpr int kMaxHalvings = 40;     // Armijo halvings of one step (p ≥ 4)
+constexpr int kMaxRefusals = 3;   // over-relaxed steps refused before falling back (p < 2)
+constexpr int kMaxHalvings = 40;  // Armijo halvings of one step (p ≥ 4)
 constexpr double kArmijo = 1e-4;
-constexpr double kObjectiveNoise = 1e-9;  // relative rounding allowance of f
-constexpr std::size_t kAndersonDepth = 3; // differences kept by the Anderson acceleration (p < 4)
+constexpr double kObjectiveNoise = 1e-9;   // relative rounding allowance of f
+constexpr std::size_t kAndersonDepth = 3;  // differences kept by the Anderson acceleration (p < 4)
 constexpr index_t kMinStallWindow = 20;    // evaluations without halving the residual: rounding
 
 // One weighted leverage-score evaluation at log-weights v (−∞ for zero weights).
@@ -113,7 +113,7 @@ class LewisMap {
   ConstMatrixF keys_;
   double p_, rcond_;
   int shift_ = 0;
-  mutable Mat basis_;  // p ≥ 4: fixed at the first evaluation
+  mutable Mat basis_;                      // p ≥ 4: fixed at the first evaluation
   mutable std::vector<double> scale_, t_;  // scratch reused across evaluations
 };
 
@@ -145,7 +145,8 @@ std::string method_name(double p, bool anderson_requested, bool anderson_kept, b
   if (p >= 4.0) return "mirror descent";
   std::string extras;
   if (p < 2.0) extras = over_relaxed ? "over-relaxed" : "over-relaxation abandoned";
-  if (anderson_requested) extras += std::string(extras.empty() ? "" : ", ") + (anderson_kept ? "anderson" : "anderson abandoned");
+  if (anderson_requested)
+    extras += std::string(extras.empty() ? "" : ", ") + (anderson_kept ? "anderson" : "anderson abandoned");
   return extras.empty() ? "cohen-peng" : "cohen-peng (" + extras + ")";
 }
 
@@ -222,8 +223,8 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
     }
     if (evaluations >= o.max_iterations) {
       std::ostringstream msg;
-      msg << "Lewis weights (p = " << p << ") did not converge: relative residual " << at.residual
-          << " after " << evaluations << " iterations (best " << best.residual << ")";
+      msg << "Lewis weights (p = " << p << ") did not converge: relative residual " << at.residual << " after "
+          << evaluations << " iterations (best " << best.residual << ")";
       throw Error(ErrorKind::failure, msg.str());
     }
     // From the second step on (w = 1 is no useful history), propose from the recorded iterates;

@@ -22,13 +22,27 @@ constexpr double kLn2 = 0.6931471805599453;
 // x^p for x ≥ 0, with exact products for small integer p.
 double power(double x, double p, int integer_p) {
   switch (integer_p) {
-    case 1: return x;
-    case 2: return x * x;
-    case 3: return x * x * x;
-    case 4: { const double y = x * x; return y * y; }
-    case 6: { const double y = x * x * x; return y * y; }
-    case 8: { const double y = x * x; const double z = y * y; return z * z; }
-    default: return std::pow(x, p);
+    case 1:
+      return x;
+    case 2:
+      return x * x;
+    case 3:
+      return x * x * x;
+    case 4: {
+      const double y = x * x;
+      return y * y;
+    }
+    case 6: {
+      const double y = x * x * x;
+      return y * y;
+    }
+    case 8: {
+      const double y = x * x;
+      const double z = y * y;
+      return z * z;
+    }
+    default:
+      return std::pow(x, p);
   }
 }
 
@@ -53,9 +67,12 @@ void features(const float* x, index_t d, int shift, double* out) {
 
 const char* normaliser_kind_name(NormaliserKind kind) {
   switch (kind) {
-    case NormaliserKind::exact_gram: return "exact_gram";
-    case NormaliserKind::exact_moments: return "exact_moments";
-    case NormaliserKind::sampled: return "sampled";
+    case NormaliserKind::exact_gram:
+      return "exact_gram";
+    case NormaliserKind::exact_moments:
+      return "exact_moments";
+    case NormaliserKind::sampled:
+      return "sampled";
   }
   return "?";
 }
@@ -76,9 +93,9 @@ PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<
   if (options.policy == NormaliserPolicy::exact)
     require(p == 2.0 || (p == 4.0 && D <= kMaxFeatures),
             "normaliser: an exact normaliser exists for p = 2, and for p = 4 when d ≤ 90");
-  const bool moments_fit = p == 4.0 && D <= kMaxFeatures &&
-                           (options.policy == NormaliserPolicy::exact ||
-                            double(keys.rows) * double(D) * double(D) <= options.moment_budget);
+  const bool moments_fit =
+      p == 4.0 && D <= kMaxFeatures &&
+      (options.policy == NormaliserPolicy::exact || double(keys.rows) * double(D) * double(D) <= options.moment_budget);
   if (p == 2.0 && options.policy != NormaliserPolicy::sampled) {
     kind_ = NormaliserKind::exact_gram;
     gram_.fit(keys);
@@ -119,7 +136,8 @@ void PowerNormaliser::build_sample(const std::vector<double>& s) {
       throw Error(ErrorKind::bad_input, "normaliser: sensitivity " + std::to_string(j) + " must be finite and ≥ 0");
     const double pi = std::min(1.0, beta_ * s[j]);
     expected_size_ += pi;
-    if (pi > 0.0 && (pi >= 1.0 || detail::counter_uniform(options_.seed, kStreamSample, static_cast<std::uint64_t>(j), 0) < pi)) {
+    if (pi > 0.0 &&
+        (pi >= 1.0 || detail::counter_uniform(options_.seed, kStreamSample, static_cast<std::uint64_t>(j), 0) < pi)) {
       sample_.push_back(j);
       inverse_pi_.push_back(1.0 / pi);
     }
@@ -132,8 +150,8 @@ void PowerNormaliser::build_sample(const std::vector<double>& s) {
 
 void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
   const index_t d = keys_.cols;
-  require(queries.cols == d, "queries have " + std::to_string(queries.cols) + " columns but keys have " +
-                                 std::to_string(d));
+  require(queries.cols == d,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
   require_finite_rows(queries, "queries");
   if (kind_ == NormaliserKind::exact_gram) {
     gram_.normalisers(queries, out);

@@ -15,8 +15,8 @@ namespace levattn {
 namespace {
 
 void check_keys(ConstMatrixF keys, const std::string& rule) {
-  require(keys.rows >= 1 && keys.cols >= 1, rule + ": need at least one key of dimension ≥ 1, got " +
-                                                shape_string(keys.rows, keys.cols));
+  require(keys.rows >= 1 && keys.cols >= 1,
+          rule + ": need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   if (const index_t j = first_nonfinite_row(keys); j < keys.rows)
     throw Error(ErrorKind::bad_input, rule + ": key " + std::to_string(j) + " is not finite");
 }
@@ -111,8 +111,7 @@ class SinksWindowRule : public KeyRule {
 }  // namespace
 
 const std::vector<std::string>& key_rule_names() {
-  static const std::vector<std::string> names = {"leverage", "ridge",  "lewis",
-                                                 "row-norm", "random", "sinks-window"};
+  static const std::vector<std::string> names = {"leverage", "ridge", "lewis", "row-norm", "random", "sinks-window"};
   return names;
 }
 
@@ -126,8 +125,8 @@ std::unique_ptr<KeyRule> make_key_rule(const std::string& name, const KeyRuleOpt
   if (name == "row-norm") return std::make_unique<RowNormRule>();
   if (name == "random") return std::make_unique<RandomRule>(o.seed);
   if (name == "sinks-window") return std::make_unique<SinksWindowRule>(o.sinks);
-  throw Error(ErrorKind::bad_input, "unknown key rule '" + name +
-                                        "' (leverage, ridge, lewis, row-norm, random, sinks-window)");
+  throw Error(ErrorKind::bad_input,
+              "unknown key rule '" + name + "' (leverage, ridge, lewis, row-norm, random, sinks-window)");
 }
 
 std::vector<index_t> keep_top_k(const std::vector<double>& scores, index_t k) {

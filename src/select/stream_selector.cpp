@@ -25,13 +25,14 @@ void StreamSelector::Rows::append(const float* k, const float* v, index_t j, ind
 }
 
 StreamSelector::StreamSelector(index_t d, StreamOptions options)
-    : d_(d), options_(options), summary_(std::max<index_t>(d, 1), std::max<index_t>(options.first_row, 0)),
+    : d_(d),
+      options_(options),
+      summary_(std::max<index_t>(d, 1), std::max<index_t>(options.first_row, 0)),
       bound_(std::max<index_t>(d, 1), options.rcond > 0.0 && options.rcond < 1.0 ? options.rcond : 0.5) {
   require(d >= 1, "stream selector: dimension must be at least 1");
   require(options.budget >= 0, "stream selector: budget must be ≥ 0, got " + std::to_string(options.budget));
   if (options.budget == 0) check_eps(options.eps);
-  require(options.rcond > 0.0 && options.rcond < 1.0,
-          "rcond must lie in (0, 1), got " + std::to_string(options.rcond));
+  require(options.rcond > 0.0 && options.rcond < 1.0, "rcond must lie in (0, 1), got " + std::to_string(options.rcond));
   require(options.first_row >= 0, "stream selector: first_row must be ≥ 0");
   require(options.value_dim >= 0, "stream selector: value_dim must be ≥ 0");
   require(options.pending_rows >= 0, "stream selector: pending_rows must be ≥ 0");
@@ -42,23 +43,22 @@ void StreamSelector::note_peak() { peak_retained_ = std::max(peak_retained_, ret
 
 // Scores rows with the current bound and keeps the survivors as candidates (every row in budget
 // mode). Values: row r at values + r·value_stride. Indices: index[r], or first_index + r.
-void StreamSelector::score_and_keep(ConstMatrixF keys, const float* values, index_t value_stride,
-                                    const index_t* index, index_t first_index) {
+void StreamSelector::score_and_keep(ConstMatrixF keys, const float* values, index_t value_stride, const index_t* index,
+                                    index_t first_index) {
   std::vector<double> s(static_cast<size_t>(keys.rows));
   bound_.bounds(keys, s.data());
   const double floor = options_.budget > 0 ? -1.0 : options_.eps / kEvictDivisor;
   for (index_t r = 0; r < keys.rows; ++r)
     if (s[r] >= floor)
-      cand_.append(keys.row(r), values + r * value_stride, index ? index[r] : first_index + r, d_,
-                   options_.value_dim);
+      cand_.append(keys.row(r), values + r * value_stride, index ? index[r] : first_index + r, d_, options_.value_dim);
 }
 
 void StreamSelector::push(ConstMatrixF keys, ConstMatrixF values) {
   require(keys.cols == d_, "keys have " + std::to_string(keys.cols) + " columns, expected " + std::to_string(d_));
   const index_t dv = options_.value_dim;
   if (dv > 0)
-    require(values.rows == keys.rows && values.cols == dv,
-            "values: expected shape " + shape_string(keys.rows, dv) + ", got " + shape_string(values.rows, values.cols));
+    require(values.rows == keys.rows && values.cols == dv, "values: expected shape " + shape_string(keys.rows, dv) +
+                                                               ", got " + shape_string(values.rows, values.cols));
   else
     require(values.rows == 0, "values given but the selector carries none (value_dim = 0)");
   if (keys.rows == 0) return;
@@ -101,8 +101,8 @@ void StreamSelector::flush() {
   if (pending_.rows == 0) return;
   Rows pending = std::move(pending_);
   pending_ = Rows{};
-  score_and_keep(ConstMatrixF(pending.keys.data(), pending.rows, d_), pending.values.data(),
-                 options_.value_dim, pending.index.data(), 0);
+  score_and_keep(ConstMatrixF(pending.keys.data(), pending.rows, d_), pending.values.data(), options_.value_dim,
+                 pending.index.data(), 0);
   note_peak();
 }
 
@@ -143,8 +143,8 @@ void StreamSelector::merge(const StreamSelector& other) {
   const index_t dv = options_.value_dim;
   for (const Rows* part : {&other.cand_, &other.pending_})
     for (index_t r = 0; r < part->rows; ++r)
-      pending_.append(part->keys.data() + r * d_, dv > 0 ? part->values.data() + r * dv : nullptr,
-                      part->index[r], d_, dv);
+      pending_.append(part->keys.data() + r * d_, dv > 0 ? part->values.data() + r * dv : nullptr, part->index[r], d_,
+                      dv);
   peak_retained_ = std::max(peak_retained_, other.peak_retained_);
   note_peak();
   flush();                        // refits the bound on the merged summary
@@ -170,8 +170,8 @@ StreamResult StreamSelector::result() const {
     std::vector<double> tau(static_cast<size_t>(part->rows));
     scorer.scores(ConstMatrixF(part->keys.data(), part->rows, d_), tau.data());
     for (index_t r = 0; r < part->rows; ++r)
-      held.push_back({part->index[r], part->keys.data() + r * d_,
-                      dv > 0 ? part->values.data() + r * dv : nullptr, tau[r]});
+      held.push_back(
+          {part->index[r], part->keys.data() + r * d_, dv > 0 ? part->values.data() + r * dv : nullptr, tau[r]});
   }
   std::sort(held.begin(), held.end(), [](const Held& a, const Held& b) { return a.index < b.index; });
   std::vector<double> tau(held.size());

@@ -28,8 +28,7 @@ UniversalSet select_by_threshold(const double* scores, index_t n, double eps, do
 }
 
 UniversalSet select_top_k(const double* scores, index_t n, index_t k) {
-  require(k >= 1 && k <= n, "top-k must lie in [1, n] = [1, " + std::to_string(n) + "], got " +
-                                std::to_string(k));
+  require(k >= 1 && k <= n, "top-k must lie in [1, n] = [1, " + std::to_string(n) + "], got " + std::to_string(k));
   std::vector<index_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), index_t{0});
   const auto better = [scores](index_t a, index_t b) {

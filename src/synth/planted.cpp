@@ -20,8 +20,8 @@ std::mt19937_64 stream(std::uint64_t seed, std::uint64_t purpose, std::uint64_t 
 }
 
 // rows×d standard normals scaled by `scale`, drawn in seeded blocks (parallel, deterministic).
-void fill_gaussian(std::vector<float>& out, index_t rows, index_t d, double scale,
-                   std::uint64_t seed, std::uint64_t purpose) {
+void fill_gaussian(std::vector<float>& out, index_t rows, index_t d, double scale, std::uint64_t seed,
+                   std::uint64_t purpose) {
   out.resize(static_cast<size_t>(rows * d));
   const index_t blocks = (rows + kRowsPerStream - 1) / kRowsPerStream;
 #pragma omp parallel for schedule(static)
@@ -29,8 +29,7 @@ void fill_gaussian(std::vector<float>& out, index_t rows, index_t d, double scal
     auto rng = stream(seed, purpose, static_cast<std::uint64_t>(b));
     std::normal_distribution<double> normal;
     const index_t end = std::min(rows, (b + 1) * kRowsPerStream) * d;
-    for (index_t i = b * kRowsPerStream * d; i < end; ++i)
-      out[i] = static_cast<float>(scale * normal(rng));
+    for (index_t i = b * kRowsPerStream * d; i < end; ++i) out[i] = static_cast<float>(scale * normal(rng));
   }
 }
 
@@ -50,11 +49,10 @@ Eigen::MatrixXd noise_basis(index_t d, index_t s, std::uint64_t seed) {
 PlantedData make_planted(const PlantedOptions& o) {
   require(o.d >= 1 && o.m >= 0 && o.directions >= 1 && o.copies >= 1,
           "planted model: need d ≥ 1, m ≥ 0, directions ≥ 1, copies ≥ 1");
-  require(o.n >= o.directions * o.copies,
-          "planted model: n must be at least directions × copies");
-  require(std::isfinite(o.strength) && o.strength > 0 && std::isfinite(o.query_noise) &&
-              o.query_noise >= 0 && std::isfinite(o.key_noise) && o.key_noise >= 0 &&
-              std::isfinite(o.noise_strength) && o.noise_strength >= 0,
+  require(o.n >= o.directions * o.copies, "planted model: n must be at least directions × copies");
+  require(std::isfinite(o.strength) && o.strength > 0 && std::isfinite(o.query_noise) && o.query_noise >= 0 &&
+              std::isfinite(o.key_noise) && o.key_noise >= 0 && std::isfinite(o.noise_strength) &&
+              o.noise_strength >= 0,
           "planted model: strength must be > 0, query noise, key noise and noise strength ≥ 0");
   require(o.noise_rank >= 0 && o.noise_rank <= o.d - o.directions,
           "planted model: need 0 ≤ noise rank ≤ d − directions");
@@ -91,8 +89,7 @@ PlantedData make_planted(const PlantedOptions& o) {
   fill_gaussian(data.keys, o.n, o.d, o.key_noise * inv_sqrt_d, o.seed, 1);
   if (s > 0 && o.noise_strength > 0) {  // noise keys near the subspace: + a·√(n/d)·B z / √s
     std::vector<float> z;
-    fill_gaussian(z, o.n, s, o.noise_strength * std::sqrt(double(o.n) / double(o.d) / double(s)),
-                  o.seed, 4);
+    fill_gaussian(z, o.n, s, o.noise_strength * std::sqrt(double(o.n) / double(o.d) / double(s)), o.seed, 4);
     std::vector<char> relevant(static_cast<size_t>(o.n), 0);
     for (index_t i = 0; i < o.directions * o.copies; ++i) relevant[rows[i]] = 1;
 #pragma omp parallel for schedule(static)
@@ -107,8 +104,7 @@ PlantedData make_planted(const PlantedOptions& o) {
   }
   for (index_t i = 0; i < planted; ++i) {
     const index_t t = i / o.copies, row = rows[i];
-    for (index_t c = 0; c < o.d; ++c)
-      data.keys[row * o.d + c] += static_cast<float>(strength[t] * u[t * o.d + c]);
+    for (index_t c = 0; c < o.d; ++c) data.keys[row * o.d + c] += static_cast<float>(strength[t] * u[t * o.d + c]);
     data.relevant_keys.push_back(row);
   }
   std::sort(data.relevant_keys.begin(), data.relevant_keys.end());

@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "universal set at eps %.2f: %d keys, expected only key %d\n", eps, int(u.size()), kN - 1);
     return 1;
   }
-  std::printf("levattn %s: universal set {%d} at eps %.2f, %d scores match the reference\n",
-              levattn::version_string(), int(u.indices[0]), eps, kN);
+  std::printf("levattn %s: universal set {%d} at eps %.2f, %d scores match the reference\n", levattn::version_string(),
+              int(u.indices[0]), eps, kN);
   return 0;
 }

@@ -31,10 +31,10 @@
 namespace {
 
 constexpr unsigned long long kMiB = 1ull << 20;
-constexpr unsigned long long kBuffer = 132 * kMiB;          // OpenBLAS's BUFFER_SIZE, 128 MiB, aligned
-constexpr unsigned long long kPerThread = 2 * kBuffer;      // at start-up, and in a parallel region
-constexpr unsigned long long kPerExtraThread = 72 * kMiB;   // a thread's stack and malloc arena
-constexpr unsigned long long kMargin = 16 * kMiB;           // the program's own first allocations
+constexpr unsigned long long kBuffer = 132 * kMiB;         // OpenBLAS's BUFFER_SIZE, 128 MiB, aligned
+constexpr unsigned long long kPerThread = 2 * kBuffer;     // at start-up, and in a parallel region
+constexpr unsigned long long kPerExtraThread = 72 * kMiB;  // a thread's stack and malloc arena
+constexpr unsigned long long kMargin = 16 * kMiB;          // the program's own first allocations
 
 // The value of NAME=… in `env` as a positive int (clamped to INT_MAX), or 0 when absent or not one.
 int env_count(char** env, const char* name) {
@@ -102,7 +102,8 @@ void fit_threads_to_address_space(int, char** argv, char** env) {
   if (asked >= 1 && asked <= threads && limited >= 1 && limited <= threads) return;  // already within
   const int wanted = asked >= 1 ? std::min(asked, procs) : procs;
   if (threads < wanted)
-    std::fprintf(stderr, "%s: note: the address-space limit (ulimit -v) of %llu MiB fits %d of %d threads "
+    std::fprintf(stderr,
+                 "%s: note: the address-space limit (ulimit -v) of %llu MiB fits %d of %d threads "
                  "(OpenBLAS takes %llu MiB a thread); running with %d\n",
                  program(argv), mib, threads, wanted, kPerThread / kMiB, threads);
   // The environment with OMP_NUM_THREADS and OMP_THREAD_LIMIT replaced by values within `threads`.
@@ -130,5 +131,5 @@ void fit_threads_to_address_space(int, char** argv, char** env) {
 
 // Before the shared libraries' initialisers, hence before OpenBLAS's (and libgomp reading
 // OMP_NUM_THREADS).
-__attribute__((section(".preinit_array"), used)) void (*const levattn_preinit)(int, char**, char**) =
-    fit_threads_to_address_space;
+__attribute__((section(".preinit_array"), used)) void (*const levattn_preinit)(int, char**,
+                                                                               char**) = fit_threads_to_address_space;

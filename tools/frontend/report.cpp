@@ -12,8 +12,7 @@
 namespace levattn::cli {
 
 void add_common_options(CLI::App& command, CommonOptions& options) {
-  command.add_option("--threads", options.threads, "Threads to use (default: every core)")
-      ->check(CLI::PositiveNumber);
+  command.add_option("--threads", options.threads, "Threads to use (default: every core)")->check(CLI::PositiveNumber);
   command.add_flag("--json", options.json, "Print one JSON object with the results on stdout");
 }
 
@@ -47,8 +46,7 @@ void print_json(const nlohmann::json& object) {
 }
 
 bool ends_with(const std::string& path, const std::string& suffix) {
-  return path.size() >= suffix.size() &&
-         path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 }  // namespace levattn::cli

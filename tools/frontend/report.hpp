@@ -25,9 +25,8 @@ void apply_threads(const CommonOptions& options);
 
 class Stopwatch {
  public:
-  double seconds() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-  }
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(); }
+
  private:
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };

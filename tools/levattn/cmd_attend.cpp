@@ -110,7 +110,10 @@ int run_attend(const AttendOptions& o) {
     j["kept_per_head"] = lev.kept;
     j["select_seconds"] = lev.select_seconds;
     j["attend_seconds"] = lev.attend_seconds;
-    if (o.top_k) j["top_k"] = *o.top_k; else j["eps"] = *o.eps;
+    if (o.top_k)
+      j["top_k"] = *o.top_k;
+    else
+      j["eps"] = *o.eps;
     j["sinks"] = o.sinks;
     j["window"] = o.window;
     if (!lev.missing_mass.empty()) {
@@ -145,14 +148,15 @@ int run_attend(const AttendOptions& o) {
 
 Command add_attend_command(CLI::App& app) {
   auto o = std::make_shared<AttendOptions>();
-  CLI::App* c = app.add_subcommand(
-      "attend", "Attention output O = A·V: exact (tiled, online normaliser) or LevAttention");
+  CLI::App* c =
+      app.add_subcommand("attend", "Attention output O = A·V: exact (tiled, online normaliser) or LevAttention");
   add_qkv_options(*c, o->queries, o->keys, o->values);
   c->add_option("--method", o->method, "exact, or lev (attention over the keys of top leverage score)")
       ->check(CLI::IsMember({"exact", "lev"}))
       ->capture_default_str();
-  auto* k = c->add_option("--top-k", o->top_k,
-                          "lev: keep the k keys of largest leverage score (pow:P, P ≠ 2: ℓP Lewis sensitivity) per head");
+  auto* k =
+      c->add_option("--top-k", o->top_k,
+                    "lev: keep the k keys of largest leverage score (pow:P, P ≠ 2: ℓP Lewis sensitivity) per head");
   auto* eps = c->add_option("--eps", o->eps, "lev: keep the keys with leverage score (or ℓP sensitivity) ≥ ε");
   k->excludes(eps);
   eps->excludes(k);

@@ -48,12 +48,19 @@ void write_csv(const std::string& path, const EvalReport& r, const std::vector<d
   std::fprintf(out, ",rel_error,select_seconds,attend_seconds,relevant_recall,failure\n");
   for (const EvalRow& row : r.rows) {
     std::fprintf(out, "%s,%s,", row.rule.c_str(), row.f.name().c_str());
-    if (row.budget > 0) std::fprintf(out, "%" PRId64 ",", row.budget); else std::fprintf(out, ",");
-    if (row.threshold > 0) std::fprintf(out, "%g,", row.threshold); else std::fprintf(out, ",");
+    if (row.budget > 0)
+      std::fprintf(out, "%" PRId64 ",", row.budget);
+    else
+      std::fprintf(out, ",");
+    if (row.threshold > 0)
+      std::fprintf(out, "%g,", row.threshold);
+    else
+      std::fprintf(out, ",");
     if (!row.failure.empty()) {  // no figures: empty fields, then the message, quoted
       for (size_t t = 0; t < 2 * eps.size() + 4; ++t) std::fprintf(out, ",");  // kept … relevant_recall
       std::string quoted = row.failure;
-      for (size_t at = quoted.find('"'); at != std::string::npos; at = quoted.find('"', at + 2)) quoted.insert(at, "\"");
+      for (size_t at = quoted.find('"'); at != std::string::npos; at = quoted.find('"', at + 2))
+        quoted.insert(at, "\"");
       std::fprintf(out, ",\"%s\"\n", quoted.c_str());
       continue;
     }
@@ -107,11 +114,18 @@ nlohmann::json row_json(const EvalRow& row, const std::vector<double>& eps) {
     capture[number(eps[t])] = std::isnan(row.capture[t]) ? nlohmann::json() : nlohmann::json(row.capture[t]);
     heavy[number(eps[t])] = row.heavy[t];
   }
-  nlohmann::json j = {{"rule", row.rule},       {"f", row.f.name()},
-                      {"kept_mean", row.kept_mean}, {"capture", capture},
-                      {"heavy", heavy},         {"rel_error", row.error},
-                      {"select_seconds", row.select_seconds}, {"attend_seconds", row.attend_seconds}};
-  if (row.budget > 0) j["budget"] = row.budget; else j["threshold"] = row.threshold;
+  nlohmann::json j = {{"rule", row.rule},
+                      {"f", row.f.name()},
+                      {"kept_mean", row.kept_mean},
+                      {"capture", capture},
+                      {"heavy", heavy},
+                      {"rel_error", row.error},
+                      {"select_seconds", row.select_seconds},
+                      {"attend_seconds", row.attend_seconds}};
+  if (row.budget > 0)
+    j["budget"] = row.budget;
+  else
+    j["threshold"] = row.threshold;
   if (row.relevant_recall >= 0) j["relevant_recall"] = row.relevant_recall;
   if (!row.failure.empty()) {  // no figures
     for (const char* key : {"kept_mean", "rel_error", "select_seconds", "attend_seconds"}) j[key] = nullptr;
@@ -139,7 +153,8 @@ void print_table(const EvalReport& r, const std::vector<double>& eps) {
 
 int run_eval(EvalCliOptions& o) {
   if (!o.output.empty() && !ends_with(o.output, ".csv")) throw UsageError("--output must end in .csv");
-  if (!o.plots.empty() && o.output.empty()) throw UsageError("--plots needs --output (the plots are drawn from the CSV)");
+  if (!o.plots.empty() && o.output.empty())
+    throw UsageError("--plots needs --output (the plots are drawn from the CSV)");
   apply_threads(o.common);
   o.eval.functions.clear();
   for (const std::string& f : o.f) o.eval.functions.push_back(parse_score_function(f));
@@ -163,7 +178,9 @@ int run_eval(EvalCliOptions& o) {
     nlohmann::json rows = nlohmann::json::array();
     for (const EvalRow& row : report.rows) rows.push_back(row_json(row, o.eval.capture_eps));
     nlohmann::json j = attention_shapes_json(inputs);
-    j.update({{"command", "eval"}, {"rows", rows}, {"reference_seconds", report.reference_seconds},
+    j.update({{"command", "eval"},
+              {"rows", rows},
+              {"reference_seconds", report.reference_seconds},
               {"seconds", phases.json()}});
     print_json(j);
   } else {
@@ -194,8 +211,7 @@ Command add_eval_command(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   c->add_option("--scale", o->eval.scale, "Scale c of the scores (default 1/√d for softmax, 1 for pow:P)");
-  c->add_option("--ridge-fraction", o->eval.key_rules.ridge_fraction,
-                "ridge: λ = F·‖K‖_F²/d")->capture_default_str();
+  c->add_option("--ridge-fraction", o->eval.key_rules.ridge_fraction, "ridge: λ = F·‖K‖_F²/d")->capture_default_str();
   c->add_option("--sinks", o->eval.key_rules.sinks, "sinks-window: leading keys always kept")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

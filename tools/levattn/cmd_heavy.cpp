@@ -77,9 +77,12 @@ int run_heavy(const HeavyOptions& o) {
     const bool estimated = power && searchp->estimated();
     if (power) {
       const PowerNormaliser& nz = searchp->normaliser();
-      power_heads.push_back({{"normaliser", normaliser_kind_name(nz.kind())}, {"estimated", estimated},
-                             {"delta", nz.delta()}, {"failure_per_query", nz.failure()},
-                             {"sample_size", nz.sample_size()}, {"report_threshold", searchp->report_threshold()},
+      power_heads.push_back({{"normaliser", normaliser_kind_name(nz.kind())},
+                             {"estimated", estimated},
+                             {"delta", nz.delta()},
+                             {"failure_per_query", nz.failure()},
+                             {"sample_size", nz.sample_size()},
+                             {"report_threshold", searchp->report_threshold()},
                              {"lewis_iterations", searchp->lewis().iterations},
                              {"lewis_residual", searchp->lewis().residual},
                              {"lewis_limited_by_rounding", searchp->lewis().limited_by_rounding},
@@ -100,8 +103,8 @@ int run_heavy(const HeavyOptions& o) {
       std::vector<index_t> rows;
       const std::vector<float> sample = sample_rows(queries.head(h), o.verify, o.seed + h, rows);
       const ConstMatrixF view(sample.data(), index_t(rows.size()), queries.cols);
-      const VerifyReport r = power ? verify_power_heavy(*searchp, keys.head(h), view)
-                                   : verify_heavy(*search2, keys.head(h), view);
+      const VerifyReport r =
+          power ? verify_power_heavy(*searchp, keys.head(h), view) : verify_heavy(*search2, keys.head(h), view);
       verified.queries += r.queries;
       verified.tolerance = r.tolerance;
       verified.reference += r.reference;
@@ -145,16 +148,21 @@ int run_heavy(const HeavyOptions& o) {
       j["per_head"] = power_heads;
     }
     if (o.verify > 0)
-      j["verify"] = {{"queries", verified.queries}, {"recall", verified.recall()},
-                     {"precision", verified.precision()}, {"tolerance", verified.tolerance},
-                     {"reference_entries", verified.reference}, {"reported_entries", verified.reported},
+      j["verify"] = {{"queries", verified.queries},
+                     {"recall", verified.recall()},
+                     {"precision", verified.precision()},
+                     {"tolerance", verified.tolerance},
+                     {"reference_entries", verified.reference},
+                     {"reported_entries", verified.reported},
                      {"seconds", verify_seconds}};
     print_json(j);
   } else {
     print_heavy_line("levattn", summary, "");
     if (any_estimated)
-      std::fprintf(stderr, "levattn: normaliser estimated by Lewis-weight sampling (delta %g): scores are "
-                           "estimates, entries clear eps/(1+delta)\n", o.delta);
+      std::fprintf(stderr,
+                   "levattn: normaliser estimated by Lewis-weight sampling (delta %g): scores are "
+                   "estimates, entries clear eps/(1+delta)\n",
+                   o.delta);
     if (o.verify > 0)
       std::fprintf(stderr, "levattn: verify on %lld sampled queries: recall %.6f, precision %.6f\n",
                    static_cast<long long>(verified.queries), verified.recall(), verified.precision());
@@ -167,9 +175,10 @@ Command add_heavy_command(CLI::App& app) {
   auto o = std::make_shared<HeavyOptions>();
   CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = |x|^p (p = 2 by default)");
   add_heavy_arguments(*c, *o, "Queries: (m, d) or (h, m, d)", "Keys: (n, d) or (h, n, d)");
-  c->add_option("--delta", o->delta,
-                "p ≠ 2: relative accuracy δ of a sampled normaliser, in (0, 1)")->capture_default_str();
-  c->add_option("--seed", o->seed, "Seed of the --verify sample and of the normaliser's key sample")->capture_default_str();
+  c->add_option("--delta", o->delta, "p ≠ 2: relative accuracy δ of a sampled normaliser, in (0, 1)")
+      ->capture_default_str();
+  c->add_option("--seed", o->seed, "Seed of the --verify sample and of the normaliser's key sample")
+      ->capture_default_str();
   return {c, [o] { return run_heavy(*o); }};
 }
 

@@ -47,14 +47,25 @@ int run_planted(PlantedCliOptions& o) {
   const double t_write = write.seconds();
 
   if (o.common.json) {
-    print_json({{"command", "planted"}, {"n", p.n}, {"m", p.m}, {"d", p.d}, {"d_v", p.value_dim},
-                {"directions", p.directions}, {"copies", p.copies}, {"strength", p.strength},
-                {"query_noise", p.query_noise}, {"key_noise", p.key_noise},
-                {"noise_rank", p.noise_rank}, {"noise_strength", p.noise_strength}, {"seed", p.seed},
-                {"relevant_keys", data.relevant_keys}, {"output_dir", o.dir},
-                {"predicted", {{"relevant_min_leverage", predicted.relevant_min},
-                               {"noise_max_leverage", predicted.noise_max},
-                               {"top_k_recovers", predicted.recovers}}},
+    print_json({{"command", "planted"},
+                {"n", p.n},
+                {"m", p.m},
+                {"d", p.d},
+                {"d_v", p.value_dim},
+                {"directions", p.directions},
+                {"copies", p.copies},
+                {"strength", p.strength},
+                {"query_noise", p.query_noise},
+                {"key_noise", p.key_noise},
+                {"noise_rank", p.noise_rank},
+                {"noise_strength", p.noise_strength},
+                {"seed", p.seed},
+                {"relevant_keys", data.relevant_keys},
+                {"output_dir", o.dir},
+                {"predicted",
+                 {{"relevant_min_leverage", predicted.relevant_min},
+                  {"noise_max_leverage", predicted.noise_max},
+                  {"top_k_recovers", predicted.recovers}}},
                 {"seconds", {{"load", 0.0}, {"compute", t_compute}, {"write", t_write}}}});
   } else {
     std::printf("levattn planted: n = %lld keys (%lld relevant), m = %lld queries, d = %lld, written to %s\n",

@@ -91,8 +91,14 @@ int run_press(const PressCliOptions& o) {
   phases.write = write.seconds();
 
   if (o.common.json) {
-    print_json({{"command", "press"}, {"press", o.press}, {"n", n}, {"d", k.cols}, {"heads", heads},
-                {"budget", budget}, {"output", o.output}, {"seconds", phases.json()}});
+    print_json({{"command", "press"},
+                {"press", o.press},
+                {"n", n},
+                {"d", k.cols},
+                {"heads", heads},
+                {"budget", budget},
+                {"output", o.output},
+                {"seconds", phases.json()}});
   } else {
     std::fprintf(stderr, "levattn: wrote %s: %s kept %lld of %lld keys in each of %lld heads\n", o.output.c_str(),
                  o.press.c_str(), static_cast<long long>(budget), static_cast<long long>(n),
@@ -106,15 +112,18 @@ int run_press(const PressCliOptions& o) {
 Command add_press_command(CLI::App& app) {
   auto o = std::make_shared<PressCliOptions>();
   CLI::App* c = app.add_subcommand("press", "Cut each head's KV cache of context keys to a budget (a KV-cache press)");
-  c->add_option("--press", o->press, "leverage, ridge, lewis, sketched-leverage, key-norm, streaming, random, "
-                                     "snapkv or h2o")
+  c->add_option("--press", o->press,
+                "leverage, ridge, lewis, sketched-leverage, key-norm, streaming, random, "
+                "snapkv or h2o")
       ->required()
       ->check(CLI::IsMember(press_names()));
-  c->add_option("--keys", o->keys, "Context keys: file.npy or file.safetensors[:name], (n, d), (h, n, d) or "
-                                   "(b, h, n, d)")
+  c->add_option("--keys", o->keys,
+                "Context keys: file.npy or file.safetensors[:name], (n, d), (h, n, d) or "
+                "(b, h, n, d)")
       ->required();
-  c->add_option("--queries", o->queries, "snapkv, h2o: the context's own queries, one per key, same rank as the "
-                                         "keys, a multiple of their heads");
+  c->add_option("--queries", o->queries,
+                "snapkv, h2o: the context's own queries, one per key, same rank as the "
+                "keys, a multiple of their heads");
   c->add_option("--budget", o->budget, "Keys kept per head, ≥ 1")->check(CLI::PositiveNumber);
   c->add_option("--ratio", o->ratio, "Compression ratio in [0, 1): keep round((1 − R)·n) keys per head");
   c->add_option("--window", o->window, "snapkv: observation window of the last W context queries")

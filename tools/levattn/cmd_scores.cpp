@@ -2,9 +2,9 @@
 //                --output tau.npy [--json]
 // Writes float64 leverage (ridge, ℓp Lewis, or sketched leverage) scores, shape (n,) for (n, d)
 // keys or (h, n) for (h, n, d).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
-#include <algorithm>
 #include <numeric>
 
 #include "commands.hpp"
@@ -54,13 +54,20 @@ int run_scores(const ScoresOptions& o) {
   phases.write = write.seconds();
 
   if (o.common.json) {
-    print_json({{"command", "scores"}, {"n", keys.rows}, {"d", keys.cols}, {"heads", keys.heads},
-                {"ridge", o.ridge}, {"rcond", o.rcond}, {"p", o.kind.p}, {"per_head", heads},
-                {"output", o.output}, {"seconds", phases.json()}});
+    print_json({{"command", "scores"},
+                {"n", keys.rows},
+                {"d", keys.cols},
+                {"heads", keys.heads},
+                {"ridge", o.ridge},
+                {"rcond", o.rcond},
+                {"p", o.kind.p},
+                {"per_head", heads},
+                {"output", o.output},
+                {"seconds", phases.json()}});
   } else {
-    std::fprintf(stderr, "levattn: wrote %s: %lld scores, d = %lld, rank %lld (head 0)\n",
-                 o.output.c_str(), static_cast<long long>(tau.size()),
-                 static_cast<long long>(keys.cols), heads[0]["rank"].get<long long>());
+    std::fprintf(stderr, "levattn: wrote %s: %lld scores, d = %lld, rank %lld (head 0)\n", o.output.c_str(),
+                 static_cast<long long>(tau.size()), static_cast<long long>(keys.cols),
+                 heads[0]["rank"].get<long long>());
   }
   return 0;
 }
@@ -68,9 +75,9 @@ int run_scores(const ScoresOptions& o) {
 
 Command add_scores_command(CLI::App& app) {
   auto o = std::make_shared<ScoresOptions>();
-  CLI::App* c = app.add_subcommand("scores", "Leverage scores τ_j = k_jᵀ(KᵀK + λI)⁺k_j of every key (ℓp Lewis weights with --p)");
-  c->add_option("--keys", o->keys, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)")
-      ->required();
+  CLI::App* c =
+      app.add_subcommand("scores", "Leverage scores τ_j = k_jᵀ(KᵀK + λI)⁺k_j of every key (ℓp Lewis weights with --p)");
+  c->add_option("--keys", o->keys, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)")->required();
   c->add_option("--ridge", o->ridge, "Ridge λ ≥ 0 (default 0: plain leverage scores)");
   add_score_kind_options(*c, o->kind);
   add_rcond_option(*c, o->rcond);

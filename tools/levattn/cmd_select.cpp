@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "arguments.hpp"
 #include "commands.hpp"
 #include "heads.hpp"
 #include "levattn/io/atomic_file.hpp"
@@ -16,7 +17,6 @@
 #include "levattn/select/universal_set.hpp"
 #include "report.hpp"
 #include "score_kinds.hpp"
-#include "arguments.hpp"
 #include "summaries.hpp"
 
 namespace levattn::cli {
@@ -76,8 +76,8 @@ int run_select(const SelectOptions& options) {
     total += u.size();
     bound += u.bound;
     within = within && u.within_bound;
-    report.update({{"rank", rank}, {"universal_set_size", u.size()}, {"bound", u.bound},
-                   {"within_bound", u.within_bound}});
+    report.update(
+        {{"rank", rank}, {"universal_set_size", u.size()}, {"bound", u.bound}, {"within_bound", u.within_bound}});
     heads.push_back(report);
   }
   phases.compute = compute.seconds();
@@ -101,8 +101,7 @@ int run_select(const SelectOptions& options) {
 
 Command add_select_command(CLI::App& app) {
   auto o = std::make_shared<SelectOptions>();
-  CLI::App* c = app.add_subcommand(
-      "select", "The universal set: keys with τ_j ≥ ε (guaranteed), or the top-k by τ");
+  CLI::App* c = app.add_subcommand("select", "The universal set: keys with τ_j ≥ ε (guaranteed), or the top-k by τ");
   add_select_arguments(*c, o->select, "Keys: file.npy or file.safetensors[:name], (n, d) or (h, n, d)",
                        "Output: OUT.npy (int64) for (n, d) keys, OUT.csv for (h, n, d)");
   add_score_kind_options(*c, o->kind);

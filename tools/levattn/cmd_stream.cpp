@@ -58,7 +58,9 @@ int run_stream(const StreamCliOptions& o) {
   if (o.common.json) {
     nlohmann::json j = universal_set_summary_json(
         "stream", {n, d, o.eps, std::nullopt, result.set.size(), result.set.bound, result.set.within_bound, o.output});
-    j.update({{"block", block}, {"rank", result.rank}, {"peak_retained_keys", selector.peak_retained()},
+    j.update({{"block", block},
+              {"rank", result.rank},
+              {"peak_retained_keys", selector.peak_retained()},
               {"keys_per_second", double(n) / (reading + computing)},
               {"seconds", {{"read", reading}, {"compute", computing}, {"write", writing}}}});
     print_json(j);
@@ -73,9 +75,9 @@ int run_stream(const StreamCliOptions& o) {
 
 Command add_stream_command(CLI::App& app) {
   auto o = std::make_shared<StreamCliOptions>();
-  CLI::App* c = app.add_subcommand(
-      "stream", "The universal set {j : τ_j ≥ ε} in one pass over an (n, d) .npy read in blocks "
-                "(memory independent of n; same output as select --eps)");
+  CLI::App* c = app.add_subcommand("stream",
+                                   "The universal set {j : τ_j ≥ ε} in one pass over an (n, d) .npy read in blocks "
+                                   "(memory independent of n; same output as select --eps)");
   c->add_option("--keys", o->keys, "Keys: file.npy, (n, d), any float dtype, C order")->required();
   c->add_option("--eps", o->eps, "Threshold ε in (0, 1]: U = {j : τ_j ≥ ε}")->required();
   c->add_option("--block", o->block, "Rows read at a time")->check(CLI::PositiveNumber)->capture_default_str();

@@ -7,8 +7,7 @@ HeadArray load_heads(const std::string& spec, const std::string& role) {
   a.tensor = io::load_float_tensor(spec);
   const auto& shape = a.tensor.shape();
   require(shape.size() == 2 || shape.size() == 3,
-          role + ": " + spec + " has shape " + io::format_shape(shape) +
-              "; expected (n, d) or (heads, n, d)");
+          role + ": " + spec + " has shape " + io::format_shape(shape) + "; expected (n, d) or (heads, n, d)");
   a.multi_head = shape.size() == 3;
   a.heads = a.multi_head ? shape[0] : 1;
   a.rows = shape[shape.size() - 2];
@@ -19,9 +18,8 @@ HeadArray load_heads(const std::string& spec, const std::string& role) {
 }
 
 void check_compatible(const HeadArray& queries, const HeadArray& keys) {
-  require(queries.cols == keys.cols,
-          "shape mismatch: queries " + io::format_shape(queries.tensor.shape()) + " and keys " +
-              io::format_shape(keys.tensor.shape()) + " differ in d");
+  require(queries.cols == keys.cols, "shape mismatch: queries " + io::format_shape(queries.tensor.shape()) +
+                                         " and keys " + io::format_shape(keys.tensor.shape()) + " differ in d");
   require(queries.multi_head == keys.multi_head && queries.heads == keys.heads,
           "shape mismatch: queries " + io::format_shape(queries.tensor.shape()) + " and keys " +
               io::format_shape(keys.tensor.shape()) + " must both be (n, d) or both (h, n, d) with the same h");
@@ -31,8 +29,8 @@ Heads4 load_heads4(const std::string& spec, const std::string& role) {
   Heads4 a;
   a.tensor = io::load_float_tensor(spec);
   const auto& s = a.tensor.shape();
-  require(s.size() >= 2 && s.size() <= 4, role + ": " + spec + " has shape " + io::format_shape(s) +
-                                              "; expected (n, d), (h, n, d) or (b, h, n, d)");
+  require(s.size() >= 2 && s.size() <= 4,
+          role + ": " + spec + " has shape " + io::format_shape(s) + "; expected (n, d), (h, n, d) or (b, h, n, d)");
   a.rows = s[s.size() - 2];
   a.cols = s[s.size() - 1];
   if (s.size() >= 3) a.heads = s[s.size() - 3];
@@ -43,16 +41,15 @@ Heads4 load_heads4(const std::string& spec, const std::string& role) {
 }
 
 void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v) {
-  const auto shapes = "queries " + io::format_shape(q.tensor.shape()) + ", keys " +
-                      io::format_shape(k.tensor.shape()) + ", values " + io::format_shape(v.tensor.shape());
+  const auto shapes = "queries " + io::format_shape(q.tensor.shape()) + ", keys " + io::format_shape(k.tensor.shape()) +
+                      ", values " + io::format_shape(v.tensor.shape());
   require(q.tensor.ndim() == k.tensor.ndim() && k.tensor.ndim() == v.tensor.ndim(),
           "shape mismatch: " + shapes + " must have the same number of dimensions");
   require(q.cols == k.cols, "shape mismatch: " + shapes + ": queries and keys differ in d");
   require(k.rows == v.rows && k.heads == v.heads && k.batch == v.batch,
           "shape mismatch: " + shapes + ": values need one row per key, in the same heads");
   require(q.batch == k.batch, "shape mismatch: " + shapes + ": batch sizes differ");
-  require(q.heads % k.heads == 0,
-          "shape mismatch: " + shapes + ": query heads must be a multiple of key heads");
+  require(q.heads % k.heads == 0, "shape mismatch: " + shapes + ": query heads must be a multiple of key heads");
 }
 
 void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys, std::string& values) {
@@ -69,8 +66,9 @@ AttentionInputs load_attention_inputs(const std::string& queries, const std::str
 }
 
 nlohmann::json attention_shapes_json(const AttentionInputs& in) {
-  return {{"batch", in.q.batch}, {"query_heads", in.q.heads}, {"key_heads", in.k.heads}, {"n_q", in.q.rows},
-          {"n_k", in.k.rows},    {"d", in.q.cols},            {"d_v", in.v.cols}};
+  return {{"batch", in.q.batch}, {"query_heads", in.q.heads}, {"key_heads", in.k.heads},
+          {"n_q", in.q.rows},    {"n_k", in.k.rows},          {"d", in.q.cols},
+          {"d_v", in.v.cols}};
 }
 
 }  // namespace levattn::cli

@@ -13,14 +13,12 @@ namespace levattn::cli {
 struct HeadArray {
   io::FloatTensor tensor;
   index_t heads = 1;
-  index_t rows = 0;  // n (keys) or m (queries) per head
-  index_t cols = 0;  // d
+  index_t rows = 0;         // n (keys) or m (queries) per head
+  index_t cols = 0;         // d
   bool multi_head = false;  // the file held a 3-D array
 
   // Head h as a dense rows × cols view into the tensor.
-  ConstMatrixF head(index_t h) const {
-    return ConstMatrixF(tensor.data() + h * rows * cols, rows, cols);
-  }
+  ConstMatrixF head(index_t h) const { return ConstMatrixF(tensor.data() + h * rows * cols, rows, cols); }
 };
 
 // Loads `spec` (file.npy or file.safetensors[:name]) as heads. `role` ("keys", "queries") names

@@ -16,10 +16,9 @@ int run_levattn(int argc, char** argv) {
                "levattn");
   app.set_version_flag("--version", std::string("levattn ") + version_string());
   app.require_subcommand(1);
-  const std::vector<Command> commands = {add_scores_command(app), add_select_command(app),
-                                         add_heavy_command(app), add_attend_command(app), add_stream_command(app),
-                                         add_eval_command(app),   add_press_command(app), add_planted_command(app),
-                                         add_demo_command(app)};
+  const std::vector<Command> commands = {add_scores_command(app), add_select_command(app),  add_heavy_command(app),
+                                         add_attend_command(app), add_stream_command(app),  add_eval_command(app),
+                                         add_press_command(app),  add_planted_command(app), add_demo_command(app)};
 
   try {
     app.parse(argc, argv);
@@ -30,8 +29,7 @@ int run_levattn(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "levattn: error: %s\nRun 'levattn --help' or 'levattn <command> --help'.\n",
-                 e.what());
+    std::fprintf(stderr, "levattn: error: %s\nRun 'levattn --help' or 'levattn <command> --help'.\n", e.what());
     return exit_code::usage;
   }
 

@@ -43,8 +43,11 @@ nlohmann::json key_scores_report(const KeyScores& s, const ScoreKindOptions& o) 
             {"seed", o.seed}};
   }
   if (o.p != 2.0)
-    return {{"method", s.method}, {"p", o.p}, {"iterations", s.lewis_iterations},
-            {"residual", s.lewis_residual}, {"limited_by_rounding", s.lewis_limited_by_rounding},
+    return {{"method", s.method},
+            {"p", o.p},
+            {"iterations", s.lewis_iterations},
+            {"residual", s.lewis_residual},
+            {"limited_by_rounding", s.lewis_limited_by_rounding},
             {"sensitivity_factor", s.sensitivity_factor}};
   return {{"method", s.method}};
 }

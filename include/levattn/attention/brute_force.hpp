@@ -9,7 +9,6 @@ namespace levattn {
 // Every entry A[i,j] ≥ ε of the rows of queries against keys, streamed to sink in (query, key)
 // order. Rows are scaled by powers of two before the GEMM, so huge and tiny inputs neither
 // overflow nor underflow; products are float, sums of squares double.
-HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps,
-                             const HeavySink& sink);
+HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps, const HeavySink& sink);
 
 }  // namespace levattn

@@ -58,21 +58,20 @@ double effective_scale(const AttentionOptions& options, index_t d);
 
 // One head: queries (n_q×d), keys (n_k×d), values (n_k×d_v) → out (n_q×d_v). log_normaliser is
 // null or holds n_q doubles. out may not alias the inputs.
-void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values,
-                  const AttentionOptions& options, MatrixF out, double* log_normaliser = nullptr);
+void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values, const AttentionOptions& options,
+                  MatrixF out, double* log_normaliser = nullptr);
 
 // Batches and heads: queries (B, H_q, n_q, d), keys (B, H_kv, n_k, d), values (B, H_kv, n_k, d_v),
 // out (B, H_q, n_q, d_v), with H_q a multiple of H_kv (grouped-query attention: query head h
 // reads key/value head h / (H_q / H_kv)). log_normaliser is null or holds B·H_q·n_q doubles.
-void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                  const AttentionOptions& options, HeadsF out, double* log_normaliser = nullptr);
+void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser = nullptr);
 
 // Merges attention over disjoint key sets, in place into (out, log_normaliser):
 //   L = log(e^{L_a} + e^{L_b}),  o = e^{L_a − L}·o_a + e^{L_b − L}·o_b,
 // exact up to rounding, for any f (L is the log of the row's full normaliser). Rows with
 // L = −∞ on one side take the other side. Throws Error{bad_input}, changing nothing, unless the
 // shapes match, every L is finite or −∞ and every output is finite.
-void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out,
-                     const double* other_log_normaliser);
+void merge_attention(MatrixF out, double* log_normaliser, ConstMatrixF other_out, const double* other_log_normaliser);
 
 }  // namespace levattn

@@ -10,10 +10,10 @@
 // qᵀGq from the Gram factor (relative error growing like 1e-16·cond(K)²; the tests hold A to
 // 1e-4 up to cond(K) = 1e6, so only entries that close to ε can fall on the wrong side).
 // Candidate products come from a float GEMM and are re-checked in double whenever the float
-// value, widened by its rigorous rounding bound, could clear ε. A query whose normaliser has noticeable weight along directions below
-// the rank cut-off (see gram_factors.hpp), where leverage scores say nothing, is computed by
-// brute force over all n keys instead ("fallback" queries; rare, counted in the stats). A query
-// with Σ_l <q,k_l>² = 0 (e.g. q = 0) has no defined row: it yields no entries and is counted.
+// value, widened by its rigorous rounding bound, could clear ε. A query whose normaliser has noticeable weight along
+// directions below the rank cut-off (see gram_factors.hpp), where leverage scores say nothing, is computed by brute
+// force over all n keys instead ("fallback" queries; rare, counted in the stats). A query with Σ_l <q,k_l>² = 0 (e.g. q
+// = 0) has no defined row: it yields no entries and is counted.
 #pragma once
 
 #include <functional>
@@ -101,8 +101,7 @@ class HeavySearch {
   // Every entry ≥ ε for the rows of queries (m×d), streamed to sink in (query, key) order.
   // Query indices are row numbers of `queries`. Parallel over query tiles; the output does not
   // depend on the thread count. `progress`, if set, is told how many rows are done, in order.
-  HeavyStats run(ConstMatrixF queries, const HeavySink& sink,
-                 const std::function<void(index_t)>& progress = {}) const;
+  HeavyStats run(ConstMatrixF queries, const HeavySink& sink, const std::function<void(index_t)>& progress = {}) const;
 
   // Query rows per tile of run(). Splitting the queries at multiples of it keeps every tile, and so
   // every bit of the output, what one run over all of them computes.
@@ -128,7 +127,7 @@ class HeavySearch {
   std::vector<float> cand_rows_;  // their rows as given
   std::vector<float> cand_keys_;  // their rows, scaled by 2^key_shift_, |·|∞ < 1
   int key_shift_ = 0;
-  double cand_norm_max_ = 0.0;    // largest Euclidean norm of a scaled scanned row
+  double cand_norm_max_ = 0.0;  // largest Euclidean norm of a scaled scanned row
 };
 
 }  // namespace levattn

@@ -97,7 +97,7 @@ class KVCache {
   std::vector<float> unfitted_;       // keys appended since the last refit (rows × d)
   std::vector<double> products_;      // scratch for attend(): <q, k> over unfitted_
   double missing_mass_ = 0.0;
-  std::vector<double> lse_;           // scratch for attend()
+  std::vector<double> lse_;  // scratch for attend()
 };
 
 }  // namespace levattn

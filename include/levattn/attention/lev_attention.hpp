@@ -39,11 +39,11 @@
 namespace levattn {
 
 struct LevSelectOptions {
-  index_t top_k = 0;    // > 0: the k keys of largest score (ties to the lower index); 1 ≤ k ≤ n
-  double eps = 0.0;     // > 0 with top_k = 0: the keys with score ≥ ε, ε ∈ (0, 1]
-  index_t sinks = 0;    // keys [0, sinks) are always kept
-  index_t window = 0;   // causal only: each query also sees the `window` latest keys it may see
-  LeverageOptions leverage;  // ridge and rank cut-off of the scores (ridge: leverage only)
+  index_t top_k = 0;             // > 0: the k keys of largest score (ties to the lower index); 1 ≤ k ≤ n
+  double eps = 0.0;              // > 0 with top_k = 0: the keys with score ≥ ε, ε ∈ (0, 1]
+  index_t sinks = 0;             // keys [0, sinks) are always kept
+  index_t window = 0;            // causal only: each query also sees the `window` latest keys it may see
+  LeverageOptions leverage;      // ridge and rank cut-off of the scores (ridge: leverage only)
   PowerNormaliserOptions power;  // pow:P, P ≠ 2: δ, failure probability and seed of the normaliser
                                  // (key head number t of batch·heads samples with seed + t)
 };
@@ -53,16 +53,16 @@ struct LevSelectOptions {
 std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& options);
 
 struct LevAttentionReport {
-  std::vector<index_t> kept;          // per (batch, key head): number of keys kept
+  std::vector<index_t> kept;                    // per (batch, key head): number of keys kept
   std::vector<std::vector<index_t>> kept_keys;  // per (batch, key head): the kept keys, ascending
-                                    // (the window's keys of a causal run are not listed)
-  index_t window = 0;                 // causal: the latest keys each query also saw (select.window)
-  std::vector<double> missing_mass;   // pow:P: per (batch, query head, query); else empty
-  bool normaliser_estimated = false;  // pow:P: some head's normaliser was sampled (see above)
-  double normaliser_delta = 0.0;      // then: its relative accuracy δ …
-  double normaliser_failure = 0.0;    // … and the failure probability of each row
-  double select_seconds = 0.0;        // leverage scores and selection
-  double attend_seconds = 0.0;        // gathering and attention
+                                                // (the window's keys of a causal run are not listed)
+  index_t window = 0;                           // causal: the latest keys each query also saw (select.window)
+  std::vector<double> missing_mass;             // pow:P: per (batch, query head, query); else empty
+  bool normaliser_estimated = false;            // pow:P: some head's normaliser was sampled (see above)
+  double normaliser_delta = 0.0;                // then: its relative accuracy δ …
+  double normaliser_failure = 0.0;              // … and the failure probability of each row
+  double select_seconds = 0.0;                  // leverage scores and selection
+  double attend_seconds = 0.0;                  // gathering and attention
 };
 
 // Shapes as attend_exact (batches, heads, grouped queries); options.causal applies as described
@@ -70,8 +70,7 @@ struct LevAttentionReport {
 // the causal mask, and on pow:P with P ≠ 2 combined with the causal mask or a ridge;
 // Error{failure} if the Lewis weights do not converge.
 LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                              const AttentionOptions& attention, const LevSelectOptions& select,
-                              HeadsF out);
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out);
 
 // Gradients of attend_lev with its key selection held fixed (report.kept_keys and report.window,
 // as attend_lev returned them for these inputs): dQ, dK and dV of Σ dO∘O for the output `out` it

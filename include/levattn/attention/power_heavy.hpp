@@ -4,8 +4,9 @@
 // Method: ℓp Lewis weights (scores/lewis.hpp) give sensitivity bounds s_j ≥ A[i,j] for every
 // query, so U = {j : s_j ≥ ε} holds every entry A ≥ ε, |U| ≤ r/ε (p ≤ 2) or r^{p/2}/ε (p > 2).
 // Keys with s_j ≥ ε(1 − 5e-2) are scanned (absorbing the weights' residual — 1e-6, or up to 1e-3
-// when rounding limits it (lewis.hpp) — and rounding). The normaliser N(q) comes from a PowerNormaliser (scores/power_normaliser.hpp):
-// exact for p = 2 and (when affordable) p = 4, else estimated to (1±δ) by Lewis-weight sampling.
+// when rounding limits it (lewis.hpp) — and rounding). The normaliser N(q) comes from a PowerNormaliser
+// (scores/power_normaliser.hpp): exact for p = 2 and (when affordable) p = 4, else estimated to (1±δ) by Lewis-weight
+// sampling.
 //
 // Reported: every scanned entry whose value Â = |<q,k>|^p / N̂(q) — <q,k> in double — clears
 // ε/(1+δ) (ε itself when the normaliser is exact), with Â as its score. Guarantee: when N̂(q) is
@@ -40,8 +41,7 @@ class PowerHeavySearch {
   PowerHeavySearch(ConstMatrixF keys, double p, double eps, const PowerHeavyOptions& options = {});
 
   // Streams the reported entries of the rows of queries (m×d) to sink in (query, key) order.
-  HeavyStats run(ConstMatrixF queries, const HeavySink& sink,
-                 const std::function<void(index_t)>& progress = {}) const;
+  HeavyStats run(ConstMatrixF queries, const HeavySink& sink, const std::function<void(index_t)>& progress = {}) const;
 
   double p() const { return p_; }
   double eps() const { return eps_; }

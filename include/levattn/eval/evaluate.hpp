@@ -30,13 +30,13 @@ namespace levattn {
 
 struct EvalOptions {
   std::vector<ScoreFunction> functions = {ScoreFunction::softmax(), ScoreFunction::power(2.0)};
-  double scale = 0.0;                   // c for every f; 0: each f's default (1/√d, 1)
-  std::vector<std::string> rules;       // of eval_rule_names(); empty: every rule
-  std::vector<index_t> budgets;         // each in [1, n]
-  std::vector<double> thresholds;       // leverage threshold sets, each in (0, 1]
+  double scale = 0.0;                                   // c for every f; 0: each f's default (1/√d, 1)
+  std::vector<std::string> rules;                       // of eval_rule_names(); empty: every rule
+  std::vector<index_t> budgets;                         // each in [1, n]
+  std::vector<double> thresholds;                       // leverage threshold sets, each in (0, 1]
   std::vector<double> capture_eps = {0.01, 0.05, 0.1};  // each in (0, 1]
   KeyRuleOptions key_rules;
-  std::vector<index_t> relevant;        // optional key indices, each in [0, n)
+  std::vector<index_t> relevant;  // optional key indices, each in [0, n)
 };
 
 struct EvalRow {
@@ -49,15 +49,15 @@ struct EvalRow {
   std::vector<double> capture;           // captured / heavy (NaN with no heavy entries)
   double error = 0.0;
   double select_seconds = 0.0, attend_seconds = 0.0;
-  double relevant_recall = -1.0;         // −1: not measured (no relevant keys, or the oracle)
-  std::string failure;                   // non-empty: the rule's scores failed on some key head
-                                         // (where, and the error's message); kept_mean, capture
-                                         // and error are then NaN, the counts 0
+  double relevant_recall = -1.0;  // −1: not measured (no relevant keys, or the oracle)
+  std::string failure;            // non-empty: the rule's scores failed on some key head
+                                  // (where, and the error's message); kept_mean, capture
+                                  // and error are then NaN, the counts 0
 };
 
 struct EvalReport {
-  std::vector<EvalRow> rows;      // by f, then rule (in options order), then budget, thresholds
-  double reference_seconds = 0.0; // the exact double-precision reference
+  std::vector<EvalRow> rows;       // by f, then rule (in options order), then budget, thresholds
+  double reference_seconds = 0.0;  // the exact double-precision reference
 };
 
 // Every rule name: the key rules (key_rule_names) then "h2o" and "oracle".

@@ -39,10 +39,10 @@
 namespace levattn {
 
 struct PressOptions {
-  AttentionOptions attention;      // snapkv, h2o: the model's f and scale (causal is implied)
-  KeyRuleOptions key_rules;        // leverage, ridge, lewis, key-norm, streaming, random
-  index_t window = 32;             // snapkv: observation window, ≥ 1 (min(window, n) are used)
-  index_t pool = 7;                // snapkv: pooling width, odd ≥ 1
+  AttentionOptions attention;         // snapkv, h2o: the model's f and scale (causal is implied)
+  KeyRuleOptions key_rules;           // leverage, ridge, lewis, key-norm, streaming, random
+  index_t window = 32;                // snapkv: observation window, ≥ 1 (min(window, n) are used)
+  index_t pool = 7;                   // snapkv: pooling width, odd ≥ 1
   ApproxLeverageOptions sketch = {};  // sketched-leverage (its method is forced to sketched)
 };
 

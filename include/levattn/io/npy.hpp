@@ -40,7 +40,6 @@ FloatTensor load_npy(const std::string& path);
 // Error{failure} when the file cannot be written.
 void write_npy(const std::string& path, const double* data, const std::vector<index_t>& shape);
 void write_npy(const std::string& path, const float* data, const std::vector<index_t>& shape);
-void write_npy(const std::string& path, const std::int64_t* data,
-               const std::vector<index_t>& shape);
+void write_npy(const std::string& path, const std::int64_t* data, const std::vector<index_t>& shape);
 
 }  // namespace levattn::io

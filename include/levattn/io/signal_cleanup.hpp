@@ -9,8 +9,8 @@
 //    read (…)" on stderr, every recorded temporary removed, exit status 3 (bad input data). SIGBUS
 //    anywhere else, or sent by kill(2): temporaries removed, then the default action.
 //  * SIGINT, SIGTERM, SIGHUP (unless ignored when installed, as under nohup): every recorded
-//    temporary removed, then the default action (the status a shell reports as 128 + signal). A target is renamed into place whole or not
-//    at all, so no signal leaves a partial output file.
+//    temporary removed, then the default action (the status a shell reports as 128 + signal). A target is renamed into
+//    place whole or not at all, so no signal leaves a partial output file.
 //  * SIGXFSZ (a file-size limit, ulimit -f) is ignored, so that the write fails with EFBIG and the
 //    program reports it ("File too large") and removes the temporary like any failed write.
 // SIGKILL cannot be caught: the temporary ".<name>.tmp.XXXXXX" then stays beside the target, which

@@ -30,8 +30,7 @@ std::string format_shape(const std::vector<index_t>& shape);
 // The number of elements of `shape` (1 for the 0-d shape "()"). Guarantees that the result times
 // `itemsize` (> 0) fits in int64; otherwise, or if a dimension is negative, throws
 // Error{bad_input} with a message starting "<context>: ".
-index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize,
-                              const std::string& context);
+index_t checked_element_count(const std::vector<index_t>& shape, std::size_t itemsize, const std::string& context);
 
 // How elements are laid out in a file.
 struct StoredLayout {
@@ -84,9 +83,8 @@ class FloatTensor {
 // `owner` and mapped() is true. f16/bf16 convert exactly; f64 rounds to nearest float32, and a
 // finite f64 beyond float32's range is an error rather than a silent infinity. int64 is refused.
 // Throws Error{bad_input} naming `source`.
-FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes,
-                                std::shared_ptr<const void> owner, const StoredLayout& layout,
-                                std::string source);
+FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std::shared_ptr<const void> owner,
+                                const StoredLayout& layout, std::string source);
 
 // Loads a float tensor from `spec`:
 //   "path.npy"              a .npy file (v1/v2/v3; f2, f4, f8, either byte order, C or Fortran)

@@ -66,11 +66,11 @@ class GramSummary {
   // 2^level); a fragment holds the raw rows of a block this summary holds only part of.
   struct Item {
     bool fragment = false;
-    index_t first = 0;  // block number (piece) or global row of the first row (fragment)
-    index_t level = 0;  // piece: log₂ of the block count
-    index_t rows = 0;   // fragment: rows held
-    std::vector<double> sum;   // piece: dpad×dpad, upper triangle meaningful
-    std::vector<float> data;   // fragment: rows×d
+    index_t first = 0;        // block number (piece) or global row of the first row (fragment)
+    index_t level = 0;        // piece: log₂ of the block count
+    index_t rows = 0;         // fragment: rows held
+    std::vector<double> sum;  // piece: dpad×dpad, upper triangle meaningful
+    std::vector<float> data;  // fragment: rows×d
   };
 
   static void push_piece_into(std::vector<Item>& items, Item piece, index_t d);
@@ -81,8 +81,8 @@ class GramSummary {
   index_t d_;
   index_t first_row_;
   index_t count_ = 0;
-  std::vector<Item> items_;     // left to right: maximal pieces, fragments only at the ends
-  std::vector<double> loose_;   // sum of runs merged out of order (empty while exact)
+  std::vector<Item> items_;    // left to right: maximal pieces, fragments only at the ends
+  std::vector<double> loose_;  // sum of runs merged out of order (empty while exact)
 };
 
 }  // namespace levattn

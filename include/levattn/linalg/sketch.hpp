@@ -33,8 +33,8 @@ const char* sketch_kind_name(SketchKind kind);
 
 struct SketchOptions {
   SketchKind kind = SketchKind::sparse_sign;
-  index_t rows = 0;        // m ≥ 1
-  index_t nonzeros = 8;    // s, sparse_sign only: 1 ≤ s ≤ min(m, 64)
+  index_t rows = 0;      // m ≥ 1
+  index_t nonzeros = 8;  // s, sparse_sign only: 1 ≤ s ≤ min(m, 64)
   std::uint64_t seed = 1;
 };
 
@@ -62,8 +62,7 @@ class Sketch {
   void add_sparse(ConstMatrixF block);
   void add_gaussian(ConstMatrixF block);
   void add_srht(ConstMatrixF block);
-  void flush_srht_block(const std::vector<double>& block, index_t block_index,
-                        std::vector<double>& into) const;
+  void flush_srht_block(const std::vector<double>& block, index_t block_index, std::vector<double>& into) const;
 
   index_t d_;
   SketchOptions options_;
@@ -71,7 +70,7 @@ class Sketch {
   std::vector<double> sk_;  // m × d
   // srht: the sampled rows of H and the partial block of D·K not yet transformed.
   std::vector<std::uint64_t> srht_rows_;
-  index_t srht_block_ = 0;         // B
+  index_t srht_block_ = 0;            // B
   std::vector<double> srht_pending_;  // B × d, rows [0, count_ mod B) filled
 };
 

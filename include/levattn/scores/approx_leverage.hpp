@@ -28,7 +28,8 @@
 //
 // Cost: O(n·d·s) to sketch (s nonzeros per key) + O(m·d²) + O(n·d·k) float (O(n·d²/2) float when
 // k = r, double if cond(T) is too large for float). When no (m, k) is cheaper than the exact
-// scores, method automatic computes the exact scores instead (plan().sketched == false), which meet any γ with failure 0.
+// scores, method automatic computes the exact scores instead (plan().sketched == false), which meet any γ with failure
+// 0.
 #pragma once
 
 #include <cstdint>
@@ -49,12 +50,12 @@ enum class ApproxMethod {
 };
 
 struct ApproxLeverageOptions {
-  double gamma = 0.5;      // γ > 0: τ̂ within a factor 1+γ of τ
-  double failure = 0.05;   // δ ∈ (0, 1): per-key probability of missing that
+  double gamma = 0.5;     // γ > 0: τ̂ within a factor 1+γ of τ
+  double failure = 0.05;  // δ ∈ (0, 1): per-key probability of missing that
   std::uint64_t seed = 1;
   double rcond = kDefaultRcond;
   SketchKind sketch = SketchKind::sparse_sign;
-  index_t nonzeros = 2;    // s for sparse_sign (2 suffices at the m ≥ 25·r the plan asks for)
+  index_t nonzeros = 2;  // s for sparse_sign (2 suffices at the m ≥ 25·r the plan asks for)
   ApproxMethod method = ApproxMethod::automatic;
   index_t sketch_rows = 0;  // m; 0 lets the plan choose
   index_t jl_columns = 0;   // k; 0 lets the plan choose (k ≥ rank means no projection)
@@ -62,14 +63,14 @@ struct ApproxLeverageOptions {
 
 struct ApproxLeveragePlan {
   bool sketched = false;
-  index_t sketch_rows = 0;        // m
-  index_t jl_columns = 0;         // k (== rank: no projection)
-  double distortion = 0.0;        // η assumed of the sketch
-  double sketch_failure = 0.0;    // δ_R
+  index_t sketch_rows = 0;          // m
+  index_t jl_columns = 0;           // k (== rank: no projection)
+  double distortion = 0.0;          // η assumed of the sketch
+  double sketch_failure = 0.0;      // δ_R
   double projection_failure = 0.0;  // δ_J = P(X ∉ [A/c, B/c])
-  double scale = 1.0;             // c
-  bool float_scores = false;      // scores formed in float (k < r always; k = r when rounding fits)
-  double rounding = 0.0;          // estimated relative score error of float arithmetic (0: double)
+  double scale = 1.0;               // c
+  bool float_scores = false;        // scores formed in float (k < r always; k = r when rounding fits)
+  double rounding = 0.0;            // estimated relative score error of float arithmetic (0: double)
   double failure() const { return sketch_failure + projection_failure; }
 };
 
@@ -97,9 +98,9 @@ class ApproxLeverageScorer {
   ApproxLeverageOptions options_;
   ApproxLeveragePlan plan_;
   index_t rank_ = 0;
-  LeverageScorer exact_;              // plan_.sketched == false
-  TrapezoidalForm root_;              // T, when k == rank
-  std::vector<float> projection_;     // TᵀΠ (d × k, float), when k < rank
+  LeverageScorer exact_;           // plan_.sketched == false
+  TrapezoidalForm root_;           // T, when k == rank
+  std::vector<float> projection_;  // TᵀΠ (d × k, float), when k < rank
 };
 
 // The plan for n keys of dimension d (rank assumed d): exposed for reports and tests.

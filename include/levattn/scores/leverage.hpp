@@ -24,8 +24,8 @@
 namespace levattn {
 
 struct LeverageOptions {
-  double ridge = 0.0;             // λ ≥ 0; 0 gives plain leverage scores
-  double rcond = kDefaultRcond;   // relative singular-value cut-off, see gram_factors.hpp
+  double ridge = 0.0;            // λ ≥ 0; 0 gives plain leverage scores
+  double rcond = kDefaultRcond;  // relative singular-value cut-off, see gram_factors.hpp
 };
 
 class LeverageScorer {

@@ -41,25 +41,25 @@
 namespace levattn {
 
 struct LewisOptions {
-  double tolerance = 1e-6;       // stop at this relative fixed-point residual, in (0, 1)
-  double stall_tolerance = 1e-3; // accept a residual up to this when rounding stops progress,
-                                 // in (0, 1)
-  index_t max_iterations = 300;  // weighted leverage-score evaluations
-  double rcond = kDefaultRcond;  // cut-off of each weighted pseudo-inverse (gram_factors.hpp)
-  bool accelerate = true;        // Anderson acceleration for p < 4 (false: the plain steps above)
+  double tolerance = 1e-6;        // stop at this relative fixed-point residual, in (0, 1)
+  double stall_tolerance = 1e-3;  // accept a residual up to this when rounding stops progress,
+                                  // in (0, 1)
+  index_t max_iterations = 300;   // weighted leverage-score evaluations
+  double rcond = kDefaultRcond;   // cut-off of each weighted pseudo-inverse (gram_factors.hpp)
+  bool accelerate = true;         // Anderson acceleration for p < 4 (false: the plain steps above)
 };
 
 struct LewisWeights {
   double p = 2.0;
-  std::vector<double> weights;  // w_j ≥ 0, one per key
-  index_t rank = 0;             // numerical rank of the last weighted Gram matrix
-  index_t cut_directions = 0;   // d − rank
-  index_t iterations = 0;       // weighted leverage-score evaluations
-  double residual = 0.0;        // relative fixed-point residual of `weights`
+  std::vector<double> weights;       // w_j ≥ 0, one per key
+  index_t rank = 0;                  // numerical rank of the last weighted Gram matrix
+  index_t cut_directions = 0;        // d − rank
+  index_t iterations = 0;            // weighted leverage-score evaluations
+  double residual = 0.0;             // relative fixed-point residual of `weights`
   bool limited_by_rounding = false;  // stopped above `tolerance`: the map's rounding set the floor
-  std::string method;           // "mirror descent" (p ≥ 4) or "cohen-peng (…)" naming the
-                                // accelerations used: "over-relaxed", "anderson", or "… abandoned"
-                                // when a safeguard switched one off
+  std::string method;                // "mirror descent" (p ≥ 4) or "cohen-peng (…)" naming the
+                                     // accelerations used: "over-relaxed", "anderson", or "… abandoned"
+                                     // when a safeguard switched one off
 
   // 1 for p ≤ 2, rank^{p/2−1} for p > 2.
   double sensitivity_factor() const;

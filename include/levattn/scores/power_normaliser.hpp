@@ -43,8 +43,8 @@ enum class NormaliserPolicy {
 };
 
 struct PowerNormaliserOptions {
-  double delta = 0.1;      // δ ∈ (0, 1): relative accuracy of the sampled normaliser
-  double failure = 1e-6;   // per-query failure probability ∈ (0, 1)
+  double delta = 0.1;     // δ ∈ (0, 1): relative accuracy of the sampled normaliser
+  double failure = 1e-6;  // per-query failure probability ∈ (0, 1)
   std::uint64_t seed = 1;
   NormaliserPolicy policy = NormaliserPolicy::automatic;
   double moment_budget = 2e10;  // multiply-adds allowed for the fourth-moment tensor (automatic)
@@ -79,14 +79,14 @@ class PowerNormaliser {
   double p_;
   PowerNormaliserOptions options_;
   NormaliserKind kind_ = NormaliserKind::sampled;
-  int key_shift_ = 0;                 // keys are used as k·2^key_shift_
-  LeverageScorer gram_;               // exact_gram
-  index_t features_ = 0;              // D, exact_moments
-  std::vector<double> moments_;       // D × D, exact_moments
+  int key_shift_ = 0;            // keys are used as k·2^key_shift_
+  LeverageScorer gram_;          // exact_gram
+  index_t features_ = 0;         // D, exact_moments
+  std::vector<double> moments_;  // D × D, exact_moments
   double beta_ = 0.0, expected_size_ = 0.0;
-  std::vector<index_t> sample_;       // kept keys, ascending
-  std::vector<double> sample_keys_;   // their rows ·2^key_shift_, in double (sample × d)
-  std::vector<double> inverse_pi_;    // 1/π_j
+  std::vector<index_t> sample_;      // kept keys, ascending
+  std::vector<double> sample_keys_;  // their rows ·2^key_shift_, in double (sample × d)
+  std::vector<double> inverse_pi_;   // 1/π_j
 };
 
 }  // namespace levattn

@@ -37,17 +37,17 @@ struct KeyScoreOptions {
 };
 
 struct KeyScores {
-  std::vector<double> values;     // one per key
-  index_t rank = 0;               // numerical rank of the keys (of the last weighted Gram, Lewis)
-  double threshold_factor = 1.0;  // the threshold set keeps values ≥ ε·threshold_factor
-  double bound_mass = 0.0;        // and has at most bound_mass/(ε·threshold_factor) keys
-  std::string method;             // "exact leverage", "sketched", "exact (cheaper than any sketch
-                                  // meeting gamma)" or "lewis weights: <Lewis method>"
-  ApproxLeveragePlan plan;        // sketched scores (γ > 0): the plan used
-  index_t lewis_iterations = 0;   // p ≠ 2: weighted leverage-score evaluations
-  double lewis_residual = 0.0;    // p ≠ 2: relative fixed-point residual
+  std::vector<double> values;              // one per key
+  index_t rank = 0;                        // numerical rank of the keys (of the last weighted Gram, Lewis)
+  double threshold_factor = 1.0;           // the threshold set keeps values ≥ ε·threshold_factor
+  double bound_mass = 0.0;                 // and has at most bound_mass/(ε·threshold_factor) keys
+  std::string method;                      // "exact leverage", "sketched", "exact (cheaper than any sketch
+                                           // meeting gamma)" or "lewis weights: <Lewis method>"
+  ApproxLeveragePlan plan;                 // sketched scores (γ > 0): the plan used
+  index_t lewis_iterations = 0;            // p ≠ 2: weighted leverage-score evaluations
+  double lewis_residual = 0.0;             // p ≠ 2: relative fixed-point residual
   bool lewis_limited_by_rounding = false;  // p ≠ 2: the residual is the keys' rounding floor
-  double sensitivity_factor = 1.0;  // p ≠ 2: r^{max(0, p/2−1)}
+  double sensitivity_factor = 1.0;         // p ≠ 2: r^{max(0, p/2−1)}
 };
 
 // Throws Error{bad_input} for p ≤ 0 or not finite, γ < 0 or not finite, γ > 0 with p ≠ 2, a ridge

@@ -39,12 +39,12 @@
 namespace levattn {
 
 struct StreamOptions {
-  double eps = 0.0;               // threshold mode: ε in (0, 1]
-  index_t budget = 0;             // > 0: fixed-budget mode (eps is then ignored)
-  double rcond = kDefaultRcond;   // cut-off of the final scorer, see gram_factors.hpp
-  index_t first_row = 0;          // global index of the first key this selector receives
-  index_t value_dim = 0;          // columns of the values carried with the keys (0: none)
-  index_t pending_rows = 0;       // keys buffered between refits; 0: max(4096, 16·d)
+  double eps = 0.0;              // threshold mode: ε in (0, 1]
+  index_t budget = 0;            // > 0: fixed-budget mode (eps is then ignored)
+  double rcond = kDefaultRcond;  // cut-off of the final scorer, see gram_factors.hpp
+  index_t first_row = 0;         // global index of the first key this selector receives
+  index_t value_dim = 0;         // columns of the values carried with the keys (0: none)
+  index_t pending_rows = 0;      // keys buffered between refits; 0: max(4096, 16·d)
 };
 
 // The kept keys, in ascending global index.
@@ -104,8 +104,8 @@ class StreamSelector {
     void append(const float* k, const float* v, index_t j, index_t d, index_t dv);
   };
 
-  void score_and_keep(ConstMatrixF keys, const float* values, index_t value_stride,
-                      const index_t* index, index_t first_index);
+  void score_and_keep(ConstMatrixF keys, const float* values, index_t value_stride, const index_t* index,
+                      index_t first_index);
   void flush();
   void rescore();
   void note_peak();

@@ -45,11 +45,11 @@ struct PlantedOptions {
 
 struct PlantedData {
   index_t n = 0, m = 0, d = 0, value_dim = 0;
-  std::vector<float> keys;              // n×d, row-major
-  std::vector<float> queries;           // m×d, row-major
-  std::vector<float> values;            // n×d_v, row-major (empty when value_dim = 0)
-  std::vector<index_t> relevant_keys;   // ascending
-  std::vector<index_t> query_direction; // m entries: the direction each query aims at
+  std::vector<float> keys;               // n×d, row-major
+  std::vector<float> queries;            // m×d, row-major
+  std::vector<float> values;             // n×d_v, row-major (empty when value_dim = 0)
+  std::vector<index_t> relevant_keys;    // ascending
+  std::vector<index_t> query_direction;  // m entries: the direction each query aims at
   ConstMatrixF key_view() const { return {keys.data(), n, d}; }
   ConstMatrixF query_view() const { return {queries.data(), m, d}; }
   ConstMatrixF value_view() const { return {values.data(), n, value_dim}; }
