@@ -41,6 +41,7 @@ std::vector<std::vector<std::uint8_t>> all_gather(const std::vector<std::uint8_t
   std::vector<std::uint8_t> all(static_cast<size_t>(offsets.back() + sizes.back()));
   MPI_Allgatherv(mine.data(), n, MPI_BYTE, all.data(), sizes.data(), offsets.data(), MPI_BYTE, MPI_COMM_WORLD);
   std::vector<std::vector<std::uint8_t>> out;
+  out.reserve(static_cast<size_t>(w.size));
   for (int r = 0; r < w.size; ++r) out.emplace_back(all.begin() + offsets[r], all.begin() + offsets[r] + sizes[r]);
   return out;
 }

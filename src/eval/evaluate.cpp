@@ -134,6 +134,7 @@ EvalReport evaluate(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, c
         a.f = f;
         a.scale = o.scale;
         std::vector<ExactReference> refs;
+        refs.reserve(group_queries.size());
         auto start = Clock::now();
         for (const ConstMatrixF& Q : group_queries) refs.push_back(exact_reference(Q, K, V, a, min_eps));
         report.reference_seconds += since(start);

@@ -48,6 +48,7 @@ std::vector<double> snapkv(const std::vector<ConstMatrixF>& queries, ConstMatrix
   require(o.pool >= 1 && o.pool % 2 == 1, "snapkv: pool must be odd and ≥ 1, got " + std::to_string(o.pool));
   const index_t n = keys.rows, w = std::min(o.window, n);
   std::vector<ConstMatrixF> window;
+  window.reserve(queries.size());
   for (const ConstMatrixF& q : queries) window.push_back(q.rows_range(n - w, n));
   AttentionOptions causal = o.attention;
   causal.causal = true;  // bottom-right: window query t sees keys up to n − w + t

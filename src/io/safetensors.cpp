@@ -108,7 +108,8 @@ SafetensorsHeader parse_safetensors(const MappedFile& file) {
     if (key == "__metadata__") {
       require(value.is_object(), path + ": \"__metadata__\" is not a JSON object");
       for (const auto& [k, v] : value.items()) {
-        require(v.is_string(), path + ": metadata value for '" + k + "' is not a string");
+        if (!v.is_string())
+          throw Error(ErrorKind::bad_input, path + ": metadata value for '" + k + "' is not a string");
         header.metadata[k] = v.get<std::string>();
       }
     } else {

@@ -58,6 +58,7 @@ class NextBlockPrefetch {
   }
   void share() {
     for (const std::uintptr_t stop = std::min(next_ + step_, end_); next_ < stop; next_ += 64)
+      // NOLINTNEXTLINE(performance-no-int-to-ptr): addresses may lie past the array; only prefetched
       _mm_prefetch(reinterpret_cast<const char*>(next_), _MM_HINT_T1);
   }
 

@@ -95,7 +95,7 @@ void AndersonMixing::propose(std::vector<double>& next) const {
     if ((scale.array() <= 0.0).any()) continue;
     const Eigen::MatrixXd eq = scale.cwiseInverse().asDiagonal() * sub * scale.cwiseInverse().asDiagonal();
     const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(eq);
-    const Eigen::VectorXd lambda = eig.eigenvalues();
+    const Eigen::VectorXd& lambda = eig.eigenvalues();
     if (!(lambda(0) > kMinRelativeEigen * lambda(cols - 1))) continue;
     const Eigen::VectorXd y = eq.ldlt().solve(b.tail(cols).cwiseQuotient(scale));
     gamma.tail(cols) = y.cwiseQuotient(scale);

@@ -134,7 +134,7 @@ int run_attend(const AttendOptions& o) {
   } else {
     std::fprintf(stderr, "levattn: wrote %s: %s attention (%s), %lld × %lld queries × %lld keys in %.3f s\n",
                  o.output.c_str(), o.method.c_str(), attention.f.name().c_str(),
-                 static_cast<long long>(q.batch * q.heads), static_cast<long long>(q.rows),
+                 static_cast<long long>(q.batch) * q.heads, static_cast<long long>(q.rows),
                  static_cast<long long>(k.rows), phases.compute);
     if (j.contains("missing_mass"))
       std::fprintf(stderr, "levattn: missing mass per row%s: max %.3g, mean %.3g\n",

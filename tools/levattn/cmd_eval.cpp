@@ -20,8 +20,6 @@
 #include "levattn/io/atomic_file.hpp"
 #include "report.hpp"
 
-extern char** environ;
-
 namespace levattn::cli {
 
 namespace {
@@ -94,6 +92,7 @@ void plot(const std::string& csv, const std::string& dir) {
   const std::string py = python ? python : "/usr/bin/python3";
   std::vector<std::string> args = {py, s, csv, dir};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;

@@ -30,7 +30,7 @@ class LeverageBound {
   static constexpr double kFactor = 2.0;
 
   // rcond in (0, 1): the cut-off the final LeverageScorer will use.
-  LeverageBound(index_t d, double rcond = kDefaultRcond);
+  explicit LeverageBound(index_t d, double rcond = kDefaultRcond);
 
   // Factors the summary (O(d³)).
   void fit(const GramSummary& summary);
