@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/finite_rows.hpp"
 #include "levattn/attention/heavy.hpp"
 
 namespace levattn {
@@ -88,9 +89,9 @@ void KVCache::enforce_budget() {
 }
 
 void KVCache::append(const float* key, const float* value) {
-  require(std::all_of(key, key + d_, [](float x) { return std::isfinite(x); }) &&
-              std::all_of(value, value + dv_, [](float x) { return std::isfinite(x); }),
-          "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
+  if (first_nonfinite_row(ConstMatrixF(key, 1, d_)) < 1 || first_nonfinite_row(ConstMatrixF(value, 1, dv_)) < 1)
+    throw Error(ErrorKind::bad_input,
+                "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
   if (keeps_gram()) {
     summary_.add(ConstMatrixF(key, 1, d_));
     unfitted_.insert(unfitted_.end(), key, key + d_);
@@ -106,21 +107,12 @@ void KVCache::append(const float* key, const float* value) {
   enforce_budget();
 }
 
-namespace {
-// The first row of m holding a NaN or an infinity, or −1.
-index_t first_nonfinite_row(ConstMatrixF m) {
-  for (index_t r = 0; r < m.rows; ++r)
-    if (!std::all_of(m.row(r), m.row(r) + m.cols, [](float x) { return std::isfinite(x); })) return r;
-  return -1;
-}
-}  // namespace
-
 void KVCache::append(ConstMatrixF keys, ConstMatrixF values) {
   require(keys.cols == d_ && values.cols == dv_ && keys.rows == values.rows,
           "KV cache: expected keys (rows, " + std::to_string(d_) + ") and values (rows, " + std::to_string(dv_) +
               "), got " + shape_string(keys.rows, keys.cols) + " and " + shape_string(values.rows, values.cols));
   for (const ConstMatrixF m : {keys, values})
-    if (const index_t r = first_nonfinite_row(m); r >= 0)
+    if (const index_t r = first_nonfinite_row(m); r < m.rows)
       throw Error(ErrorKind::bad_input,
                   "KV cache: key or value " + std::to_string(appended_ + r) + " holds a NaN or an infinity");
   for (index_t r = 0; r < keys.rows; ++r) append(keys.row(r), values.row(r));
@@ -130,7 +122,7 @@ void KVCache::attend(ConstMatrixF queries, MatrixF out, double* missing) {
   require(queries.cols == d_ && out.cols == dv_ && out.rows == queries.rows,
           "KV cache: expected queries (m, " + std::to_string(d_) + ") and out (m, " + std::to_string(dv_) + "), got " +
               shape_string(queries.rows, queries.cols) + " and " + shape_string(out.rows, out.cols));
-  if (const index_t r = first_nonfinite_row(queries); r >= 0)
+  if (const index_t r = first_nonfinite_row(queries); r < queries.rows)
     throw Error(ErrorKind::bad_input, "KV cache: query row " + std::to_string(r) + " holds a NaN or an infinity");
   for (index_t r = 0; r < queries.rows; ++r) {
     attend(queries.row(r), out.row(r));
@@ -139,8 +131,7 @@ void KVCache::attend(ConstMatrixF queries, MatrixF out, double* missing) {
 }
 
 void KVCache::attend(const float* query, float* out) {
-  require(std::all_of(query, query + d_, [](float x) { return std::isfinite(x); }),
-          "KV cache: the query holds a NaN or an infinity");
+  require(first_nonfinite_row(ConstMatrixF(query, 1, d_)) == 1, "KV cache: the query holds a NaN or an infinity");
   lse_.resize(1);
   const index_t n = size();
   AttentionOptions o = options_.attention;

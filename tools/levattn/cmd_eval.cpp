@@ -6,6 +6,7 @@
 // heavy entries, relative output error, time. Shapes as `attend`.
 #include <spawn.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cinttypes>
 #include <cmath>
@@ -72,14 +73,14 @@ void write_csv(const std::string& path, const EvalReport& r, const std::vector<d
   file.commit();
 }
 
-// The plotting script: $LEVATTN_PLOT_SCRIPT, else the installed copy (<prefix>/share/levattn beside
-// <prefix>/bin/levattn), else the source tree's tools/plot_eval.py.
+// The plotting script: $LEVATTN_PLOT_SCRIPT, else the installed copy (LEVATTN_INSTALLED_PLOT_SCRIPT is
+// its path from the installed levattn's folder), else the source tree's tools/plot_eval.py.
 std::string plot_script() {
   if (const char* script = std::getenv("LEVATTN_PLOT_SCRIPT")) return script;
   std::error_code ec;
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (!ec) {
-    const std::filesystem::path installed = exe.parent_path().parent_path() / LEVATTN_INSTALLED_PLOT_SCRIPT;
+    const std::filesystem::path installed = exe.parent_path() / LEVATTN_INSTALLED_PLOT_SCRIPT;
     if (std::filesystem::is_regular_file(installed, ec)) return installed.string();
   }
   return LEVATTN_PLOT_SCRIPT;
