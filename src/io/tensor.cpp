@@ -8,7 +8,7 @@
 #include <limits>
 #include <string_view>
 
-#include "io/half.hpp"
+#include "levattn/core/half.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/safetensors.hpp"
 

@@ -1,7 +1,8 @@
-// Non-owning view of a dense (batch, heads, rows, cols) float tensor, row-major: the layout of
+// Non-owning view of a dense (batch, heads, rows, cols) tensor (float, Half or BFloat16), row-major: the layout of
 // numpy/torch attention inputs (B, H, n, d). Each (b, h) slice is a MatrixView.
 #pragma once
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn {
@@ -33,5 +34,7 @@ struct HeadsView {
 
 using HeadsF = HeadsView<float>;
 using ConstHeadsF = HeadsView<const float>;
+using ConstHeadsF16 = HeadsView<const Half>;
+using ConstHeadsBF16 = HeadsView<const BFloat16>;
 
 }  // namespace levattn

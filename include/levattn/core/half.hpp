@@ -1,15 +1,18 @@
-// IEEE 754 binary16 ("f16", "half") and bfloat16 ("bf16") conversions to and from float32.
+// 16-bit element types — IEEE 754 binary16 (Half, "f16") and bfloat16 (BFloat16, "bf16") — and
+// their conversions to and from float32. Views over caller buffers of these types
+// (MatrixView<const Half>, HeadsView<const BFloat16>) are how 16-bit keys and values reach the
+// library without a float32 copy.
 //
 // Widening (f16/bf16 -> float) is exact for every bit pattern: zeros keep their sign, subnormals
 // become the exact float, infinities stay infinite and NaNs stay NaN with their payload's top bits.
 // Narrowing (float -> f16/bf16) rounds to nearest, ties to even, overflowing to infinity as IEEE
-// does; NaN stays a (quiet) NaN. Private to the io layer.
+// does; NaN stays a (quiet) NaN.
 #pragma once
 
 #include <bit>
 #include <cstdint>
 
-namespace levattn::io {
+namespace levattn {
 
 // The float32 equal to the binary16 value with bits `h`.
 constexpr float half_to_float(std::uint16_t h) {
@@ -56,4 +59,39 @@ constexpr std::uint16_t float_to_bf16(float f) {
   return std::uint16_t((bits + 0x7fffu + odd) >> 16);
 }
 
-}  // namespace levattn::io
+// The element type of a tensor the attention and scoring layers read.
+enum class ElementType { f32, f16, bf16 };
+
+// "float32", "float16", "bfloat16".
+constexpr const char* element_type_name(ElementType type) {
+  return type == ElementType::f32 ? "float32" : type == ElementType::f16 ? "float16" : "bfloat16";
+}
+
+// An IEEE binary16 number, stored as its bits (2 bytes, the layout of numpy float16 / torch.half).
+struct Half {
+  std::uint16_t bits = 0;
+};
+// A bfloat16 number, stored as its bits (the top half of a float32; torch.bfloat16's layout).
+struct BFloat16 {
+  std::uint16_t bits = 0;
+};
+static_assert(sizeof(Half) == 2 && sizeof(BFloat16) == 2);
+
+// The element type of a C++ element: element_type_of<float> is ElementType::f32, and so on.
+template <class T>
+constexpr ElementType element_type_of = ElementType::f32;
+template <>
+constexpr ElementType element_type_of<Half> = ElementType::f16;
+template <>
+constexpr ElementType element_type_of<BFloat16> = ElementType::bf16;
+
+// Exact widening to float32, for any element type.
+constexpr float to_float(float x) { return x; }
+constexpr float to_float(Half x) { return half_to_float(x.bits); }
+constexpr float to_float(BFloat16 x) { return bf16_to_float(x.bits); }
+
+// Rounding to nearest (ties to even) from float32.
+constexpr Half to_half(float x) { return Half{float_to_half(x)}; }
+constexpr BFloat16 to_bfloat16(float x) { return BFloat16{float_to_bf16(x)}; }
+
+}  // namespace levattn
