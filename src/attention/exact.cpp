@@ -5,6 +5,8 @@
 // lanes. A single query (decode) takes a one-lane path. Units run in parallel (OpenMP); when a
 // call has too few tiles to feed the threads, keys are split into fixed segments whose partial
 // results are merged in order afterwards, so the answer does not depend on the thread count.
+// The driver is a template over the element types of the queries (Q) and of the keys and values
+// (KV); the kernels take 16-bit blocks as they are.
 #include "levattn/attention/exact.hpp"
 
 #include <algorithm>
@@ -34,6 +36,8 @@ constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 struct Plan {
   ScoreFunction f;
   double scale;  // c
+  bool bf16_products;
+  ElementType type;  // of keys and values
   detail::KeyMask mask;
   index_t n_q, n_k, d, dv;
   index_t segments;  // key segments per tile
@@ -41,9 +45,11 @@ struct Plan {
 };
 
 struct Scratch {
-  std::vector<float> Qp, St, Ot, m, q1;  // q1: the one query of a decode unit, scaled
+  std::vector<float> Qp, St, Ot, m, q1;  // q1: the one query of a decode unit, scaled, or a query row
   std::vector<double> l;
-  std::vector<int> shift;  // power: query v was multiplied by 2^-shift[v]
+  std::vector<int> shift;        // power: query v was multiplied by 2^-shift[v]
+  std::vector<float> Kf, Vf;     // widened blocks (16-bit inputs or emulated bf16 arithmetic)
+  std::vector<std::uint32_t> Qb, Kb, Pb, Vb;  // pair-packed operands of the bf16 tile
 
   explicit Scratch(const Plan& plan)
       : Qp(static_cast<size_t>(plan.d * kLanes)),
@@ -52,24 +58,45 @@ struct Scratch {
         m(static_cast<size_t>(kLanes)),
         q1(static_cast<size_t>(plan.d)),
         l(static_cast<size_t>(kLanes)),
-        shift(static_cast<size_t>(kLanes)) {}
+        shift(static_cast<size_t>(kLanes)) {
+    if (plan.type != ElementType::f32 || plan.bf16_products) {
+      Kf.resize(static_cast<size_t>(kKeyBlock * plan.d));
+      Vf.resize(static_cast<size_t>(kKeyBlock * plan.dv));
+    }
+    if (plan.bf16_products) {
+      const index_t pairs = (plan.d + 1) / 2;
+      Qb.resize(static_cast<size_t>(pairs * kLanes));
+      Kb.resize(static_cast<size_t>(kKeyBlock * pairs));
+      Pb.resize(static_cast<size_t>(kKeyBlock / 2 * kLanes));
+      Vb.resize(static_cast<size_t>(kKeyBlock / 2 * plan.dv));
+    }
+  }
 };
 
 // For |x|^p: the e with the largest key entry of a head in [2^(e-1), 2^e) (0 for all-zero keys), so
 // that dividing by 2^e brings it near 1.
-int key_shift(ConstMatrixF keys) { return -linalg::pow2_shift(keys); }
+template <class KV>
+int key_shift(MatrixView<const KV> keys) {
+  return -linalg::pow2_shift(keys);
+}
 
 // Packs rows of q into lanes, multiplied by c (softmax) or by 2^-shift (power, so that every
-// product is at most about d in magnitude whatever the inputs' scale).
-void pack_queries(const Plan& plan, ConstMatrixF q, int keys_shift, Scratch& sc) {
+// product is at most about d in magnitude whatever the inputs' scale). In bf16 arithmetic the
+// queries are rounded to bf16 instead and c is applied to the scores.
+template <class Q>
+void pack_queries(const Plan& plan, MatrixView<const Q> q, int keys_shift, Scratch& sc) {
   std::fill(sc.Qp.begin(), sc.Qp.end(), 0.0f);
+  float* row = sc.q1.data();
   for (index_t v = 0; v < q.rows; ++v) {
+    for (index_t c = 0; c < plan.d; ++c) row[c] = to_float(q(v, c));
     if (plan.f.kind == ScoreKind::power) {  // the shift may exceed float's exponent range
-      sc.shift[v] = -linalg::pow2_shift(q.row(v), plan.d) + keys_shift;
-      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = std::ldexp(q(v, c), -sc.shift[v]);
+      sc.shift[v] = -linalg::pow2_shift(row, plan.d) + keys_shift;
+      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = std::ldexp(row[c], -sc.shift[v]);
+    } else if (plan.bf16_products) {
+      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = to_float(to_bfloat16(row[c]));
     } else {
       const float factor = static_cast<float>(plan.scale);
-      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = q(v, c) * factor;
+      for (index_t c = 0; c < plan.d; ++c) sc.Qp[c * kLanes + v] = row[c] * factor;
     }
   }
 }
@@ -114,18 +141,21 @@ void narrow_keys(const detail::KeyMask& mask, index_t q_lo, index_t q_hi, index_
 }
 
 // Queries [q_first, q_first + q.rows) of one head over keys [k_begin, k_end) → out, lse.
-bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF keys, ConstMatrixF values, int keys_shift,
-              index_t k_begin, index_t k_end, Scratch& sc, MatrixF out, double* lse) {
+template <class Q, class KV>
+bool run_unit(const Plan& plan, MatrixView<const Q> q, index_t q_first, MatrixView<const KV> keys,
+              MatrixView<const KV> values, int keys_shift, index_t k_begin, index_t k_end, Scratch& sc, MatrixF out,
+              double* lse) {
   const auto& kernels = detail::active_flash_kernels();
   const bool softmax = plan.f.kind == ScoreKind::softmax;
   const float m0 = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
   narrow_keys(plan.mask, q_first, q_first + q.rows - 1, k_begin, k_end);
   pack_queries(plan, q, keys_shift, sc);
-  if (q.rows == 1) {
-    for (index_t c = 0; c < plan.d; ++c) sc.q1[c] = sc.Qp[c * kLanes];
+  if (q.rows == 1) {  // a single row: float arithmetic, its query scaled here if bf16 products left c out
+    const float factor = plan.bf16_products ? static_cast<float>(plan.scale) : 1.0f;
+    for (index_t c = 0; c < plan.d; ++c) sc.q1[c] = sc.Qp[c * kLanes] * factor;
     std::fill(sc.Ot.begin(), sc.Ot.begin() + plan.dv, 0.0f);
-    detail::SingleJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
-                          plan.d,      plan.dv,  k_begin,   k_end,       plan.mask,   q_first};
+    detail::SingleJob job{plan.f.kind, plan.f.p, plan.type, keys.data, keys.stride, values.data, values.stride,
+                          plan.d,      plan.dv,  k_begin,   k_end,     plan.mask,   q_first};
     detail::SingleState st{sc.q1.data(), sc.St.data(), sc.Ot.data(), m0, 0.0};
     kernels.run_single(job, st);
     return finish_lanes(plan, sc.Ot.data(), 1, &st.m, &st.l, sc.shift.data(), 1, out, lse);
@@ -133,9 +163,23 @@ bool run_unit(const Plan& plan, ConstMatrixF q, index_t q_first, ConstMatrixF ke
   std::fill(sc.m.begin(), sc.m.end(), m0);
   std::fill(sc.l.begin(), sc.l.end(), 0.0);
   std::fill(sc.Ot.begin(), sc.Ot.end(), 0.0f);
-  detail::TileJob job{plan.f.kind, plan.f.p, keys.data, keys.stride, values.data, values.stride,
-                      plan.d,      plan.dv,  k_begin,   k_end,       plan.mask,   q_first};
-  detail::TileState st{sc.Qp.data(), sc.St.data(), sc.Ot.data(), sc.m.data(), sc.l.data()};
+  detail::TileJob job{plan.f.kind,
+                      plan.f.p,
+                      plan.type,
+                      keys.data,
+                      keys.stride,
+                      values.data,
+                      values.stride,
+                      plan.d,
+                      plan.dv,
+                      k_begin,
+                      k_end,
+                      plan.mask,
+                      q_first,
+                      plan.bf16_products,
+                      plan.bf16_products ? static_cast<float>(plan.scale) : 1.0f};
+  detail::TileState st{sc.Qp.data(), sc.St.data(), sc.Ot.data(), sc.m.data(), sc.l.data(), sc.Kf.data(),
+                       sc.Vf.data(), sc.Qb.data(), sc.Kb.data(), sc.Pb.data(), sc.Vb.data()};
   kernels.run_tile(job, st);
   return finish_lanes(plan, sc.Ot.data(), kLanes, sc.m.data(), sc.l.data(), sc.shift.data(), q.rows, out, lse);
 }
@@ -178,12 +222,41 @@ void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values, 
   attend_exact(ConstHeadsF(queries), ConstHeadsF(keys), ConstHeadsF(values), options, HeadsF(out), log_normaliser);
 }
 
-void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
-                  HeadsF out, double* log_normaliser) {
+namespace {
+template <class Q, class KV>
+void attend_causal_or_not(HeadsView<const Q> queries, HeadsView<const KV> keys, HeadsView<const KV> values,
+                          const AttentionOptions& options, HeadsF out, double* log_normaliser) {
   detail::KeyMask mask;
   mask.upper = options.causal;
   mask.hi_offset = keys.rows - queries.rows;
-  detail::attend_masked(queries, keys, values, options, mask, out, log_normaliser);
+  detail::attend_masked_typed(queries, keys, values, options, mask, out, log_normaliser);
+}
+}  // namespace
+
+void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser) {
+  attend_causal_or_not(queries, keys, values, options, out, log_normaliser);
+}
+void attend_exact(ConstHeadsF16 queries, ConstHeadsF16 keys, ConstHeadsF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser) {
+  attend_causal_or_not(queries, keys, values, options, out, log_normaliser);
+}
+void attend_exact(ConstHeadsBF16 queries, ConstHeadsBF16 keys, ConstHeadsBF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser) {
+  attend_causal_or_not(queries, keys, values, options, out, log_normaliser);
+}
+void attend_exact(ConstHeadsF queries, ConstHeadsF16 keys, ConstHeadsF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser) {
+  attend_causal_or_not(queries, keys, values, options, out, log_normaliser);
+}
+void attend_exact(ConstHeadsF queries, ConstHeadsBF16 keys, ConstHeadsBF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser) {
+  attend_causal_or_not(queries, keys, values, options, out, log_normaliser);
+}
+
+AttentionKernel attention_kernel(ElementType type, index_t n_q, const AttentionOptions& options) {
+  const auto& kernels = detail::active_flash_kernels();
+  return {kernels.name, detail::uses_bf16_products(type, n_q, options)};
 }
 
 namespace detail {
@@ -196,8 +269,27 @@ void check_attention_options(const AttentionOptions& options) {
             "attention: pow:P needs 0 < P ≤ 64");
 }
 
+bool uses_bf16_products(ElementType type, index_t n_q, const AttentionOptions& options) {
+  if (options.f.kind != ScoreKind::softmax || n_q <= 1) return false;
+  switch (options.arithmetic) {
+    case Arithmetic::f32:
+      return false;
+    case Arithmetic::bf16:
+      return true;
+    case Arithmetic::automatic:
+      return type == ElementType::bf16 && active_flash_kernels().native_bf16;
+  }
+  return false;
+}
+
 void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
                    const KeyMask& mask, HeadsF out, double* log_normaliser) {
+  attend_masked_typed(queries, keys, values, options, mask, out, log_normaliser);
+}
+
+template <class Q, class KV>
+void attend_masked_typed(HeadsView<const Q> queries, HeadsView<const KV> keys, HeadsView<const KV> values,
+                         const AttentionOptions& options, const KeyMask& mask, HeadsF out, double* log_normaliser) {
   check_attention_options(options);
   require(keys.batch == queries.batch && values.batch == queries.batch && out.batch == queries.batch,
           "attention: queries, keys, values and out must have the same batch size");
@@ -217,6 +309,8 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, co
   Plan plan;
   plan.f = options.f;
   plan.scale = effective_scale(options, queries.cols);
+  plan.type = element_type_of<KV>;
+  plan.bf16_products = uses_bf16_products(plan.type, queries.rows, options);
   plan.mask = mask;
   plan.n_q = queries.rows;
   plan.n_k = keys.rows;
@@ -256,7 +350,7 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, co
         const index_t seg = u % plan.segments, t = (u / plan.segments) % tiles, head = u / (plan.segments * tiles);
         const index_t b = head / queries.heads, h = head % queries.heads, kh = h / group;
         const index_t q_first = t * tile_rows, rows = std::min(tile_rows, plan.n_q - q_first);
-        const ConstMatrixF q = queries.head(b, h).rows_range(q_first, q_first + rows);
+        const MatrixView<const Q> q = queries.head(b, h).rows_range(q_first, q_first + rows);
         const index_t k_begin = seg * plan.segment_keys, k_end = std::min(plan.n_k, k_begin + plan.segment_keys);
         const bool ok =
             split ? run_unit(plan, q, q_first, keys.head(b, kh), values.head(b, kh), shifts[b * keys.heads + kh],
@@ -295,6 +389,17 @@ void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, co
   }
   if (!all_finite) detail::explain_nonfinite(queries, keys, values);
 }
+
+template void attend_masked_typed(ConstHeadsF, ConstHeadsF, ConstHeadsF, const AttentionOptions&, const KeyMask&,
+                                  HeadsF, double*);
+template void attend_masked_typed(ConstHeadsF16, ConstHeadsF16, ConstHeadsF16, const AttentionOptions&,
+                                  const KeyMask&, HeadsF, double*);
+template void attend_masked_typed(ConstHeadsBF16, ConstHeadsBF16, ConstHeadsBF16, const AttentionOptions&,
+                                  const KeyMask&, HeadsF, double*);
+template void attend_masked_typed(ConstHeadsF, ConstHeadsF16, ConstHeadsF16, const AttentionOptions&, const KeyMask&,
+                                  HeadsF, double*);
+template void attend_masked_typed(ConstHeadsF, ConstHeadsBF16, ConstHeadsBF16, const AttentionOptions&,
+                                  const KeyMask&, HeadsF, double*);
 
 }  // namespace detail
 

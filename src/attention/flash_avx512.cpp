@@ -6,7 +6,7 @@
 namespace levattn::detail {
 
 const FlashKernels& avx512_flash_kernels() {
-  static const FlashKernels set{"avx512", avx512_build::run_tile, avx512_build::run_single};
+  static const FlashKernels set{"avx512", false, avx512_build::run_tile, avx512_build::run_single};
   return set;
 }
 

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "attention/exp_nonpositive.hpp"
 #include "attention/flash_kernel.hpp"
@@ -27,6 +28,45 @@ namespace levattn::detail::FLASH_NAMESPACE {
 
 using detail::kKeyBlock;
 using detail::kLanes;
+
+// Widening of 16-bit elements to float: exact. With AVX-512, 16 at a time in registers (vcvtph2ps
+// for Half, a 16-bit shift for BFloat16); otherwise one at a time (to_float).
+#if defined(__AVX512F__)
+inline __m512 load16_as_float(const Half* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline __m512 load16_as_float(const BFloat16* p) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
+#endif
+
+// dst[0..n) = src[0..n) as floats.
+template <class T>
+inline void widen(const T* src, index_t n, float* dst) {
+  index_t c = 0;
+#if defined(__AVX512F__)
+  for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, load16_as_float(src + c));
+#endif
+  for (; c < n; ++c) dst[c] = to_float(src[c]);
+}
+
+// Rows [0, rows) of a (row stride `stride`) widened into the dense rows × cols float block dst.
+template <class T>
+inline void widen_block(const T* a, index_t stride, index_t rows, index_t cols, float* dst) {
+  for (index_t r = 0; r < rows; ++r) widen(a + r * stride, cols, dst + r * cols);
+}
+
+// x[0..n) rounded to the nearest bf16 (ties to even), kept as floats: the weights of bf16
+// arithmetic. Finite non-negative inputs (weights); a NaN stays a NaN or becomes ±inf, both of
+// which the caller's finiteness check catches.
+inline void round_to_bf16(float* x, index_t n) {
+  for (index_t i = 0; i < n; ++i) {
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(x[i]);
+    x[i] = std::bit_cast<float>((bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u);
+  }
+}
 
 // St (cols × kLanes) = K[0..cols) · Qp, i.e. St[j][v] = Σ_c K[j][c]·Qp[c][v]. Register tiles of
 // kTileKeys keys × kLanes lanes; K rows are read in place (row stride ks).
@@ -214,42 +254,104 @@ inline void power_update(float* St, index_t cols, index_t dv, double p, float* m
     for (int v = 0; v < kLanes; ++v) Ot[c * kLanes + v] *= alpha[v];
 }
 
-// A whole tile (see flash_kernel.hpp for the contract).
-inline void run_tile(const TileJob& job, TileState& st) {
+// A whole tile (see flash_kernel.hpp for the contract) over keys and values of element type T;
+// 16-bit blocks are widened into the tile's float scratch (Kf, Vf) first. bf16 arithmetic is
+// emulated: keys and values rounded to bf16 there (the queries arrive rounded), float products
+// (exact for bf16 operands), weights rounded to bf16.
+template <class T>
+inline void run_tile_typed(const TileJob& job, TileState& st) {
   const index_t d = job.d, dv = job.dv;
+  const bool round_inputs = job.bf16_products && !std::is_same_v<T, BFloat16>;
+  const bool direct = std::is_same_v<T, float> && !round_inputs;  // read float rows in place
+  const T* keys = static_cast<const T*>(job.keys);
+  const T* values = static_cast<const T*>(job.values);
   const bool softmax = job.kind == ScoreKind::softmax;
   const float masked = softmax ? -std::numeric_limits<float>::infinity() : 0.0f;
   for (index_t kb = job.k_begin; kb < job.k_end; kb += kKeyBlock) {
     const index_t cols = std::min(kKeyBlock, job.k_end - kb);
-    block_scores(job.keys + kb * job.key_stride, job.key_stride, d, cols, st.Qp, st.St);
+    const T* K = keys + kb * job.key_stride;
+    const T* V = values + kb * job.value_stride;
+    if (direct) {
+      block_scores(reinterpret_cast<const float*>(K), job.key_stride, d, cols, st.Qp, st.St);
+    } else {
+      widen_block(K, job.key_stride, cols, d, st.Kf);
+      if (round_inputs) round_to_bf16(st.Kf, cols * d);
+      block_scores(st.Kf, d, d, cols, st.Qp, st.St);
+    }
+    if (job.score_scale != 1.0f)
+      for (index_t i = 0; i < cols * kLanes; ++i) st.St[i] *= job.score_scale;
     if (job.mask.any()) mask_block(st.St, cols, kb, job.q_first, job.mask, masked);
     if (softmax)
       softmax_update(st.St, cols, dv, st.m, st.l, st.Ot);
     else
       power_update(st.St, cols, dv, job.p, st.m, st.l, st.Ot);
-    block_output(job.values + kb * job.value_stride, job.value_stride, dv, cols, st.St, st.Ot);
+    if (job.bf16_products) round_to_bf16(st.St, cols * kLanes);
+    if (direct) {
+      block_output(reinterpret_cast<const float*>(V), job.value_stride, dv, cols, st.St, st.Ot);
+    } else {
+      widen_block(V, job.value_stride, cols, dv, st.Vf);
+      if (round_inputs) round_to_bf16(st.Vf, cols * dv);
+      block_output(st.Vf, dv, dv, cols, st.St, st.Ot);
+    }
+  }
+}
+
+inline void run_tile(const TileJob& job, TileState& st) {
+  switch (job.type) {
+    case ElementType::f32:
+      return run_tile_typed<float>(job, st);
+    case ElementType::f16:
+      return run_tile_typed<Half>(job, st);
+    case ElementType::bf16:
+      return run_tile_typed<BFloat16>(job, st);
   }
 }
 
 // One query (decode): s_j = c·<q, k_j> one key at a time, then the same online update.
-inline float dot(const float* a, const float* b, index_t n) {
-  float acc[16] = {};
+template <class T>
+inline float dot(const T* a, const float* b, index_t n) {
   index_t c = 0;
-  for (; c + 16 <= n; c += 16)
-    for (int v = 0; v < 16; ++v) acc[v] += a[c + v] * b[c + v];
   float s = 0.0f;
-  for (; c < n; ++c) s += a[c] * b[c];
+#if defined(__AVX512F__)
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (; c + 32 <= n; c += 32) {
+    a0 = _mm512_fmadd_ps(load16_as_float(a + c), _mm512_loadu_ps(b + c), a0);
+    a1 = _mm512_fmadd_ps(load16_as_float(a + c + 16), _mm512_loadu_ps(b + c + 16), a1);
+  }
+  for (; c + 16 <= n; c += 16) a0 = _mm512_fmadd_ps(load16_as_float(a + c), _mm512_loadu_ps(b + c), a0);
+  s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#else
+  float acc[16] = {};
+  for (; c + 16 <= n; c += 16)
+    for (int v = 0; v < 16; ++v) acc[v] += to_float(a[c + v]) * b[c + v];
   for (int v = 0; v < 16; ++v) s += acc[v];
+#endif
+  for (; c < n; ++c) s += to_float(a[c]) * b[c];
   return s;
 }
 
-inline void run_single(const SingleJob& job, SingleState& st) {
+// o[0..n) += w·x[0..n).
+template <class T>
+inline void add_scaled(float w, const T* x, index_t n, float* o) {
+  index_t c = 0;
+#if defined(__AVX512F__)
+  const __m512 wv = _mm512_set1_ps(w);
+  for (; c + 16 <= n; c += 16)
+    _mm512_storeu_ps(o + c, _mm512_fmadd_ps(wv, load16_as_float(x + c), _mm512_loadu_ps(o + c)));
+#endif
+  for (; c < n; ++c) o[c] += w * to_float(x[c]);
+}
+
+template <class T>
+inline void run_single_typed(const SingleJob& job, SingleState& st) {
   const index_t d = job.d, dv = job.dv;
+  const T* keys = static_cast<const T*>(job.keys);
+  const T* values = static_cast<const T*>(job.values);
   const bool softmax = job.kind == ScoreKind::softmax;
   for (index_t kb = job.k_begin; kb < job.k_end; kb += kKeyBlock) {
     const index_t cols = std::min(kKeyBlock, job.k_end - kb);
     float* s = st.s;
-    for (index_t j = 0; j < cols; ++j) s[j] = dot(job.keys + (kb + j) * job.key_stride, st.q, d);
+    for (index_t j = 0; j < cols; ++j) s[j] = dot(keys + (kb + j) * job.key_stride, st.q, d);
     if (job.mask.any())
       for (index_t j = 0; j < cols; ++j) {
         const index_t pos = job.mask.position(kb + j);
@@ -280,11 +382,18 @@ inline void run_single(const SingleJob& job, SingleState& st) {
     st.l = st.l * alpha + sum;
     st.m = m_new;
     for (index_t c = 0; c < dv; ++c) st.o[c] *= alpha;
-    for (index_t j = 0; j < cols; ++j) {
-      const float w = s[j];
-      const float* vr = job.values + (kb + j) * job.value_stride;
-      for (index_t c = 0; c < dv; ++c) st.o[c] += w * vr[c];
-    }
+    for (index_t j = 0; j < cols; ++j) add_scaled(s[j], values + (kb + j) * job.value_stride, dv, st.o);
+  }
+}
+
+inline void run_single(const SingleJob& job, SingleState& st) {
+  switch (job.type) {
+    case ElementType::f32:
+      return run_single_typed<float>(job, st);
+    case ElementType::f16:
+      return run_single_typed<Half>(job, st);
+    case ElementType::bf16:
+      return run_single_typed<BFloat16>(job, st);
   }
 }
 

@@ -19,6 +19,15 @@ void check_attention_options(const AttentionOptions& options);
 void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
                    const KeyMask& mask, HeadsF out, double* log_normaliser);
 
+// attend_masked over queries of element type Q and keys and values of element type KV (float,
+// Half, BFloat16; instantiated for the pairs attend_exact accepts).
+template <class Q, class KV>
+void attend_masked_typed(HeadsView<const Q> queries, HeadsView<const KV> keys, HeadsView<const KV> values,
+                         const AttentionOptions& options, const KeyMask& mask, HeadsF out, double* log_normaliser);
+
+// True when attention over keys of `type` with n_q queries runs bf16 products (exact.hpp).
+bool uses_bf16_products(ElementType type, index_t n_q, const AttentionOptions& options);
+
 // attend_exact_backward (backward.hpp) with `mask` in place of options.causal, as attend_masked:
 // the gradients of the entries the mask lets query i see, with P recomputed from log_normaliser.
 // When the normaliser covers more keys than the mask shows (an operator split into disjoint

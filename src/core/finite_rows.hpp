@@ -6,20 +6,29 @@
 #include <cmath>
 #include <string>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn {
 
 // The first row in [begin, end) of X (0 ≤ begin ≤ end ≤ X.rows) holding a NaN or an infinity, or
-// end when every one is finite.
-inline index_t first_nonfinite_row(ConstMatrixF X, index_t begin, index_t end) {
+// end when every one is finite. Elements: float, Half or BFloat16.
+template <class T>
+index_t first_nonfinite_row(MatrixView<const T> X, index_t begin, index_t end) {
   for (index_t r = begin; r < end; ++r)
-    if (!std::all_of(X.row(r), X.row(r) + X.cols, [](float v) { return std::isfinite(v); })) return r;
+    if (!std::all_of(X.row(r), X.row(r) + X.cols, [](T v) { return std::isfinite(to_float(v)); })) return r;
   return end;
+}
+inline index_t first_nonfinite_row(ConstMatrixF X, index_t begin, index_t end) {
+  return first_nonfinite_row<float>(X, begin, end);
 }
 
 // The first row of X holding a NaN or an infinity, or X.rows.
-inline index_t first_nonfinite_row(ConstMatrixF X) { return first_nonfinite_row(X, 0, X.rows); }
+template <class T>
+index_t first_nonfinite_row(MatrixView<const T> X) {
+  return first_nonfinite_row<T>(X, 0, X.rows);
+}
+inline index_t first_nonfinite_row(ConstMatrixF X) { return first_nonfinite_row<float>(X, 0, X.rows); }
 
 // "<what>: row <row> holds a NaN or an infinity", for callers that found the row themselves.
 inline std::string nonfinite_row_message(const std::string& what, index_t row) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn::linalg {
@@ -22,13 +23,15 @@ int pow2_shift(const T* x, index_t n) {
   return -e;
 }
 
-// The e with max over all rows of |x|·2^e ∈ [0.5, 1), or 0 when every row is zero.
-inline int pow2_shift(ConstMatrixF X) {
+// The e with max over all rows of |x|·2^e ∈ [0.5, 1), or 0 when every row is zero (X: float,
+// Half or BFloat16 elements).
+template <class T>
+int pow2_shift(MatrixView<T> X) {
   int shift = 0;
   bool any = false;
   for (index_t r = 0; r < X.rows; ++r) {
     float top = 0.0f;
-    for (index_t c = 0; c < X.cols; ++c) top = std::max(top, std::fabs(X(r, c)));
+    for (index_t c = 0; c < X.cols; ++c) top = std::max(top, std::fabs(to_float(X(r, c))));
     if (top == 0.0f) continue;
     int e = 0;
     std::frexp(top, &e);

@@ -16,6 +16,20 @@
 // For |x|^p, queries are rescaled by powers of two first, so huge (1e30) and tiny (1e-30) inputs
 // neither overflow nor underflow.
 //
+// 16-bit inputs (Half or BFloat16 keys and values, with queries of the same type or float) are
+// read in place, a block at a time, never copied whole. Their arithmetic (AttentionOptions::
+// arithmetic) is either
+//   f32:  every element widened exactly to float, then the float kernels above — the same 1e-5
+//         against float64 attention of the same 16-bit inputs;
+//   bf16: softmax only (|x|^p always runs f32), prefill only (a single query, decode, is bound by
+//         memory and always runs f32). Queries and keys rounded to bf16 (exact for bf16 inputs),
+//         Q·Kᵀ as exact products summed in float, the scale c applied to each score afterwards,
+//         weights and values rounded to bf16 for P·V, sums of weights in double. On CPUs with
+//         AVX512_BF16 the products are vdpbf16ps, which reads subnormal bf16 operands as zero;
+//         elsewhere the same rounding is emulated with float FMAs. Accuracy: BENCHMARKS.md and
+//         README (tests bound the relative output error by 1e-2 and the log normaliser by 1e-3).
+//   automatic (the default): bf16 for BFloat16 inputs on CPUs with AVX512_BF16, f32 otherwise.
+//
 // Errors: Error{bad_input} on shape mismatch, NaN/Inf in any input, softmax logits overflowing
 // float (|c·<q,k>| > 3.4e38), p ≤ 0, p > 64 or non-finite, or a scale < 0.
 //
@@ -29,6 +43,7 @@
 
 #include <string>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/heads_view.hpp"
 #include "levattn/core/matrix_view.hpp"
 
@@ -47,11 +62,24 @@ struct ScoreFunction {
 };
 ScoreFunction parse_score_function(const std::string& text);
 
+// The arithmetic of attention over 16-bit inputs (see the header comment).
+enum class Arithmetic { automatic, f32, bf16 };
+
 struct AttentionOptions {
   ScoreFunction f;
   double scale = 0.0;  // c; 0 chooses the default (1/√d for softmax, 1 for |x|^p)
   bool causal = false;
+  Arithmetic arithmetic = Arithmetic::automatic;
 };
+
+// What attend_exact runs on this CPU for keys and values of `type`, n_q queries and `options`:
+// the kernel set ("generic", "avx512" or "avx512_bf16", capped by LEVATTN_KERNELS=generic|avx512)
+// and whether the products are bf16 (else float).
+struct AttentionKernel {
+  const char* name;
+  bool bf16_products;
+};
+AttentionKernel attention_kernel(ElementType type, index_t n_q, const AttentionOptions& options);
 
 // The scale c actually used for head dimension d.
 double effective_scale(const AttentionOptions& options, index_t d);
@@ -65,6 +93,17 @@ void attend_exact(ConstMatrixF queries, ConstMatrixF keys, ConstMatrixF values, 
 // out (B, H_q, n_q, d_v), with H_q a multiple of H_kv (grouped-query attention: query head h
 // reads key/value head h / (H_q / H_kv)). log_normaliser is null or holds B·H_q·n_q doubles.
 void attend_exact(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser = nullptr);
+
+// The same over 16-bit keys and values, with queries of the same type or float (a float query over
+// a 16-bit KV cache). Same shapes, errors and guarantees; the arithmetic as stated above.
+void attend_exact(ConstHeadsF16 queries, ConstHeadsF16 keys, ConstHeadsF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser = nullptr);
+void attend_exact(ConstHeadsBF16 queries, ConstHeadsBF16 keys, ConstHeadsBF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser = nullptr);
+void attend_exact(ConstHeadsF queries, ConstHeadsF16 keys, ConstHeadsF16 values, const AttentionOptions& options,
+                  HeadsF out, double* log_normaliser = nullptr);
+void attend_exact(ConstHeadsF queries, ConstHeadsBF16 keys, ConstHeadsBF16 values, const AttentionOptions& options,
                   HeadsF out, double* log_normaliser = nullptr);
 
 // Merges attention over disjoint key sets, in place into (out, log_normaliser):

@@ -2,6 +2,8 @@
 // numpy/torch attention inputs (B, H, n, d). Each (b, h) slice is a MatrixView.
 #pragma once
 
+#include <type_traits>
+
 #include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
@@ -23,6 +25,7 @@ struct HeadsView {
     require(m.stride == m.cols || m.rows <= 1, "heads view: the matrix must be dense");
   }
   template <class U>
+    requires std::is_same_v<const U, T>
   HeadsView(const HeadsView<U>& o)  // NOLINT(google-explicit-constructor): non-const → const
       : data(o.data), batch(o.batch), heads(o.heads), rows(o.rows), cols(o.cols) {}
 

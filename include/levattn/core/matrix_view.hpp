@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "levattn/core/error.hpp"
 
@@ -32,6 +33,7 @@ struct MatrixView {
 
   // Views over non-const data convert to views over const data.
   template <class U>
+    requires std::is_same_v<const U, T>
   MatrixView(const MatrixView<U>& other)  // NOLINT(google-explicit-constructor)
       : data(other.data), rows(other.rows), cols(other.cols), stride(other.stride) {}
 
