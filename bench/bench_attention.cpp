@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "bench_data.hpp"
@@ -42,6 +43,59 @@ void BM_Decode(benchmark::State& state) {
   exact(state, 1, n_k, d);
   state.counters["bytes"] =
       benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(float), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The same inputs rounded to a 16-bit type T.
+template <class T>
+std::vector<T> rounded(const std::vector<float>& x) {
+  std::vector<T> r(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    if constexpr (std::is_same_v<T, Half>)
+      r[i] = to_half(x[i]);
+    else
+      r[i] = to_bfloat16(x[i]);
+  }
+  return r;
+}
+
+template <class T>
+void exact16(benchmark::State& state, index_t n_q, index_t n_k, index_t d, Arithmetic arithmetic) {
+  const QKV in(n_q, n_k, d);
+  const std::vector<T> q = rounded<T>(in.q), k = rounded<T>(in.k), v = rounded<T>(in.v);
+  std::vector<float> out(static_cast<size_t>(n_q * d));
+  AttentionOptions options;
+  options.arithmetic = arithmetic;
+  for (auto _ : state) {
+    attend_exact(HeadsView<const T>(q.data(), 1, 1, n_q, d), HeadsView<const T>(k.data(), 1, 1, n_k, d),
+                 HeadsView<const T>(v.data(), 1, 1, n_k, d), options, HeadsF(out.data(), 1, 1, n_q, d));
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetLabel(attention_kernel(element_type_of<T>, n_q, options).bf16_products ? "bf16 products" : "f32 products");
+  state.counters["FLOP"] =
+      benchmark::Counter(4.0 * double(n_q) * double(n_k) * double(d), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] = benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(T),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// One head of 16-bit inputs, n_q = n_k = range(0), width range(1); range(2) = 1 for Half, 2 for
+// BFloat16; range(3) = 1 asks for bf16 arithmetic, 0 for f32.
+void BM_ExactAttention16(benchmark::State& state) {
+  const index_t n = state.range(0), d = state.range(1);
+  const Arithmetic a = state.range(3) == 1 ? Arithmetic::bf16 : Arithmetic::f32;
+  if (state.range(2) == 1)
+    exact16<Half>(state, n, n, d, a);
+  else
+    exact16<BFloat16>(state, n, n, d, a);
+}
+
+// One float query over n_k = range(0) 16-bit keys and values of width 128 (range(1) as above):
+// bytes = K and V once.
+void BM_Decode16(benchmark::State& state) {
+  const index_t n_k = state.range(0), d = 128;
+  if (state.range(1) == 1)
+    exact16<Half>(state, 1, n_k, d, Arithmetic::automatic);
+  else
+    exact16<BFloat16>(state, 1, n_k, d, Arithmetic::automatic);
 }
 
 // The machine's read bandwidth in the same run: a parallel bitwise OR over 512 MiB of 64-bit
@@ -102,6 +156,22 @@ BENCHMARK(BM_ExactAttention)->Args({4096, 64})->Args({4096, 128})->Unit(benchmar
 BENCHMARK(BM_ExactAttention)->Args({64, 64})->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_ExactAttention)->Args({65536, 64})->Iterations(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Decode)->Arg(16384)->Arg(65536)->Arg(262144)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_ExactAttention16)
+    ->Args({4096, 64, 2, 1})
+    ->Args({4096, 128, 2, 1})
+    ->Args({4096, 64, 2, 0})
+    ->Args({4096, 128, 2, 0})
+    ->Args({4096, 64, 1, 0})
+    ->Args({4096, 128, 1, 0})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_Decode16)
+    ->Args({65536, 1})
+    ->Args({262144, 1})
+    ->Args({65536, 2})
+    ->Args({262144, 2})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_AttentionBackward)
     ->Args({4096, 64, 0})
     ->Args({4096, 128, 0})

@@ -236,11 +236,11 @@ void write_npy_as(const std::string& path, const T* data, const std::vector<inde
 
 NpyHeader read_npy_header(const std::string& path) { return parse_npy(*MappedFile::open(path)); }
 
-FloatTensor load_npy(const std::string& path) {
+FloatTensor load_npy(const std::string& path, Precision precision) {
   const std::shared_ptr<const MappedFile> file = MappedFile::open(path);
   const NpyHeader header = parse_npy(*file);
   return decode_float_tensor(file->data() + header.data_offset, file->size() - header.data_offset, file, header.layout,
-                             path);
+                             path, precision);
 }
 
 void write_npy(const std::string& path, const double* data, const std::vector<index_t>& shape) {

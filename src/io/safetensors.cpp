@@ -134,7 +134,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   return parse_safetensors(*MappedFile::open(path));
 }
 
-FloatTensor load_safetensors(const std::string& path, const std::string& name) {
+FloatTensor load_safetensors(const std::string& path, const std::string& name, Precision precision) {
   const std::shared_ptr<const MappedFile> file = MappedFile::open(path);
   const SafetensorsHeader header = parse_safetensors(*file);
   const auto& tensors = header.tensors;
@@ -155,7 +155,7 @@ FloatTensor load_safetensors(const std::string& path, const std::string& name) {
               ", which cannot be loaded as float (loadable: F16, BF16, F32, F64)");
   const StoredLayout layout{*entry->dtype, entry->shape, false, false};
   return decode_float_tensor(file->data() + header.data_offset + entry->begin, entry->end - entry->begin, file, layout,
-                             name.empty() ? path : path + ":" + name);
+                             name.empty() ? path : path + ":" + name, precision);
 }
 
 void write_safetensors(const std::string& path, const std::vector<TensorRef>& tensors,

@@ -32,8 +32,8 @@ Bits load_bits(const std::byte* p, bool swap) {
 // In Fortran order element (i0, ..., ik) is stored at offset sum_a i_a * stride_a with stride_0 = 1
 // and stride_a = stride_{a-1} * shape_{a-1}; we walk the output in C order with an odometer and
 // keep the input offset in step.
-template <class Convert>
-void gather(float* out, const std::byte* in, index_t count, const StoredLayout& layout, Convert convert) {
+template <class Out, class Convert>
+void gather(Out* out, const std::byte* in, index_t count, const StoredLayout& layout, Convert convert) {
   const auto itemsize = static_cast<index_t>(dtype_size(layout.dtype));
   const std::size_t ndim = layout.shape.size();
   if (!layout.fortran_order || ndim < 2 || count == 0) {
@@ -164,13 +164,18 @@ index_t FloatTensor::dim(int i) const {
   return shape_[static_cast<std::size_t>(i)];
 }
 
+void FloatTensor::throw_read_as(ElementType wanted) const {
+  throw Error(ErrorKind::bad_input, source_ + ": holds " + element_type_name(element_type_) + " elements, read as " +
+                                        element_type_name(wanted));
+}
+
 ConstMatrixF FloatTensor::matrix() const {
   require(ndim() == 2, source_ + ": expected a 2-D array, got shape " + format_shape(shape_));
-  return ConstMatrixF(data_, shape_[0], shape_[1]);
+  return ConstMatrixF(data(), shape_[0], shape_[1]);
 }
 
 FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std::shared_ptr<const void> owner,
-                                const StoredLayout& layout, std::string source) {
+                                const StoredLayout& layout, std::string source, Precision precision) {
   const index_t count = checked_element_count(layout.shape, dtype_size(layout.dtype), source);
   require(static_cast<std::uint64_t>(count) * dtype_size(layout.dtype) == nbytes,
           source + ": " + std::to_string(nbytes) + " bytes do not hold shape " + format_shape(layout.shape) + " of " +
@@ -180,6 +185,25 @@ FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std:
   t.size_ = count;
   t.source_dtype_ = layout.dtype;
   const bool c_order = !layout.fortran_order || layout.shape.size() < 2;
+  const bool sixteen = layout.dtype == DType::f16 || layout.dtype == DType::bf16;
+  if (sixteen && precision == Precision::keep_16_bit) {
+    t.element_type_ = layout.dtype == DType::f16 ? ElementType::f16 : ElementType::bf16;
+    const bool aligned = reinterpret_cast<std::uintptr_t>(bytes) % alignof(std::uint16_t) == 0;
+    if (!layout.big_endian && c_order && aligned) {
+      t.data_ = bytes;
+      t.owner_ = std::move(owner);
+      t.mapped_ = true;
+    } else {
+      std::shared_ptr<std::uint16_t[]> buffer =
+          std::make_shared_for_overwrite<std::uint16_t[]>(static_cast<std::size_t>(count));
+      gather(buffer.get(), bytes, count, layout,
+             [swap = layout.big_endian](const std::byte* p) { return load_bits<std::uint16_t>(p, swap); });
+      t.data_ = buffer.get();
+      t.owner_ = std::move(buffer);
+    }
+    t.source_ = std::move(source);
+    return t;
+  }
   const bool aligned = reinterpret_cast<std::uintptr_t>(bytes) % alignof(float) == 0;
   if (layout.dtype == DType::f32 && !layout.big_endian && c_order && aligned) {
     t.data_ = reinterpret_cast<const float*>(bytes);
@@ -195,16 +219,16 @@ FloatTensor decode_float_tensor(const std::byte* bytes, std::size_t nbytes, std:
   return t;
 }
 
-FloatTensor load_float_tensor(const std::string& spec) {
+FloatTensor load_float_tensor(const std::string& spec, Precision precision) {
   constexpr std::string_view safetensors = ".safetensors";
   const std::string_view s(spec);
   if (const auto colon = s.find(".safetensors:"); colon != std::string_view::npos) {
     const std::size_t name_start = colon + safetensors.size() + 1;
     require(name_start < s.size(), spec + ": empty tensor name after ':'");
-    return load_safetensors(spec.substr(0, name_start - 1), spec.substr(name_start));
+    return load_safetensors(spec.substr(0, name_start - 1), spec.substr(name_start), precision);
   }
-  if (s.ends_with(safetensors)) return load_safetensors(spec, "");
-  if (s.ends_with(".npy")) return load_npy(spec);
+  if (s.ends_with(safetensors)) return load_safetensors(spec, "", precision);
+  if (s.ends_with(".npy")) return load_npy(spec, precision);
   throw Error(ErrorKind::bad_input, spec +
                                         ": unsupported tensor file (expected path.npy, "
                                         "path.safetensors or path.safetensors:tensor_name)");

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 namespace levattn::cli {
@@ -47,6 +48,20 @@ void print_json(const nlohmann::json& object) {
 
 bool ends_with(const std::string& path, const std::string& suffix) {
   return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+long long peak_resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "VmHWM:") {
+      long long kib = -1;
+      status >> kib;
+      return kib >= 0 ? kib * 1024 : -1;
+    }
+    status.ignore(1 << 16, '\n');
+  }
+  return -1;
 }
 
 }  // namespace levattn::cli

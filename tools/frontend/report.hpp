@@ -31,6 +31,11 @@ class Stopwatch {
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
+// The peak resident memory of this program so far, in bytes (VmHWM of /proc/self/status: counts
+// the pages of mapped input files it touched, and starts afresh at exec, unlike getrusage's
+// ru_maxrss); -1 where /proc is not available.
+long long peak_resident_bytes();
+
 // Wall-clock seconds spent loading inputs, computing and writing outputs.
 struct Phases {
   double load = 0.0, compute = 0.0, write = 0.0;

@@ -1,8 +1,11 @@
 // levattn attend --queries Q --keys K --values V [--method exact|lev] [--top-k K | --eps E]
 //                [--sinks S] [--window W] [--causal] [--f softmax|pow:P] [--scale X]
-//                [--delta D] [--seed S] --output O.npy [--lse L.npy] [--missing-mass M.npy] [--json]
+//                [--delta D] [--seed S] [--compute f32|bf16] --output O.npy [--lse L.npy]
+//                [--missing-mass M.npy] [--json]
 // Shapes (n, d), (h, n, d) or (b, h, n, d), the same rank for all three; query heads may be a
 // multiple of key heads (grouped-query attention). O has the queries' shape with d_v last.
+// Exact attention reads float16/bfloat16 inputs as they are (memory-mapped, no float32 copy);
+// --compute chooses the arithmetic (default: bf16 for bfloat16 inputs on CPUs with AVX512_BF16).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -31,8 +34,26 @@ struct AttendOptions {
   bool causal = false;
   double scale = 0.0, ridge = 0.0, rcond = kDefaultRcond, delta = 0.1;
   std::uint64_t seed = 1;
+  std::string compute;  // "", "f32" or "bf16"
   CommonOptions common;
 };
+
+// Exact attention over the inputs in the element types they were loaded in.
+void attend_loaded(const AttentionInputs& in, const AttentionOptions& options, HeadsF out, double* lse) {
+  const ElementType q = in.q.tensor.element_type();
+  switch (in.k.tensor.element_type()) {
+    case ElementType::f32:
+      return attend_exact(in.q.view(), in.k.view(), in.v.view(), options, out, lse);
+    case ElementType::f16:
+      if (q == ElementType::f32)
+        return attend_exact(in.q.view(), in.k.view<Half>(), in.v.view<Half>(), options, out, lse);
+      return attend_exact(in.q.view<Half>(), in.k.view<Half>(), in.v.view<Half>(), options, out, lse);
+    case ElementType::bf16:
+      if (q == ElementType::f32)
+        return attend_exact(in.q.view(), in.k.view<BFloat16>(), in.v.view<BFloat16>(), options, out, lse);
+      return attend_exact(in.q.view<BFloat16>(), in.k.view<BFloat16>(), in.v.view<BFloat16>(), options, out, lse);
+  }
+}
 
 void check_usage(const AttendOptions& o) {
   if (!ends_with(o.output, ".npy")) throw UsageError("--output must end in .npy");
@@ -58,13 +79,18 @@ int run_attend(const AttendOptions& o) {
   attention.f = parse_score_function(o.f);
   attention.scale = o.scale;
   attention.causal = o.causal;
+  attention.arithmetic = o.compute == "bf16"  ? Arithmetic::bf16
+                         : o.compute == "f32" ? Arithmetic::f32
+                                              : Arithmetic::automatic;
   require(o.scale >= 0.0, "--scale must be > 0");
   if (!o.missing_output.empty() && attention.f.kind != ScoreKind::power)
     throw UsageError("--missing-mass needs --f pow:P (softmax has no cheap full normaliser)");
 
   Phases phases;
   Stopwatch load;
-  const AttentionInputs inputs = load_attention_inputs(o.queries, o.keys, o.values);
+  // LevAttention gathers float rows: 16-bit files are kept 16-bit for exact attention only.
+  const AttentionInputs inputs = load_attention_inputs(
+      o.queries, o.keys, o.values, o.method == "exact" ? io::Precision::keep_16_bit : io::Precision::f32);
   const Heads4 &q = inputs.q, &k = inputs.k, &v = inputs.v;
   phases.load = load.seconds();
 
@@ -77,7 +103,7 @@ int run_attend(const AttendOptions& o) {
   Stopwatch compute;
   if (o.method == "exact") {
     lse.resize(static_cast<size_t>(q.batch * q.heads * q.rows));
-    attend_exact(q.view(), k.view(), v.view(), attention, out_view, lse.data());
+    attend_loaded(inputs, attention, out_view, lse.data());
   } else {
     LevSelectOptions select;
     select.top_k = o.top_k.value_or(0);
@@ -104,8 +130,11 @@ int run_attend(const AttendOptions& o) {
             {"f", attention.f.name()},
             {"scale", effective_scale(attention, q.cols)},
             {"causal", o.causal},
+            {"arithmetic", attention_kernel(k.tensor.element_type(), q.rows, attention).bf16_products ? "bf16" : "f32"},
+            {"kernel", attention_kernel(k.tensor.element_type(), q.rows, attention).name},
             {"output", o.output},
-            {"seconds", phases.json()}});
+            {"seconds", phases.json()},
+            {"peak_rss_bytes", peak_resident_bytes()}});
   if (o.method == "lev") {
     j["kept_per_head"] = lev.kept;
     j["select_seconds"] = lev.select_seconds;
@@ -176,6 +205,10 @@ Command add_attend_command(CLI::App& app) {
   c->add_option("--delta", o->delta, "lev with pow:P, P ≠ 2: relative accuracy of a sampled normaliser")
       ->capture_default_str();
   c->add_option("--seed", o->seed, "lev with pow:P, P ≠ 2: seed of the normaliser's key sample")->capture_default_str();
+  c->add_option("--compute", o->compute,
+                "Arithmetic of softmax prefill: f32 (exact products), or bf16 (inputs and weights rounded to bf16, "
+                "products summed in float). Default: bf16 for bfloat16 inputs on CPUs with AVX512_BF16, else f32")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   add_common_options(*c, o->common);
   return {c, [o] { return run_attend(*o); }};
 }

@@ -25,9 +25,9 @@ void check_compatible(const HeadArray& queries, const HeadArray& keys) {
               io::format_shape(keys.tensor.shape()) + " must both be (n, d) or both (h, n, d) with the same h");
 }
 
-Heads4 load_heads4(const std::string& spec, const std::string& role) {
+Heads4 load_heads4(const std::string& spec, const std::string& role, io::Precision precision) {
   Heads4 a;
-  a.tensor = io::load_float_tensor(spec);
+  a.tensor = io::load_float_tensor(spec, precision);
   const auto& s = a.tensor.shape();
   require(s.size() >= 2 && s.size() <= 4,
           role + ": " + spec + " has shape " + io::format_shape(s) + "; expected (n, d), (h, n, d) or (b, h, n, d)");
@@ -59,16 +59,35 @@ void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys,
   command.add_option("--values", values, "Values, one row per key")->required();
 }
 
-AttentionInputs load_attention_inputs(const std::string& queries, const std::string& keys, const std::string& values) {
-  AttentionInputs in{load_heads4(queries, "queries"), load_heads4(keys, "keys"), load_heads4(values, "values")};
+AttentionInputs load_attention_inputs(const std::string& queries, const std::string& keys, const std::string& values,
+                                      io::Precision precision) {
+  AttentionInputs in{load_heads4(queries, "queries", precision), load_heads4(keys, "keys", precision),
+                     load_heads4(values, "values", precision)};
+  const ElementType kt = in.k.tensor.element_type(), qt = in.q.tensor.element_type();
+  const bool readable = kt == in.v.tensor.element_type() && (qt == kt || qt == ElementType::f32);
+  if (!readable) {  // a mix attend_exact does not read in place: every input as float32
+    const auto as_float = [](Heads4& h, const std::string& spec, const std::string& role) {
+      if (h.tensor.element_type() != ElementType::f32) h = load_heads4(spec, role);
+    };
+    as_float(in.q, queries, "queries");
+    as_float(in.k, keys, "keys");
+    as_float(in.v, values, "values");
+  }
   check_shapes(in.q, in.k, in.v);
   return in;
 }
 
 nlohmann::json attention_shapes_json(const AttentionInputs& in) {
-  return {{"batch", in.q.batch}, {"query_heads", in.q.heads}, {"key_heads", in.k.heads},
-          {"n_q", in.q.rows},    {"n_k", in.k.rows},          {"d", in.q.cols},
-          {"d_v", in.v.cols}};
+  return {{"batch", in.q.batch},
+          {"query_heads", in.q.heads},
+          {"key_heads", in.k.heads},
+          {"n_q", in.q.rows},
+          {"n_k", in.k.rows},
+          {"d", in.q.cols},
+          {"d_v", in.v.cols},
+          {"queries_type", element_type_name(in.q.tensor.element_type())},
+          {"keys_type", element_type_name(in.k.tensor.element_type())},
+          {"values_type", element_type_name(in.v.tensor.element_type())}};
 }
 
 }  // namespace levattn::cli

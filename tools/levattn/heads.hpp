@@ -45,11 +45,15 @@ auto in_head(const HeadArray& array, index_t h, Work work) {
 struct Heads4 {
   io::FloatTensor tensor;
   index_t batch = 1, heads = 1, rows = 0, cols = 0;
-  ConstHeadsF view() const { return ConstHeadsF(tensor.data(), batch, heads, rows, cols); }
+  // The heads as elements of type T (float, Half, BFloat16): T must be tensor.element_type().
+  template <class T = float>
+  HeadsView<const T> view() const {
+    return HeadsView<const T>(tensor.data_as<T>(), batch, heads, rows, cols);
+  }
 };
 
 // Loads `spec` as (n, d), (h, n, d) or (b, h, n, d); Error{bad_input} otherwise or on a 0 dimension.
-Heads4 load_heads4(const std::string& spec, const std::string& role);
+Heads4 load_heads4(const std::string& spec, const std::string& role, io::Precision precision = io::Precision::f32);
 
 // Throws Error{bad_input} unless Q, K, V have the same rank, Q and K the same d, V one row per key
 // in K's heads and batches, and Q's heads a multiple of K's (grouped-query attention).
@@ -58,13 +62,18 @@ void check_shapes(const Heads4& q, const Heads4& k, const Heads4& v);
 // The required options --queries, --keys and --values of a command that loads them as Heads4.
 void add_qkv_options(CLI::App& command, std::string& queries, std::string& keys, std::string& values);
 
-// Queries, keys and values of an attention command, loaded and checked by check_shapes.
+// Queries, keys and values of an attention command, loaded and checked by check_shapes. Under
+// Precision::keep_16_bit, 16-bit files stay 16-bit where attend_exact reads them as they are (keys
+// and values of one 16-bit type, queries of that type or float32); any other mix is loaded as
+// float32.
 struct AttentionInputs {
   Heads4 q, k, v;
 };
-AttentionInputs load_attention_inputs(const std::string& queries, const std::string& keys, const std::string& values);
+AttentionInputs load_attention_inputs(const std::string& queries, const std::string& keys, const std::string& values,
+                                      io::Precision precision = io::Precision::f32);
 
-// Their shapes for --json: batch, query_heads, key_heads, n_q, n_k, d, d_v.
+// Their shapes for --json: batch, query_heads, key_heads, n_q, n_k, d, d_v; and their element
+// types as held in memory (queries_type, keys_type, values_type).
 nlohmann::json attention_shapes_json(const AttentionInputs& inputs);
 
 }  // namespace levattn::cli

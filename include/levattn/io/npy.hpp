@@ -30,8 +30,8 @@ struct NpyHeader {
 NpyHeader read_npy_header(const std::string& path);
 
 // Loads `path` as a float tensor (see load_float_tensor); zero-copy for little-endian C-order
-// '<f4'.
-FloatTensor load_npy(const std::string& path);
+// '<f4' (and '<f2' under Precision::keep_16_bit).
+FloatTensor load_npy(const std::string& path, Precision precision = Precision::f32);
 
 // Writes `data` (product(shape) elements in C order) as a version 1.0 .npy file ('<f8', '<f4' or
 // '<i8', fortran_order False) whose data starts at a multiple of 64 bytes; version 2.0 only if the

@@ -40,9 +40,10 @@ struct SafetensorsHeader {
 SafetensorsHeader read_safetensors_header(const std::string& path);
 
 // Loads tensor `name` of `path` as a float tensor; an empty `name` means "the only tensor" and is
-// an error when the file holds several (the message lists them). Zero-copy for 4-byte-aligned F32.
-// An unknown name is an error listing the available names.
-FloatTensor load_safetensors(const std::string& path, const std::string& name);
+// an error when the file holds several (the message lists them). Zero-copy for 4-byte-aligned F32
+// (and 2-byte-aligned F16/BF16 under Precision::keep_16_bit). An unknown name is an error listing
+// the available names.
+FloatTensor load_safetensors(const std::string& path, const std::string& name, Precision precision = Precision::f32);
 
 // A tensor to write: `data` holds product(shape) elements of `dtype`, C order, little-endian.
 struct TensorRef {
