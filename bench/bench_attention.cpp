@@ -70,7 +70,7 @@ void exact16(benchmark::State& state, index_t n_q, index_t n_k, index_t d, Arith
                  HeadsView<const T>(v.data(), 1, 1, n_k, d), options, HeadsF(out.data(), 1, 1, n_q, d));
     benchmark::DoNotOptimize(out.data());
   }
-  state.SetLabel(attention_kernel(element_type_of<T>, n_q, options).bf16_products ? "bf16 products" : "f32 products");
+  state.SetLabel(attention_kernel(n_q, options).bf16_products ? "bf16 products" : "f32 products");
   state.counters["FLOP"] =
       benchmark::Counter(4.0 * double(n_q) * double(n_k) * double(d), benchmark::Counter::kIsIterationInvariantRate);
   state.counters["bytes"] = benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(T),
@@ -93,9 +93,9 @@ void BM_ExactAttention16(benchmark::State& state) {
 void BM_Decode16(benchmark::State& state) {
   const index_t n_k = state.range(0), d = 128;
   if (state.range(1) == 1)
-    exact16<Half>(state, 1, n_k, d, Arithmetic::automatic);
+    exact16<Half>(state, 1, n_k, d, Arithmetic::f32);
   else
-    exact16<BFloat16>(state, 1, n_k, d, Arithmetic::automatic);
+    exact16<BFloat16>(state, 1, n_k, d, Arithmetic::f32);
 }
 
 // The machine's read bandwidth in the same run: a parallel bitwise OR over 512 MiB of 64-bit

@@ -254,9 +254,9 @@ void attend_exact(ConstHeadsF queries, ConstHeadsBF16 keys, ConstHeadsBF16 value
   attend_causal_or_not(queries, keys, values, options, out, log_normaliser);
 }
 
-AttentionKernel attention_kernel(ElementType type, index_t n_q, const AttentionOptions& options) {
+AttentionKernel attention_kernel(index_t n_q, const AttentionOptions& options) {
   const auto& kernels = detail::active_flash_kernels();
-  return {kernels.name, detail::uses_bf16_products(type, n_q, options)};
+  return {kernels.name, detail::uses_bf16_products(n_q, options)};
 }
 
 namespace detail {
@@ -269,17 +269,9 @@ void check_attention_options(const AttentionOptions& options) {
             "attention: pow:P needs 0 < P ≤ 64");
 }
 
-bool uses_bf16_products(ElementType type, index_t n_q, const AttentionOptions& options) {
+bool uses_bf16_products(index_t n_q, const AttentionOptions& options) {
   if (options.f.kind != ScoreKind::softmax || n_q <= 1) return false;
-  switch (options.arithmetic) {
-    case Arithmetic::f32:
-      return false;
-    case Arithmetic::bf16:
-      return true;
-    case Arithmetic::automatic:
-      return type == ElementType::bf16 && active_flash_kernels().native_bf16;
-  }
-  return false;
+  return options.arithmetic == Arithmetic::bf16;
 }
 
 void attend_masked(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, const AttentionOptions& options,
@@ -310,7 +302,7 @@ void attend_masked_typed(HeadsView<const Q> queries, HeadsView<const KV> keys, H
   plan.f = options.f;
   plan.scale = effective_scale(options, queries.cols);
   plan.type = element_type_of<KV>;
-  plan.bf16_products = uses_bf16_products(plan.type, queries.rows, options);
+  plan.bf16_products = uses_bf16_products(queries.rows, options);
   plan.mask = mask;
   plan.n_q = queries.rows;
   plan.n_k = keys.rows;

@@ -26,7 +26,7 @@ void attend_masked_typed(HeadsView<const Q> queries, HeadsView<const KV> keys, H
                          const AttentionOptions& options, const KeyMask& mask, HeadsF out, double* log_normaliser);
 
 // True when attention over keys of `type` with n_q queries runs bf16 products (exact.hpp).
-bool uses_bf16_products(ElementType type, index_t n_q, const AttentionOptions& options);
+bool uses_bf16_products(index_t n_q, const AttentionOptions& options);
 
 // attend_exact_backward (backward.hpp) with `mask` in place of options.causal, as attend_masked:
 // the gradients of the entries the mask lets query i see, with P recomputed from log_normaliser.

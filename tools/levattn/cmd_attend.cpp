@@ -5,7 +5,7 @@
 // Shapes (n, d), (h, n, d) or (b, h, n, d), the same rank for all three; query heads may be a
 // multiple of key heads (grouped-query attention). O has the queries' shape with d_v last.
 // Exact attention reads float16/bfloat16 inputs as they are (memory-mapped, no float32 copy);
-// --compute chooses the arithmetic (default: bf16 for bfloat16 inputs on CPUs with AVX512_BF16).
+// --compute chooses the arithmetic of softmax prefill (exact float products by default).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -34,7 +34,7 @@ struct AttendOptions {
   bool causal = false;
   double scale = 0.0, ridge = 0.0, rcond = kDefaultRcond, delta = 0.1;
   std::uint64_t seed = 1;
-  std::string compute;  // "", "f32" or "bf16"
+  std::string compute = "f32";  // or "bf16"
   CommonOptions common;
 };
 
@@ -79,9 +79,7 @@ int run_attend(const AttendOptions& o) {
   attention.f = parse_score_function(o.f);
   attention.scale = o.scale;
   attention.causal = o.causal;
-  attention.arithmetic = o.compute == "bf16"  ? Arithmetic::bf16
-                         : o.compute == "f32" ? Arithmetic::f32
-                                              : Arithmetic::automatic;
+  attention.arithmetic = o.compute == "bf16" ? Arithmetic::bf16 : Arithmetic::f32;
   require(o.scale >= 0.0, "--scale must be > 0");
   if (!o.missing_output.empty() && attention.f.kind != ScoreKind::power)
     throw UsageError("--missing-mass needs --f pow:P (softmax has no cheap full normaliser)");
@@ -130,8 +128,8 @@ int run_attend(const AttendOptions& o) {
             {"f", attention.f.name()},
             {"scale", effective_scale(attention, q.cols)},
             {"causal", o.causal},
-            {"arithmetic", attention_kernel(k.tensor.element_type(), q.rows, attention).bf16_products ? "bf16" : "f32"},
-            {"kernel", attention_kernel(k.tensor.element_type(), q.rows, attention).name},
+            {"arithmetic", attention_kernel(q.rows, attention).bf16_products ? "bf16" : "f32"},
+            {"kernel", attention_kernel(q.rows, attention).name},
             {"output", o.output},
             {"seconds", phases.json()},
             {"peak_rss_bytes", peak_resident_bytes()}});
@@ -206,9 +204,10 @@ Command add_attend_command(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--seed", o->seed, "lev with pow:P, P ≠ 2: seed of the normaliser's key sample")->capture_default_str();
   c->add_option("--compute", o->compute,
-                "Arithmetic of softmax prefill: f32 (exact products), or bf16 (inputs and weights rounded to bf16, "
-                "products summed in float). Default: bf16 for bfloat16 inputs on CPUs with AVX512_BF16, else f32")
-      ->check(CLI::IsMember({"f32", "bf16"}));
+                "Arithmetic of softmax prefill: f32 (exact products of the inputs), or bf16 (inputs and weights "
+                "rounded to bf16, products summed in float; vdpbf16ps where the CPU has AVX512_BF16)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   add_common_options(*c, o->common);
   return {c, [o] { return run_attend(*o); }};
 }

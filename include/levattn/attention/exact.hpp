@@ -28,7 +28,8 @@
 //         AVX512_BF16 the products are vdpbf16ps, which reads subnormal bf16 operands as zero;
 //         elsewhere the same rounding is emulated with float FMAs. Accuracy: BENCHMARKS.md and
 //         README (tests bound the relative output error by 1e-2 and the log normaliser by 1e-3).
-//   automatic (the default): bf16 for BFloat16 inputs on CPUs with AVX512_BF16, f32 otherwise.
+// f32 is the default: on the Intel Xeon (Sapphire Rapids) this was measured on, vdpbf16ps issues
+// at half the rate of the two float FMA pipes, so bf16 products are no faster there (BENCHMARKS.md).
 //
 // Errors: Error{bad_input} on shape mismatch, NaN/Inf in any input, softmax logits overflowing
 // float (|c·<q,k>| > 3.4e38), p ≤ 0, p > 64 or non-finite, or a scale < 0.
@@ -63,23 +64,23 @@ struct ScoreFunction {
 ScoreFunction parse_score_function(const std::string& text);
 
 // The arithmetic of attention over 16-bit inputs (see the header comment).
-enum class Arithmetic { automatic, f32, bf16 };
+enum class Arithmetic { f32, bf16 };
 
 struct AttentionOptions {
   ScoreFunction f;
   double scale = 0.0;  // c; 0 chooses the default (1/√d for softmax, 1 for |x|^p)
   bool causal = false;
-  Arithmetic arithmetic = Arithmetic::automatic;
+  Arithmetic arithmetic = Arithmetic::f32;
 };
 
-// What attend_exact runs on this CPU for keys and values of `type`, n_q queries and `options`:
-// the kernel set ("generic", "avx512" or "avx512_bf16", capped by LEVATTN_KERNELS=generic|avx512)
-// and whether the products are bf16 (else float).
+// What attend_exact runs on this CPU for n_q queries under `options`: the kernel set ("generic",
+// "avx512" or "avx512_bf16", capped by LEVATTN_KERNELS=generic|avx512) and whether the products
+// are bf16 (else float).
 struct AttentionKernel {
   const char* name;
   bool bf16_products;
 };
-AttentionKernel attention_kernel(ElementType type, index_t n_q, const AttentionOptions& options);
+AttentionKernel attention_kernel(index_t n_q, const AttentionOptions& options);
 
 // The scale c actually used for head dimension d.
 double effective_scale(const AttentionOptions& options, index_t d);
