@@ -66,39 +66,39 @@ class Npy : public ::testing::Test {
 // ---------------------------------------------------------------- f16 conversion
 
 TEST(Half, KnownBitPatterns) {
-  EXPECT_TRUE(same_bits(half_to_float(0x0000), 0.0f));
-  EXPECT_TRUE(same_bits(half_to_float(0x8000), -0.0f));
-  EXPECT_EQ(half_to_float(0x0001), 5.9604644775390625e-08f);  // 2^-24, smallest subnormal
-  EXPECT_EQ(half_to_float(0x03ff), 6.097555160522461e-05f);   // largest subnormal, 1023 * 2^-24
-  EXPECT_EQ(half_to_float(0x0400), 6.103515625e-05f);         // 2^-14, smallest normal
-  EXPECT_EQ(half_to_float(0x3c00), 1.0f);
-  EXPECT_EQ(half_to_float(0x3555), 0.333251953125f);
-  EXPECT_EQ(half_to_float(0xc000), -2.0f);
-  EXPECT_EQ(half_to_float(0x7bff), 65504.0f);  // max
-  EXPECT_EQ(half_to_float(0x7c00), std::numeric_limits<float>::infinity());
-  EXPECT_EQ(half_to_float(0xfc00), -std::numeric_limits<float>::infinity());
-  EXPECT_TRUE(std::isnan(half_to_float(0x7e00)));
-  EXPECT_TRUE(std::isnan(half_to_float(0x7c01)));  // signalling NaN stays NaN
+  EXPECT_TRUE(same_bits(levattn::half_to_float(0x0000), 0.0f));
+  EXPECT_TRUE(same_bits(levattn::half_to_float(0x8000), -0.0f));
+  EXPECT_EQ(levattn::half_to_float(0x0001), 5.9604644775390625e-08f);  // 2^-24, smallest subnormal
+  EXPECT_EQ(levattn::half_to_float(0x03ff), 6.097555160522461e-05f);   // largest subnormal, 1023 * 2^-24
+  EXPECT_EQ(levattn::half_to_float(0x0400), 6.103515625e-05f);         // 2^-14, smallest normal
+  EXPECT_EQ(levattn::half_to_float(0x3c00), 1.0f);
+  EXPECT_EQ(levattn::half_to_float(0x3555), 0.333251953125f);
+  EXPECT_EQ(levattn::half_to_float(0xc000), -2.0f);
+  EXPECT_EQ(levattn::half_to_float(0x7bff), 65504.0f);  // max
+  EXPECT_EQ(levattn::half_to_float(0x7c00), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(levattn::half_to_float(0xfc00), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(levattn::half_to_float(0x7e00)));
+  EXPECT_TRUE(std::isnan(levattn::half_to_float(0x7c01)));  // signalling NaN stays NaN
 
-  EXPECT_EQ(float_to_half(0.0f), 0x0000);
-  EXPECT_EQ(float_to_half(-0.0f), 0x8000);
-  EXPECT_EQ(float_to_half(1.0f), 0x3c00);
-  EXPECT_EQ(float_to_half(-2.0f), 0xc000);
-  EXPECT_EQ(float_to_half(65504.0f), 0x7bff);
-  EXPECT_EQ(float_to_half(65519.996f), 0x7bff);  // just below the max/inf midpoint
-  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);    // tie between max (odd) and inf (even): inf
-  EXPECT_EQ(float_to_half(1e30f), 0x7c00);
-  EXPECT_EQ(float_to_half(-std::numeric_limits<float>::infinity()), 0xfc00);
-  EXPECT_EQ(float_to_half(std::numeric_limits<float>::max()), 0x7c00);
-  EXPECT_EQ(float_to_half(std::numeric_limits<float>::quiet_NaN()) & 0x7e00, 0x7e00);
-  EXPECT_EQ(float_to_half(1.0f + 0x1p-11f), 0x3c00);      // tie: 1 (even) wins over 1+2^-10
-  EXPECT_EQ(float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);  // tie: 0x3c02 (even) wins over 0x3c01
-  EXPECT_EQ(float_to_half(0x1p-25f), 0x0000);             // tie between 0 and 2^-24: 0
-  EXPECT_EQ(float_to_half(3 * 0x1p-25f), 0x0002);         // tie between 1 and 2 ulps: 2
-  EXPECT_EQ(float_to_half(std::nextafter(0x1p-25f, 1.0f)), 0x0001);
-  EXPECT_EQ(float_to_half(std::numeric_limits<float>::denorm_min()), 0x0000);
-  EXPECT_EQ(float_to_half(-std::numeric_limits<float>::denorm_min()), 0x8000);
-  EXPECT_EQ(float_to_half(0x1p-14f - 0x1p-26f),
+  EXPECT_EQ(levattn::float_to_half(0.0f), 0x0000);
+  EXPECT_EQ(levattn::float_to_half(-0.0f), 0x8000);
+  EXPECT_EQ(levattn::float_to_half(1.0f), 0x3c00);
+  EXPECT_EQ(levattn::float_to_half(-2.0f), 0xc000);
+  EXPECT_EQ(levattn::float_to_half(65504.0f), 0x7bff);
+  EXPECT_EQ(levattn::float_to_half(65519.996f), 0x7bff);  // just below the max/inf midpoint
+  EXPECT_EQ(levattn::float_to_half(65520.0f), 0x7c00);    // tie between max (odd) and inf (even): inf
+  EXPECT_EQ(levattn::float_to_half(1e30f), 0x7c00);
+  EXPECT_EQ(levattn::float_to_half(-std::numeric_limits<float>::infinity()), 0xfc00);
+  EXPECT_EQ(levattn::float_to_half(std::numeric_limits<float>::max()), 0x7c00);
+  EXPECT_EQ(levattn::float_to_half(std::numeric_limits<float>::quiet_NaN()) & 0x7e00, 0x7e00);
+  EXPECT_EQ(levattn::float_to_half(1.0f + 0x1p-11f), 0x3c00);      // tie: 1 (even) wins over 1+2^-10
+  EXPECT_EQ(levattn::float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);  // tie: 0x3c02 (even) wins over 0x3c01
+  EXPECT_EQ(levattn::float_to_half(0x1p-25f), 0x0000);             // tie between 0 and 2^-24: 0
+  EXPECT_EQ(levattn::float_to_half(3 * 0x1p-25f), 0x0002);         // tie between 1 and 2 ulps: 2
+  EXPECT_EQ(levattn::float_to_half(std::nextafter(0x1p-25f, 1.0f)), 0x0001);
+  EXPECT_EQ(levattn::float_to_half(std::numeric_limits<float>::denorm_min()), 0x0000);
+  EXPECT_EQ(levattn::float_to_half(-std::numeric_limits<float>::denorm_min()), 0x8000);
+  EXPECT_EQ(levattn::float_to_half(0x1p-14f - 0x1p-26f),
             0x0400);  // rounds up from subnormal to smallest normal
 }
 
@@ -109,19 +109,19 @@ TEST(Half, ExhaustiveRoundTripAndTies) {
   for (std::uint32_t h = 0; h < 0x10000; ++h) {
     const auto bits = static_cast<std::uint16_t>(h);
     if ((bits & 0x7c00) == 0x7c00 && (bits & 0x3ff) != 0) continue;  // NaN
-    ASSERT_EQ(float_to_half(half_to_float(bits)), bits) << std::hex << h;
+    ASSERT_EQ(levattn::float_to_half(levattn::half_to_float(bits)), bits) << std::hex << h;
   }
   for (std::uint16_t h = 0; h < 0x7c00; ++h) {
-    const float lo = half_to_float(h);
+    const float lo = levattn::half_to_float(h);
     const float hi =
-        h + 1 < 0x7c00 ? half_to_float(static_cast<std::uint16_t>(h + 1)) : 65536.0f;  // inf acts as 2^16
+        h + 1 < 0x7c00 ? levattn::half_to_float(static_cast<std::uint16_t>(h + 1)) : 65536.0f;  // inf acts as 2^16
     const float mid = (lo + hi) / 2;  // exact: float has 13 more mantissa bits than half
     const auto up = static_cast<std::uint16_t>(h + 1);
     const std::uint16_t even = (h % 2 == 0) ? h : up;
-    ASSERT_EQ(float_to_half(mid), even) << std::hex << h;
-    ASSERT_EQ(float_to_half(-mid), even | 0x8000) << std::hex << h;
-    ASSERT_EQ(float_to_half(std::nextafter(mid, 0.0f)), h) << std::hex << h;
-    ASSERT_EQ(float_to_half(std::nextafter(mid, 1e30f)), up) << std::hex << h;
+    ASSERT_EQ(levattn::float_to_half(mid), even) << std::hex << h;
+    ASSERT_EQ(levattn::float_to_half(-mid), even | 0x8000) << std::hex << h;
+    ASSERT_EQ(levattn::float_to_half(std::nextafter(mid, 0.0f)), h) << std::hex << h;
+    ASSERT_EQ(levattn::float_to_half(std::nextafter(mid, 1e30f)), up) << std::hex << h;
   }
 }
 
@@ -336,8 +336,8 @@ TEST_F(Npy, FortranOrderReadsLikeCOrder) {
         fbytes = raw_bytes(fortran), cbytes = raw_bytes(c);
       } else if (code == "<f2") {
         std::vector<std::uint16_t> fh, ch;
-        for (const double v : fortran) fh.push_back(float_to_half(static_cast<float>(v)));
-        for (const double v : c) ch.push_back(float_to_half(static_cast<float>(v)));
+        for (const double v : fortran) fh.push_back(levattn::float_to_half(static_cast<float>(v)));
+        for (const double v : c) ch.push_back(levattn::float_to_half(static_cast<float>(v)));
         fbytes = raw_bytes(fh), cbytes = raw_bytes(ch);
       } else {
         const std::vector<float> ff(fortran.begin(), fortran.end()), cf(c.begin(), c.end());
@@ -630,7 +630,7 @@ np.save(f'{d}/special.npy', special)
   // Our f16 encoder agrees with NumPy's on these values.
   const std::vector<float> inputs = {0.0f, -0.0f, 6e-8f, 1e-5f, 65504.0f, 70000.0f, INFINITY, -INFINITY, 1.0f / 3};
   for (std::size_t i = 0; i < inputs.size(); ++i)
-    EXPECT_TRUE(same_bits(half_to_float(float_to_half(inputs[i])), expected[i])) << i;
+    EXPECT_TRUE(same_bits(levattn::half_to_float(levattn::float_to_half(inputs[i])), expected[i])) << i;
 }
 
 TEST_F(Npy, NumpyReadsWhatWeWrite) {

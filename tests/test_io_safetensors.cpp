@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "io/half.hpp"
+#include "levattn/core/half.hpp"
 #include "io_test_helpers.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/safetensors.hpp"
@@ -52,46 +52,46 @@ class Safetensors : public ::testing::Test {
 // ---------------------------------------------------------------- bf16 conversion
 
 TEST(BFloat16, KnownBitPatterns) {
-  EXPECT_TRUE(same_bits(io::bf16_to_float(0x0000), 0.0f));
-  EXPECT_TRUE(same_bits(io::bf16_to_float(0x8000), -0.0f));
-  EXPECT_EQ(io::bf16_to_float(0x3f80), 1.0f);
-  EXPECT_EQ(io::bf16_to_float(0xc040), -3.0f);
-  EXPECT_EQ(io::bf16_to_float(0x0001), 0x1p-133f);    // smallest subnormal
-  EXPECT_EQ(io::bf16_to_float(0x0080), 0x1p-126f);    // smallest normal
-  EXPECT_EQ(io::bf16_to_float(0x7f7f), 0x1.fep127f);  // max
-  EXPECT_EQ(io::bf16_to_float(0x7f80), std::numeric_limits<float>::infinity());
-  EXPECT_EQ(io::bf16_to_float(0xff80), -std::numeric_limits<float>::infinity());
-  EXPECT_TRUE(std::isnan(io::bf16_to_float(0x7fc0)));
-  EXPECT_TRUE(std::isnan(io::bf16_to_float(0x7f81)));
+  EXPECT_TRUE(same_bits(levattn::bf16_to_float(0x0000), 0.0f));
+  EXPECT_TRUE(same_bits(levattn::bf16_to_float(0x8000), -0.0f));
+  EXPECT_EQ(levattn::bf16_to_float(0x3f80), 1.0f);
+  EXPECT_EQ(levattn::bf16_to_float(0xc040), -3.0f);
+  EXPECT_EQ(levattn::bf16_to_float(0x0001), 0x1p-133f);    // smallest subnormal
+  EXPECT_EQ(levattn::bf16_to_float(0x0080), 0x1p-126f);    // smallest normal
+  EXPECT_EQ(levattn::bf16_to_float(0x7f7f), 0x1.fep127f);  // max
+  EXPECT_EQ(levattn::bf16_to_float(0x7f80), std::numeric_limits<float>::infinity());
+  EXPECT_EQ(levattn::bf16_to_float(0xff80), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(std::isnan(levattn::bf16_to_float(0x7fc0)));
+  EXPECT_TRUE(std::isnan(levattn::bf16_to_float(0x7f81)));
 
-  EXPECT_EQ(io::float_to_bf16(0.0f), 0x0000);
-  EXPECT_EQ(io::float_to_bf16(-0.0f), 0x8000);
-  EXPECT_EQ(io::float_to_bf16(1.0f), 0x3f80);
-  EXPECT_EQ(io::float_to_bf16(1.0f + 0x1p-8f), 0x3f80);      // tie: 1 (even) wins
-  EXPECT_EQ(io::float_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);  // tie: 0x3f82 (even) wins over 0x3f81
-  EXPECT_EQ(io::float_to_bf16(std::nextafter(1.0f + 0x1p-8f, 2.0f)), 0x3f81);
-  EXPECT_EQ(io::float_to_bf16(std::numeric_limits<float>::max()),
+  EXPECT_EQ(levattn::float_to_bf16(0.0f), 0x0000);
+  EXPECT_EQ(levattn::float_to_bf16(-0.0f), 0x8000);
+  EXPECT_EQ(levattn::float_to_bf16(1.0f), 0x3f80);
+  EXPECT_EQ(levattn::float_to_bf16(1.0f + 0x1p-8f), 0x3f80);      // tie: 1 (even) wins
+  EXPECT_EQ(levattn::float_to_bf16(1.0f + 3 * 0x1p-8f), 0x3f82);  // tie: 0x3f82 (even) wins over 0x3f81
+  EXPECT_EQ(levattn::float_to_bf16(std::nextafter(1.0f + 0x1p-8f, 2.0f)), 0x3f81);
+  EXPECT_EQ(levattn::float_to_bf16(std::numeric_limits<float>::max()),
             0x7f80);  // above max + half ulp: inf
-  EXPECT_EQ(io::float_to_bf16(0x1.fep127f), 0x7f7f);
-  EXPECT_EQ(io::float_to_bf16(std::numeric_limits<float>::denorm_min()), 0x0000);
-  EXPECT_EQ(io::float_to_bf16(0x1p-133f), 0x0001);
-  EXPECT_EQ(io::float_to_bf16(-std::numeric_limits<float>::infinity()), 0xff80);
-  const std::uint16_t nan = io::float_to_bf16(std::bit_cast<float>(0x7f800001u));  // payload only in the low bits
-  EXPECT_TRUE(std::isnan(io::bf16_to_float(nan)));
+  EXPECT_EQ(levattn::float_to_bf16(0x1.fep127f), 0x7f7f);
+  EXPECT_EQ(levattn::float_to_bf16(std::numeric_limits<float>::denorm_min()), 0x0000);
+  EXPECT_EQ(levattn::float_to_bf16(0x1p-133f), 0x0001);
+  EXPECT_EQ(levattn::float_to_bf16(-std::numeric_limits<float>::infinity()), 0xff80);
+  const std::uint16_t nan = levattn::float_to_bf16(std::bit_cast<float>(0x7f800001u));  // payload only in the low bits
+  EXPECT_TRUE(std::isnan(levattn::bf16_to_float(nan)));
 }
 
 TEST(BFloat16, ExhaustiveRoundTripAndTies) {
   for (std::uint32_t b = 0; b < 0x10000; ++b) {
     const auto bits = static_cast<std::uint16_t>(b);
     if ((bits & 0x7f80) == 0x7f80 && (bits & 0x7f) != 0) continue;  // NaN
-    ASSERT_EQ(io::float_to_bf16(io::bf16_to_float(bits)), bits) << std::hex << b;
+    ASSERT_EQ(levattn::float_to_bf16(levattn::bf16_to_float(bits)), bits) << std::hex << b;
   }
   for (std::uint32_t b = 0; b < 0x7f80; ++b) {
     const float mid = std::bit_cast<float>((b << 16) | 0x8000u);  // exactly halfway to the next bf16
     const auto lo = static_cast<std::uint16_t>(b), up = static_cast<std::uint16_t>(b + 1);
-    ASSERT_EQ(io::float_to_bf16(mid), b % 2 == 0 ? lo : up) << std::hex << b;
-    ASSERT_EQ(io::float_to_bf16(std::nextafter(mid, 0.0f)), lo) << std::hex << b;
-    ASSERT_EQ(io::float_to_bf16(std::nextafter(mid, INFINITY)), up) << std::hex << b;
+    ASSERT_EQ(levattn::float_to_bf16(mid), b % 2 == 0 ? lo : up) << std::hex << b;
+    ASSERT_EQ(levattn::float_to_bf16(std::nextafter(mid, 0.0f)), lo) << std::hex << b;
+    ASSERT_EQ(levattn::float_to_bf16(std::nextafter(mid, INFINITY)), up) << std::hex << b;
   }
 }
 
@@ -427,7 +427,7 @@ TEST_F(Safetensors, PythonReadsWhatWeWrite) {
   for (int i = 0; i < 24; ++i) f64[static_cast<std::size_t>(i)] = static_cast<double>(i - 11) / 3.0;
   const std::vector<float> f32(f64.begin(), f64.end());
   std::vector<std::uint16_t> f16, bf16;
-  for (const float v : f32) f16.push_back(io::float_to_half(v)), bf16.push_back(io::float_to_bf16(v));
+  for (const float v : f32) f16.push_back(levattn::float_to_half(v)), bf16.push_back(levattn::float_to_bf16(v));
   const std::vector<std::int64_t> i64 = {std::numeric_limits<std::int64_t>::min(), -1, 0, 1LL << 60};
   io::write_safetensors(dir.file("ours.safetensors"),
                         {{"f16", io::DType::f16, {24}, f16.data()},

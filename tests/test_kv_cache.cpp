@@ -169,6 +169,77 @@ TEST(KVCache, LeverageRefreshesEqualAScorerFittedFromScratch) {
     }
 }
 
+// The values a cache with 16-bit storage holds: x rounded to the type and widened back.
+Floats rounded(const Floats& x, ElementType type) {
+  Floats r = x;
+  for (float& v : r.data) v = type == ElementType::f16 ? to_float(to_half(v)) : to_float(to_bfloat16(v));
+  return r;
+}
+
+TEST(KVCache, SixteenBitStorageIsExactForTheRoundedKeysAndHalvesTheBytes) {
+  const index_t n = 400, d = 16, dv = 8;
+  const Floats K = make_keys("heavy_tailed", n, d, 31), V = gaussian(n, dv, 32), Q = gaussian(n, d, 33);
+  for (ElementType storage : {ElementType::f16, ElementType::bf16}) {
+    const Floats Kr = rounded(K, storage), Vr = rounded(V, storage);
+    for (CachePolicy policy :
+         {CachePolicy::leverage, CachePolicy::window, CachePolicy::accumulated, CachePolicy::key_norm})
+      for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)}) {
+        KVCacheOptions o;
+        o.policy = policy;
+        o.budget = 40;
+        o.refresh = 10;
+        o.attention.f = f;
+        o.attention.scale = f.kind == ScoreKind::softmax ? 0.05 : 0.0;
+        o.storage = storage;
+        KVCache cache(d, dv, o);
+        KVCacheOptions o32 = o;
+        o32.storage = ElementType::f32;
+        KVCache cache32(d, dv, o32);
+        std::vector<float> out(dv);
+        for (index_t t = 0; t < n; ++t) {
+          cache.append(K.data.data() + t * d, V.data.data() + t * dv);
+          cache32.append(K.data.data() + t * d, V.data.data() + t * dv);
+          cache.attend(Q.data.data() + t * d, out.data());
+          if (t % 41 != 0 && t != n - 1) continue;
+          const std::vector<index_t> pos = cache.positions();
+          const std::set<index_t> kept(pos.begin(), pos.end());
+          const AttentionRows ref = reference_step(Q, Kr, Vr, t, t, kept, o.attention);
+          EXPECT_LE(row_error(out, ref.out), 1e-5) << element_type_name(storage) << " step " << t << " " << f.name();
+          if (f.kind == ScoreKind::power) {
+            EXPECT_NEAR(cache.missing_mass(), 1.0 - ref.kept_mass[0], 1e-5) << "step " << t;
+          }
+          EXPECT_EQ(cache.stored_bytes(), cache.size() * (d + dv) * 2);
+          EXPECT_EQ(cache32.stored_bytes(), cache32.size() * (d + dv) * 4);
+        }
+        if (policy == CachePolicy::leverage) {  // the policy recomputed from scratch on the rounded keys
+          const std::vector<index_t> pos = cache.positions();
+          EXPECT_EQ(std::set<index_t>(pos.begin(), pos.end()), leverage_policy_from_scratch(Kr, 40, 0.0, 10))
+              << element_type_name(storage);
+        }
+      }
+  }
+}
+
+TEST(KVCache, KeysOverflowingTheStorageTypeAreRefusedChangingNothing) {
+  const index_t d = 4;
+  KVCacheOptions o;
+  o.storage = ElementType::f16;
+  KVCache cache(d, d, o);
+  const std::vector<float> fine = {1, 2, 3, 4}, huge = {1, 7e4f, 3, 4};  // 7e4 > 65504, float16's max
+  cache.append(fine.data(), fine.data());
+  EXPECT_THROW(cache.append(huge.data(), fine.data()), Error);
+  EXPECT_THROW(cache.append(fine.data(), huge.data()), Error);
+  std::vector<float> rows = fine;
+  rows.insert(rows.end(), huge.begin(), huge.end());
+  EXPECT_THROW(cache.append(ConstMatrixF(rows.data(), 2, d), ConstMatrixF(rows.data(), 2, d)), Error);
+  EXPECT_EQ(cache.size(), 1);
+  EXPECT_EQ(cache.appended(), 1);
+  o.storage = ElementType::bf16;  // bfloat16 holds 7e4
+  KVCache wide(d, d, o);
+  wide.append(huge.data(), huge.data());
+  EXPECT_EQ(wide.size(), 1);
+}
+
 // Missing mass under pow:2 against Σ over every key appended in double (to 1e-6: the kept mass
 // comes from attend_exact's float products), whether the attend falls right after a refit or with
 // up to refresh − 1 keys appended since.

@@ -9,6 +9,7 @@
 #include "levattn/core/half.hpp"
 #include "levattn/core/heads_view.hpp"
 #include "levattn/core/matrix_view.hpp"
+#include "levattn/core/row_store.hpp"
 #include "levattn/core/threads.hpp"
 
 #include "levattn/linalg/gram.hpp"

@@ -105,15 +105,17 @@ class KVCache:
     budget − sinks. "accumulated" (H2O): the latest budget/2 and the older keys with the most
     attention received. "key_norm": the budget keys of largest norm.
     f: "softmax" (normalised over the retained keys) or "pow:2" (normalised by the exact full
-    normaliser over every key appended; missing_mass is then exact). threads: cores each call uses
-    (None: every core); results never depend on it. Safe to share between Python threads.
+    normaliser over every key appended; missing_mass is then exact). storage: "float32", or
+    "float16"/"bfloat16" to hold keys and values rounded to 16 bits (half the bytes; scores and
+    attention are then exact for the rounded values). threads: cores each call uses (None: every
+    core); results never depend on it. Safe to share between Python threads.
     """
 
     def __init__(self, d: int, d_v: int, *, policy: str = "leverage", budget: int = 256,
                  eps: Optional[float] = None, sinks: int = 4, refresh: int = 0, f: str = "softmax",
-                 scale: Optional[float] = None, threads: Optional[int] = None):
-        if not isinstance(policy, str) or not isinstance(f, str):
-            raise InputError("policy and f must be strings")
+                 scale: Optional[float] = None, storage: str = "float32", threads: Optional[int] = None):
+        if not isinstance(policy, str) or not isinstance(f, str) or not isinstance(storage, str):
+            raise InputError("policy, f and storage must be strings")
         c = 0.0
         if scale is not None:
             c = real_arg(scale, "scale")
@@ -128,7 +130,7 @@ class KVCache:
         self._dv = integer_arg(d_v, "d_v", 1)
         self._core = _levattn.KVCache(self._d, self._dv, policy, integer_arg(budget, "budget", 1), e,
                                       integer_arg(sinks, "sinks", 0), integer_arg(refresh, "refresh", 0), f, c,
-                                      threads_arg(threads))
+                                      storage, threads_arg(threads))
 
     def append(self, key: Any, value: Any) -> None:
         """Appends one key (d,) and value (d_v,), or rows of them ((rows, d), (rows, d_v)) in order."""
@@ -152,3 +154,5 @@ class KVCache:
     appended = property(lambda self: self._core.appended, doc="Keys appended so far.")
     missing_mass = property(lambda self: self._core.missing_mass,
                             doc="f='pow:2': 1 − Σ_retained A of the last attend (0 before any).")
+    stored_bytes = property(lambda self: self._core.stored_bytes,
+                            doc="Bytes of the retained keys and values (2 per element for 16-bit storage).")

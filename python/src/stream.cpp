@@ -117,8 +117,15 @@ CachePolicy parse_policy(const std::string& name) {
               "KVCache: policy must be leverage, window, accumulated or key_norm, got '" + name + "'");
 }
 
+ElementType parse_storage(const std::string& name) {
+  if (name == "float32") return ElementType::f32;
+  if (name == "float16") return ElementType::f16;
+  if (name == "bfloat16") return ElementType::bf16;
+  throw Error(ErrorKind::bad_input, "KVCache: storage must be float32, float16 or bfloat16, got '" + name + "'");
+}
+
 KVCacheOptions cache_options(const std::string& policy, index_t budget, double eps, index_t sinks, index_t refresh,
-                             const std::string& f, double scale) {
+                             const std::string& f, double scale, const std::string& storage) {
   KVCacheOptions o;  // checked by the KVCache constructor
   o.policy = parse_policy(policy);
   o.budget = budget;
@@ -127,14 +134,15 @@ KVCacheOptions cache_options(const std::string& policy, index_t budget, double e
   o.refresh = refresh;
   o.attention.f = parse_score_function(f);
   o.attention.scale = scale;
+  o.storage = parse_storage(storage);
   return o;
 }
 
 class PyKVCache {
  public:
   PyKVCache(index_t d, index_t d_v, const std::string& policy, index_t budget, double eps, index_t sinks,
-            index_t refresh, const std::string& f, double scale, int threads)
-      : cache_(d, d_v, cache_options(policy, budget, eps, sinks, refresh, f, scale)),
+            index_t refresh, const std::string& f, double scale, const std::string& storage, int threads)
+      : cache_(d, d_v, cache_options(policy, budget, eps, sinks, refresh, f, scale, storage)),
         dv_(d_v),
         threads_(thread_count(threads)) {}
 
@@ -185,6 +193,10 @@ class PyKVCache {
     const std::lock_guard<std::mutex> lock(mutex_);
     return cache_.missing_mass();
   }
+  index_t stored_bytes() {
+    const std::lock_guard<std::mutex> lock(mutex_);
+    return cache_.stored_bytes();
+  }
 
  private:
   KVCache cache_;
@@ -215,9 +227,9 @@ void bind_stream(py::module_& m) {
                                                                py::call_guard<py::gil_scoped_release>()));
   py::class_<PyKVCache>(m, "KVCache")
       .def(py::init<index_t, index_t, const std::string&, index_t, double, index_t, index_t, const std::string&, double,
-                    int>(),
+                    const std::string&, int>(),
            py::arg("d"), py::arg("d_v"), py::arg("policy"), py::arg("budget"), py::arg("eps"), py::arg("sinks"),
-           py::arg("refresh"), py::arg("f"), py::arg("scale"), py::arg("threads"))
+           py::arg("refresh"), py::arg("f"), py::arg("scale"), py::arg("storage"), py::arg("threads"))
       .def("append", &PyKVCache::append, py::arg("keys"), py::arg("values"))
       .def("attend", &PyKVCache::attend, py::arg("queries"))
       .def("positions", &PyKVCache::positions)
@@ -225,7 +237,9 @@ void bind_stream(py::module_& m) {
       .def_property_readonly("appended",
                              py::cpp_function(&PyKVCache::appended, py::call_guard<py::gil_scoped_release>()))
       .def_property_readonly("missing_mass",
-                             py::cpp_function(&PyKVCache::missing_mass, py::call_guard<py::gil_scoped_release>()));
+                             py::cpp_function(&PyKVCache::missing_mass, py::call_guard<py::gil_scoped_release>()))
+      .def_property_readonly("stored_bytes",
+                             py::cpp_function(&PyKVCache::stored_bytes, py::call_guard<py::gil_scoped_release>()));
 }
 
 }  // namespace levattn::python

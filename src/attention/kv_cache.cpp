@@ -16,7 +16,13 @@ constexpr double kNew = std::numeric_limits<double>::infinity();  // appended si
 }  // namespace
 
 KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
-    : d_(d), dv_(d_v), options_(options), summary_(std::max<index_t>(d, 1)), scorer_(std::max<index_t>(d, 1)) {
+    : d_(d),
+      dv_(d_v),
+      options_(options),
+      keys_(options.storage, std::max<index_t>(d, 1)),
+      values_(options.storage, std::max<index_t>(d_v, 1)),
+      summary_(std::max<index_t>(d, 1)),
+      scorer_(std::max<index_t>(d, 1)) {
   require(d >= 1 && d_v >= 1, "KV cache: d and d_v must be at least 1");
   require(options.budget >= 1, "KV cache: the budget must be at least 1");
   require(options.eps >= 0.0 && options.eps <= 1.0, "KV cache: eps must lie in [0, 1] (0: budget mode)");
@@ -44,14 +50,10 @@ std::vector<index_t> KVCache::positions() const {
 
 void KVCache::evict(index_t slot) {  // the last slot moves into `slot`
   const index_t last = size() - 1;
-  if (slot != last) {
-    std::copy_n(keys_.begin() + last * d_, d_, keys_.begin() + slot * d_);
-    std::copy_n(values_.begin() + last * dv_, dv_, values_.begin() + slot * dv_);
-    position_[slot] = position_[last];
-    weight_[slot] = weight_[last];
-  }
-  keys_.resize(static_cast<size_t>(last * d_));
-  values_.resize(static_cast<size_t>(last * dv_));
+  keys_.remove(slot);
+  values_.remove(slot);
+  position_[slot] = position_[last];
+  weight_[slot] = weight_[last];
   position_.pop_back();
   weight_.pop_back();
 }
@@ -60,7 +62,10 @@ void KVCache::refit() {
   scorer_.fit(summary_);
   unfitted_.clear();
   if (options_.policy != CachePolicy::leverage) return;
-  scorer_.scores(ConstMatrixF(keys_.data(), size(), d_), weight_.data());
+  widened_keys_.resize(static_cast<size_t>(size() * d_));
+  for (index_t s = 0; s < size(); ++s)
+    for (index_t c = 0; c < d_; ++c) widened_keys_[s * d_ + c] = keys_.at(s, c);
+  scorer_.scores(ConstMatrixF(widened_keys_.data(), size(), d_), weight_.data());
   if (options_.eps > 0.0)
     for (index_t s = size() - 1; s >= 0; --s)
       if (weight_[s] < options_.eps) evict(s);
@@ -92,6 +97,22 @@ void KVCache::append(const float* key, const float* value) {
   if (first_nonfinite_row(ConstMatrixF(key, 1, d_)) < 1 || first_nonfinite_row(ConstMatrixF(value, 1, dv_)) < 1)
     throw Error(ErrorKind::bad_input,
                 "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
+  // From here on the key is the stored one (rounded to the storage type), which must be finite.
+  rounded_.resize(static_cast<size_t>(std::max(d_, dv_)));
+  const auto finite = [&](index_t width) {
+    return std::all_of(rounded_.begin(), rounded_.begin() + width, [](float x) { return std::isfinite(x); });
+  };
+  values_.push(value, rounded_.data());
+  bool fits = finite(dv_);
+  keys_.push(key, rounded_.data());
+  fits = fits && finite(d_);
+  if (!fits) {
+    values_.remove(values_.rows() - 1);
+    keys_.remove(keys_.rows() - 1);
+    throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_) + " overflows " +
+                                          element_type_name(options_.storage));
+  }
+  key = rounded_.data();
   if (keeps_gram()) {
     summary_.add(ConstMatrixF(key, 1, d_));
     unfitted_.insert(unfitted_.end(), key, key + d_);
@@ -99,8 +120,6 @@ void KVCache::append(const float* key, const float* value) {
   double weight = options_.policy == CachePolicy::leverage ? kNew : 0.0;
   if (options_.policy == CachePolicy::key_norm)  // ‖k‖²
     for (index_t c = 0; c < d_; ++c) weight += static_cast<double>(key[c]) * key[c];
-  keys_.insert(keys_.end(), key, key + d_);
-  values_.insert(values_.end(), value, value + dv_);
   position_.push_back(appended_++);
   weight_.push_back(weight);
   if (keeps_gram() && unfitted_rows() >= options_.refresh) refit();
@@ -115,6 +134,17 @@ void KVCache::append(ConstMatrixF keys, ConstMatrixF values) {
     if (const index_t r = first_nonfinite_row(m); r < m.rows)
       throw Error(ErrorKind::bad_input,
                   "KV cache: key or value " + std::to_string(appended_ + r) + " holds a NaN or an infinity");
+  const auto overflows = [&](float x) {  // finite, but not once rounded to the storage type
+    return options_.storage == ElementType::f16    ? !std::isfinite(to_float(to_half(x)))
+           : options_.storage == ElementType::bf16 ? !std::isfinite(to_float(to_bfloat16(x)))
+                                                   : false;
+  };
+  if (options_.storage != ElementType::f32)
+    for (const ConstMatrixF m : {keys, values})
+      for (index_t r = 0; r < m.rows; ++r)
+        if (std::any_of(m.row(r), m.row(r) + m.cols, overflows))
+          throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_ + r) +
+                                                " overflows " + element_type_name(options_.storage));
   for (index_t r = 0; r < keys.rows; ++r) append(keys.row(r), values.row(r));
 }
 
@@ -136,13 +166,26 @@ void KVCache::attend(const float* query, float* out) {
   const index_t n = size();
   AttentionOptions o = options_.attention;
   o.causal = false;
-  attend_exact(ConstMatrixF(query, 1, d_), ConstMatrixF(keys_.data(), n, d_), ConstMatrixF(values_.data(), n, dv_), o,
-               MatrixF(out, 1, dv_), lse_.data());
+  const ConstHeadsF q(query, 1, 1, 1, d_);
+  const HeadsF out_head(out, 1, 1, 1, dv_);
+  switch (options_.storage) {
+    case ElementType::f32:
+      attend_exact(q, ConstHeadsF(keys_.view<float>()), ConstHeadsF(values_.view<float>()), o, out_head, lse_.data());
+      break;
+    case ElementType::f16:
+      attend_exact(q, ConstHeadsF16(keys_.view<Half>()), ConstHeadsF16(values_.view<Half>()), o, out_head,
+                   lse_.data());
+      break;
+    case ElementType::bf16:
+      attend_exact(q, ConstHeadsBF16(keys_.view<BFloat16>()), ConstHeadsBF16(values_.view<BFloat16>()), o, out_head,
+                   lse_.data());
+      break;
+  }
   const double c = effective_scale(o, d_);
   if (options_.policy == CachePolicy::accumulated && std::isfinite(lse_[0]))
     for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received
       double dot = 0.0;
-      for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * keys_[s * d_ + col];
+      for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * keys_.at(s, col);
       const double logf = o.f.kind == ScoreKind::softmax ? c * dot : 2.0 * std::log(std::fabs(c * dot));
       weight_[s] += std::exp(logf - lse_[0]);
     }

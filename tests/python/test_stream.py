@@ -199,6 +199,36 @@ def test_kv_cache_attend_equals_reference_over_retained_positions(rng, policy, o
         assert np.array_equal(cache.positions(), np.sort(np.argsort(-norms)[:20]))
 
 
+@pytest.mark.parametrize("storage", ["float16", "bfloat16"])
+def test_kv_cache_sixteen_bit_storage_is_exact_for_rounded_keys_and_halves_bytes(rng, storage):
+    """storage="float16"/"bfloat16": every attend equals the float32 cache fed the same keys and values
+    rounded to that type (to 1e-6, relative to the largest value), the leverage policy keeps the same
+    positions, and stored_bytes is half the float32 cache's; a float16 key beyond 65504 raises InputError."""
+    n, d, dv = 200, 16, 8
+    K, V, Q = planted_keys("gaussian", n, d, rng), gaussian(rng, n, dv), gaussian(rng, n, d)
+    if storage == "float16":
+        Kr, Vr = K.astype(np.float16).astype(np.float32), V.astype(np.float16).astype(np.float32)
+    else:  # round to nearest even on the top 16 bits
+        def bf16(x):
+            b = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+            return (((b + 0x7FFF + ((b >> 16) & 1)) >> 16) << 16).astype(np.uint32).view(np.float32)
+        Kr, Vr = bf16(K), bf16(V)
+    half = levattn.KVCache(d, dv, policy="leverage", budget=24, refresh=5, f="pow:2", storage=storage)
+    full = levattn.KVCache(d, dv, policy="leverage", budget=24, refresh=5, f="pow:2")
+    for t in range(n):
+        half.append(K[t], V[t])
+        full.append(Kr[t], Vr[t])
+        if t % 10 == 9:
+            a, b = half.attend(Q[t]), full.attend(Q[t])
+            assert np.max(np.abs(a - b)) <= 1e-6 * np.max(np.abs(Vr))
+            assert np.array_equal(half.positions(), full.positions())
+            assert half.stored_bytes * 2 == full.stored_bytes == full.size * (d + dv) * 4
+    if storage == "float16":
+        with pytest.raises(levattn.InputError, match="overflows float16"):
+            half.append(np.full(d, 7e4, dtype=np.float32), V[0])
+        assert half.appended == n
+
+
 def test_kv_cache_window_positions_are_sinks_and_latest(rng):
     """Window policy: after every append the positions are the first `sinks` keys and the latest budget − sinks."""
     d, budget, sinks = 8, 10, 3

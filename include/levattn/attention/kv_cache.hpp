@@ -26,11 +26,17 @@
 // `refresh` appends for every policy under pow:2. Other pow:P are refused. Memory
 // O(d²·log n + budget·(d + d_v) + refresh·d) (threshold mode: d/ε keys in place of the budget
 // after each refresh); softmax with a policy other than leverage keeps no Gram summary.
+//
+// Storage: keys and values are kept as float32, or (KVCacheOptions::storage) rounded to float16
+// or bfloat16 on append — half the bytes. Everything the cache computes then uses the rounded
+// keys and values: the Gram summary, the scores, the threshold guarantee and attend() are exact
+// with respect to them (attend reads the 16-bit rows in place, in float arithmetic).
 #pragma once
 
 #include <vector>
 
 #include "levattn/attention/exact.hpp"
+#include "levattn/core/row_store.hpp"
 #include "levattn/linalg/gram.hpp"
 #include "levattn/scores/leverage.hpp"
 
@@ -47,6 +53,7 @@ struct KVCacheOptions {
   // the budget for the other policies (the unfitted keys then never outnumber the cache).
   index_t refresh = 0;
   AttentionOptions attention;  // softmax or pow:2; causal is irrelevant (one query per step)
+  ElementType storage = ElementType::f32;  // of the retained keys and values: f32, f16 or bf16
 };
 
 class KVCache {
@@ -74,6 +81,8 @@ class KVCache {
   std::vector<index_t> positions() const;
   // pow:2 only: 1 − Σ_{retained} A of the last attend() (0 before any attend).
   double missing_mass() const { return missing_mass_; }
+  // Bytes of the retained keys and values: size()·(d + d_v)·(4 for f32, 2 for f16 and bf16).
+  index_t stored_bytes() const { return keys_.bytes() + values_.bytes(); }
 
  private:
   void evict(index_t slot);
@@ -88,7 +97,7 @@ class KVCache {
   index_t d_, dv_;
   KVCacheOptions options_;
   index_t appended_ = 0;
-  std::vector<float> keys_, values_;  // retained, in slots (unordered)
+  RowStore keys_, values_;            // retained, in slots (unordered), of options.storage
   std::vector<index_t> position_;     // global position of each slot
   std::vector<double> weight_;        // leverage: score at the last refresh (+∞ if newer);
                                       // accumulated: attention received so far; key_norm: ‖k‖²
@@ -97,7 +106,9 @@ class KVCache {
   std::vector<float> unfitted_;       // keys appended since the last refit (rows × d)
   std::vector<double> products_;      // scratch for attend(): <q, k> over unfitted_
   double missing_mass_ = 0.0;
-  std::vector<double> lse_;  // scratch for attend()
+  std::vector<double> lse_;          // scratch for attend()
+  std::vector<float> rounded_;       // scratch for append(): the key and value as stored
+  std::vector<float> widened_keys_;  // scratch for refit(): the retained keys as floats
 };
 
 }  // namespace levattn
