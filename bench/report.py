@@ -55,6 +55,18 @@ if exact:
         sdpa = "has" if torch_run.get("has_sdpa") else "has no"
         print(f"\nPyTorch {torch_run['torch_version']} with {torch_run['threads']} threads, matmul–softmax–matmul "
               f"(this torch {sdpa} scaled_dot_product_attention), median of its own repeats, on bit-identical inputs.")
+half = {n: t for n, t in median.items() if n.startswith("BM_ExactAttention16/")}
+if half:
+    print("\n| exact attention, one head, n_q = n_k, 16-bit inputs, softmax | median (ms) | GFLOP/s |"
+          " f32 inputs (ms) | PyTorch bf16 (ms) |\n| --- | ---: | ---: | ---: | ---: |")
+    for name, t in half.items():
+        n, d, kind, arith = name.split("/")[1:5]
+        flops = counters[name].get("FLOP", 0) / 1e9
+        f32 = median.get(f"BM_ExactAttention/{n}/{d}/real_time")
+        tt = torch_run.get("bf16_median_ms", {}).get(f"{n}/{d}") if torch_run and kind == "2" else None
+        label = f"n = {n}, d = {d}, {'float16' if kind == '1' else 'bfloat16'}, {'bf16' if arith == '1' else 'f32'} products"
+        print(f"| {label} | {t:.1f} | {flops:.0f} | " + (f"{f32:.1f} | " if f32 else "– | ") +
+              (f"{tt:.1f} |" if tt else "– |"))
 decode = {n: t for n, t in median.items() if n.startswith("BM_Decode/")}
 read = [counters[n]["bytes"] / 1e9 for n in median if n.startswith("BM_MemoryRead")]
 if decode:
@@ -63,6 +75,16 @@ if decode:
     for name, t in decode.items():
         gbs = counters[name]["bytes"] / 1e9
         print(f"| n_k = {name.split('/')[1]} | {t * 1e3:.0f} | {gbs:.1f} | " + (f"{gbs / read[0]:.0%} |" if read else "– |"))
+    half_decode = {n: t for n, t in median.items() if n.startswith("BM_Decode16/")}
+    if half_decode:
+        print("\n| decode from a 16-bit cache, n_q = 1, d = 128 | median (µs) | GB/s of K and V |"
+              " share of measured read bandwidth | time / float32 decode |\n| --- | ---: | ---: | ---: | ---: |")
+    for name, t in half_decode.items():
+        n_k, kind = name.split("/")[1:3]
+        gbs = counters[name]["bytes"] / 1e9
+        f32 = decode.get(f"BM_Decode/{n_k}/real_time")
+        print(f"| n_k = {n_k}, {'float16' if kind == '1' else 'bfloat16'} | {t * 1e3:.0f} | {gbs:.1f} | " +
+              (f"{gbs / read[0]:.0%} | " if read else "– | ") + (f"{t / f32:.2f}× |" if f32 else "– |"))
     if read:
         print(f"\nMeasured read bandwidth (parallel 64-bit OR over 512 MiB): {read[0]:.1f} GB/s.")
 levattn_runs = {int(n.split("/")[1]): t for n, t in median.items() if n.startswith("BM_LevAttention/")}

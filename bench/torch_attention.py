@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """PyTorch's CPU attention (matmul–softmax–matmul, Debian's python3-torch) on the inputs that
 bench_attention.cpp uses, bit for bit (the same integer hash): the forward alone, and forward plus
-backward by autograd (the gradient dO from the hash's seed 4, as BM_AttentionBackward). Writes
-medians as JSON.
+backward by autograd (the gradient dO from the hash's seed 4, as BM_AttentionBackward), and the
+forward on the same inputs rounded to bfloat16 (as BM_ExactAttention16 rounds them), computed in
+bfloat16 by torch. Writes medians as JSON.
 Usage: torch_attention.py OUT.json [--threads 2] [--repeats 9]"""
 import argparse
 import json
@@ -39,7 +40,7 @@ def main():
     torch.set_num_threads(args.threads)
     results = {"torch_version": torch.__version__, "threads": args.threads,
                "has_sdpa": hasattr(torch.nn.functional, "scaled_dot_product_attention"),
-               "median_ms": {}, "fwd_bwd_median_ms": {}}
+               "median_ms": {}, "fwd_bwd_median_ms": {}, "bf16_median_ms": {}}
     for n, d in ((4096, 64), (4096, 128)):
         q, k, v = (torch.from_numpy(hashed_floats(n * d, s).reshape(n, d)) for s in (1, 2, 3))
         scale = 1.0 / d ** 0.5
@@ -49,6 +50,14 @@ def main():
 
         with torch.no_grad():
             results["median_ms"][f"{n}/{d}"] = median_ms(attend, args.repeats)
+
+        qb, kb, vb = (x.to(torch.bfloat16) for x in (q, k, v))
+
+        def attend_bf16():
+            return torch.softmax((qb @ kb.T) * scale, dim=-1) @ vb
+
+        with torch.no_grad():
+            results["bf16_median_ms"][f"{n}/{d}"] = median_ms(attend_bf16, args.repeats)
 
         dout = torch.from_numpy(hashed_floats(n * d, 4).reshape(n, d))
         qg, kg, vg = (x.clone().requires_grad_() for x in (q, k, v))
