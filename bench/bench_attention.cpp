@@ -73,8 +73,8 @@ void exact16(benchmark::State& state, index_t n_q, index_t n_k, index_t d, Arith
   state.SetLabel(attention_kernel(n_q, options).bf16_products ? "bf16 products" : "f32 products");
   state.counters["FLOP"] =
       benchmark::Counter(4.0 * double(n_q) * double(n_k) * double(d), benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["bytes"] = benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(T),
-                                               benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["bytes"] =
+      benchmark::Counter(2.0 * double(n_k) * double(d) * sizeof(T), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // One head of 16-bit inputs, n_q = n_k = range(0), width range(1); range(2) = 1 for Half, 2 for

@@ -2,8 +2,8 @@
 // reference on the same rounded inputs: f32 arithmetic to 1e-5 (and bit for bit equal to the float
 // kernels on the widened inputs), bf16 arithmetic to 1e-2 in the output and 1e-3 in the log
 // normaliser (against the reference of the inputs rounded to bf16, which bf16 arithmetic computes
-// with: a no-op for BFloat16 inputs), over lengths that are not multiples of any tile, causal masks, grouped heads, decode,
-// merged partial results, adversarial keys and bad input.
+// with: a no-op for BFloat16 inputs), over lengths that are not multiples of any tile, causal masks, grouped heads,
+// decode, merged partial results, adversarial keys and bad input.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -194,15 +194,14 @@ void check_same_bits_as_float() {
 }
 
 TEST(HalfAttention, HalfInF32ArithmeticEqualsFloatKernelsOnWidenedInputs) { check_same_bits_as_float<Half>(); }
-TEST(HalfAttention, BFloat16InF32ArithmeticEqualsFloatKernelsOnWidenedInputs) {
-  check_same_bits_as_float<BFloat16>();
-}
+TEST(HalfAttention, BFloat16InF32ArithmeticEqualsFloatKernelsOnWidenedInputs) { check_same_bits_as_float<BFloat16>(); }
 
 // Batches with grouped queries: every (batch, query head) against its own reference.
 template <class T>
 void check_grouped(Arithmetic a) {
   const index_t B = 2, Hq = 4, Hkv = 2, n_q = 70, n_k = 300, d = 32, dv = 24;
-  const Floats q = gaussian(B * Hq * n_q, d, 41), k = gaussian(B * Hkv * n_k, d, 42), v = gaussian(B * Hkv * n_k, dv, 43);
+  const Floats q = gaussian(B * Hq * n_q, d, 41), k = gaussian(B * Hkv * n_k, d, 42),
+               v = gaussian(B * Hkv * n_k, dv, 43);
   const Rounded<T> Q = round_all<T>(q), K = round_all<T>(k), V = round_all<T>(v);
   const AttentionOptions o = options(ScoreFunction::softmax(), true, a);
   Result r{std::vector<float>(static_cast<size_t>(B * Hq * n_q * dv)), std::vector<double>(B * Hq * n_q)};
@@ -218,11 +217,12 @@ void check_grouped(Arithmetic a) {
         return Floats{n, f.cols,
                       std::vector<float>(f.data.begin() + head * n * f.cols, f.data.begin() + (head + 1) * n * f.cols)};
       };
-      const AttentionRows ref = attention_rows_reference(
-          slice(as_computed(Q, bf16), b * Hq + h, n_q), slice(as_computed(K, bf16), kh, n_k),
-          slice(as_computed(V, bf16), kh, n_k), rows, spec_for(o, d, n_q, n_k));
-      Result head{std::vector<float>(r.out.begin() + (b * Hq + h) * n_q * dv, r.out.begin() + (b * Hq + h + 1) * n_q * dv),
-                  std::vector<double>(r.lse.begin() + (b * Hq + h) * n_q, r.lse.begin() + (b * Hq + h + 1) * n_q)};
+      const AttentionRows ref =
+          attention_rows_reference(slice(as_computed(Q, bf16), b * Hq + h, n_q), slice(as_computed(K, bf16), kh, n_k),
+                                   slice(as_computed(V, bf16), kh, n_k), rows, spec_for(o, d, n_q, n_k));
+      Result head{
+          std::vector<float>(r.out.begin() + (b * Hq + h) * n_q * dv, r.out.begin() + (b * Hq + h + 1) * n_q * dv),
+          std::vector<double>(r.lse.begin() + (b * Hq + h) * n_q, r.lse.begin() + (b * Hq + h + 1) * n_q)};
       expect_within(compare(head, ref, rows, dv), bf16, "batch " + std::to_string(b) + " head " + std::to_string(h));
     }
 }
@@ -239,7 +239,8 @@ TEST(HalfAttention, DecodeOverLongCacheRunsF32ArithmeticInEveryMode) {
   const index_t n_k = 9001, d = 128;
   const Floats q = gaussian(1, d, 51);
   const Rounded<Half> Kh = round_all<Half>(gaussian(n_k, d, 52)), Vh = round_all<Half>(gaussian(n_k, d, 53));
-  const Rounded<BFloat16> Kb = round_all<BFloat16>(gaussian(n_k, d, 52)), Vb = round_all<BFloat16>(gaussian(n_k, d, 53));
+  const Rounded<BFloat16> Kb = round_all<BFloat16>(gaussian(n_k, d, 52)),
+                          Vb = round_all<BFloat16>(gaussian(n_k, d, 53));
   for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {
     const AttentionOptions o = options(ScoreFunction::softmax(), false, a);
     EXPECT_FALSE(attention_kernel(1, o).bf16_products);
@@ -259,7 +260,8 @@ TEST(HalfAttention, MergedHalvesMatchReferenceOverAllKeys) {
     const AttentionOptions o = options(ScoreFunction::softmax(), false, a);
     const index_t cut = 437;
     const ConstHeadsBF16 k1(K.data.data(), 1, 1, cut, d), v1(V.data.data(), 1, 1, cut, d);
-    const ConstHeadsBF16 k2(K.data.data() + cut * d, 1, 1, n_k - cut, d), v2(V.data.data() + cut * d, 1, 1, n_k - cut, d);
+    const ConstHeadsBF16 k2(K.data.data() + cut * d, 1, 1, n_k - cut, d),
+        v2(V.data.data() + cut * d, 1, 1, n_k - cut, d);
     Result first = run(heads(Q), k1, v1, o);
     const Result second = run(heads(Q), k2, v2, o);
     merge_attention(MatrixF(first.out.data(), n_q, d), first.lse.data(), ConstMatrixF(second.out.data(), n_q, d),
@@ -303,9 +305,9 @@ void check_adversarial(double huge, double tiny) {
           if (f.kind == ScoreKind::softmax && top_logit > 0.0) o.scale = 30.0 / top_logit;
           const std::vector<index_t> rows = sample_rows(Q.widened.rows);
           const bool bf16 = attention_kernel(Q.widened.rows, o).bf16_products;
-          const AttentionRows ref = attention_rows_reference(as_computed(Q, bf16), as_computed(K, bf16),
-                                                             as_computed(V, bf16), rows,
-                                                             spec_for(o, d, Q.widened.rows, n));
+          const AttentionRows ref =
+              attention_rows_reference(as_computed(Q, bf16), as_computed(K, bf16), as_computed(V, bf16), rows,
+                                       spec_for(o, d, Q.widened.rows, n));
           const Errors e = compare(run(heads(Q), heads(K), heads(V), o), ref, rows, d);
           expect_within(e, bf16, kind + " magnitude " + std::to_string(magnitude) + " " + f.name());
           if (bf16) {
@@ -358,12 +360,9 @@ TEST(HalfAttention, KernelReportFollowsTypeArithmeticAndShape) {
   EXPECT_FALSE(attention_kernel(64, plain).bf16_products);
   const std::string name = attention_kernel(64, plain).name;
   EXPECT_TRUE(name == "generic" || name == "avx512" || name == "avx512_bf16") << name;
-  EXPECT_TRUE(attention_kernel(64, options(ScoreFunction::softmax(), false, Arithmetic::bf16))
-                  .bf16_products);
-  EXPECT_FALSE(attention_kernel(64, options(ScoreFunction::power(2.0), false, Arithmetic::bf16))
-                   .bf16_products);
-  EXPECT_FALSE(attention_kernel(64, options(ScoreFunction::softmax(), false, Arithmetic::f32))
-                   .bf16_products);
+  EXPECT_TRUE(attention_kernel(64, options(ScoreFunction::softmax(), false, Arithmetic::bf16)).bf16_products);
+  EXPECT_FALSE(attention_kernel(64, options(ScoreFunction::power(2.0), false, Arithmetic::bf16)).bf16_products);
+  EXPECT_FALSE(attention_kernel(64, options(ScoreFunction::softmax(), false, Arithmetic::f32)).bf16_products);
 }
 
 }  // namespace

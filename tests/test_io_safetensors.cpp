@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "levattn/core/half.hpp"
 #include "io_test_helpers.hpp"
+#include "levattn/core/half.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/safetensors.hpp"
 #include "levattn/io/tensor.hpp"

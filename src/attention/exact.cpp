@@ -47,8 +47,8 @@ struct Plan {
 struct Scratch {
   std::vector<float> Qp, St, Ot, m, q1;  // q1: the one query of a decode unit, scaled, or a query row
   std::vector<double> l;
-  std::vector<int> shift;        // power: query v was multiplied by 2^-shift[v]
-  std::vector<float> Kf, Vf;     // widened blocks (16-bit inputs or emulated bf16 arithmetic)
+  std::vector<int> shift;                     // power: query v was multiplied by 2^-shift[v]
+  std::vector<float> Kf, Vf;                  // widened blocks (16-bit inputs or emulated bf16 arithmetic)
   std::vector<std::uint32_t> Qb, Kb, Pb, Vb;  // pair-packed operands of the bf16 tile
 
   explicit Scratch(const Plan& plan)
@@ -178,7 +178,7 @@ bool run_unit(const Plan& plan, MatrixView<const Q> q, index_t q_first, MatrixVi
                       q_first,
                       plan.bf16_products,
                       plan.bf16_products ? static_cast<float>(plan.scale) : 1.0f};
-  detail::TileState st{sc.Qp.data(), sc.St.data(), sc.Ot.data(), sc.m.data(), sc.l.data(), sc.Kf.data(),
+  detail::TileState st{sc.Qp.data(), sc.St.data(), sc.Ot.data(), sc.m.data(),  sc.l.data(), sc.Kf.data(),
                        sc.Vf.data(), sc.Qb.data(), sc.Kb.data(), sc.Pb.data(), sc.Vb.data()};
   kernels.run_tile(job, st);
   return finish_lanes(plan, sc.Ot.data(), kLanes, sc.m.data(), sc.l.data(), sc.shift.data(), q.rows, out, lse);
@@ -384,14 +384,14 @@ void attend_masked_typed(HeadsView<const Q> queries, HeadsView<const KV> keys, H
 
 template void attend_masked_typed(ConstHeadsF, ConstHeadsF, ConstHeadsF, const AttentionOptions&, const KeyMask&,
                                   HeadsF, double*);
-template void attend_masked_typed(ConstHeadsF16, ConstHeadsF16, ConstHeadsF16, const AttentionOptions&,
-                                  const KeyMask&, HeadsF, double*);
+template void attend_masked_typed(ConstHeadsF16, ConstHeadsF16, ConstHeadsF16, const AttentionOptions&, const KeyMask&,
+                                  HeadsF, double*);
 template void attend_masked_typed(ConstHeadsBF16, ConstHeadsBF16, ConstHeadsBF16, const AttentionOptions&,
                                   const KeyMask&, HeadsF, double*);
 template void attend_masked_typed(ConstHeadsF, ConstHeadsF16, ConstHeadsF16, const AttentionOptions&, const KeyMask&,
                                   HeadsF, double*);
-template void attend_masked_typed(ConstHeadsF, ConstHeadsBF16, ConstHeadsBF16, const AttentionOptions&,
-                                  const KeyMask&, HeadsF, double*);
+template void attend_masked_typed(ConstHeadsF, ConstHeadsBF16, ConstHeadsBF16, const AttentionOptions&, const KeyMask&,
+                                  HeadsF, double*);
 
 }  // namespace detail
 

@@ -207,7 +207,8 @@ void run_tile_native(const TileJob& job, TileState& st) {
       block_scores_bf16(reinterpret_cast<const std::uint16_t*>(st.Kb), 2 * dp, d, cols, st.Qb, st.St);
     }
     const __m512 scale = _mm512_set1_ps(job.score_scale);
-    for (index_t i = 0; i < cols * kLanes; i += 16) _mm512_storeu_ps(st.St + i, _mm512_mul_ps(scale, _mm512_loadu_ps(st.St + i)));
+    for (index_t i = 0; i < cols * kLanes; i += 16)
+      _mm512_storeu_ps(st.St + i, _mm512_mul_ps(scale, _mm512_loadu_ps(st.St + i)));
     if (job.mask.any()) mask_block(st.St, cols, kb, job.q_first, job.mask, masked);
     softmax_update(st.St, cols, dv, st.m, st.l, st.Ot);
     pack_weights(st.St, cols, st.Pb);

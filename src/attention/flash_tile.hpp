@@ -403,7 +403,8 @@ inline void block_weighted_sum(const float* w, const T* V, index_t vs, index_t d
   }
   for (; c + 16 <= dv; c += 16) {
     __m512 acc = _mm512_loadu_ps(o + c);
-    for (index_t j = 0; j < cols; ++j) acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), load16_as_float(V + j * vs + c), acc);
+    for (index_t j = 0; j < cols; ++j)
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), load16_as_float(V + j * vs + c), acc);
     _mm512_storeu_ps(o + c, acc);
   }
 #endif

@@ -143,8 +143,8 @@ void KVCache::append(ConstMatrixF keys, ConstMatrixF values) {
     for (const ConstMatrixF m : {keys, values})
       for (index_t r = 0; r < m.rows; ++r)
         if (std::any_of(m.row(r), m.row(r) + m.cols, overflows))
-          throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_ + r) +
-                                                " overflows " + element_type_name(options_.storage));
+          throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_ + r) + " overflows " +
+                                                element_type_name(options_.storage));
   for (index_t r = 0; r < keys.rows; ++r) append(keys.row(r), values.row(r));
 }
 
@@ -173,8 +173,7 @@ void KVCache::attend(const float* query, float* out) {
       attend_exact(q, ConstHeadsF(keys_.view<float>()), ConstHeadsF(values_.view<float>()), o, out_head, lse_.data());
       break;
     case ElementType::f16:
-      attend_exact(q, ConstHeadsF16(keys_.view<Half>()), ConstHeadsF16(values_.view<Half>()), o, out_head,
-                   lse_.data());
+      attend_exact(q, ConstHeadsF16(keys_.view<Half>()), ConstHeadsF16(values_.view<Half>()), o, out_head, lse_.data());
       break;
     case ElementType::bf16:
       attend_exact(q, ConstHeadsBF16(keys_.view<BFloat16>()), ConstHeadsBF16(values_.view<BFloat16>()), o, out_head,

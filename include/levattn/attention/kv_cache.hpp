@@ -52,7 +52,7 @@ struct KVCacheOptions {
   // Leverage or pow:2: appends between refits of the scorer; 0: max(1, budget/4) for leverage,
   // the budget for the other policies (the unfitted keys then never outnumber the cache).
   index_t refresh = 0;
-  AttentionOptions attention;  // softmax or pow:2; causal is irrelevant (one query per step)
+  AttentionOptions attention;              // softmax or pow:2; causal is irrelevant (one query per step)
   ElementType storage = ElementType::f32;  // of the retained keys and values: f32, f16 or bf16
 };
 
@@ -97,14 +97,14 @@ class KVCache {
   index_t d_, dv_;
   KVCacheOptions options_;
   index_t appended_ = 0;
-  RowStore keys_, values_;            // retained, in slots (unordered), of options.storage
-  std::vector<index_t> position_;     // global position of each slot
-  std::vector<double> weight_;        // leverage: score at the last refresh (+∞ if newer);
-                                      // accumulated: attention received so far; key_norm: ‖k‖²
-  GramSummary summary_;               // every key appended, when keeps_gram()
-  LeverageScorer scorer_;             // fitted on summary_ at the last refit
-  std::vector<float> unfitted_;       // keys appended since the last refit (rows × d)
-  std::vector<double> products_;      // scratch for attend(): <q, k> over unfitted_
+  RowStore keys_, values_;         // retained, in slots (unordered), of options.storage
+  std::vector<index_t> position_;  // global position of each slot
+  std::vector<double> weight_;     // leverage: score at the last refresh (+∞ if newer);
+                                   // accumulated: attention received so far; key_norm: ‖k‖²
+  GramSummary summary_;            // every key appended, when keeps_gram()
+  LeverageScorer scorer_;          // fitted on summary_ at the last refit
+  std::vector<float> unfitted_;    // keys appended since the last refit (rows × d)
+  std::vector<double> products_;   // scratch for attend(): <q, k> over unfitted_
   double missing_mass_ = 0.0;
   std::vector<double> lse_;          // scratch for attend()
   std::vector<float> rounded_;       // scratch for append(): the key and value as stored

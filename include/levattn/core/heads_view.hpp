@@ -25,8 +25,8 @@ struct HeadsView {
     require(m.stride == m.cols || m.rows <= 1, "heads view: the matrix must be dense");
   }
   template <class U>
-    requires std::is_same_v<const U, T>
-  HeadsView(const HeadsView<U>& o)  // NOLINT(google-explicit-constructor): non-const → const
+  requires std::is_same_v<const U, T> HeadsView(
+      const HeadsView<U>& o)  // NOLINT(google-explicit-constructor): non-const → const
       : data(o.data), batch(o.batch), heads(o.heads), rows(o.rows), cols(o.cols) {}
 
   MatrixView<T> head(index_t b, index_t h) const {

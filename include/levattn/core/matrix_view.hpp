@@ -33,8 +33,7 @@ struct MatrixView {
 
   // Views over non-const data convert to views over const data.
   template <class U>
-    requires std::is_same_v<const U, T>
-  MatrixView(const MatrixView<U>& other)  // NOLINT(google-explicit-constructor)
+  requires std::is_same_v<const U, T> MatrixView(const MatrixView<U>& other)  // NOLINT(google-explicit-constructor)
       : data(other.data), rows(other.rows), cols(other.cols), stride(other.stride) {}
 
   T* row(index_t i) const { return data + i * stride; }
