@@ -16,6 +16,8 @@
 #include "levattn/linalg/gram.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "levattn/select/key_scores.hpp"
+#include "linalg/kernels.hpp"
+#include "linalg/widen_rows.hpp"
 #include "reference.hpp"
 
 namespace levattn::test {
@@ -294,6 +296,39 @@ TEST(LeverageHalf, NonFiniteRowsAreRefusedByRow) {
   expect_nonfinite_refused<BFloat16>(0xffc1);  // a NaN
   expect_nonfinite_refused<Half>(0xfc00);      // −inf
   expect_nonfinite_refused<Half>(0x7e01);      // a NaN
+}
+
+// Both kernel sets widen f16 to the bits of half_to_float for every one of the 65,536 patterns
+// (zeros of both signs, subnormals, infinities), NaNs to NaNs; and widen_rows (the active set) too,
+// at row lengths that leave tails.
+TEST(LeverageHalf, HalfWideningIsExactForEveryBitPattern) {
+  std::vector<Half> all(65536);
+  for (std::uint32_t h = 0; h < 65536; ++h) all[h].bits = static_cast<std::uint16_t>(h);
+  const auto expect_exact = [&](const std::vector<float>& out, const std::string& what) {
+    for (std::uint32_t h = 0; h < out.size(); ++h) {
+      const float want = half_to_float(static_cast<std::uint16_t>(h));
+      if (std::isnan(want))
+        ASSERT_TRUE(std::isnan(out[h])) << what << std::hex << " 0x" << h;
+      else
+        ASSERT_EQ(std::memcmp(&out[h], &want, sizeof want), 0) << what << std::hex << " 0x" << h;
+    }
+  };
+  std::vector<kernels::KernelSet> sets = {kernels::generic_kernels()};
+  if (kernels::use_avx512()) sets.push_back(kernels::avx512_kernels());
+  for (const auto& set : sets)
+    for (index_t len : {65536, 7, 33, 1}) {
+      std::vector<float> out(all.size());
+      for (index_t i = 0; i < 65536; i += len)
+        set.widen_half(all.data() + i, std::min<index_t>(len, 65536 - i), out.data() + i);
+      expect_exact(out, std::string(set.name) + " len " + std::to_string(len));
+    }
+  for (index_t cols : {256, 13}) {
+    std::vector<float> out(all.size());
+    const index_t rows = 65536 / cols;
+    widen_rows(MatrixView<const Half>(all.data(), rows, cols), 0, rows, out.data());
+    out.resize(static_cast<size_t>(rows * cols));
+    expect_exact(out, "widen_rows cols " + std::to_string(cols));
+  }
 }
 
 TEST(LeverageHalf, FirstNonfiniteRowOnFloatViewsIsUnchanged) {

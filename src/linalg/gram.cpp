@@ -9,8 +9,8 @@
 
 #include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
-#include "core/widen_rows.hpp"
 #include "linalg/kernels.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 

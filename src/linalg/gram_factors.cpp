@@ -8,10 +8,10 @@
 
 #include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
-#include "core/widen_rows.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/kernels.hpp"
 #include "linalg/scaled_rows.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 

@@ -1,10 +1,14 @@
-// Widening of 16-bit rows to float32, a block at a time, for kernels that read float: the float
-// values equal the 16-bit ones exactly (half.hpp), so whatever a kernel computes from the widened
+// Widening of 16-bit rows to float32, a block at a time, for kernels that read float (f16 through
+// the kernel set's widen_half: F16C where AVX-512 runs): the float values equal the 16-bit ones
+// exactly (half.hpp), so whatever a kernel computes from the widened
 // block it computes from the 16-bit keys themselves.
 #pragma once
 
+#include <type_traits>
+
 #include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
+#include "linalg/kernels.hpp"
 
 namespace levattn {
 
@@ -15,7 +19,11 @@ void widen_rows(MatrixView<const T> X, index_t begin, index_t rows, float* out) 
   for (index_t r = 0; r < rows; ++r) {
     const T* x = X.row(begin + r);
     float* o = out + r * d;
-    for (index_t c = 0; c < d; ++c) o[c] = to_float(x[c]);
+    if constexpr (std::is_same_v<T, Half>) {
+      kernels::active_kernels().widen_half(x, d, o);
+    } else {
+      for (index_t c = 0; c < d; ++c) o[c] = to_float(x[c]);  // bf16: a shift
+    }
   }
 }
 
