@@ -1,7 +1,7 @@
 // Widening of 16-bit rows to float32, a block at a time, for kernels that read float (f16 through
 // the kernel set's widen_half: F16C where AVX-512 runs): the float values equal the 16-bit ones
-// exactly (half.hpp), so whatever a kernel computes from the widened
-// block it computes from the 16-bit keys themselves.
+// exactly (half.hpp), so whatever a kernel computes from the widened block it computes from the
+// 16-bit keys themselves.
 #pragma once
 
 #include <type_traits>
