@@ -41,5 +41,11 @@ inline void require_finite_rows(ConstMatrixF X, const std::string& what, index_t
   if (const index_t r = first_nonfinite_row(X); r < X.rows)
     throw Error(ErrorKind::bad_input, nonfinite_row_message(what, first_row + r));
 }
+// The same for views of Half or BFloat16.
+template <class T>
+void require_finite_rows(MatrixView<const T> X, const std::string& what, index_t first_row = 0) {
+  if (const index_t r = first_nonfinite_row(X); r < X.rows)
+    throw Error(ErrorKind::bad_input, nonfinite_row_message(what, first_row + r));
+}
 
 }  // namespace levattn

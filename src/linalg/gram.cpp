@@ -5,10 +5,12 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "linalg/kernels.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -74,7 +76,12 @@ void GramSummary::push(Item item) {
   items_.push_back(std::move(item));
 }
 
-void GramSummary::add(ConstMatrixF keys) {
+// One implementation for every element type. Float keys go to the kernel in place; 16-bit keys
+// are widened one block at a time into a scratch of kB × d floats (per task), so the kernel sees
+// the very floats a caller widening the keys first would pass, and forms the same bits.
+template <class T>
+void GramSummary::add_rows(MatrixView<const T> keys) {
+  constexpr bool kWiden = !std::is_same_v<T, float>;
   require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) + " columns, summary has dimension " +
                                std::to_string(d_));
   const index_t n = keys.rows;
@@ -104,11 +111,20 @@ void GramSummary::add(ConstMatrixF keys) {
 #pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad_block) if (tasks > 1)
   for (index_t task = 0; task < tasks; ++task) {
     try {
+      std::vector<float> scratch(kWiden ? static_cast<size_t>(kB * d_) : 0);
       for (index_t b = cuts[task]; b < cuts[task + 1] && !error.failed(); ++b) {
         Item leaf;
         leaf.first = b;
         leaf.sum.assign(static_cast<size_t>(dpad * dpad), 0.0);
-        if (!kernel.gram(keys.row(h + (b - first_block) * kB), kB, d_, keys.stride, leaf.sum.data())) {
+        const index_t row = h + (b - first_block) * kB;
+        bool finite = false;
+        if constexpr (kWiden) {
+          widen_rows(keys, row, kB, scratch.data());
+          finite = kernel.gram(scratch.data(), kB, d_, d_, leaf.sum.data());
+        } else {
+          finite = kernel.gram(keys.row(row), kB, d_, keys.stride, leaf.sum.data());
+        }
+        if (!finite) {
           first_bad_block = std::min(first_bad_block, b);
           break;
         }
@@ -129,7 +145,7 @@ void GramSummary::add(ConstMatrixF keys) {
     f.first = e + begin;
     f.rows = end - begin;
     f.data.resize(static_cast<size_t>(f.rows * d_));
-    for (index_t r = begin; r < end; ++r) std::copy(keys.row(r), keys.row(r) + d_, f.data.begin() + (r - begin) * d_);
+    widen_rows(keys, begin, f.rows, f.data.data());
     return f;
   };
   if (h > 0) push(fragment(0, h));
@@ -138,6 +154,10 @@ void GramSummary::add(ConstMatrixF keys) {
   if (t < n) push(fragment(t, n));
   count_ += n;
 }
+
+void GramSummary::add(ConstMatrixF keys) { add_rows(keys); }
+void GramSummary::add(MatrixView<const Half> keys) { add_rows(keys); }
+void GramSummary::add(MatrixView<const BFloat16> keys) { add_rows(keys); }
 
 void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
   require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) + " columns, summary has dimension " +

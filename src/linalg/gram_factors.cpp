@@ -4,12 +4,14 @@
 #include <cfloat>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/kernels.hpp"
 #include "linalg/scaled_rows.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -35,12 +37,13 @@ std::vector<double> TrapezoidalForm::dense() const {
   return T;
 }
 
-void TrapezoidalForm::check_shape(ConstMatrixF X, const char* what) const {
-  require(X.cols == d_,
-          std::string(what) + ": have " + std::to_string(X.cols) + " columns, expected " + std::to_string(d_));
+void TrapezoidalForm::check_shape(index_t cols, const char* what) const {
+  require(cols == d_,
+          std::string(what) + ": have " + std::to_string(cols) + " columns, expected " + std::to_string(d_));
 }
 
-bool TrapezoidalForm::empty_form(ConstMatrixF X, double* out, const char* what) const {
+template <class T>
+bool TrapezoidalForm::empty_form(MatrixView<const T> X, double* out, const char* what) const {
   if (rows_ != 0) return false;
   require_finite_rows(X, what);
   std::fill(out, out + X.rows, 0.0);
@@ -52,15 +55,15 @@ namespace {
 // Runs block(begin, rows) → first non-finite row of X in that block (or begin + rows) over
 // blocks of kBlockRows rows in parallel; throws naming the first non-finite row of X.
 template <class Block>
-void for_each_block(ConstMatrixF X, const char* what, Block block) {
-  const index_t blocks = (X.rows + kernels::kBlockRows - 1) / kernels::kBlockRows;
-  index_t first_bad = X.rows;
+void for_each_block(index_t n, const char* what, Block block) {
+  const index_t blocks = (n + kernels::kBlockRows - 1) / kernels::kBlockRows;
+  index_t first_bad = n;
   FirstError error;  // e.g. a kernel's scratch that does not fit
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (index_t b = 0; b < blocks; ++b) {
     if (error.failed()) continue;
     const index_t begin = b * kernels::kBlockRows;
-    const index_t rows = std::min(kernels::kBlockRows, X.rows - begin);
+    const index_t rows = std::min(kernels::kBlockRows, n - begin);
     try {
       const index_t bad = block(begin, rows);
       if (bad < begin + rows) first_bad = std::min(first_bad, bad);
@@ -69,26 +72,47 @@ void for_each_block(ConstMatrixF X, const char* what, Block block) {
     }
   }
   error.rethrow_if_any();
-  if (first_bad < X.rows) throw Error(ErrorKind::bad_input, nonfinite_row_message(what, first_bad));
+  if (first_bad < n) throw Error(ErrorKind::bad_input, nonfinite_row_message(what, first_bad));
 }
 
 }  // namespace
 
-void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what) const {
-  check_shape(X, what);
+// Float rows go to the kernel in place; 16-bit rows are widened a block at a time into a
+// per-thread scratch of kBlockRows × d floats, so the kernel forms the same bits from them.
+template <class T>
+void TrapezoidalForm::sum_squares_rows(MatrixView<const T> X, double* out, const char* what) const {
+  check_shape(X.cols, what);
   if (empty_form(X, out, what)) return;
   const auto& kernel = kernels::active_kernels();
-  for_each_block(X, what, [&](index_t begin, index_t rows) {
-    if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
-    return first_nonfinite_row(X, begin, begin + rows);
+  for_each_block(X.rows, what, [&](index_t begin, index_t rows) {
+    bool finite = false;
+    if constexpr (std::is_same_v<T, float>) {
+      finite = kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin);
+    } else {
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(kernels::kBlockRows * d_));
+      widen_rows(X, begin, rows, scratch.data());
+      finite = kernel.trapezoid_sumsq(scratch.data(), rows, d_, d_, tt_.data(), rows_, out + begin);
+    }
+    return finite ? begin + rows : first_nonfinite_row(X, begin, begin + rows);
   });
 }
 
+void TrapezoidalForm::sum_squares(ConstMatrixF X, double* out, const char* what) const {
+  sum_squares_rows(X, out, what);
+}
+void TrapezoidalForm::sum_squares(MatrixView<const Half> X, double* out, const char* what) const {
+  sum_squares_rows(X, out, what);
+}
+void TrapezoidalForm::sum_squares(MatrixView<const BFloat16> X, double* out, const char* what) const {
+  sum_squares_rows(X, out, what);
+}
+
 void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const char* what) const {
-  check_shape(X, what);
+  check_shape(X.cols, what);
   if (empty_form(X, out, what)) return;
   const auto& kernel = kernels::active_kernels();
-  for_each_block(X, what, [&](index_t begin, index_t rows) {
+  for_each_block(X.rows, what, [&](index_t begin, index_t rows) {
     kernel.trapezoid_sumsq_float(X.row(begin), rows, d_, X.stride, ttf_.data(), rows_, out + begin);
     if (std::all_of(out + begin, out + begin + rows, [](double v) { return std::isfinite(v); })) {
       for (index_t r = begin; r < begin + rows; ++r) out[r] = std::ldexp(out[r], -2 * float_shift_);

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "levattn/core/half.hpp"
+
 namespace levattn::kernels {
 
 using index_t = std::int64_t;
@@ -41,11 +43,16 @@ inline index_t padded_dim_float(index_t n) { return (n + kPadFloat - 1) / kPadFl
 using SumSqFloatFn = void (*)(const float* X, index_t rows, index_t d, index_t stride, const float* Ttf, index_t t_rows,
                               double* out);
 
+// out[i] = the float equal to the f16 value x[i], i < count: exact (half_to_float's bits) for
+// every finite value and infinity; a NaN stays a NaN (its payload may come back quieted).
+using WidenHalfFn = void (*)(const Half* x, index_t count, float* out);
+
 struct KernelSet {
   const char* name;
   GramFn gram;
   SumSqFn trapezoid_sumsq;
   SumSqFloatFn trapezoid_sumsq_float;
+  WidenHalfFn widen_half;
 };
 
 // The portable kernels (any x86-64, any compiler flags).

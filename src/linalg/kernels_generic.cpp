@@ -1,7 +1,9 @@
 // Portable kernels: straightforward loops in double, written so the compiler can vectorise them
 // for the baseline instruction set.
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "linalg/kernels.hpp"
@@ -24,6 +26,23 @@ bool widen(const float* X, index_t rows, index_t d, index_t stride, double* out)
     for (index_t c = d; c < dpad; ++c) o[c] = 0.0;
   }
   return finite;
+}
+
+// half_to_float without branches, so that the loop vectorises with plain SSE2; the same bits for
+// every pattern. Normal numbers and inf/NaN rebias the exponent in integers (inf/NaN by a second
+// 112, reaching 255); subnormals and zeros are mantissa·2⁻²⁴, formed exactly from an integer
+// conversion and a power-of-two product whose result is a normal float (or zero).
+void widen_half_generic(const Half* x, index_t count, float* out) {
+  for (index_t i = 0; i < count; ++i) {
+    const std::uint32_t h = x[i].bits;
+    const std::uint32_t exponent = h & 0x7c00u;
+    const std::uint32_t inf_nan = 0u - std::uint32_t(exponent == 0x7c00u);  // all ones or zero
+    const std::uint32_t subnormal_or_zero = 0u - std::uint32_t(exponent == 0u);
+    const std::uint32_t normal = ((h & 0x7fffu) << 13) + 0x38000000u + (inf_nan & 0x38000000u);
+    const std::uint32_t subnormal = std::bit_cast<std::uint32_t>(float(std::int32_t(h & 0x3ffu)) * 0x1p-24f);
+    const std::uint32_t sign = (h & 0x8000u) << 16;
+    out[i] = std::bit_cast<float>(sign | (subnormal_or_zero & subnormal) | (~subnormal_or_zero & normal));
+  }
 }
 
 bool gram_generic(const float* X, index_t rows, index_t d, index_t stride, double* G) {
@@ -88,7 +107,8 @@ void trapezoid_sumsq_float_generic(const float* X, index_t rows, index_t d, inde
 }  // namespace
 
 const KernelSet& generic_kernels() {
-  static const KernelSet set{"generic", gram_generic, trapezoid_sumsq_generic, trapezoid_sumsq_float_generic};
+  static const KernelSet set{"generic", gram_generic, trapezoid_sumsq_generic, trapezoid_sumsq_float_generic,
+                             widen_half_generic};
   return set;
 }
 

@@ -57,13 +57,28 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool s
   return out;
 }
 
-KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys) {
+namespace {
+
+template <class T>
+KeyScores leverage_key_scores_of(const LeverageScorer& scorer, MatrixView<const T> keys) {
   KeyScores out;
   out.values = scorer.scores(keys);
   out.rank = scorer.rank();
   out.bound_mass = double(out.rank);
   out.method = "exact leverage";
   return out;
+}
+
+}  // namespace
+
+KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys) {
+  return leverage_key_scores_of(scorer, keys);
+}
+KeyScores leverage_key_scores(const LeverageScorer& scorer, MatrixView<const Half> keys) {
+  return leverage_key_scores_of(scorer, keys);
+}
+KeyScores leverage_key_scores(const LeverageScorer& scorer, MatrixView<const BFloat16> keys) {
+  return leverage_key_scores_of(scorer, keys);
 }
 
 UniversalSet key_threshold_set(const KeyScores& s, double eps) {

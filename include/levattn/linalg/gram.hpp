@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn {
@@ -33,6 +34,12 @@ class GramSummary {
   // columns. Throws Error{bad_input} naming the first row (counted within `keys`) that holds a
   // NaN or an infinity; the summary is then unchanged. Parallel over blocks (OpenMP).
   void add(ConstMatrixF keys);
+  // The same for 16-bit keys (f16, bf16), read as they are: the summary equals, bit for bit, the one
+  // add() builds from the same values widened to float (every product of two widened values is
+  // exact in double, as for float keys; blocks are widened one at a time into a small scratch, and
+  // partial blocks are held widened). Summaries of 16-bit and float keys merge freely.
+  void add(MatrixView<const Half> keys);
+  void add(MatrixView<const BFloat16> keys);
   // G += Σ_j a_j a_jᵀ with a_j = row_scale[j]·k_j rounded to float (a relative change of at most
   // 2⁻²⁴ per entry), for weighted Gram matrices KᵀWK (row_scale = √w). row_scale has keys.rows
   // finite entries ≥ 0 (else Error{bad_input}); a row that overflows float once scaled is
@@ -73,6 +80,8 @@ class GramSummary {
     std::vector<float> data;  // fragment: rows×d
   };
 
+  template <class T>
+  void add_rows(MatrixView<const T> keys);
   static void push_piece_into(std::vector<Item>& items, Item piece, index_t d);
   void push(Item item);
   void push_piece(Item piece);

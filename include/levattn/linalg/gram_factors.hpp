@@ -15,6 +15,7 @@
 
 #include <vector>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn {
@@ -38,6 +39,10 @@ class TrapezoidalForm {
   // out[r] = ‖T x_r‖² in double for every row x_r of X (X.cols == d), parallel over rows.
   // Throws Error{bad_input} "<what>: row r holds a NaN or an infinity" on non-finite input.
   void sum_squares(ConstMatrixF X, double* out, const char* what) const;
+  // The same for 16-bit rows, widened a block at a time to float (exactly): the bits equal those
+  // of sum_squares on the widened rows.
+  void sum_squares(MatrixView<const Half> X, double* out, const char* what) const;
+  void sum_squares(MatrixView<const BFloat16> X, double* out, const char* what) const;
 
   // The same with T x_r formed in float32 (T rounded to float, fused multiply-adds) and ‖T x_r‖²
   // summed in double: about twice as fast, with a relative error of about d·2⁻²⁴·‖|T||x|‖/‖Tx‖
@@ -52,9 +57,12 @@ class TrapezoidalForm {
   std::vector<float> ttf_;  // 2^float_shift_·Tᵀ rounded to float, padded_dim(d) × padded_dim_float(rows)
   int float_shift_ = 0;     // makes ttf_'s largest entry lie in [0.5, 1)
 
-  void check_shape(ConstMatrixF X, const char* what) const;
+  void check_shape(index_t cols, const char* what) const;
   // True (out filled) when T has no rows: every sum is zero once X is checked finite.
-  bool empty_form(ConstMatrixF X, double* out, const char* what) const;
+  template <class T>
+  bool empty_form(MatrixView<const T> X, double* out, const char* what) const;
+  template <class T>
+  void sum_squares_rows(MatrixView<const T> X, double* out, const char* what) const;
 };
 
 struct GramFactors {

@@ -12,6 +12,12 @@
 // below the cut-off (see gram_factors.hpp) count as absent, so on rank-deficient keys the scores
 // sum to the numerical rank.
 //
+// 16-bit keys (f16, bf16): fit, scores and normalisers also take MatrixView<const Half> and
+// MatrixView<const BFloat16>, read as they are (half the bytes, no float copy of the input: blocks
+// of 256 rows are widened, exactly, into a small scratch). Everything above then holds with
+// respect to the rounded keys, and the results equal, bit for bit, those of the float overloads on
+// the keys widened to float. Figures: BENCHMARKS.md, "Leverage scores on 16-bit keys".
+//
 // Cost: fit O(n·d² + d³); scores O(n·d²/2) — both near the speed of one float GEMM on KᵀK.
 #pragma once
 
@@ -34,6 +40,8 @@ class LeverageScorer {
 
   // Summarises keys (n×d, finite) and factors the summary. Returns *this.
   LeverageScorer& fit(ConstMatrixF keys);
+  LeverageScorer& fit(MatrixView<const Half> keys);
+  LeverageScorer& fit(MatrixView<const BFloat16> keys);
   // Adopts a summary built elsewhere (merged from threads, streams or machines) and factors it.
   LeverageScorer& fit(const GramSummary& summary);
   // Adds another scorer's keys to this one's and refactors: scores over the union.
@@ -43,9 +51,15 @@ class LeverageScorer {
   // kᵀ(G+λI)⁺k). out has keys.rows entries. Throws Error{bad_input} on NaN/Inf or wrong width.
   void scores(ConstMatrixF keys, double* out) const;
   std::vector<double> scores(ConstMatrixF keys) const;
+  void scores(MatrixView<const Half> keys, double* out) const;
+  std::vector<double> scores(MatrixView<const Half> keys) const;
+  void scores(MatrixView<const BFloat16> keys, double* out) const;
+  std::vector<double> scores(MatrixView<const BFloat16> keys) const;
 
   // qᵀ G q = Σ_l <q, k_l>² for each row of queries: the exact x² attention normaliser.
   void normalisers(ConstMatrixF queries, double* out) const;
+  void normalisers(MatrixView<const Half> queries, double* out) const;
+  void normalisers(MatrixView<const BFloat16> queries, double* out) const;
   // An upper bound on the part of qᵀGq that lies along directions below the cut-off (each charged
   // the cut level, since their computed eigenvalues are rounding); 0 when nothing is cut.
   void cut_normalisers(ConstMatrixF queries, double* out) const;
@@ -63,6 +77,10 @@ class LeverageScorer {
 
  private:
   void refactor();
+  template <class T>
+  LeverageScorer& fit_rows(MatrixView<const T> keys);
+  template <class T>
+  std::vector<double> score_vector(MatrixView<const T> keys) const;
 
   LeverageOptions options_;
   GramSummary summary_;

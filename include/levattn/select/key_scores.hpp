@@ -65,6 +65,10 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, 
 // own rows): what compute_key_scores gives for p = 2 when the scorer was fitted on `keys` alone.
 // Throws what LeverageScorer::scores throws: Error{bad_input} for a width mismatch or rows not finite.
 KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys);
+// The same for 16-bit keys, read as they are (scores w.r.t. the rounded keys; equal, bit for bit,
+// to those of the keys widened to float).
+KeyScores leverage_key_scores(const LeverageScorer& scorer, MatrixView<const Half> keys);
+KeyScores leverage_key_scores(const LeverageScorer& scorer, MatrixView<const BFloat16> keys);
 
 // The threshold set of scores computed with sensitivities = true (see above); ε ∈ (0, 1].
 UniversalSet key_threshold_set(const KeyScores& scores, double eps);
