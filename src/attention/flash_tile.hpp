@@ -19,6 +19,7 @@
 
 #include "attention/exp_nonpositive.hpp"
 #include "attention/flash_kernel.hpp"
+#include "linalg/widen_rows.hpp"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -29,8 +30,8 @@ namespace levattn::detail::FLASH_NAMESPACE {
 using detail::kKeyBlock;
 using detail::kLanes;
 
-// Widening of 16-bit elements to float: exact. With AVX-512, 16 at a time in registers (vcvtph2ps
-// for Half, a 16-bit shift for BFloat16); otherwise one at a time (to_float).
+// Widening of 16 elements to float in registers, exact (vcvtph2ps for Half, a 16-bit shift for
+// BFloat16): decode's loads. Key and value blocks of a tile are widened by linalg's widen_rows.
 #if defined(__AVX512F__)
 inline __m512 load16_as_float(const Half* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -41,22 +42,6 @@ inline __m512 load16_as_float(const BFloat16* p) {
 }
 inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
 #endif
-
-// dst[0..n) = src[0..n) as floats.
-template <class T>
-inline void widen(const T* src, index_t n, float* dst) {
-  index_t c = 0;
-#if defined(__AVX512F__)
-  for (; c + 16 <= n; c += 16) _mm512_storeu_ps(dst + c, load16_as_float(src + c));
-#endif
-  for (; c < n; ++c) dst[c] = to_float(src[c]);
-}
-
-// Rows [0, rows) of a (row stride `stride`) widened into the dense rows × cols float block dst.
-template <class T>
-inline void widen_block(const T* a, index_t stride, index_t rows, index_t cols, float* dst) {
-  for (index_t r = 0; r < rows; ++r) widen(a + r * stride, cols, dst + r * cols);
-}
 
 // x[0..n) rounded to the nearest bf16 (ties to even), kept as floats: the weights of bf16
 // arithmetic. Finite non-negative inputs (weights); a NaN stays a NaN or becomes ±inf, both of
@@ -274,7 +259,7 @@ inline void run_tile_typed(const TileJob& job, TileState& st) {
     if (direct) {
       block_scores(reinterpret_cast<const float*>(K), job.key_stride, d, cols, st.Qp, st.St);
     } else {
-      widen_block(K, job.key_stride, cols, d, st.Kf);
+      widen_rows(MatrixView<const T>(K, cols, d, job.key_stride), 0, cols, st.Kf);
       if (round_inputs) round_to_bf16(st.Kf, cols * d);
       block_scores(st.Kf, d, d, cols, st.Qp, st.St);
     }
@@ -289,7 +274,7 @@ inline void run_tile_typed(const TileJob& job, TileState& st) {
     if (direct) {
       block_output(reinterpret_cast<const float*>(V), job.value_stride, dv, cols, st.St, st.Ot);
     } else {
-      widen_block(V, job.value_stride, cols, dv, st.Vf);
+      widen_rows(MatrixView<const T>(V, cols, dv, job.value_stride), 0, cols, st.Vf);
       if (round_inputs) round_to_bf16(st.Vf, cols * dv);
       block_output(st.Vf, dv, dv, cols, st.St, st.Ot);
     }

@@ -24,9 +24,13 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-// Throws Error{bad_input, message} unless `condition` holds. The message is built on every call:
-// inside per-row or per-element loops, test and throw instead.
+// Throws Error{bad_input, message} unless `condition` holds. A std::string message is built on
+// every call: inside per-row or per-element loops, test and throw instead. A string literal costs
+// nothing until it is thrown (the const char* overload), so views built in loops stay cheap.
 inline void require(bool condition, const std::string& message) {
+  if (!condition) throw Error(ErrorKind::bad_input, message);
+}
+inline void require(bool condition, const char* message) {
   if (!condition) throw Error(ErrorKind::bad_input, message);
 }
 
