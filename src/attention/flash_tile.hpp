@@ -377,14 +377,15 @@ inline void block_weighted_sum(const float* w, const T* V, index_t vs, index_t d
 #if defined(__AVX512F__)
   for (; c + 128 <= dv; c += 128) {  // 128 outputs held in 8 registers over the whole block
     __m512 acc[8];
-    for (int u = 0; u < 8; ++u) acc[u] = _mm512_loadu_ps(o + c + 16 * u);
+    for (int u = 0; u < 8; ++u) acc[u] = _mm512_loadu_ps(o + c + index_t{16} * u);
     for (index_t j = 0; j < cols; ++j) {
       prefetch_row(V, (j + kPrefetchRows) * vs + c, 128 * index_t(sizeof(T)));
       const __m512 wj = _mm512_set1_ps(w[j]);
 #pragma GCC unroll 8
-      for (int u = 0; u < 8; ++u) acc[u] = _mm512_fmadd_ps(wj, load16_as_float(V + j * vs + c + 16 * u), acc[u]);
+      for (int u = 0; u < 8; ++u)
+        acc[u] = _mm512_fmadd_ps(wj, load16_as_float(V + j * vs + c + index_t{16} * u), acc[u]);
     }
-    for (int u = 0; u < 8; ++u) _mm512_storeu_ps(o + c + 16 * u, acc[u]);
+    for (int u = 0; u < 8; ++u) _mm512_storeu_ps(o + c + index_t{16} * u, acc[u]);
   }
   for (; c + 16 <= dv; c += 16) {
     __m512 acc = _mm512_loadu_ps(o + c);

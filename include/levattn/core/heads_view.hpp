@@ -24,10 +24,12 @@ struct HeadsView {
   explicit HeadsView(MatrixView<T> m) : HeadsView(m.data, 1, 1, m.rows, m.cols) {
     require(m.stride == m.cols || m.rows <= 1, "heads view: the matrix must be dense");
   }
+  // Views over non-const data convert to views over const data (implicitly, as pointers do).
+  // NOLINTBEGIN(google-explicit-constructor)
   template <class U>
-  requires std::is_same_v<const U, T> HeadsView(
-      const HeadsView<U>& o)  // NOLINT(google-explicit-constructor): non-const → const
+  requires std::is_same_v<const U, T> HeadsView(const HeadsView<U>& o)
       : data(o.data), batch(o.batch), heads(o.heads), rows(o.rows), cols(o.cols) {}
+  // NOLINTEND(google-explicit-constructor)
 
   MatrixView<T> head(index_t b, index_t h) const {
     return MatrixView<T>(data + ((b * heads + h) * rows) * cols, rows, cols, cols);

@@ -31,10 +31,12 @@ struct MatrixView {
   // A dense view: stride == cols.
   MatrixView(T* data_, index_t rows_, index_t cols_) : MatrixView(data_, rows_, cols_, cols_) {}
 
-  // Views over non-const data convert to views over const data.
+  // Views over non-const data convert to views over const data (implicitly, as pointers do).
+  // NOLINTBEGIN(google-explicit-constructor)
   template <class U>
-  requires std::is_same_v<const U, T> MatrixView(const MatrixView<U>& other)  // NOLINT(google-explicit-constructor)
+  requires std::is_same_v<const U, T> MatrixView(const MatrixView<U>& other)
       : data(other.data), rows(other.rows), cols(other.cols), stride(other.stride) {}
+  // NOLINTEND(google-explicit-constructor)
 
   T* row(index_t i) const { return data + i * stride; }
   T& operator()(index_t i, index_t j) const { return data[i * stride + j]; }
