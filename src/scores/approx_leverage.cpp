@@ -26,6 +26,11 @@ constexpr index_t kScoreTile = 1024;  // rows per float GEMM of the projection
 // nonzero's cost per key entry is a gather of the key row and an update of an L2-resident band of
 // sketch rows, bound by memory; it grows with m (the bands are reloaded per pass) and, through
 // fixed per-pass work, at small d.
+// automatic sketches only when the model predicts at most kSketchMargin of the exact cost: the
+// constants were fitted on one CPU (an Intel Xeon) and are off by up to 1.15× on another (an AMD
+// EPYC, d = 64: predicted 0.99× the exact time, measured 1.13×), so a near tie goes to the exact
+// scores, which are never slower than themselves and carry no failure probability.
+constexpr double kSketchMargin = 0.8;
 constexpr double kCostFloatGemm = 0.6;
 constexpr double kCostFloatTrapezoid = 0.7;
 double scatter_cost(index_t m, index_t d) { return 24.0 + 6.2e-4 * double(m) + 640.0 / double(d); }
@@ -151,7 +156,8 @@ ApproxLeveragePlan plan_approx_leverage(index_t n, index_t d, const ApproxLevera
     finish_plan(best, d, sketch_gamma(o.gamma));
     return best;
   }
-  double best_cost = o.method == ApproxMethod::automatic ? 1.5 * double(n) * d * d + double(d) * d * d : INFINITY;
+  double best_cost =
+      o.method == ApproxMethod::automatic ? kSketchMargin * (1.5 * double(n) * d * d + double(d) * d * d) : INFINITY;
   for (const index_t k : {d, 3 * d / 4, d / 2, 3 * d / 8, d / 4, d / 8}) {
     if (k < 2) continue;
     const index_t m = rows_needed(d, k, sketch_gamma(o.gamma), o.failure);

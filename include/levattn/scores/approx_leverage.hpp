@@ -27,9 +27,9 @@
 // γ/20 (cond(T) above ≈ 2·10⁴/d at γ = 0.5).
 //
 // Cost: O(n·d·s) to sketch (s nonzeros per key) + O(m·d²) + O(n·d·k) float (O(n·d²/2) float when
-// k = r, double if cond(T) is too large for float). When no (m, k) is cheaper than the exact
-// scores, method automatic computes the exact scores instead (plan().sketched == false), which meet any γ with failure
-// 0.
+// k = r, double if cond(T) is too large for float). When no (m, k) is predicted to cost at most
+// 0.8× the exact scores (a margin for the cost model's error across CPUs), method automatic
+// computes the exact scores instead (plan().sketched == false), which meet any γ with failure 0.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +44,7 @@
 namespace levattn {
 
 enum class ApproxMethod {
-  automatic,  // the cheaper of a sketch meeting (γ, δ) and the exact scores
+  automatic,  // a sketch meeting (γ, δ) when predicted ≤ 0.8× the exact cost, else the exact scores
   sketched,   // always sketch (the plan may then need m > n)
   exact,      // exact scores (failure 0)
 };
