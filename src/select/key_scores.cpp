@@ -60,6 +60,22 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool s
 namespace {
 
 template <class T>
+KeyScores compute_key_scores_16(MatrixView<const T> keys, const KeyScoreOptions& o, bool sensitivities) {
+  check_key_score_options(o);
+  require(keys.rows >= 1 && keys.cols >= 1,
+          "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
+  if (o.approx == 0.0 && o.p == 2.0) {
+    LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
+    scorer.fit(keys);
+    return leverage_key_scores(scorer, keys);
+  }
+  std::vector<float> widened(static_cast<size_t>(keys.rows * keys.cols));
+  for (index_t r = 0; r < keys.rows; ++r)
+    for (index_t c = 0; c < keys.cols; ++c) widened[r * keys.cols + c] = to_float(keys(r, c));
+  return compute_key_scores(ConstMatrixF(widened.data(), keys.rows, keys.cols), o, sensitivities);
+}
+
+template <class T>
 KeyScores leverage_key_scores_of(const LeverageScorer& scorer, MatrixView<const T> keys) {
   KeyScores out;
   out.values = scorer.scores(keys);
@@ -70,6 +86,13 @@ KeyScores leverage_key_scores_of(const LeverageScorer& scorer, MatrixView<const 
 }
 
 }  // namespace
+
+KeyScores compute_key_scores(MatrixView<const Half> keys, const KeyScoreOptions& options, bool sensitivities) {
+  return compute_key_scores_16(keys, options, sensitivities);
+}
+KeyScores compute_key_scores(MatrixView<const BFloat16> keys, const KeyScoreOptions& options, bool sensitivities) {
+  return compute_key_scores_16(keys, options, sensitivities);
+}
 
 KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys) {
   return leverage_key_scores_of(scorer, keys);

@@ -29,7 +29,7 @@ int run_scores(const ScoresOptions& o) {
   check_score_kind(o.kind, o.ridge);
   Phases phases;
   Stopwatch load;
-  const HeadArray keys = load_heads(o.keys, "keys");
+  const HeadArray keys = load_heads(o.keys, "keys", io::Precision::keep_16_bit);
   phases.load = load.seconds();
 
   Stopwatch compute;
@@ -37,7 +37,7 @@ int run_scores(const ScoresOptions& o) {
   nlohmann::json heads = nlohmann::json::array();
   for (index_t h = 0; h < keys.heads; ++h) {
     in_head(keys, h, [&] {
-      const KeyScores s = compute_key_scores(keys.head(h), key_score_options(o.kind, o.ridge, o.rcond), false);
+      const KeyScores s = head_key_scores(keys, h, key_score_options(o.kind, o.ridge, o.rcond), false);
       std::copy(s.values.begin(), s.values.end(), tau.begin() + h * keys.rows);
       nlohmann::json head = key_scores_report(s, o.kind);
       head["rank"] = s.rank;

@@ -53,7 +53,7 @@ int run_select(const SelectOptions& options) {
   check_score_kind(options.kind, 0.0);
   Phases phases;
   Stopwatch load;
-  const HeadArray keys = load_heads(o.keys, "keys");
+  const HeadArray keys = load_heads(o.keys, "keys", io::Precision::keep_16_bit);
   phases.load = load.seconds();
   check_output_path(o.output, keys);
 
@@ -67,7 +67,7 @@ int run_select(const SelectOptions& options) {
   for (index_t h = 0; h < keys.heads; ++h) {
     nlohmann::json report;
     const index_t rank = in_head(keys, h, [&] {
-      const KeyScores s = compute_key_scores(keys.head(h), key_score_options(options.kind, 0.0, o.rcond), true);
+      const KeyScores s = head_key_scores(keys, h, key_score_options(options.kind, 0.0, o.rcond), true);
       sets.push_back(key_universal_set(s, o.eps.value_or(0.0), o.top_k.value_or(0)));
       report = key_scores_report(s, options.kind);
       return s.rank;

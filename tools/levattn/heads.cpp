@@ -2,9 +2,9 @@
 
 namespace levattn::cli {
 
-HeadArray load_heads(const std::string& spec, const std::string& role) {
+HeadArray load_heads(const std::string& spec, const std::string& role, io::Precision precision) {
   HeadArray a;
-  a.tensor = io::load_float_tensor(spec);
+  a.tensor = io::load_float_tensor(spec, precision);
   const auto& shape = a.tensor.shape();
   require(shape.size() == 2 || shape.size() == 3,
           role + ": " + spec + " has shape " + io::format_shape(shape) + "; expected (n, d) or (heads, n, d)");

@@ -17,14 +17,17 @@ struct HeadArray {
   index_t cols = 0;         // d
   bool multi_head = false;  // the file held a 3-D array
 
-  // Head h as a dense rows × cols view into the tensor.
-  ConstMatrixF head(index_t h) const { return ConstMatrixF(tensor.data() + h * rows * cols, rows, cols); }
+  // Head h as a dense rows × cols view into the tensor, of elements T (tensor.element_type()).
+  template <class T = float>
+  MatrixView<const T> head(index_t h) const {
+    return MatrixView<const T>(tensor.data_as<T>() + h * rows * cols, rows, cols);
+  }
 };
 
-// Loads `spec` (file.npy or file.safetensors[:name]) as heads. `role` ("keys", "queries") names
-// the array in messages. Throws Error{bad_input} unless the array is 2-D or 3-D with every
-// dimension ≥ 1.
-HeadArray load_heads(const std::string& spec, const std::string& role);
+// Loads `spec` (file.npy or file.safetensors[:name]) as heads, float16/bfloat16 files kept 16-bit
+// under io::Precision::keep_16_bit. `role` ("keys", "queries") names the array in messages. Throws
+// Error{bad_input} unless the array is 2-D or 3-D with every dimension ≥ 1.
+HeadArray load_heads(const std::string& spec, const std::string& role, io::Precision precision = io::Precision::f32);
 
 // Throws Error{bad_input} unless queries and keys have the same d and the same head layout.
 void check_compatible(const HeadArray& queries, const HeadArray& keys);

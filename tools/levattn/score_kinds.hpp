@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "heads.hpp"
 #include "levattn/select/key_scores.hpp"
 
 namespace levattn::cli {
@@ -24,6 +25,8 @@ void add_score_kind_options(CLI::App& command, ScoreKindOptions& options);
 void check_score_kind(const ScoreKindOptions& options, double ridge);
 // The library's options for these command-line options.
 KeyScoreOptions key_score_options(const ScoreKindOptions& options, double ridge, double rcond);
+// compute_key_scores (key_scores.hpp) of head h of keys, in the element type they were loaded in.
+KeyScores head_key_scores(const HeadArray& keys, index_t h, const KeyScoreOptions& options, bool sensitivities);
 // Method-specific facts of computed scores, for --json.
 nlohmann::json key_scores_report(const KeyScores& scores, const ScoreKindOptions& options);
 

@@ -59,6 +59,10 @@ void check_key_score_options(const KeyScoreOptions& options);
 // check_key_score_options and of the scorer;
 // Error{failure} if Lewis weights do not converge.
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, bool sensitivities);
+// The same for 16-bit keys: exact ℓ2 scores read them as they are (equal, bit for bit, to the
+// scores of the keys widened to float); sketched scores and Lewis weights run on a float32 copy.
+KeyScores compute_key_scores(MatrixView<const Half> keys, const KeyScoreOptions& options, bool sensitivities);
+KeyScores compute_key_scores(MatrixView<const BFloat16> keys, const KeyScoreOptions& options, bool sensitivities);
 
 // Exact ℓ2 scores (p = 2, no γ) of `keys` under a scorer already fitted — on these keys, or on a
 // set they are rows of (e.g. Gram summaries merged across MPI ranks, so that each rank scores its

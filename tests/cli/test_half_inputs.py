@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""`levattn attend` on float16 .npy and bfloat16 .safetensors inputs: the f32 arithmetic gives the
-same bits as the same values stored as float32, both arithmetics match a numpy float64 reference of
+"""float16 .npy and bfloat16 .safetensors inputs: `levattn scores` and `select` give the same bits as
+the same values stored as float32 (exact leverage read in 16 bits; --p 3 through a float32 copy);
+`levattn attend`'s f32 arithmetic gives the same bits as the same values stored as float32, both arithmetics match a numpy float64 reference of
 the rounded values (1e-5 and 1e-2), --json names the element types, arithmetic and kernel, mixes the
 library does not read in place fall back to float32, and peak RSS stays below what a float32 copy of
-the keys and values would need. Usage: test_attend_half.py LEVATTN"""
+the keys and values would need. Usage: test_half_inputs.py LEVATTN"""
 import json
 import os
 import subprocess
@@ -135,6 +136,26 @@ def main():
     r = run("attend", *qkvb, "--compute", "f16", "--output", p("never.npy"))
     check(r.returncode == 2 and "--compute" in r.stderr and not os.path.exists(p("never.npy")),
           "attend --compute f16: usage error, no output file")
+
+    # scores and select on 16-bit keys: the float32 run's bits (2-D and 3-D keys, exact and --p 3).
+    keys = rng.standard_normal((3, 500, 12)).astype(np.float32) * np.array([1, 10, 0.1], np.float32)[:, None, None]
+    np.save(p("K3_16.npy"), keys.astype(np.float16))
+    np.save(p("K3_32.npy"), keys.astype(np.float16).astype(np.float32))
+    write_safetensors(p("k2.safetensors"), {"k": ("BF16", to_bf16_bits(keys[0]))})
+    np.save(p("K2_32.npy"), from_bf16_bits(to_bf16_bits(keys[0])))
+    for label, half, full, extra in (("float16 (3, n, d)", p("K3_16.npy"), p("K3_32.npy"), []),
+                                     ("bfloat16 (n, d)", p("k2.safetensors:k"), p("K2_32.npy"), []),
+                                     ("float16 --p 3", p("K3_16.npy"), p("K3_32.npy"), ["--p", 3])):
+        a = run("scores", "--keys", half, *extra, "--output", p("tau16.npy"), "--json")
+        b = run("scores", "--keys", full, *extra, "--output", p("tau32.npy"))
+        ok = a.returncode == 0 and b.returncode == 0 and np.array_equal(np.load(p("tau16.npy")), np.load(p("tau32.npy")))
+        check(ok, f"scores on {label} keys: the float32 run's scores bit for bit")
+        ext = ".npy" if "(n, d)" in label else ".csv"  # int64 .npy for 2-D keys, head,key,score CSV for 3-D
+        a = run("select", "--keys", half, *extra, "--eps", 0.01, "--output", p("u16" + ext))
+        b = run("select", "--keys", full, *extra, "--eps", 0.01, "--output", p("u32" + ext))
+        ok = a.returncode == 0 and b.returncode == 0 and open(p("u16" + ext), "rb").read() == open(
+            p("u32" + ext), "rb").read()
+        check(ok, f"select on {label} keys: the float32 run's universal set")
 
     # Peak RSS: 64 float32 queries over 2^18 float16 keys and values of width 64 (32 MiB each in
     # float16; a float32 copy of keys and values would add 128 MiB).
