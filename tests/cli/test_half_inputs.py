@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """float16 .npy and bfloat16 .safetensors inputs: `levattn scores` and `select` give the same bits as
 the same values stored as float32 (exact leverage read in 16 bits; --p 3 through a float32 copy);
-`levattn attend`'s f32 arithmetic gives the same bits as the same values stored as float32, both arithmetics match a numpy float64 reference of
-the rounded values (1e-5 and 1e-2), --json names the element types, arithmetic and kernel, mixes the
-library does not read in place fall back to float32, and peak RSS stays below what a float32 copy of
-the keys and values would need. Usage: test_half_inputs.py LEVATTN"""
+`levattn attend`'s f32 arithmetic gives the same bits as the same values stored as float32; both
+arithmetics match a numpy float64 reference of the rounded values (1e-5 and 1e-2); --json names the
+element types, arithmetic and kernel; mixes the library does not read in place fall back to
+float32; and peak RSS stays below what a float32 copy of the keys and values would need (not under
+the sanitizers, whose own memory it would measure).
+Usage: test_half_inputs.py LEVATTN [no-rss-check]"""
 import json
 import os
 import subprocess
@@ -14,6 +16,7 @@ import tempfile
 import numpy as np
 
 BIN = sys.argv[1]
+CHECK_RSS = sys.argv[2:] != ["no-rss-check"]
 failures = []
 
 
@@ -169,8 +172,11 @@ def main():
     sixteen_mib = 2 * n_k * d * 2 / 2**20
     print(f"     peak RSS {peak_mib:.0f} MiB; keys and values: {sixteen_mib:.0f} MiB in float16, "
           f"{2 * sixteen_mib:.0f} MiB in float32")
-    check(peak_mib < sixteen_mib + 48,
-          "attend on 64 MiB of float16 keys and values peaks below 16-bit inputs + 48 MiB (a float32 copy adds 128)")
+    if CHECK_RSS:
+        check(peak_mib < sixteen_mib + 48,
+              "attend on 64 MiB of float16 keys and values peaks below 16-bit inputs + 48 MiB (a float32 copy adds 128)")
+    else:
+        check(r.returncode == 0, "attend on 64 MiB of float16 keys and values runs (peak RSS not checked: sanitizers)")
 
     print(f"{len(failures)} failure(s)")
     sys.exit(1 if failures else 0)
