@@ -237,4 +237,21 @@ AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const F
   return r;
 }
 
+AttentionSpec attention_spec(const AttentionOptions& o, index_t d, index_t n_q, index_t n_k) {
+  AttentionSpec spec;
+  spec.softmax = o.f.kind == ScoreKind::softmax;
+  spec.p = o.f.p;
+  spec.scale = effective_scale(o, d);
+  if (o.causal) spec.visible = [off = n_k - n_q](index_t i, index_t j) { return j <= i + off; };
+  return spec;
+}
+
+std::vector<index_t> sample_rows(index_t n, index_t count) {
+  std::vector<index_t> rows;
+  const index_t step = std::max<index_t>(1, n / std::max<index_t>(1, count - 1));
+  for (index_t i = 0; i < n; i += step) rows.push_back(i);
+  if (rows.back() != n - 1) rows.push_back(n - 1);
+  return rows;
+}
+
 }  // namespace levattn::test

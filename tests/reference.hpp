@@ -7,8 +7,11 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "levattn/attention/exact.hpp"
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn::test {
@@ -68,5 +71,21 @@ struct AttentionSpec {
 };
 AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const Floats& V,
                                        const std::vector<index_t>& rows, const AttentionSpec& spec);
+
+// The spec of attend_exact under options o for head dimension d (the effective scale; the causal
+// mask bottom-right aligned for n_q queries over n_k keys).
+AttentionSpec attention_spec(const AttentionOptions& o, index_t d, index_t n_q, index_t n_k);
+
+// Up to about `count` rows spread evenly over [0, n), always the first and the last.
+std::vector<index_t> sample_rows(index_t n, index_t count = 48);
+
+// x rounded to the nearest T (Half or BFloat16), ties to even.
+template <class T>
+T round_to(float x) {
+  if constexpr (std::is_same_v<T, Half>)
+    return to_half(x);
+  else
+    return to_bfloat16(x);
+}
 
 }  // namespace levattn::test

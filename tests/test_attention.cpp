@@ -34,24 +34,6 @@ Result run(const Floats& Q, const Floats& K, const Floats& V, const AttentionOpt
   return r;
 }
 
-// Up to 48 rows spread over [0, n), always the first and last.
-std::vector<index_t> sample_rows(index_t n) {
-  std::vector<index_t> rows;
-  const index_t step = std::max<index_t>(1, n / 47);
-  for (index_t i = 0; i < n; i += step) rows.push_back(i);
-  if (rows.back() != n - 1) rows.push_back(n - 1);
-  return rows;
-}
-
-AttentionSpec spec_for(const AttentionOptions& o, index_t d, index_t n_q, index_t n_k) {
-  AttentionSpec spec;
-  spec.softmax = o.f.kind == ScoreKind::softmax;
-  spec.p = o.f.p;
-  spec.scale = effective_scale(o, d);
-  if (o.causal) spec.visible = [off = n_k - n_q](index_t i, index_t j) { return j <= i + off; };
-  return spec;
-}
-
 // ‖O − R‖_F / ‖R‖_F over the sampled rows, and the log normalisers to 1e-5.
 double check_rows(const Result& got, const AttentionRows& ref, const std::vector<index_t>& rows, index_t dv,
                   const std::string& what) {
@@ -101,7 +83,7 @@ TEST(ExactAttention, MatchesDoubleReferenceOverLengthsFunctionsAndMasks) {
         o.causal = causal;
         const Result got = run(Q, K, V, o);
         const std::vector<index_t> rows = sample_rows(n);
-        const AttentionRows ref = attention_rows_reference(Q, K, V, rows, spec_for(o, d, n, n));
+        const AttentionRows ref = attention_rows_reference(Q, K, V, rows, attention_spec(o, d, n, n));
         check_rows(got, ref, rows, d, "n=" + std::to_string(n) + " " + f.name() + (causal ? " causal" : ""));
       }
 }
@@ -118,7 +100,7 @@ TEST(ExactAttention, DecodeAndShortQueriesOverLongKeysUseSegmentsCorrectly) {
         const Result got = run(Q, K, V, o);
         std::vector<index_t> rows;
         for (index_t i = 0; i < n_q; ++i) rows.push_back(i);
-        const AttentionRows ref = attention_rows_reference(Q, K, V, rows, spec_for(o, d, n_q, n_k));
+        const AttentionRows ref = attention_rows_reference(Q, K, V, rows, attention_spec(o, d, n_q, n_k));
         check_rows(got, ref, rows, dv, "n_q=" + std::to_string(n_q) + " n_k=" + std::to_string(n_k));
       }
 }
@@ -130,7 +112,7 @@ TEST(ExactAttention, CausalWithMoreQueriesThanKeysLeavesEarlyRowsEmpty) {
   const Result got = run(Q, K, V, o);
   std::vector<index_t> rows(50);
   for (index_t i = 0; i < 50; ++i) rows[i] = i;
-  const AttentionRows ref = attention_rows_reference(Q, K, V, rows, spec_for(o, 16, 50, 20));
+  const AttentionRows ref = attention_rows_reference(Q, K, V, rows, attention_spec(o, 16, 50, 20));
   check_rows(got, ref, rows, 8, "n_q > n_k causal");
   for (index_t i = 0; i < 30; ++i) EXPECT_EQ(got.out[i * 8], 0.0f);
 }
@@ -178,7 +160,7 @@ TEST(ExactAttention, BatchedGroupedQueriesEqualPerHeadCalls) {
             n_k, dv, {V.data.begin() + (b * Hkv + kh) * n_k * dv, V.data.begin() + (b * Hkv + kh + 1) * n_k * dv}};
         std::vector<index_t> rows(n_q);
         for (index_t i = 0; i < n_q; ++i) rows[i] = i;
-        const AttentionRows ref = attention_rows_reference(q, k, v, rows, spec_for(o, d, n_q, n_k));
+        const AttentionRows ref = attention_rows_reference(q, k, v, rows, attention_spec(o, d, n_q, n_k));
         const Result got{{out.begin() + (b * Hq + h) * n_q * dv, out.begin() + (b * Hq + h + 1) * n_q * dv},
                          {lse.begin() + (b * Hq + h) * n_q, lse.begin() + (b * Hq + h + 1) * n_q}};
         check_rows(got, ref, rows, dv, "batch " + std::to_string(b) + " head " + std::to_string(h));
@@ -213,7 +195,7 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
     o.f = ScoreFunction::power(2.0);
     const Result got = run(Q, K, V, o);
     const std::vector<index_t> rows = sample_rows(n);
-    check_rows(got, attention_rows_reference(Q, K, V, rows, spec_for(o, d, n, n)), rows, d, "pow:2 " + name);
+    check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(o, d, n, n)), rows, d, "pow:2 " + name);
   }
   {  // softmax with tiny inputs: uniform attention
     Floats Q = gaussian(n, d, 64), K = gaussian(n, d, 65);
@@ -221,7 +203,7 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
     const Floats V = gaussian(n, d, 66);
     const Result got = run(Q, K, V, AttentionOptions{});
     const std::vector<index_t> rows = sample_rows(n);
-    check_rows(got, attention_rows_reference(Q, K, V, rows, spec_for(AttentionOptions{}, d, n, n)), rows, d,
+    check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(AttentionOptions{}, d, n, n)), rows, d,
                "softmax tiny");
   }
   for (const std::string kind : {"low_rank", "duplicated", "heavy_tailed"}) {  // keys of every kind
@@ -232,7 +214,7 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
       o.scale = kind == "heavy_tailed" && f.kind == ScoreKind::softmax ? 1e-3 : 0.0;  // keep e^x finite
       const Result got = run(Q, K, V, o);
       const std::vector<index_t> rows = sample_rows(100);
-      check_rows(got, attention_rows_reference(Q, K, V, rows, spec_for(o, 24, 100, 2000)), rows, 24,
+      check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(o, 24, 100, 2000)), rows, 24,
                  kind + " " + f.name());
     }
   }
@@ -240,7 +222,7 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
     const Floats Q = gaussian(64, 16, 69, 10.0f), K = gaussian(64, 16, 70, 10.0f), V = gaussian(64, 16, 71);
     const Result got = run(Q, K, V, AttentionOptions{});
     const std::vector<index_t> rows = sample_rows(64);
-    check_rows(got, attention_rows_reference(Q, K, V, rows, spec_for(AttentionOptions{}, 16, 64, 64)), rows, 16,
+    check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(AttentionOptions{}, 16, 64, 64)), rows, 16,
                "sharp softmax");
   }
 }

@@ -27,14 +27,6 @@ struct Rounded {
 };
 
 template <class T>
-T round_to(float x) {
-  if constexpr (std::is_same_v<T, Half>)
-    return to_half(x);
-  else
-    return to_bfloat16(x);
-}
-
-template <class T>
 Rounded<T> round_all(const Floats& f) {
   Rounded<T> r{std::vector<T>(f.data.size()), Floats{f.rows, f.cols, std::vector<float>(f.data.size())}};
   for (size_t i = 0; i < f.data.size(); ++i) {
@@ -78,23 +70,6 @@ Result run(HeadsView<const Q> q, HeadsView<const KV> k, HeadsView<const KV> v, c
            std::vector<double>(static_cast<size_t>(q.count() * q.rows))};
   attend_exact(q, k, v, o, HeadsF(r.out.data(), q.batch, q.heads, q.rows, v.cols), r.lse.data());
   return r;
-}
-
-std::vector<index_t> sample_rows(index_t n) {
-  std::vector<index_t> rows;
-  const index_t step = std::max<index_t>(1, n / 40);
-  for (index_t i = 0; i < n; i += step) rows.push_back(i);
-  if (rows.back() != n - 1) rows.push_back(n - 1);
-  return rows;
-}
-
-AttentionSpec spec_for(const AttentionOptions& o, index_t d, index_t n_q, index_t n_k) {
-  AttentionSpec spec;
-  spec.softmax = o.f.kind == ScoreKind::softmax;
-  spec.p = o.f.p;
-  spec.scale = effective_scale(o, d);
-  if (o.causal) spec.visible = [off = n_k - n_q](index_t i, index_t j) { return j <= i + off; };
-  return spec;
 }
 
 struct Errors {
@@ -161,10 +136,10 @@ void check_lengths() {
           const Rounded<T> Q = round_all<T>(gaussian(n, d, 21 + n)), K = round_all<T>(gaussian(n, d, 22 + n)),
                            V = round_all<T>(gaussian(n, dv, 23 + n));
           const AttentionOptions o = options(f, causal, a);
-          const std::vector<index_t> rows = sample_rows(n);
+          const std::vector<index_t> rows = sample_rows(n, 41);
           const bool bf16 = attention_kernel(n, o).bf16_products;
           const AttentionRows ref = attention_rows_reference(as_computed(Q, bf16), as_computed(K, bf16),
-                                                             as_computed(V, bf16), rows, spec_for(o, d, n, n));
+                                                             as_computed(V, bf16), rows, attention_spec(o, d, n, n));
           EXPECT_EQ(bf16, a == Arithmetic::bf16 && f.kind == ScoreKind::softmax && n > 1);
           const std::string what = std::string(element_type_name(element_type_of<T>)) + " n=" + std::to_string(n) +
                                    " " + f.name() + (causal ? " causal" : "") + (bf16 ? " bf16" : " f32");
@@ -209,7 +184,7 @@ void check_grouped(Arithmetic a) {
                HeadsView<const T>(V.data.data(), B, Hkv, n_k, dv), o, HeadsF(r.out.data(), B, Hq, n_q, dv),
                r.lse.data());
   const bool bf16 = attention_kernel(n_q, o).bf16_products;
-  const std::vector<index_t> rows = sample_rows(n_q);
+  const std::vector<index_t> rows = sample_rows(n_q, 41);
   for (index_t b = 0; b < B; ++b)
     for (index_t h = 0; h < Hq; ++h) {
       const index_t kh = b * Hkv + h / (Hq / Hkv);
@@ -219,7 +194,7 @@ void check_grouped(Arithmetic a) {
       };
       const AttentionRows ref =
           attention_rows_reference(slice(as_computed(Q, bf16), b * Hq + h, n_q), slice(as_computed(K, bf16), kh, n_k),
-                                   slice(as_computed(V, bf16), kh, n_k), rows, spec_for(o, d, n_q, n_k));
+                                   slice(as_computed(V, bf16), kh, n_k), rows, attention_spec(o, d, n_q, n_k));
       Result head{
           std::vector<float>(r.out.begin() + (b * Hq + h) * n_q * dv, r.out.begin() + (b * Hq + h + 1) * n_q * dv),
           std::vector<double>(r.lse.begin() + (b * Hq + h) * n_q, r.lse.begin() + (b * Hq + h + 1) * n_q)};
@@ -244,9 +219,9 @@ TEST(HalfAttention, DecodeOverLongCacheRunsF32ArithmeticInEveryMode) {
   for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {
     const AttentionOptions o = options(ScoreFunction::softmax(), false, a);
     EXPECT_FALSE(attention_kernel(1, o).bf16_products);
-    const AttentionRows rh = attention_rows_reference(q, Kh.widened, Vh.widened, {0}, spec_for(o, d, 1, n_k));
+    const AttentionRows rh = attention_rows_reference(q, Kh.widened, Vh.widened, {0}, attention_spec(o, d, 1, n_k));
     expect_within(compare(run(heads(q), heads(Kh), heads(Vh), o), rh, {0}, d), false, "f16 decode");
-    const AttentionRows rb = attention_rows_reference(q, Kb.widened, Vb.widened, {0}, spec_for(o, d, 1, n_k));
+    const AttentionRows rb = attention_rows_reference(q, Kb.widened, Vb.widened, {0}, attention_spec(o, d, 1, n_k));
     expect_within(compare(run(heads(q), heads(Kb), heads(Vb), o), rb, {0}, d), false, "bf16 decode");
   }
 }
@@ -266,8 +241,9 @@ TEST(HalfAttention, MergedHalvesMatchReferenceOverAllKeys) {
     const Result second = run(heads(Q), k2, v2, o);
     merge_attention(MatrixF(first.out.data(), n_q, d), first.lse.data(), ConstMatrixF(second.out.data(), n_q, d),
                     second.lse.data());
-    const std::vector<index_t> rows = sample_rows(n_q);
-    const AttentionRows ref = attention_rows_reference(Q.widened, K.widened, V.widened, rows, spec_for(o, d, n_q, n_k));
+    const std::vector<index_t> rows = sample_rows(n_q, 41);
+    const AttentionRows ref =
+        attention_rows_reference(Q.widened, K.widened, V.widened, rows, attention_spec(o, d, n_q, n_k));
     expect_within(compare(first, ref, rows, d), a == Arithmetic::bf16, "merged");
   }
 }
@@ -303,11 +279,11 @@ void check_adversarial(double huge, double tiny) {
           AttentionOptions o = options(f, false, a);
           // Softmax logits up to ±30 whatever the magnitude (beyond that float would overflow).
           if (f.kind == ScoreKind::softmax && top_logit > 0.0) o.scale = 30.0 / top_logit;
-          const std::vector<index_t> rows = sample_rows(Q.widened.rows);
+          const std::vector<index_t> rows = sample_rows(Q.widened.rows, 41);
           const bool bf16 = attention_kernel(Q.widened.rows, o).bf16_products;
           const AttentionRows ref =
               attention_rows_reference(as_computed(Q, bf16), as_computed(K, bf16), as_computed(V, bf16), rows,
-                                       spec_for(o, d, Q.widened.rows, n));
+                                       attention_spec(o, d, Q.widened.rows, n));
           const Errors e = compare(run(heads(Q), heads(K), heads(V), o), ref, rows, d);
           expect_within(e, bf16, kind + " magnitude " + std::to_string(magnitude) + " " + f.name());
           if (bf16) {

@@ -33,14 +33,6 @@ struct Rounded {
 };
 
 template <class T>
-T round_to(float x) {
-  if constexpr (std::is_same_v<T, Half>)
-    return to_half(x);
-  else
-    return to_bfloat16(x);
-}
-
-template <class T>
 const char* type_name() {
   return std::is_same_v<T, Half> ? "f16" : "bf16";
 }

@@ -2,7 +2,8 @@
 
 Every array argument may be a numpy array or a CPU torch tensor of a floating dtype. The core
 reads C-contiguous float32: such inputs are passed without a copy; anything else (float16,
-bfloat16, float64, non-contiguous or negatively strided views) is converted first.
+bfloat16, float64, non-contiguous or negatively strided views) is converted first — except where
+a call reads 16-bit data as it is (sixteen_bit: exact attention's keys and values).
 """
 from __future__ import annotations
 
@@ -21,25 +22,47 @@ def is_tensor(x: Any) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def _check_tensor(x: Any, role: str) -> None:
+    """Raises InputError unless x is a dense floating-point CPU tensor that does not require grad."""
+    if x.device.type != "cpu":
+        raise InputError(f"{role}: expected a CPU tensor, got one on device {x.device}")
+    if x.requires_grad:
+        raise InputError(f"{role}: the tensor requires grad; levattn.torch.attention is the "
+                         "differentiable call (or pass tensor.detach())")
+    if x.layout != sys.modules["torch"].strided:
+        raise InputError(f"{role}: expected a dense (strided) tensor, got layout {x.layout}")
+    if not x.is_floating_point():
+        raise InputError(f"{role}: expected floating-point data, got dtype {x.dtype}")
+
+
 def _to_numpy(x: Any, role: str) -> np.ndarray:
     if x is None:
         raise InputError(f"{role}: expected an array, got None")
     if is_tensor(x):
-        if x.device.type != "cpu":
-            raise InputError(f"{role}: expected a CPU tensor, got one on device {x.device}")
-        if x.requires_grad:
-            raise InputError(f"{role}: the tensor requires grad; levattn.torch.attention is the "
-                             "differentiable call (or pass tensor.detach())")
-        if x.layout != sys.modules["torch"].strided:
-            raise InputError(f"{role}: expected a dense (strided) tensor, got layout {x.layout}")
-        if not x.is_floating_point():
-            raise InputError(f"{role}: expected floating-point data, got dtype {x.dtype}")
+        _check_tensor(x, role)
         if x.dtype == sys.modules["torch"].bfloat16:  # numpy has no bfloat16
             x = x.float()
         return x.resolve_neg().resolve_conj().numpy()  # views with a lazy negation or conjugation
     if isinstance(x, np.ndarray):
         return x
     raise InputError(f"{role}: expected a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+def sixteen_bit(x: Any, role: str) -> Optional[tuple]:
+    """("float16" or "bfloat16", a C-contiguous numpy array of x's 16-bit data) for a numpy float16
+    array or a CPU float16/bfloat16 torch tensor (bfloat16 seen as int16, numpy having no bfloat16);
+    None for anything else. Contiguous inputs are not copied."""
+    if is_tensor(x):
+        torch = sys.modules["torch"]
+        if x.dtype not in (torch.float16, torch.bfloat16):
+            return None
+        _check_tensor(x, role)
+        name = "float16" if x.dtype == torch.float16 else "bfloat16"
+        t = x.contiguous()
+        return name, (t.numpy() if name == "float16" else t.view(torch.int16).numpy())
+    if isinstance(x, np.ndarray) and x.dtype == np.float16:
+        return "float16", np.require(x, np.float16, ["C_CONTIGUOUS", "ALIGNED"])
+    return None
 
 
 def _as_dtype(x: Any, role: str, dtype: type) -> np.ndarray:

@@ -7,14 +7,18 @@ import numpy as np
 
 from . import _levattn
 from ._arrays import (InputError, as_float32, as_float64, integer_arg, is_tensor, like, rcond_arg, real_arg,
-                      seed_arg, threads_arg)
+                      seed_arg, sixteen_bit, threads_arg)
 
 _LAYOUTS = ("bhnd", "bnhd")
 
 
 def _as_heads(x: Any, role: str, ndim: int, layout: str) -> np.ndarray:
     """x as a C-contiguous float32 (B, H, n, d) array."""
-    a = as_float32(x, role)
+    return _heads(as_float32(x, role), role, ndim, layout)
+
+
+def _heads(a: np.ndarray, role: str, ndim: int, layout: str) -> np.ndarray:
+    """The C-contiguous array a seen as (B, H, n, d) (one copy for layout 'bnhd')."""
     if a.ndim != ndim:
         raise InputError(f"q, k and v must have the same number of dimensions: q has {ndim}, "
                          f"{role} has shape {tuple(a.shape)}")
@@ -42,7 +46,7 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
               return_kept: bool = False, return_missing_mass: bool = False, return_info: bool = False,
               layout: str = "bhnd",
               ridge: float = 0.0, rcond: Optional[float] = None, delta: float = 0.1, seed: int = 0,
-              threads: Optional[int] = None) -> Any:
+              arithmetic: str = "f32", threads: Optional[int] = None) -> Any:
     """Attention output O = A·V, exact or LevAttention, without forming A.
 
     Shapes: q (n_q, d), k (n_k, d), v (n_k, d_v); or (h, n, ·) per head; or (b, h, n, ·) per batch
@@ -56,6 +60,11 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
     is_causal: bottom-right aligned, query i sees keys j ≤ i + n_k − n_q.
 
     method="exact": tiled with an online normaliser; relative error ≤ 1e-5 against float64.
+      float16 keys and values (numpy or torch) and bfloat16 ones (torch) are read as they are, with
+      q of the same type or float32 (any other mix is converted to float32). arithmetic="bf16"
+      (softmax, more than one query) rounds queries, keys, weights and values to bf16 and sums exact
+      products in float: within 1e-2 of float64 attention of those bf16 values (README, "Half
+      precision"); "f32" (default) widens 16-bit values exactly.
       return_lse=True also returns each row's log normaliser ln Σ_l f(c<q_i,k_l>) (float64, shape
       (n_q,), (h, n_q) or (b, h, n_q) in either layout; −inf for a row with nothing to attend), which
       merge_attention uses to combine results over disjoint key sets.
@@ -88,15 +97,13 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
     if not isinstance(f, str):
         raise InputError(f"f must be 'softmax' or 'pow:P', got {f!r}")
     torch_out = is_tensor(q)
-    qa = as_float32(q, "q")
+    q16 = sixteen_bit(q, "q")
+    qa = q16[1] if q16 is not None else as_float32(q, "q")  # (for its shape, and q's float32 values)
     ndim = qa.ndim
     if ndim not in (2, 3, 4):
         raise InputError(f"q must have 2, 3 or 4 dimensions, got shape {tuple(qa.shape)}")
     if layout == "bnhd" and ndim != 4:
         raise InputError("layout='bnhd' applies to 4-D inputs (b, n, h, d)")
-    Q = _as_heads(qa, "q", ndim, layout)
-    K = _as_heads(k, "k", ndim, layout)
-    V = _as_heads(v, "v", ndim, layout)
     c = 0.0
     if scale is not None:
         c = real_arg(scale, "scale")
@@ -110,10 +117,20 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
                 or return_info):
             raise InputError("top_k, eps, sinks, window, return_kept, return_missing_mass and return_info apply "
                              "to method='lev'")
-        out, lse = _levattn.attend_exact(Q, K, V, f, c, causal, bool(return_lse), nthreads)
+        kk, vv = sixteen_bit(k, "k"), sixteen_bit(v, "v")
+        if kk is not None and vv is not None and kk[0] == vv[0]:  # 16-bit keys and values, read as they are
+            same = q16 is not None and q16[0] == kk[0]
+            Q = _heads(qa, "q", ndim, layout) if same else _as_heads(q, "q", ndim, layout)
+            out, lse = _levattn.attend_exact_16(Q, _heads(kk[1], "k", ndim, layout), _heads(vv[1], "v", ndim, layout),
+                                                kk[0], f, c, causal, bool(return_lse), arithmetic, nthreads)
+        else:
+            out, lse = _levattn.attend_exact(_as_heads(q, "q", ndim, layout), _as_heads(k, "k", ndim, layout),
+                                             _as_heads(v, "v", ndim, layout), f, c, causal, bool(return_lse),
+                                             nthreads, arithmetic)
         if return_lse:
             extras.append(like(lse.reshape(qa.shape[:-1] if layout == "bhnd" else lse.shape), torch_out))
     else:
+        Q, K, V = (_as_heads(x, role, ndim, layout) for x, role in ((q, "q"), (k, "k"), (v, "v")))
         if (top_k is None) == (eps is None):
             raise InputError("method='lev' needs exactly one of top_k and eps")
         if return_lse:

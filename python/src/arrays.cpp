@@ -23,6 +23,29 @@ const float* float_data(const py::array& a, int ndim, const char* role) {
   return checked_data<float>(a, role, "float32");
 }
 
+namespace {
+// The data of a 4-D C-contiguous aligned array of 2-byte elements of numpy kind `kinds`.
+const void* sixteen_bit_data(const py::array& a, const char* role, const char* kinds, const char* type) {
+  if (a.ndim() != 4)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected 4 dimensions, got " + std::to_string(a.ndim()));
+  if (a.itemsize() != 2 || std::string(kinds).find(a.dtype().kind()) == std::string::npos)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + type + " data");
+  if ((a.flags() & py::array::c_style) == 0 || (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected an aligned C-contiguous array");
+  return a.data();
+}
+}  // namespace
+
+ConstHeadsF16 as_heads_f16(const py::array& a, const char* role) {
+  const auto* data = static_cast<const Half*>(sixteen_bit_data(a, role, "f", "float16"));
+  return ConstHeadsF16(data, a.shape(0), a.shape(1), a.shape(2), a.shape(3));
+}
+
+ConstHeadsBF16 as_heads_bf16(const py::array& a, const char* role) {
+  const auto* data = static_cast<const BFloat16*>(sixteen_bit_data(a, role, "iu", "bfloat16 (as 16-bit integers)"));
+  return ConstHeadsBF16(data, a.shape(0), a.shape(1), a.shape(2), a.shape(3));
+}
+
 ConstMatrixF as_matrix(const py::array& a, const char* role) {
   const float* data = float_data(a, 2, role);
   return ConstMatrixF(data, a.shape(0), a.shape(1));

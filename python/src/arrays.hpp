@@ -22,6 +22,11 @@ namespace py = pybind11;
 const float* float_data(const py::array& a, int ndim, const char* role);
 ConstMatrixF as_matrix(const py::array& a, const char* role);  // (rows, cols)
 ConstHeadsF as_heads(const py::array& a, const char* role);    // (batch, heads, rows, cols)
+// `a` as (batch, heads, rows, cols) 16-bit elements: Half from numpy float16, BFloat16 from the
+// 16-bit integers a torch.bfloat16 tensor is viewed as (numpy has no bfloat16). C-contiguous and
+// aligned, or Error{bad_input} naming `role`.
+ConstHeadsF16 as_heads_f16(const py::array& a, const char* role);
+ConstHeadsBF16 as_heads_bf16(const py::array& a, const char* role);
 // A C-contiguous float64 vector of `count` entries (a row shape flattened).
 const double* double_data(const py::array& a, index_t count, const char* role);
 

@@ -11,19 +11,21 @@ namespace levattn::python {
 
 namespace {
 
-AttentionOptions attention_options(const std::string& f, double scale, bool causal) {
+AttentionOptions attention_options(const std::string& f, double scale, bool causal,
+                                   const std::string& arithmetic = "f32") {
   AttentionOptions o;
   o.f = parse_score_function(f);
   o.scale = scale;  // checked by the library (0: the default)
   o.causal = causal;
+  if (arithmetic != "f32" && arithmetic != "bf16")
+    throw Error(ErrorKind::bad_input, "arithmetic must be 'f32' or 'bf16', got '" + arithmetic + "'");
+  o.arithmetic = arithmetic == "bf16" ? Arithmetic::bf16 : Arithmetic::f32;
   return o;
 }
 
-// (out, lse or None); q, k, v are (B, H, n, d) with H_q a multiple of H_kv.
-py::tuple attend_exact_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
-                               double scale, bool causal, bool want_lse, int threads) {
-  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v");
-  const AttentionOptions options = attention_options(f, scale, causal);
+// out (B, H_q, n_q, d_v) float32 and lse (B, H_q, n_q) float64 (or None) for queries of shape Q.
+template <class QView, class VView, class Attend>
+py::tuple run_exact(const QView& Q, const VView& V, bool want_lse, int threads, const Attend& attend) {
   py::array_t<float> out = new_float_array({Q.batch, Q.heads, Q.rows, V.cols});
   py::object lse = py::none();
   double* lse_data = nullptr;
@@ -36,9 +38,42 @@ py::tuple attend_exact_binding(const py::array& q, const py::array& k, const py:
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
-    attend_exact(Q, K, V, options, O, lse_data);
+    attend(O, lse_data);
   }
   return py::make_tuple(out, lse);
+}
+
+// The same over 16-bit keys and values of kv_type ("float16" or "bfloat16"), read as they are;
+// q is float32 or of kv_type.
+template <class T>
+py::tuple attend_exact_16(const py::array& q, HeadsView<const T> K, HeadsView<const T> V,
+                          const AttentionOptions& options, bool want_lse, int threads,
+                          HeadsView<const T> (*as_16)(const py::array&, const char*)) {
+  if (q.itemsize() == 4) {
+    const ConstHeadsF Q = as_heads(q, "q");
+    return run_exact(Q, V, want_lse, threads, [&](HeadsF O, double* lse) { attend_exact(Q, K, V, options, O, lse); });
+  }
+  const HeadsView<const T> Q = as_16(q, "q");
+  return run_exact(Q, V, want_lse, threads, [&](HeadsF O, double* lse) { attend_exact(Q, K, V, options, O, lse); });
+}
+
+py::tuple attend_exact_16_binding(const py::array& q, const py::array& k, const py::array& v,
+                                  const std::string& kv_type, const std::string& f, double scale, bool causal,
+                                  bool want_lse, const std::string& arithmetic, int threads) {
+  const AttentionOptions options = attention_options(f, scale, causal, arithmetic);
+  if (kv_type == "float16")
+    return attend_exact_16(q, as_heads_f16(k, "k"), as_heads_f16(v, "v"), options, want_lse, threads, &as_heads_f16);
+  if (kv_type == "bfloat16")
+    return attend_exact_16(q, as_heads_bf16(k, "k"), as_heads_bf16(v, "v"), options, want_lse, threads, &as_heads_bf16);
+  throw Error(ErrorKind::bad_input, "kv_type must be 'float16' or 'bfloat16', got '" + kv_type + "'");
+}
+
+// (out, lse or None); q, k, v are (B, H, n, d) with H_q a multiple of H_kv.
+py::tuple attend_exact_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
+                               double scale, bool causal, bool want_lse, int threads, const std::string& arithmetic) {
+  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v");
+  const AttentionOptions options = attention_options(f, scale, causal, arithmetic);
+  return run_exact(Q, V, want_lse, threads, [&](HeadsF O, double* lse) { attend_exact(Q, K, V, options, O, lse); });
 }
 
 // New arrays for dQ, dK, dV shaped like Q, K, V.
@@ -161,7 +196,10 @@ py::tuple score_function_binding(const std::string& f, double scale, index_t d) 
 
 void bind_attention(py::module_& m) {
   m.def("attend_exact", &attend_exact_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"), py::arg("scale"),
-        py::arg("causal"), py::arg("want_lse"), py::arg("threads"));
+        py::arg("causal"), py::arg("want_lse"), py::arg("threads"), py::arg("arithmetic") = "f32");
+  m.def("attend_exact_16", &attend_exact_16_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("kv_type"),
+        py::arg("f"), py::arg("scale"), py::arg("causal"), py::arg("want_lse"), py::arg("arithmetic"),
+        py::arg("threads"));
   m.def("attend_exact_backward", &attend_exact_backward_binding, py::arg("q"), py::arg("k"), py::arg("v"),
         py::arg("out"), py::arg("lse"), py::arg("grad_out"), py::arg("f"), py::arg("scale"), py::arg("causal"),
         py::arg("threads"));

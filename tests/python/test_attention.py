@@ -193,6 +193,28 @@ def test_torch_dtypes_give_torch_out_equal_to_numpy(rng, dtype, method):
         assert_output_close(got[0][h], ref, Vr, rb)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sixteen_bit_keys_f32_arithmetic_is_bit_equal_and_bf16_within_bound(rng, dtype):
+    """16-bit torch keys and values (queries of the same type, or float32) are read as they are:
+    arithmetic='f32' gives the float32 call on the same values bit for bit; arithmetic='bf16' stays within
+    1e-2 (output) and 1e-3 (log normaliser) of float64 softmax attention of the values rounded to bf16;
+    an unknown arithmetic raises InputError."""
+    Qt, Kt, Vt = (torch.from_numpy(gaussian(rng, 2, n, 32)).to(dtype) for n in (70, 300, 300))
+    wide = [x.float().numpy() for x in (Qt, Kt, Vt)]
+    want, want_lse = levattn.attention(*wide, return_lse=True)
+    for q in (Qt, Qt.float()):
+        out, lse = levattn.attention(q, Kt, Vt, return_lse=True)
+        assert np.array_equal(out.numpy(), want) and np.array_equal(lse.numpy(), want_lse)
+    out, lse = levattn.attention(Qt, Kt, Vt, return_lse=True, arithmetic="bf16")
+    Qb, Kb, Vb = (f64(x.to(torch.bfloat16)) for x in (Qt, Kt, Vt))
+    for h in range(2):
+        ref, ref_lse, _ = attention_ref(Qb[h], Kb[h], Vb[h], "softmax")
+        assert np.linalg.norm(out[h].numpy() - ref) <= 1e-2 * np.linalg.norm(ref)
+        assert np.max(np.abs(lse[h].numpy() - ref_lse) / np.maximum(1.0, np.abs(ref_lse))) <= 1e-3
+    with pytest.raises(levattn.InputError, match="arithmetic"):
+        levattn.attention(Qt, Kt, Vt, arithmetic="f16")
+
+
 def strided_variants(x: np.ndarray):
     """Views of the same values with other memory layouts: transposed storage, every other row of a
     twice-as-tall array, and a reversed (negatively strided) view of the reversed array."""
