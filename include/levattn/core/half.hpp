@@ -79,11 +79,11 @@ static_assert(sizeof(Half) == 2 && sizeof(BFloat16) == 2);
 
 // The element type of a C++ element: element_type_of<float> is ElementType::f32, and so on.
 template <class T>
-constexpr ElementType element_type_of = ElementType::f32;
+inline constexpr ElementType element_type_of = ElementType::f32;
 template <>
-constexpr ElementType element_type_of<Half> = ElementType::f16;
+inline constexpr ElementType element_type_of<Half> = ElementType::f16;
 template <>
-constexpr ElementType element_type_of<BFloat16> = ElementType::bf16;
+inline constexpr ElementType element_type_of<BFloat16> = ElementType::bf16;
 
 // Exact widening to float32, for any element type.
 constexpr float to_float(float x) { return x; }
