@@ -1,5 +1,5 @@
 // Private interface between the exact-attention driver (exact.cpp) and its inner loops
-// (flash_tile.hpp, built once portable and once for AVX-512; flash_bf16.cpp, the bf16 dot-product
+// (flash_tile.hpp, built portable, for AVX2 and for AVX-512; flash_bf16.cpp, the bf16 dot-product
 // tile for CPUs with AVX512_BF16; chosen at run time, see active_flash_kernels()).
 #pragma once
 
@@ -99,11 +99,13 @@ struct FlashKernels {
 };
 
 const FlashKernels& generic_flash_kernels();
+const FlashKernels& avx2_flash_kernels();
 const FlashKernels& avx512_flash_kernels();
 const FlashKernels& avx512_bf16_flash_kernels();
 // The best set this CPU runs: avx512_bf16 where the CPU has AVX512_BF16, else avx512 where it has
-// AVX-512F/DQ/VL, else generic. LEVATTN_KERNELS=generic or =avx512 in the environment caps the
-// choice (so that every path can be tested on a machine that has them all).
+// AVX-512F/DQ/VL, else avx2 where it has AVX2, FMA and F16C, else generic. LEVATTN_KERNELS=generic,
+// =avx2 or =avx512 in the environment caps the choice (so that every path can be tested on a
+// machine that has them all).
 const FlashKernels& active_flash_kernels();
 
 }  // namespace levattn::detail

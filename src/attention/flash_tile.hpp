@@ -1,7 +1,8 @@
-// The inner loops of exact attention, written once in plain C++ and compiled twice: for the
-// baseline instruction set (flash_generic.cpp) and for AVX-512 (flash_avx512.cpp, with FMA
-// contraction and 512-bit vectors). Include only from those two files; everything here sits in
-// a namespace named by the including file so the two builds never mix.
+// The inner loops of exact attention, written once in plain C++ and compiled three times: for the
+// baseline instruction set (flash_generic.cpp), for AVX2 with FMA and F16C (flash_avx2.cpp) and
+// for AVX-512 (flash_avx512.cpp, 512-bit vectors); the two SIMD builds contract to FMAs and give
+// the register tiles and decode loops explicit intrinsics of their width. Include only from those
+// files; everything here sits in a namespace named by the including file so the builds never mix.
 //
 // Layout: a tile holds up to kLanes queries *in lanes*. Queries are packed transposed and scaled,
 // Qp[c·kLanes + v] = c_v·q_v[c]; a key block's scores are St[j·kLanes + v] = <q_v, k_j>; the
@@ -21,7 +22,7 @@
 #include "attention/flash_kernel.hpp"
 #include "linalg/widen_rows.hpp"
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -41,6 +42,23 @@ inline __m512 load16_as_float(const BFloat16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
 }
 inline __m512 load16_as_float(const float* p) { return _mm512_loadu_ps(p); }
+#elif defined(__AVX2__)
+// The same for 8 elements (vcvtph2ps from F16C; a shift for BFloat16).
+inline __m256 load8_as_float(const Half* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline __m256 load8_as_float(const BFloat16* p) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+inline __m256 load8_as_float(const float* p) { return _mm256_loadu_ps(p); }
+
+// The sum of the 8 lanes of x.
+inline float sum_lanes(__m256 x) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
 #endif
 
 // x[0..n) rounded to the nearest bf16 (ties to even), kept as floats: the weights of bf16
@@ -54,8 +72,13 @@ inline void round_to_bf16(float* x, index_t n) {
 }
 
 // St (cols × kLanes) = K[0..cols) · Qp, i.e. St[j][v] = Σ_c K[j][c]·Qp[c][v]. Register tiles of
-// kTileKeys keys × kLanes lanes; K rows are read in place (row stride ks).
+// kTileKeys keys × kLanes lanes; K rows are read in place (row stride ks). AVX2 has 16 registers
+// of 8 lanes: 3 keys × 4 vectors of accumulators.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int kTileKeys = 3;
+#else
 constexpr int kTileKeys = 12;
+#endif
 
 template <int J>
 inline void scores_tile(const float* K, index_t ks, index_t d, const float* Qp, float* St) {
@@ -95,6 +118,27 @@ inline void scores_tile_avx512(const float* K, index_t ks, index_t d, const floa
   }
 }
 #define LEVATTN_SCORES_TILE scores_tile_avx512
+#elif defined(__AVX2__)
+// The register tile with explicit AVX2 (4 vectors of 8 lanes × J keys accumulators).
+template <int J>
+inline void scores_tile_avx2(const float* K, index_t ks, index_t d, const float* Qp, float* St) {
+  static_assert(kLanes == 32);
+  __m256 acc[J][4];
+  for (int jj = 0; jj < J; ++jj)
+    for (int r = 0; r < 4; ++r) acc[jj][r] = _mm256_setzero_ps();
+  for (index_t c = 0; c < d; ++c) {
+    const float* qp = Qp + c * kLanes;
+#pragma GCC unroll 3
+    for (int jj = 0; jj < J; ++jj) {
+      const __m256 kv = _mm256_broadcast_ss(K + jj * ks + c);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) acc[jj][r] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qp + 8 * r), acc[jj][r]);
+    }
+  }
+  for (int jj = 0; jj < J; ++jj)
+    for (int r = 0; r < 4; ++r) _mm256_storeu_ps(St + jj * kLanes + 8 * r, acc[jj][r]);
+}
+#define LEVATTN_SCORES_TILE scores_tile_avx2
 #else
 #define LEVATTN_SCORES_TILE scores_tile
 #endif
@@ -107,7 +151,11 @@ inline void block_scores(const float* K, index_t ks, index_t d, index_t cols, co
 }
 
 // Ot[c][v] += Σ_j V[j][c]·St[j][v] for c < dv, in register tiles of kTileCols output columns.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+constexpr int kTileCols = 3;
+#else
 constexpr int kTileCols = 12;
+#endif
 
 template <int C>
 inline void output_tile(const float* V, index_t vs, index_t cols, const float* St, float* Ot) {
@@ -150,6 +198,25 @@ inline void output_tile_avx512(const float* V, index_t vs, index_t cols, const f
   }
 }
 #define LEVATTN_OUTPUT_TILE output_tile_avx512
+#elif defined(__AVX2__)
+template <int C>
+inline void output_tile_avx2(const float* V, index_t vs, index_t cols, const float* St, float* Ot) {
+  __m256 acc[C][4];
+  for (int cc = 0; cc < C; ++cc)
+    for (int r = 0; r < 4; ++r) acc[cc][r] = _mm256_loadu_ps(Ot + cc * kLanes + 8 * r);
+  for (index_t j = 0; j < cols; ++j) {
+    const float* w = St + j * kLanes;
+#pragma GCC unroll 3
+    for (int cc = 0; cc < C; ++cc) {
+      const __m256 vv = _mm256_broadcast_ss(V + j * vs + cc);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) acc[cc][r] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(w + 8 * r), acc[cc][r]);
+    }
+  }
+  for (int cc = 0; cc < C; ++cc)
+    for (int r = 0; r < 4; ++r) _mm256_storeu_ps(Ot + cc * kLanes + 8 * r, acc[cc][r]);
+}
+#define LEVATTN_OUTPUT_TILE output_tile_avx2
 #else
 #define LEVATTN_OUTPUT_TILE output_tile
 #endif
@@ -305,6 +372,14 @@ inline float dot(const T* a, const float* b, index_t n) {
   }
   for (; c + 16 <= n; c += 16) a0 = _mm512_fmadd_ps(load16_as_float(a + c), _mm512_loadu_ps(b + c), a0);
   s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+#elif defined(__AVX2__)
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  for (; c + 16 <= n; c += 16) {
+    a0 = _mm256_fmadd_ps(load8_as_float(a + c), _mm256_loadu_ps(b + c), a0);
+    a1 = _mm256_fmadd_ps(load8_as_float(a + c + 8), _mm256_loadu_ps(b + c + 8), a1);
+  }
+  for (; c + 8 <= n; c += 8) a0 = _mm256_fmadd_ps(load8_as_float(a + c), _mm256_loadu_ps(b + c), a0);
+  s = sum_lanes(_mm256_add_ps(a0, a1));
 #else
   float acc[16] = {};
   for (; c + 16 <= n; c += 16)
@@ -315,7 +390,7 @@ inline float dot(const T* a, const float* b, index_t n) {
   return s;
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 // Decode asks for the rows kPrefetchRows ahead of those it reads (the hardware prefetcher alone
 // left a single core's 16-bit decode at 0.7× the float time where 0.5× is the bytes' ratio; with
 // this, 0.53–0.56×: BENCHMARKS.md). Addresses are kept as integers, since they may lie past the
@@ -328,7 +403,9 @@ inline void prefetch_row(const T* base, index_t offset, index_t bytes) {
     // NOLINTNEXTLINE(performance-no-int-to-ptr): addresses may lie past the array; only prefetched
     _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
 }
+#endif
 
+#if defined(__AVX512F__)
 // Lane u of the result is the sum of the 16 lanes of x[u] (a transposing reduction: 45 shuffles and
 // adds for 16 sums).
 inline __m512 sum_lanes16(const __m512* x) {
@@ -344,6 +421,14 @@ inline __m512 sum_lanes16(const __m512* x) {
   const __m512 w01 = _mm512_add_ps(_mm512_shuffle_f32x4(t[0], t[1], 0x88), _mm512_shuffle_f32x4(t[0], t[1], 0xDD));
   const __m512 w23 = _mm512_add_ps(_mm512_shuffle_f32x4(t[2], t[3], 0x88), _mm512_shuffle_f32x4(t[2], t[3], 0xDD));
   return _mm512_add_ps(_mm512_shuffle_f32x4(w01, w23, 0x88), _mm512_shuffle_f32x4(w01, w23, 0xDD));
+}
+#elif defined(__AVX2__)
+// Lane u of the result is the sum of the 8 lanes of x[u].
+inline __m256 sum_lanes8(const __m256* x) {
+  // Per 128-bit half: the half's partial sums of x[0..3] (resp. x[4..7]), one lane each.
+  const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(x[0], x[1]), _mm256_hadd_ps(x[2], x[3]));
+  const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(x[4], x[5]), _mm256_hadd_ps(x[6], x[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
 }
 #endif
 
@@ -365,6 +450,21 @@ inline void block_dots(const T* K, index_t ks, index_t d, index_t cols, const fl
     _mm512_storeu_ps(s + j, sum_lanes16(acc));
     for (; c < d; ++c)
       for (int u = 0; u < 16; ++u) s[j + u] += to_float(K[(j + u) * ks + c]) * q[c];
+  }
+#elif defined(__AVX2__)
+  for (; j + 8 <= cols; j += 8) {  // 8 keys at once, reduced together
+    __m256 acc[8];
+    for (int u = 0; u < 8; ++u) acc[u] = _mm256_setzero_ps();
+    index_t c = 0;
+    for (int u = 0; u < 8; ++u) prefetch_row(K, (j + u + kPrefetchRows) * ks, d * index_t(sizeof(T)));
+    for (; c + 8 <= d; c += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + c);
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(load8_as_float(K + (j + u) * ks + c), qv, acc[u]);
+    }
+    _mm256_storeu_ps(s + j, sum_lanes8(acc));
+    for (; c < d; ++c)
+      for (int u = 0; u < 8; ++u) s[j + u] += to_float(K[(j + u) * ks + c]) * q[c];
   }
 #endif
   for (; j < cols; ++j) s[j] = dot(K + j * ks, q, d);
@@ -392,6 +492,24 @@ inline void block_weighted_sum(const float* w, const T* V, index_t vs, index_t d
     for (index_t j = 0; j < cols; ++j)
       acc = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), load16_as_float(V + j * vs + c), acc);
     _mm512_storeu_ps(o + c, acc);
+  }
+#elif defined(__AVX2__)
+  for (; c + 64 <= dv; c += 64) {  // 64 outputs held in 8 registers over the whole block
+    __m256 acc[8];
+    for (int u = 0; u < 8; ++u) acc[u] = _mm256_loadu_ps(o + c + index_t{8} * u);
+    for (index_t j = 0; j < cols; ++j) {
+      prefetch_row(V, (j + kPrefetchRows) * vs + c, 64 * index_t(sizeof(T)));
+      const __m256 wj = _mm256_broadcast_ss(w + j);
+#pragma GCC unroll 8
+      for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(wj, load8_as_float(V + j * vs + c + index_t{8} * u), acc[u]);
+    }
+    for (int u = 0; u < 8; ++u) _mm256_storeu_ps(o + c + index_t{8} * u, acc[u]);
+  }
+  for (; c + 8 <= dv; c += 8) {
+    __m256 acc = _mm256_loadu_ps(o + c);
+    for (index_t j = 0; j < cols; ++j)
+      acc = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), load8_as_float(V + j * vs + c), acc);
+    _mm256_storeu_ps(o + c, acc);
   }
 #endif
   for (index_t j = 0; j < cols; ++j)

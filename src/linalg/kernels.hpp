@@ -59,10 +59,10 @@ struct KernelSet {
 const KernelSet& generic_kernels();
 // The AVX-512 kernels; call only when the CPU supports AVX-512F/DQ/VL.
 const KernelSet& avx512_kernels();
-// True when the CPU supports AVX-512F/DQ/VL and LEVATTN_KERNELS=generic is not set: the one
-// switch every layer's AVX-512 code paths follow.
+// True when the CPU supports AVX-512F/DQ/VL and LEVATTN_KERNELS=generic (or =avx2) is not set:
+// the one switch every layer's AVX-512 code paths follow.
 bool use_avx512();
-// The best kernels this CPU runs, unless LEVATTN_KERNELS=generic is set in the environment.
+// The best kernels this CPU runs, unless LEVATTN_KERNELS=generic or =avx2 is set in the environment.
 const KernelSet& active_kernels();
 
 }  // namespace levattn::kernels

@@ -11,7 +11,8 @@ namespace {
 bool choose_avx512() {
 #ifdef LEVATTN_AVX512
   const char* forced = std::getenv("LEVATTN_KERNELS");
-  if (forced != nullptr && std::strcmp(forced, "generic") == 0) return false;
+  // (=avx2 caps the attention kernels at AVX2; linalg has no AVX2 set, so it runs the generic one.)
+  if (forced != nullptr && (std::strcmp(forced, "generic") == 0 || std::strcmp(forced, "avx2") == 0)) return false;
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 #else

@@ -74,8 +74,8 @@ struct AttentionOptions {
 };
 
 // What attend_exact runs on this CPU for n_q queries under `options`: the kernel set ("generic",
-// "avx512" or "avx512_bf16", capped by LEVATTN_KERNELS=generic|avx512) and whether the products
-// are bf16 (else float).
+// "avx2", "avx512" or "avx512_bf16", capped by LEVATTN_KERNELS=generic|avx2|avx512) and whether
+// the products are bf16 (else float).
 struct AttentionKernel {
   const char* name;
   bool bf16_products;
