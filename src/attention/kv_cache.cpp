@@ -13,6 +13,22 @@ namespace levattn {
 
 namespace {
 constexpr double kNew = std::numeric_limits<double>::infinity();  // appended since the last refresh
+
+// f(rows): the store's rows as a view of its own element type, read in place.
+template <class F>
+void with_rows(const RowStore& store, F&& f) {
+  switch (store.type()) {
+    case ElementType::f32:
+      f(store.view<float>());
+      break;
+    case ElementType::f16:
+      f(store.view<Half>());
+      break;
+    case ElementType::bf16:
+      f(store.view<BFloat16>());
+      break;
+  }
+}
 }  // namespace
 
 KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
@@ -62,10 +78,8 @@ void KVCache::refit() {
   scorer_.fit(summary_);
   unfitted_.clear();
   if (options_.policy != CachePolicy::leverage) return;
-  widened_keys_.resize(static_cast<size_t>(size() * d_));
-  for (index_t s = 0; s < size(); ++s)
-    for (index_t c = 0; c < d_; ++c) widened_keys_[s * d_ + c] = keys_.at(s, c);
-  scorer_.scores(ConstMatrixF(widened_keys_.data(), size(), d_), weight_.data());
+  // The 16-bit overloads give the bits of the float ones on the widened keys (leverage.hpp).
+  with_rows(keys_, [&](auto keys) { scorer_.scores(keys, weight_.data()); });
   if (options_.eps > 0.0)
     for (index_t s = size() - 1; s >= 0; --s)
       if (weight_[s] < options_.eps) evict(s);
