@@ -8,6 +8,7 @@
 
 #include "core/finite_rows.hpp"
 #include "levattn/attention/heavy.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -52,6 +53,7 @@ KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
   if (options_.refresh == 0)
     options_.refresh =
         options_.policy == CachePolicy::leverage ? std::max<index_t>(1, options_.budget / 4) : options_.budget;
+  row_.resize(static_cast<size_t>(std::max(d_, dv_)));
 }
 
 bool KVCache::keeps_gram() const {
@@ -112,13 +114,12 @@ void KVCache::append(const float* key, const float* value) {
     throw Error(ErrorKind::bad_input,
                 "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
   // From here on the key is the stored one (rounded to the storage type), which must be finite.
-  rounded_.resize(static_cast<size_t>(std::max(d_, dv_)));
   const auto finite = [&](index_t width) {
-    return std::all_of(rounded_.begin(), rounded_.begin() + width, [](float x) { return std::isfinite(x); });
+    return std::all_of(row_.begin(), row_.begin() + width, [](float x) { return std::isfinite(x); });
   };
-  values_.push(value, rounded_.data());
+  values_.push(value, row_.data());
   bool fits = finite(dv_);
-  keys_.push(key, rounded_.data());
+  keys_.push(key, row_.data());
   fits = fits && finite(d_);
   if (!fits) {
     values_.remove(values_.rows() - 1);
@@ -126,7 +127,7 @@ void KVCache::append(const float* key, const float* value) {
     throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_) + " overflows " +
                                           element_type_name(options_.storage));
   }
-  key = rounded_.data();
+  key = row_.data();
   if (keeps_gram()) {
     summary_.add(ConstMatrixF(key, 1, d_));
     unfitted_.insert(unfitted_.end(), key, key + d_);
@@ -196,12 +197,15 @@ void KVCache::attend(const float* query, float* out) {
   }
   const double c = effective_scale(o, d_);
   if (options_.policy == CachePolicy::accumulated && std::isfinite(lse_[0]))
-    for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received
-      double dot = 0.0;
-      for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * keys_.at(s, col);
-      const double logf = o.f.kind == ScoreKind::softmax ? c * dot : 2.0 * std::log(std::fabs(c * dot));
-      weight_[s] += std::exp(logf - lse_[0]);
-    }
+    with_rows(keys_, [&](auto keys) {
+      for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received
+        widen_rows(keys, s, 1, row_.data());
+        double dot = 0.0;
+        for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * row_[col];
+        const double logf = o.f.kind == ScoreKind::softmax ? c * dot : 2.0 * std::log(std::fabs(c * dot));
+        weight_[s] += std::exp(logf - lse_[0]);
+      }
+    });
   if (o.f.kind != ScoreKind::power) return;
   double total = 0.0;  // c²·qᵀGq over every key appended: the fitted part, then the unfitted rows
   scorer_.normalisers(ConstMatrixF(query, 1, d_), &total);
