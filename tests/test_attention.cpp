@@ -6,7 +6,6 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <random>
 #include <string>
 
 #include "levattn/attention/exact.hpp"
@@ -14,14 +13,6 @@
 
 namespace levattn::test {
 namespace {
-
-Floats gaussian(index_t rows, index_t cols, std::uint64_t seed, float sigma = 1.0f) {
-  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  for (float& x : f.data) x = normal(rng);
-  return f;
-}
 
 struct Result {
   std::vector<float> out;
@@ -77,7 +68,7 @@ TEST(ExactAttention, MatchesDoubleReferenceOverLengthsFunctionsAndMasks) {
       for (bool causal : {false, true}) {
         if (n > 1000 && slow_build() && (causal || f.kind != ScoreKind::softmax || n > 4097)) continue;
         const index_t d = n % 2 ? 24 : 64;  // widths that are and are not multiples of 16
-        const Floats Q = gaussian(n, d, 11 + n), K = gaussian(n, d, 12 + n), V = gaussian(n, d, 13 + n);
+        const Floats Q = normal_matrix(n, d, 11 + n), K = normal_matrix(n, d, 12 + n), V = normal_matrix(n, d, 13 + n);
         AttentionOptions o;
         o.f = f;
         o.causal = causal;
@@ -94,7 +85,7 @@ TEST(ExactAttention, DecodeAndShortQueriesOverLongKeysUseSegmentsCorrectly) {
     for (index_t n_k : {4095, 4097, 12345})
       for (bool causal : {false, true}) {
         const index_t d = 128, dv = 40;
-        const Floats Q = gaussian(n_q, d, 21), K = gaussian(n_k, d, 22), V = gaussian(n_k, dv, 23);
+        const Floats Q = normal_matrix(n_q, d, 21), K = normal_matrix(n_k, d, 22), V = normal_matrix(n_k, dv, 23);
         AttentionOptions o;
         o.causal = causal;
         const Result got = run(Q, K, V, o);
@@ -106,7 +97,7 @@ TEST(ExactAttention, DecodeAndShortQueriesOverLongKeysUseSegmentsCorrectly) {
 }
 
 TEST(ExactAttention, CausalWithMoreQueriesThanKeysLeavesEarlyRowsEmpty) {
-  const Floats Q = gaussian(50, 16, 1), K = gaussian(20, 16, 2), V = gaussian(20, 8, 3);
+  const Floats Q = normal_matrix(50, 16, 1), K = normal_matrix(20, 16, 2), V = normal_matrix(20, 8, 3);
   AttentionOptions o;
   o.causal = true;  // query i sees keys j ≤ i − 30
   const Result got = run(Q, K, V, o);
@@ -119,7 +110,7 @@ TEST(ExactAttention, CausalWithMoreQueriesThanKeysLeavesEarlyRowsEmpty) {
 
 TEST(ExactAttention, MergedPartialsEqualTheOneShotResult) {
   const index_t n_q = 300, n_k = 5000, d = 64;
-  const Floats Q = gaussian(n_q, d, 31), K = gaussian(n_k, d, 32), V = gaussian(n_k, d, 33);
+  const Floats Q = normal_matrix(n_q, d, 31), K = normal_matrix(n_k, d, 32), V = normal_matrix(n_k, d, 33);
   for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)}) {
     AttentionOptions o;
     o.f = f;
@@ -141,8 +132,8 @@ TEST(ExactAttention, MergedPartialsEqualTheOneShotResult) {
 
 TEST(ExactAttention, BatchedGroupedQueriesEqualPerHeadCalls) {
   const index_t B = 2, Hq = 6, Hkv = 2, n_q = 70, n_k = 90, d = 32, dv = 16;
-  const Floats Q = gaussian(B * Hq * n_q, d, 41), K = gaussian(B * Hkv * n_k, d, 42),
-               V = gaussian(B * Hkv * n_k, dv, 43);
+  const Floats Q = normal_matrix(B * Hq * n_q, d, 41), K = normal_matrix(B * Hkv * n_k, d, 42),
+               V = normal_matrix(B * Hkv * n_k, dv, 43);
   for (bool causal : {false, true}) {
     AttentionOptions o;
     o.causal = causal;
@@ -169,8 +160,8 @@ TEST(ExactAttention, BatchedGroupedQueriesEqualPerHeadCalls) {
 }
 
 TEST(ExactAttention, ResultDoesNotDependOnTheThreadCount) {
-  const Floats Q = gaussian(3, 64, 51), K = gaussian(20000, 64, 52), V = gaussian(20000, 64, 53);
-  const Floats Q2 = gaussian(500, 64, 54);
+  const Floats Q = normal_matrix(3, 64, 51), K = normal_matrix(20000, 64, 52), V = normal_matrix(20000, 64, 53);
+  const Floats Q2 = normal_matrix(500, 64, 54);
   for (const Floats* q : {&Q, &Q2}) {
     const int before = omp_get_max_threads();
     omp_set_num_threads(1);
@@ -187,10 +178,10 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
   const index_t n = 300, d = 32;
   std::vector<std::pair<std::string, float>> magnitudes = {{"huge", 1e30f}, {"tiny", 1e-30f}};
   for (const auto& [name, m] : magnitudes) {  // |x|² is scale-free: any magnitude works
-    Floats Q = gaussian(n, d, 61), K = gaussian(n, d, 62);
+    Floats Q = normal_matrix(n, d, 61), K = normal_matrix(n, d, 62);
     for (float& x : Q.data) x *= m;
     for (float& x : K.data) x *= m;
-    const Floats V = gaussian(n, d, 63);
+    const Floats V = normal_matrix(n, d, 63);
     AttentionOptions o;
     o.f = ScoreFunction::power(2.0);
     const Result got = run(Q, K, V, o);
@@ -198,16 +189,16 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
     check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(o, d, n, n)), rows, d, "pow:2 " + name);
   }
   {  // softmax with tiny inputs: uniform attention
-    Floats Q = gaussian(n, d, 64), K = gaussian(n, d, 65);
+    Floats Q = normal_matrix(n, d, 64), K = normal_matrix(n, d, 65);
     for (float& x : Q.data) x *= 1e-30f;
-    const Floats V = gaussian(n, d, 66);
+    const Floats V = normal_matrix(n, d, 66);
     const Result got = run(Q, K, V, AttentionOptions{});
     const std::vector<index_t> rows = sample_rows(n);
     check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(AttentionOptions{}, d, n, n)), rows, d,
                "softmax tiny");
   }
   for (const std::string kind : {"low_rank", "duplicated", "heavy_tailed"}) {  // keys of every kind
-    const Floats K = make_keys(kind, 2000, 24, 7), Q = gaussian(100, 24, 67), V = gaussian(2000, 24, 68);
+    const Floats K = make_keys(kind, 2000, 24, 7), Q = normal_matrix(100, 24, 67), V = normal_matrix(2000, 24, 68);
     for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)}) {
       AttentionOptions o;
       o.f = f;
@@ -219,7 +210,8 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
     }
   }
   {  // logits of ±100: one-hot softmax rows, still exact
-    const Floats Q = gaussian(64, 16, 69, 10.0f), K = gaussian(64, 16, 70, 10.0f), V = gaussian(64, 16, 71);
+    const Floats Q = normal_matrix(64, 16, 69, 10.0), K = normal_matrix(64, 16, 70, 10.0),
+                 V = normal_matrix(64, 16, 71);
     const Result got = run(Q, K, V, AttentionOptions{});
     const std::vector<index_t> rows = sample_rows(64);
     check_rows(got, attention_rows_reference(Q, K, V, rows, attention_spec(AttentionOptions{}, 16, 64, 64)), rows, 16,
@@ -228,9 +220,9 @@ TEST(ExactAttention, AdversarialMagnitudesAndStructures) {
 }
 
 TEST(ExactAttention, ZeroQueryUnderPowerHasNoAttention) {
-  Floats Q = gaussian(4, 16, 81);
+  Floats Q = normal_matrix(4, 16, 81);
   std::fill(Q.data.begin() + 16, Q.data.begin() + 32, 0.0f);  // row 1 = 0
-  const Floats K = gaussian(50, 16, 82), V = gaussian(50, 16, 83);
+  const Floats K = normal_matrix(50, 16, 82), V = normal_matrix(50, 16, 83);
   AttentionOptions o;
   o.f = ScoreFunction::power(2.0);
   const Result got = run(Q, K, V, o);
@@ -240,7 +232,7 @@ TEST(ExactAttention, ZeroQueryUnderPowerHasNoAttention) {
 }
 
 TEST(ExactAttention, BadInputIsRefusedWithAClearError) {
-  const Floats Q = gaussian(40, 16, 91), K = gaussian(60, 16, 92), V = gaussian(60, 8, 93);
+  const Floats Q = normal_matrix(40, 16, 91), K = normal_matrix(60, 16, 92), V = normal_matrix(60, 8, 93);
   const auto expect_bad = [&](const Floats& q, const Floats& k, const Floats& v, const AttentionOptions& o,
                               const std::string& fragment) {
     std::vector<float> out(static_cast<size_t>(q.rows * v.cols));
@@ -269,8 +261,8 @@ TEST(ExactAttention, BadInputIsRefusedWithAClearError) {
   for (float& x : huge_q.data) x *= 1e30f;
   for (float& x : huge_k.data) x *= 1e30f;
   expect_bad(huge_q, huge_k, V, AttentionOptions{}, "overflow");  // softmax of 1e60 logits
-  expect_bad(Q, gaussian(60, 15, 1), V, AttentionOptions{}, "same width");
-  expect_bad(Q, K, gaussian(59, 8, 1), AttentionOptions{}, "one row per key");
+  expect_bad(Q, normal_matrix(60, 15, 1), V, AttentionOptions{}, "same width");
+  expect_bad(Q, K, normal_matrix(59, 8, 1), AttentionOptions{}, "one row per key");
   AttentionOptions o;
   o.f = ScoreFunction::power(-1.0);
   expect_bad(Q, K, V, o, "0 < P");

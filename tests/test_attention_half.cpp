@@ -8,7 +8,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -50,14 +49,6 @@ HeadsView<const T> heads(const Rounded<T>& r) {
   return HeadsView<const T>(r.data.data(), 1, 1, r.widened.rows, r.widened.cols);
 }
 ConstHeadsF heads(const Floats& f) { return ConstHeadsF(f.data.data(), 1, 1, f.rows, f.cols); }
-
-Floats gaussian(index_t rows, index_t cols, std::uint64_t seed, float sigma = 1.0f) {
-  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, sigma);
-  for (float& x : f.data) x = normal(rng);
-  return f;
-}
 
 struct Result {
   std::vector<float> out;
@@ -133,8 +124,8 @@ void check_lengths() {
         for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {
           if (n > 1000 && slow_build() && (causal || a == Arithmetic::f32)) continue;
           const index_t d = n % 2 ? 17 : 64, dv = n % 2 ? 40 : 64;  // odd d: an unpaired last column
-          const Rounded<T> Q = round_all<T>(gaussian(n, d, 21 + n)), K = round_all<T>(gaussian(n, d, 22 + n)),
-                           V = round_all<T>(gaussian(n, dv, 23 + n));
+          const Rounded<T> Q = round_all<T>(normal_matrix(n, d, 21 + n)), K = round_all<T>(normal_matrix(n, d, 22 + n)),
+                           V = round_all<T>(normal_matrix(n, dv, 23 + n));
           const AttentionOptions o = options(f, causal, a);
           const std::vector<index_t> rows = sample_rows(n, 41);
           const bool bf16 = attention_kernel(n, o).bf16_products;
@@ -158,8 +149,8 @@ template <class T>
 void check_same_bits_as_float() {
   for (index_t n : {1, 100, 5000})
     for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(3.0)}) {
-      const Rounded<T> Q = round_all<T>(gaussian(n, 48, 31 + n)), K = round_all<T>(gaussian(n, 48, 32 + n)),
-                       V = round_all<T>(gaussian(n, 33, 33 + n));
+      const Rounded<T> Q = round_all<T>(normal_matrix(n, 48, 31 + n)), K = round_all<T>(normal_matrix(n, 48, 32 + n)),
+                       V = round_all<T>(normal_matrix(n, 33, 33 + n));
       const AttentionOptions o = options(f, true, Arithmetic::f32);
       const Result half = run(heads(Q), heads(K), heads(V), o);
       const Result full = run(heads(Q.widened), heads(K.widened), heads(V.widened), o);
@@ -175,8 +166,8 @@ TEST(HalfAttention, BFloat16InF32ArithmeticEqualsFloatKernelsOnWidenedInputs) { 
 template <class T>
 void check_grouped(Arithmetic a) {
   const index_t B = 2, Hq = 4, Hkv = 2, n_q = 70, n_k = 300, d = 32, dv = 24;
-  const Floats q = gaussian(B * Hq * n_q, d, 41), k = gaussian(B * Hkv * n_k, d, 42),
-               v = gaussian(B * Hkv * n_k, dv, 43);
+  const Floats q = normal_matrix(B * Hq * n_q, d, 41), k = normal_matrix(B * Hkv * n_k, d, 42),
+               v = normal_matrix(B * Hkv * n_k, dv, 43);
   const Rounded<T> Q = round_all<T>(q), K = round_all<T>(k), V = round_all<T>(v);
   const AttentionOptions o = options(ScoreFunction::softmax(), true, a);
   Result r{std::vector<float>(static_cast<size_t>(B * Hq * n_q * dv)), std::vector<double>(B * Hq * n_q)};
@@ -212,10 +203,10 @@ TEST(HalfAttention, GroupedQueryHeadsMatchReferenceInBothArithmetics) {
 // Decode (one query) over a long 16-bit cache, split into key segments: float arithmetic always.
 TEST(HalfAttention, DecodeOverLongCacheRunsF32ArithmeticInEveryMode) {
   const index_t n_k = 9001, d = 128;
-  const Floats q = gaussian(1, d, 51);
-  const Rounded<Half> Kh = round_all<Half>(gaussian(n_k, d, 52)), Vh = round_all<Half>(gaussian(n_k, d, 53));
-  const Rounded<BFloat16> Kb = round_all<BFloat16>(gaussian(n_k, d, 52)),
-                          Vb = round_all<BFloat16>(gaussian(n_k, d, 53));
+  const Floats q = normal_matrix(1, d, 51);
+  const Rounded<Half> Kh = round_all<Half>(normal_matrix(n_k, d, 52)), Vh = round_all<Half>(normal_matrix(n_k, d, 53));
+  const Rounded<BFloat16> Kb = round_all<BFloat16>(normal_matrix(n_k, d, 52)),
+                          Vb = round_all<BFloat16>(normal_matrix(n_k, d, 53));
   for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {
     const AttentionOptions o = options(ScoreFunction::softmax(), false, a);
     EXPECT_FALSE(attention_kernel(1, o).bf16_products);
@@ -229,8 +220,9 @@ TEST(HalfAttention, DecodeOverLongCacheRunsF32ArithmeticInEveryMode) {
 // Two halves of the keys merged with merge_attention give the attention over all of them.
 TEST(HalfAttention, MergedHalvesMatchReferenceOverAllKeys) {
   const index_t n_q = 65, n_k = 1001, d = 64;
-  const Rounded<BFloat16> Q = round_all<BFloat16>(gaussian(n_q, d, 61)), K = round_all<BFloat16>(gaussian(n_k, d, 62)),
-                          V = round_all<BFloat16>(gaussian(n_k, d, 63));
+  const Rounded<BFloat16> Q = round_all<BFloat16>(normal_matrix(n_q, d, 61)),
+                          K = round_all<BFloat16>(normal_matrix(n_k, d, 62)),
+                          V = round_all<BFloat16>(normal_matrix(n_k, d, 63));
   for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {
     const AttentionOptions o = options(ScoreFunction::softmax(), false, a);
     const index_t cut = 437;
@@ -262,10 +254,10 @@ void check_adversarial(double huge, double tiny) {
       if (top == 0.0) continue;
       for (float& x : k.data) x = static_cast<float>(x / top * magnitude);
       // Gaussian queries, the first ten replaced by keys brought to unit scale (heavy entries).
-      Floats q = gaussian(50, d, 72);
+      Floats q = normal_matrix(50, d, 72);
       for (index_t i = 0; i < 10; ++i)
         for (index_t c = 0; c < d; ++c) q.data[i * d + c] = static_cast<float>(k.data[i * d + c] / magnitude);
-      const Rounded<T> K = round_all<T>(k), Q = round_all<T>(q), V = round_all<T>(gaussian(n, d, 73));
+      const Rounded<T> K = round_all<T>(k), Q = round_all<T>(q), V = round_all<T>(normal_matrix(n, d, 73));
       double top_logit = 0.0;  // max |<q_i, k_j>| of the rounded inputs
       for (index_t i = 0; i < Q.widened.rows; ++i)
         for (index_t j = 0; j < n; ++j) {
@@ -302,9 +294,9 @@ TEST(HalfAttention, BFloat16AdversarialKeysWithinBounds) { check_adversarial<BFl
 
 TEST(HalfAttention, SoftmaxLogitsOverflowingFloatAreRefused) {
   const index_t n = 40, d = 16;
-  Floats k = gaussian(n, d, 81);
+  Floats k = normal_matrix(n, d, 81);
   for (float& x : k.data) x *= 1e30f;
-  const Rounded<BFloat16> K = round_all<BFloat16>(k), V = round_all<BFloat16>(gaussian(n, d, 82));
+  const Rounded<BFloat16> K = round_all<BFloat16>(k), V = round_all<BFloat16>(normal_matrix(n, d, 82));
   for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {
     Result r{std::vector<float>(n * d), std::vector<double>(n)};
     EXPECT_THROW(attend_exact(heads(K), heads(K), heads(V), options(ScoreFunction::softmax(), false, a),
@@ -315,8 +307,8 @@ TEST(HalfAttention, SoftmaxLogitsOverflowingFloatAreRefused) {
 
 TEST(HalfAttention, NonFiniteInputNamesTensorAndRow) {
   const index_t n = 40, d = 16;
-  Rounded<Half> Q = round_all<Half>(gaussian(n, d, 91)), K = round_all<Half>(gaussian(n, d, 92)),
-                V = round_all<Half>(gaussian(n, d, 93));
+  Rounded<Half> Q = round_all<Half>(normal_matrix(n, d, 91)), K = round_all<Half>(normal_matrix(n, d, 92)),
+                V = round_all<Half>(normal_matrix(n, d, 93));
   K.data[17 * d + 3] = Half{0x7e00};  // NaN
   std::vector<float> out(n * d);
   for (Arithmetic a : {Arithmetic::f32, Arithmetic::bf16}) {

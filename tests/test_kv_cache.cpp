@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <random>
 #include <set>
 #include <tuple>
 
@@ -16,14 +15,6 @@
 
 namespace levattn::test {
 namespace {
-
-Floats gaussian(index_t rows, index_t cols, std::uint64_t seed) {
-  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  for (float& x : f.data) x = normal(rng);
-  return f;
-}
 
 // Output of attention at step t (keys [0, t]) restricted to `kept`, as the cache defines it.
 AttentionRows reference_step(const Floats& Q, const Floats& K, const Floats& V, index_t t, index_t query_row,
@@ -48,7 +39,7 @@ double row_error(const std::vector<float>& got, const MatD& ref) {
 
 TEST(KVCache, EveryPolicyMatchesTheReferenceOverItsRetainedKeys) {
   const index_t n = 600, d = 16, dv = 8;
-  const Floats K = make_keys("heavy_tailed", n, d, 1), V = gaussian(n, dv, 2), Q = gaussian(n, d, 3);
+  const Floats K = make_keys("heavy_tailed", n, d, 1), V = normal_matrix(n, dv, 2), Q = normal_matrix(n, d, 3);
   for (CachePolicy policy :
        {CachePolicy::leverage, CachePolicy::window, CachePolicy::accumulated, CachePolicy::key_norm})
     for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
@@ -102,7 +93,7 @@ TEST(KVCache, ThresholdLeverageKeepsEveryKeyOfFinalScoreAboveEps) {
   for (const std::string kind : {"gaussian", "heavy_tailed", "duplicated", "low_rank"}) {
     const index_t n = 600, d = 8;  // mean score d/n ≈ 0.013: some keys clear ε, many do not
     const double eps = 0.01;
-    const Floats K = make_keys(kind, n, d, 11), V = gaussian(n, 4, 12);
+    const Floats K = make_keys(kind, n, d, 11), V = normal_matrix(n, 4, 12);
     KVCacheOptions o;
     o.eps = eps;
     o.refresh = 64;
@@ -156,7 +147,7 @@ TEST(KVCache, LeverageRefreshesEqualAScorerFittedFromScratch) {
   for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed", "huge", "tiny", "cond1e6"})
     for (const auto& [budget, eps, refresh] :
          {std::tuple<index_t, double, index_t>{48, 0.0, 12}, {16, 0.0, 40}, {256, 0.01, 64}, {256, 0.03, 1}}) {
-      const Floats K = make_keys(kind, n, d, 21), V = gaussian(n, 2, 22);
+      const Floats K = make_keys(kind, n, d, 21), V = normal_matrix(n, 2, 22);
       KVCacheOptions o;
       o.budget = budget;
       o.eps = eps;
@@ -178,7 +169,7 @@ Floats rounded(const Floats& x, ElementType type) {
 
 TEST(KVCache, SixteenBitStorageIsExactForTheRoundedKeysAndHalvesTheBytes) {
   const index_t n = 400, d = 16, dv = 8;
-  const Floats K = make_keys("heavy_tailed", n, d, 31), V = gaussian(n, dv, 32), Q = gaussian(n, d, 33);
+  const Floats K = make_keys("heavy_tailed", n, d, 31), V = normal_matrix(n, dv, 32), Q = normal_matrix(n, d, 33);
   for (ElementType storage : {ElementType::f16, ElementType::bf16}) {
     const Floats Kr = rounded(K, storage), Vr = rounded(V, storage);
     for (CachePolicy policy :
@@ -247,7 +238,7 @@ TEST(KVCache, Pow2MissingMassIsExactOnAdversarialKeys) {
   const index_t n = 300, d = 8;
   for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed", "huge", "tiny"})
     for (CachePolicy policy : {CachePolicy::window, CachePolicy::leverage}) {
-      const Floats K = make_keys(kind, n, d, 31), V = gaussian(n, 3, 32), Q = make_queries(K, n, 33);
+      const Floats K = make_keys(kind, n, d, 31), V = normal_matrix(n, 3, 32), Q = make_queries(K, n, 33);
       KVCacheOptions o;
       o.policy = policy;
       o.budget = 24;

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <random>
 #include <set>
 
 #include "levattn/attention/exact.hpp"
@@ -17,14 +16,6 @@
 
 namespace levattn::test {
 namespace {
-
-Floats gaussian(index_t rows, index_t cols, std::uint64_t seed) {
-  Floats f{rows, cols, std::vector<float>(static_cast<size_t>(rows * cols))};
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal;
-  for (float& x : f.data) x = normal(rng);
-  return f;
-}
 
 struct LevRun {
   std::vector<float> out;
@@ -57,7 +48,7 @@ std::vector<index_t> all_rows(index_t n) {
 
 TEST(LevAttention, KeepingEveryKeyIsExactAttention) {
   const index_t n = 700, d = 32;
-  const Floats Q = gaussian(n, d, 1), K = gaussian(n, d, 2), V = gaussian(n, d, 3);
+  const Floats Q = normal_matrix(n, d, 1), K = normal_matrix(n, d, 2), V = normal_matrix(n, d, 3);
   for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
     for (bool causal : {false, true})
       for (index_t window : {index_t{0}, index_t{50}}) {
@@ -114,7 +105,7 @@ TEST(LevAttention, SelectionIsTheTopKOfReferenceScoresPlusSinks) {
 
 TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
   const index_t n = 900, d = 24, dv = 20;
-  const Floats Q = gaussian(n, d, 11), K = make_keys("heavy_tailed", n, d, 12), V = gaussian(n, dv, 13);
+  const Floats Q = normal_matrix(n, d, 11), K = make_keys("heavy_tailed", n, d, 12), V = normal_matrix(n, dv, 13);
   for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
     for (bool causal : {false, true}) {
       AttentionOptions a;
@@ -153,7 +144,7 @@ TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
 TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
   for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed"}) {
     // n·ε ≈ 1.25·d: about half the keys clear ε, and the maximiser queries G⁺k_j reach them.
-    const Floats K = make_keys(kind, 500, 8, 21), Q = make_queries(K, 200, 22), V = gaussian(500, 8, 23);
+    const Floats K = make_keys(kind, 500, 8, 21), Q = make_queries(K, 200, 22), V = normal_matrix(500, 8, 23);
     const double eps = 0.02;
     AttentionOptions a;
     a.f = ScoreFunction::power(2.0);
@@ -188,8 +179,8 @@ TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
 // small d; or every key kept) and within the sampled normaliser's δ otherwise.
 TEST(LevAttention, PowerPKeepsTopLewisKeysAndHonoursItsNormaliser) {
   const index_t n = 20000, d = 8, dv = 6, k = 40;
-  const Floats K = make_keys("heavy_tailed", n, d, 41), V = gaussian(n, dv, 42);
-  Floats Q = gaussian(200, d, 43);
+  const Floats K = make_keys("heavy_tailed", n, d, 41), V = normal_matrix(n, dv, 42);
+  Floats Q = normal_matrix(200, d, 43);
   for (float& x : Q.data) x *= 0.5f;
   for (double p : {1.0, 3.0, 4.0}) {
     AttentionOptions a;
@@ -252,7 +243,7 @@ TEST(LevAttention, PowerPKeepsTopLewisKeysAndHonoursItsNormaliser) {
 }
 
 TEST(LevAttention, BadParametersAreRefused) {
-  const Floats Q = gaussian(10, 8, 31), K = gaussian(20, 8, 32), V = gaussian(20, 8, 33);
+  const Floats Q = normal_matrix(10, 8, 31), K = normal_matrix(20, 8, 32), V = normal_matrix(20, 8, 33);
   const auto bad = [&](const AttentionOptions& a, const LevSelectOptions& s, const std::string& fragment) {
     try {
       run_lev(Q, K, V, a, s);

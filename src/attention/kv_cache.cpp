@@ -8,11 +8,28 @@
 
 #include "core/finite_rows.hpp"
 #include "levattn/attention/heavy.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
 namespace {
 constexpr double kNew = std::numeric_limits<double>::infinity();  // appended since the last refresh
+
+// f(rows): the store's rows as a view of its own element type, read in place.
+template <class F>
+void with_rows(const RowStore& store, F&& f) {
+  switch (store.type()) {
+    case ElementType::f32:
+      f(store.view<float>());
+      break;
+    case ElementType::f16:
+      f(store.view<Half>());
+      break;
+    case ElementType::bf16:
+      f(store.view<BFloat16>());
+      break;
+  }
+}
 }  // namespace
 
 KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
@@ -36,6 +53,7 @@ KVCache::KVCache(index_t d, index_t d_v, KVCacheOptions options)
   if (options_.refresh == 0)
     options_.refresh =
         options_.policy == CachePolicy::leverage ? std::max<index_t>(1, options_.budget / 4) : options_.budget;
+  row_.resize(static_cast<size_t>(std::max(d_, dv_)));
 }
 
 bool KVCache::keeps_gram() const {
@@ -62,10 +80,8 @@ void KVCache::refit() {
   scorer_.fit(summary_);
   unfitted_.clear();
   if (options_.policy != CachePolicy::leverage) return;
-  widened_keys_.resize(static_cast<size_t>(size() * d_));
-  for (index_t s = 0; s < size(); ++s)
-    for (index_t c = 0; c < d_; ++c) widened_keys_[s * d_ + c] = keys_.at(s, c);
-  scorer_.scores(ConstMatrixF(widened_keys_.data(), size(), d_), weight_.data());
+  // The 16-bit overloads give the bits of the float ones on the widened keys (leverage.hpp).
+  with_rows(keys_, [&](auto keys) { scorer_.scores(keys, weight_.data()); });
   if (options_.eps > 0.0)
     for (index_t s = size() - 1; s >= 0; --s)
       if (weight_[s] < options_.eps) evict(s);
@@ -98,13 +114,12 @@ void KVCache::append(const float* key, const float* value) {
     throw Error(ErrorKind::bad_input,
                 "KV cache: key or value " + std::to_string(appended_) + " holds a NaN or an infinity");
   // From here on the key is the stored one (rounded to the storage type), which must be finite.
-  rounded_.resize(static_cast<size_t>(std::max(d_, dv_)));
   const auto finite = [&](index_t width) {
-    return std::all_of(rounded_.begin(), rounded_.begin() + width, [](float x) { return std::isfinite(x); });
+    return std::all_of(row_.begin(), row_.begin() + width, [](float x) { return std::isfinite(x); });
   };
-  values_.push(value, rounded_.data());
+  values_.push(value, row_.data());
   bool fits = finite(dv_);
-  keys_.push(key, rounded_.data());
+  keys_.push(key, row_.data());
   fits = fits && finite(d_);
   if (!fits) {
     values_.remove(values_.rows() - 1);
@@ -112,7 +127,7 @@ void KVCache::append(const float* key, const float* value) {
     throw Error(ErrorKind::bad_input, "KV cache: key or value " + std::to_string(appended_) + " overflows " +
                                           element_type_name(options_.storage));
   }
-  key = rounded_.data();
+  key = row_.data();
   if (keeps_gram()) {
     summary_.add(ConstMatrixF(key, 1, d_));
     unfitted_.insert(unfitted_.end(), key, key + d_);
@@ -182,12 +197,15 @@ void KVCache::attend(const float* query, float* out) {
   }
   const double c = effective_scale(o, d_);
   if (options_.policy == CachePolicy::accumulated && std::isfinite(lse_[0]))
-    for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received
-      double dot = 0.0;
-      for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * keys_.at(s, col);
-      const double logf = o.f.kind == ScoreKind::softmax ? c * dot : 2.0 * std::log(std::fabs(c * dot));
-      weight_[s] += std::exp(logf - lse_[0]);
-    }
+    with_rows(keys_, [&](auto keys) {
+      for (index_t s = 0; s < n; ++s) {  // A over the retained keys, added to what each received
+        widen_rows(keys, s, 1, row_.data());
+        double dot = 0.0;
+        for (index_t col = 0; col < d_; ++col) dot += static_cast<double>(query[col]) * row_[col];
+        const double logf = o.f.kind == ScoreKind::softmax ? c * dot : 2.0 * std::log(std::fabs(c * dot));
+        weight_[s] += std::exp(logf - lse_[0]);
+      }
+    });
   if (o.f.kind != ScoreKind::power) return;
   double total = 0.0;  // c²·qᵀGq over every key appended: the fitted part, then the unfitted rows
   scorer_.normalisers(ConstMatrixF(query, 1, d_), &total);

@@ -2,6 +2,7 @@
 """End-to-end tests of the levattn CLI: outputs against numpy float64 references, every bad
 input against its exit code and message, and no partial output files. Usage: test_cli.py LEVATTN"""
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -10,18 +11,12 @@ import tempfile
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import cli_helpers  # noqa: E402
+from cli_helpers import check, softmax_attention  # noqa: E402
+
 BIN = sys.argv[1]
-failures = []
-
-
-def run(*args):
-    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+run = functools.partial(cli_helpers.run, BIN)
 
 
 def expect_error(code, needle, *args):
@@ -35,16 +30,6 @@ def leverage(K):
     U, s, _ = np.linalg.svd(K.astype(np.float64), full_matrices=False)
     r = int((s > s[0] * 4.8e-7).sum())
     return (U[:, :r] ** 2).sum(axis=1), r
-
-
-def softmax_attention(Q, K, V, scale, causal=False):
-    """Exact softmax attention in float64, bottom-right causal mask."""
-    S = scale * (Q.astype(np.float64) @ K.astype(np.float64).T)
-    if causal:
-        off = K.shape[0] - Q.shape[0]
-        S = np.where(np.arange(K.shape[0])[None, :] <= np.arange(Q.shape[0])[:, None] + off, S, -np.inf)
-    W = np.exp(S - S.max(axis=1, keepdims=True))
-    return (W @ V.astype(np.float64)) / W.sum(axis=1, keepdims=True), np.log(W.sum(axis=1)) + S.max(axis=1)
 
 
 def lewis(K, p, iterations=200):
@@ -526,5 +511,4 @@ with tempfile.TemporaryDirectory() as tmp:
                  "--output", p("never.npy"))
     check(not os.path.exists(p("never.npy")), "a failed press run leaves no output file")
 
-print(f"{len(failures)} failure(s)")
-sys.exit(1 if failures else 0)
+cli_helpers.finish()

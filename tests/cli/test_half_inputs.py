@@ -7,27 +7,21 @@ element types, arithmetic and kernel; mixes the library does not read in place f
 float32; and peak RSS stays below what a float32 copy of the keys and values would need (not under
 the sanitizers, whose own memory it would measure).
 Usage: test_half_inputs.py LEVATTN [no-rss-check]"""
+import functools
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import cli_helpers  # noqa: E402
+from cli_helpers import check, softmax_attention  # noqa: E402
+
 BIN = sys.argv[1]
 CHECK_RSS = sys.argv[2:] != ["no-rss-check"]
-failures = []
-
-
-def run(*args):
-    return subprocess.run([BIN, *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what)
-    if not cond:
-        failures.append(what)
+run = functools.partial(cli_helpers.run, BIN)
 
 
 def to_bf16_bits(x):
@@ -54,22 +48,13 @@ def write_safetensors(path, tensors):
         f.write(len(text).to_bytes(8, "little") + text + b"".join(blobs))
 
 
-def softmax_attention(Q, K, V, scale, causal=False):
-    S = scale * (Q.astype(np.float64) @ K.astype(np.float64).T)
-    if causal:
-        off = K.shape[0] - Q.shape[0]
-        S = np.where(np.arange(K.shape[0])[None, :] <= np.arange(Q.shape[0])[:, None] + off, S, -np.inf)
-    W = np.exp(S - S.max(axis=1, keepdims=True))
-    return (W @ V.astype(np.float64)) / W.sum(axis=1, keepdims=True)
-
-
 def grouped_error(O, Q, K, V, scale, causal):
     """Worst relative row-block error of (b, h, n, d) outputs against float64, grouped heads."""
     err = 0.0
     group = Q.shape[1] // K.shape[1]
     for b in range(Q.shape[0]):
         for h in range(Q.shape[1]):
-            ref = softmax_attention(Q[b, h], K[b, h // group], V[b, h // group], scale, causal)
+            ref, _ = softmax_attention(Q[b, h], K[b, h // group], V[b, h // group], scale, causal)
             err = max(err, np.linalg.norm(O[b, h] - ref) / np.linalg.norm(ref))
     return err
 
@@ -178,8 +163,7 @@ def main():
     else:
         check(r.returncode == 0, "attend on 64 MiB of float16 keys and values runs (peak RSS not checked: sanitizers)")
 
-    print(f"{len(failures)} failure(s)")
-    sys.exit(1 if failures else 0)
+    cli_helpers.finish()
 
 
 if __name__ == "__main__":

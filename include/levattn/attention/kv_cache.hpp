@@ -106,9 +106,10 @@ class KVCache {
   std::vector<float> unfitted_;    // keys appended since the last refit (rows × d)
   std::vector<double> products_;   // scratch for attend(): <q, k> over unfitted_
   double missing_mass_ = 0.0;
-  std::vector<double> lse_;          // scratch for attend()
-  std::vector<float> rounded_;       // scratch for append(): the key and value as stored
-  std::vector<float> widened_keys_;  // scratch for refit(): the retained keys as floats
+  std::vector<double> lse_;  // scratch for attend()
+  // Scratch of max(d, d_v) floats: in append(), the key and value as stored; in attend(), one
+  // retained key widened (accumulated policy).
+  std::vector<float> row_;
 };
 
 }  // namespace levattn

@@ -56,20 +56,6 @@ class RowStore {
     rows_ = last;
   }
 
-  // Element (r, c), widened exactly.
-  float at(index_t r, index_t c) const {
-    const index_t i = r * width_ + c;
-    switch (type_) {
-      case ElementType::f16:
-        return half_to_float(half_[static_cast<size_t>(i)]);
-      case ElementType::bf16:
-        return bf16_to_float(half_[static_cast<size_t>(i)]);
-      case ElementType::f32:
-        break;
-    }
-    return full_[static_cast<size_t>(i)];
-  }
-
   // The rows as a dense view of T, which must be the store's type.
   template <class T>
   MatrixView<const T> view() const {
