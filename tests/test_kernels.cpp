@@ -1,4 +1,4 @@
-// The AVX-512 and portable kernels against a plain double loop, on awkward shapes.
+// The AVX-512, AVX2 and portable kernels against a plain double loop, on awkward shapes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +11,7 @@ namespace {
 
 std::vector<const KernelSet*> available() {
   std::vector<const KernelSet*> sets{&generic_kernels()};
+  if (use_avx2()) sets.push_back(&avx2_kernels());
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
     sets.push_back(&avx512_kernels());

@@ -306,6 +306,7 @@ TEST(LeverageHalf, HalfWideningIsExactForEveryBitPattern) {
     }
   };
   std::vector<kernels::KernelSet> sets = {kernels::generic_kernels()};
+  if (kernels::use_avx2()) sets.push_back(kernels::avx2_kernels());
   if (kernels::use_avx512()) sets.push_back(kernels::avx512_kernels());
   for (const auto& set : sets)
     for (index_t len : {65536, 7, 33, 1}) {

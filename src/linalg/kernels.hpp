@@ -1,6 +1,7 @@
-// Private compute kernels of the linalg layer, with one portable implementation and one for
-// AVX-512 chosen at run time. Both compute in double from float input (every float×float
-// product is exact in double), so results agree to double rounding whichever one runs.
+// Private compute kernels of the linalg layer, with one portable implementation, one for AVX2 (with
+// FMA and F16C) and one for AVX-512, chosen at run time. All compute in double from float input
+// (every float×float product is exact in double), so results agree to double rounding whichever
+// one runs.
 //
 // Layout: X is `rows` float rows of length d with row stride `stride`. Matrices in double are
 // row-major and padded: `dpad = padded_dim(d)` columns, extra entries zero.
@@ -57,12 +58,18 @@ struct KernelSet {
 
 // The portable kernels (any x86-64, any compiler flags).
 const KernelSet& generic_kernels();
+// The AVX2 kernels; call only when use_avx2() (or the CPU supports AVX2, FMA and F16C).
+const KernelSet& avx2_kernels();
 // The AVX-512 kernels; call only when the CPU supports AVX-512F/DQ/VL.
 const KernelSet& avx512_kernels();
+// True when the CPU supports AVX2, FMA and F16C, the AVX2 kernels are built (x86-64) and
+// LEVATTN_KERNELS=generic is not set.
+bool use_avx2();
 // True when the CPU supports AVX-512F/DQ/VL and LEVATTN_KERNELS=generic (or =avx2) is not set:
 // the one switch every layer's AVX-512 code paths follow.
 bool use_avx512();
-// The best kernels this CPU runs, unless LEVATTN_KERNELS=generic or =avx2 is set in the environment.
+// The best kernels this CPU runs (avx512, else avx2, else generic); LEVATTN_KERNELS=generic or =avx2
+// in the environment caps the choice.
 const KernelSet& active_kernels();
 
 }  // namespace levattn::kernels
