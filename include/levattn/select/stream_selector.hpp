@@ -71,8 +71,9 @@ class StreamSelector {
   // The same for 16-bit keys and values (f16 or bf16, one type for both), read as they are: the
   // block is checked whole (the selector is unchanged on error), then widened exactly at most
   // pending_rows rows at a time — the selector holds its rows as float — so the workspace stays
-  // O((d + value_dim)·pending_rows) whatever the block. result() and held_keys() are those of
-  // pushing the keys and values widened to float, bit for bit.
+  // O((d + value_dim)·pending_rows) whatever the block. result() is that of pushing the keys and
+  // values widened to float, bit for bit (so is the whole state when the block has at most
+  // pending_rows rows; a longer one is pushed as its pieces, which may evict at other times).
   void push(MatrixView<const Half> keys, MatrixView<const Half> values = {});
   void push(MatrixView<const BFloat16> keys, MatrixView<const BFloat16> values = {});
 
