@@ -4,8 +4,11 @@
 #pragma once
 
 #include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -86,6 +89,59 @@ T round_to(float x) {
     return to_half(x);
   else
     return to_bfloat16(x);
+}
+
+// Rows rounded to T (Half or BFloat16) in a buffer of row stride cols + pad (the padding holds
+// NaNs, which must never be read), with their exact widening back to float (dense): the input of a
+// reference that asks for the answer on the ROUNDED values.
+template <class T>
+struct RoundedRows {
+  index_t rows = 0, cols = 0, stride = 0;
+  std::vector<T> data;
+  Floats widened;
+  MatrixView<const T> view() const { return {data.data(), rows, cols, stride}; }
+};
+
+template <class T>
+RoundedRows<T> round_rows(const Floats& X, index_t pad = 0) {
+  RoundedRows<T> r;
+  r.rows = X.rows;
+  r.cols = X.cols;
+  r.stride = X.cols + pad;
+  r.data.assign(static_cast<size_t>(r.rows * r.stride), round_to<T>(std::numeric_limits<float>::quiet_NaN()));
+  r.widened = X;
+  for (index_t i = 0; i < X.rows; ++i)
+    for (index_t c = 0; c < X.cols; ++c) {
+      const T v = round_to<T>(X.data[i * X.cols + c]);
+      r.data[i * r.stride + c] = v;
+      r.widened.data[i * X.cols + c] = to_float(v);
+    }
+  return r;
+}
+
+// "f16" or "bf16", for messages.
+template <class T>
+const char* half_type_label() {
+  return std::is_same_v<T, Half> ? "f16" : "bf16";
+}
+
+// Keys of `kind` (one of kinds()) made to fit the 16-bit type T: "huge" and "tiny" sit near the
+// ends of the type's range (bf16 has float's exponent range, f16 is normal in [2^-14, 65504]);
+// other kinds are scaled by a power of two (exact) so that |x| ≤ 2^14, which f16 holds.
+template <class T>
+Floats keys_in_half_range(const std::string& kind, index_t n, index_t d, std::uint64_t seed) {
+  constexpr bool kHalf = std::is_same_v<T, Half>;
+  if (kind == "huge") return kHalf ? normal_matrix(n, d, seed, 0x1p12) : make_keys("huge", n, d, seed);
+  if (kind == "tiny") return kHalf ? normal_matrix(n, d, seed, 0x1p-14) : make_keys("tiny", n, d, seed);
+  Floats K = make_keys(kind, n, d, seed);
+  if (kHalf) {
+    float top = 0.0f;
+    for (float v : K.data) top = std::max(top, std::abs(v));
+    int shift = 0;
+    while (std::ldexp(top, shift) > 0x1p14f) --shift;
+    for (float& v : K.data) v = std::ldexp(v, shift);
+  }
+  return K;
 }
 
 }  // namespace levattn::test

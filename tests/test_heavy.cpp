@@ -2,8 +2,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
-#include <map>
-
+#include "heavy_checks.hpp"
 #include "levattn/attention/brute_force.hpp"
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/verify.hpp"
@@ -13,41 +12,6 @@
 
 namespace levattn::test {
 namespace {
-
-std::vector<HeavyEntry> collect(const HeavySearch& search, ConstMatrixF queries, HeavyStats* stats = nullptr) {
-  std::vector<HeavyEntry> out;
-  const HeavyStats s =
-      search.run(queries, [&](const HeavyEntry* e, index_t count) { out.insert(out.end(), e, e + count); });
-  if (stats) *stats = s;
-  return out;
-}
-
-// Recall 1 above ε(1+1e-4), precision 1 below ε(1−1e-4), order, and the reported values.
-// Returns how many reference entries lie above ε(1+1e-4), so callers can see the check bites.
-index_t expect_matches(const std::vector<HeavyEntry>& got, const MatD& A, double eps, const std::string& what) {
-  std::map<std::pair<index_t, index_t>, double> reported;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (i > 0) {
-      EXPECT_TRUE(std::pair(got[i - 1].query, got[i - 1].key) < std::pair(got[i].query, got[i].key))
-          << what << ": entries out of order";
-    }
-    reported[{got[i].query, got[i].key}] = got[i].score;
-  }
-  index_t strong = 0;
-  for (index_t i = 0; i < A.rows(); ++i)
-    for (index_t j = 0; j < A.cols(); ++j) {
-      const auto it = reported.find({i, j});
-      if (A(i, j) >= eps * (1 + 1e-4)) {
-        ++strong;
-        EXPECT_TRUE(it != reported.end()) << what << ": missed (" << i << "," << j << ") A=" << A(i, j);
-      }
-      if (it != reported.end()) {
-        EXPECT_GE(A(i, j), eps * (1 - 1e-4)) << what << ": false (" << i << "," << j << ")";
-        EXPECT_NEAR(it->second, A(i, j), 1e-4 * A(i, j)) << what;  // the acceptance band
-      }
-    }
-  return strong;
-}
 
 class HeavyOnKind : public ::testing::TestWithParam<std::string> {};
 
@@ -154,15 +118,6 @@ HeavySearch assembled_search(ConstMatrixF K, double eps, const std::vector<index
     if (!heavy_entries_from_products(qi, products.data(), K.rows, eps, found)) ++stats.zero_queries;
   };
   return HeavySearch(std::move(scorer), K.rows, eps, std::move(scan), fallback);
-}
-
-void expect_identical(const std::vector<HeavyEntry>& a, const std::vector<HeavyEntry>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size()) << what;
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].query, b[i].query) << what;
-    EXPECT_EQ(a[i].key, b[i].key) << what;
-    EXPECT_EQ(a[i].score, b[i].score) << what;  // bit for bit
-  }
 }
 
 TEST(HeavySplit, AssembledFromPartsIsTheSameSearchBitForBit) {

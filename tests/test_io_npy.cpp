@@ -22,6 +22,7 @@
 #include "levattn/core/half.hpp"
 #include "levattn/io/atomic_file.hpp"
 #include "levattn/io/npy.hpp"
+#include "levattn/io/npy_rows.hpp"
 #include "levattn/io/tensor.hpp"
 
 namespace {
@@ -311,6 +312,38 @@ TEST_F(Npy, Float16AndBigEndianAreConverted) {
              make_npy("{'descr': '>f8', 'fortran_order': False, 'shape': (3,), }", swap_elements(raw_bytes(d), 8)));
   const io::FloatTensor t8 = io::load_float_tensor(be8);
   for (std::size_t i = 0; i < d.size(); ++i) EXPECT_TRUE(same_bits(t8.data()[i], static_cast<float>(d[i]))) << i;
+}
+
+// NpyRowReader gives float16 rows as they are (either byte order), or widened to float32.
+TEST_F(Npy, RowReaderKeepsFloat16RowsAsTheyAre) {
+  const std::vector<std::uint16_t> halves = {0x0000, 0x8000, 0x0001, 0x03ff, 0x0400, 0x3c00,
+                                             0x3555, 0xc000, 0x7bff, 0x7c00, 0xfc00, 0x7e00};
+  const std::string little = raw_bytes(halves);
+  for (const bool big : {false, true}) {
+    const std::string path = dir.file(big ? "rows_be_f2.npy" : "rows_le_f2.npy");
+    write_file(path, make_npy(std::string("{'descr': '") + (big ? '>' : '<') +
+                                  "f2', 'fortran_order': False, 'shape': (4, 3), }",
+                              big ? swap_elements(little, 2) : little));
+    io::NpyRowReader reader(path);
+    EXPECT_EQ(reader.element_type(), levattn::ElementType::f16);
+    std::vector<levattn::Half> rows(6);
+    reader.read(1, 2, rows.data());
+    std::vector<float> widened(6);
+    reader.read(1, 2, widened.data());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      EXPECT_EQ(rows[i].bits, halves[3 + i]) << (big ? "big " : "little ") << i;
+      const float want = levattn::half_to_float(halves[3 + i]);
+      EXPECT_TRUE(same_bits(widened[i], want) || (std::isnan(want) && std::isnan(widened[i]))) << i;
+    }
+    EXPECT_THROW(reader.read(3, 2, rows.data()), Error);
+  }
+  const std::vector<float> f = {1.5f, -0.0f, 3e38f, 1e-42f};
+  const std::string le4 = dir.file("rows_f4.npy");
+  write_file(le4, make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", raw_bytes(f)));
+  io::NpyRowReader reader(le4);
+  EXPECT_EQ(reader.element_type(), levattn::ElementType::f32);
+  std::vector<levattn::Half> rows(2);
+  expect_error(ErrorKind::bad_input, [&] { reader.read(0, 1, rows.data()); }, {"not float16"});
 }
 
 // Fortran order: element (i, j, k) of an I x J x K array is stored at i + I * (j + J * k).

@@ -1,12 +1,14 @@
 // LevAttention against independent references: with every key kept it is exact attention; its
 // selection is the top-k of float64 SVD leverage scores (with sinks); its output is attention
 // restricted to the kept keys (and the causal window), with the pow:2 missing mass of a brute force;
-// a threshold set keeps every entry A ≥ ε of every query; for pow:P (P ≠ 2) the keys are the top
+// a threshold set keeps every entry A ≥ ε of every query; 16-bit inputs give the widened run's
+// bits; for pow:P (P ≠ 2) the keys are the top
 // ℓP Lewis weights of a float64 fixed point and the sampled normaliser stays within its δ bound.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <set>
 
@@ -172,6 +174,94 @@ TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
     EXPECT_LE(static_cast<double>(kept.size()), 8 / eps) << kind;
     EXPECT_LT(static_cast<index_t>(kept.size()), 500) << kind << ": the set must leave keys out";
   }
+}
+
+// 16-bit keys and values (queries of their type or float32) are read as they are: the selection is
+// lev_select of the 16-bit keys; with f32 arithmetic the output, report and missing mass are those
+// of the inputs widened to float, bit for bit; and the output is attention over the kept keys of the
+// ROUNDED values (float64 reference) to 1e-5; a threshold set keeps every entry ≥ ε of the rounded
+// keys' attention.
+template <class T, bool kFloatQueries>
+void expect_lev_half_exact() {
+  const index_t n = 500, d = 16, dv = 12;
+  const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>("heavy_tailed", n, d, 31));
+  const RoundedRows<T> V = round_rows<T>(gaussian(n, dv, 32));
+  // make_queries' rows (maximisers, copies of keys, a zero row, 1e±20 scalings) scaled by powers
+  // of two into [0.5, 1) so that f16 holds them.
+  Floats raw = make_queries(K.widened, n, 33);
+  for (index_t i = 0; i < n; ++i) {
+    float* row = raw.data.data() + i * d;
+    float top = 0.0f;
+    for (index_t c = 0; c < d; ++c) top = std::max(top, std::abs(row[c]));
+    int e = 0;
+    std::frexp(top, &e);
+    for (index_t c = 0; c < d; ++c) row[c] = std::ldexp(row[c], -e);
+  }
+  const RoundedRows<T> Q16 = round_rows<T>(raw);
+  const Floats& Q = kFloatQueries ? raw : Q16.widened;
+  const std::string label = std::string(half_type_label<T>()) + (kFloatQueries ? " f32 queries" : "");
+  const auto heads = [](const RoundedRows<T>& r) { return HeadsView<const T>(r.data.data(), 1, 1, r.rows, r.cols); };
+  for (const ScoreFunction& f : {ScoreFunction::softmax(), ScoreFunction::power(2.0)})
+    for (const bool causal : {false, true})
+      for (const bool threshold : {false, true}) {
+        if (causal && threshold) continue;
+        AttentionOptions a;
+        a.f = f;
+        a.causal = causal;
+        a.scale = f.kind == ScoreKind::softmax ? 0.01 : 0.0;
+        LevSelectOptions s;
+        if (threshold)
+          s.eps = 0.02;
+        else
+          s.top_k = 64;
+        s.sinks = 2;
+        s.window = causal ? 16 : 0;
+        const std::string what = label + " " + f.name() + (causal ? " causal" : "") + (threshold ? " eps" : " top-k");
+        std::vector<float> out(static_cast<size_t>(n * dv));
+        const HeadsF out_view(out.data(), 1, 1, n, dv);
+        const LevAttentionReport report = kFloatQueries
+                                              ? attend_lev(ConstHeadsF(Q.view()), heads(K), heads(V), a, s, out_view)
+                                              : attend_lev(heads(Q16), heads(K), heads(V), a, s, out_view);
+        const LevRun widened = run_lev(Q, K.widened, V.widened, a, s);
+        EXPECT_EQ(report.kept_keys, widened.report.kept_keys) << what;
+        EXPECT_EQ(report.kept_keys[0], lev_select(K.view(), s)) << what;
+        EXPECT_EQ(0, std::memcmp(out.data(), widened.out.data(), out.size() * sizeof(float))) << what;
+        EXPECT_EQ(report.missing_mass, widened.report.missing_mass) << what;
+
+        const std::set<index_t> set(report.kept_keys[0].begin(), report.kept_keys[0].end());
+        AttentionSpec spec;
+        spec.softmax = f.kind == ScoreKind::softmax;
+        spec.scale = effective_scale(a, d);
+        if (causal) spec.visible = [](index_t i, index_t j) { return j <= i; };
+        spec.kept = [&](index_t i, index_t j) { return set.count(j) > 0 || (causal && j > i - 16); };
+        spec.normalise_over_kept = spec.softmax;
+        const AttentionRows ref = attention_rows_reference(Q, K.widened, V.widened, all_rows(n), spec);
+        EXPECT_LE(relative_error(out, ref.out), 1e-5) << what;
+        if (threshold && !spec.softmax) {
+          const MatD A = attention_reference(Q, K.widened);
+          index_t heavy = 0;
+          for (index_t i = 0; i < A.rows(); ++i)
+            for (index_t j = 0; j < A.cols(); ++j)
+              if (A(i, j) >= s.eps * (1 + 1e-4)) {
+                ++heavy;
+                EXPECT_TRUE(set.count(j)) << what << ": entry (" << i << ", " << j << ") lost";
+              }
+          EXPECT_GT(heavy, 0) << what;
+        }
+      }
+  AttentionOptions cubic;
+  cubic.f = ScoreFunction::power(3.0);
+  LevSelectOptions s;
+  s.top_k = 10;
+  std::vector<float> out(static_cast<size_t>(n * dv));
+  EXPECT_THROW(attend_lev(heads(Q16), heads(K), heads(V), cubic, s, HeadsF(out.data(), 1, 1, n, dv)), Error) << label;
+}
+
+TEST(LevAttention, SixteenBitInputsAreReadAsTheyAre) {
+  expect_lev_half_exact<Half, false>();
+  expect_lev_half_exact<Half, true>();
+  expect_lev_half_exact<BFloat16, false>();
+  expect_lev_half_exact<BFloat16, true>();
 }
 
 // pow:P, P ≠ 2: the kept keys are the top-k of float64 Lewis weights (P < 4); the output and the

@@ -23,57 +23,6 @@
 namespace levattn::test {
 namespace {
 
-// Keys rounded to T (Half or BFloat16), with their exact widening back to float.
-template <class T>
-struct Rounded {
-  index_t rows = 0, cols = 0, stride = 0;
-  std::vector<T> data;
-  Floats widened;  // dense, rows × cols
-  MatrixView<const T> view() const { return {data.data(), rows, cols, stride}; }
-};
-
-template <class T>
-const char* type_name() {
-  return std::is_same_v<T, Half> ? "f16" : "bf16";
-}
-
-// Rounds K to T in a buffer of row stride cols + pad (the padding holds NaNs, which must never be read).
-template <class T>
-Rounded<T> round_keys(const Floats& K, index_t pad = 0) {
-  Rounded<T> r;
-  r.rows = K.rows;
-  r.cols = K.cols;
-  r.stride = K.cols + pad;
-  r.data.assign(static_cast<size_t>(r.rows * r.stride), round_to<T>(std::numeric_limits<float>::quiet_NaN()));
-  r.widened = K;
-  for (index_t i = 0; i < K.rows; ++i)
-    for (index_t c = 0; c < K.cols; ++c) {
-      const T v = round_to<T>(K.data[i * K.cols + c]);
-      r.data[i * r.stride + c] = v;
-      r.widened.data[i * K.cols + c] = to_float(v);
-    }
-  return r;
-}
-
-// Keys of `kind` made to fit the 16-bit type: "huge" and "tiny" sit near the ends of the type's
-// range (bf16 has float's exponent range, f16 is normal in [2^-14, 65504]); other kinds are scaled
-// by a power of two (exact) so that |x| ≤ 2^14, which f16 holds without overflow.
-template <class T>
-Floats keys_for(const std::string& kind, index_t n, index_t d, std::uint64_t seed) {
-  constexpr bool kHalf = std::is_same_v<T, Half>;
-  if (kind == "huge") return kHalf ? normal_matrix(n, d, seed, 0x1p12) : make_keys("huge", n, d, seed);
-  if (kind == "tiny") return kHalf ? normal_matrix(n, d, seed, 0x1p-14) : make_keys("tiny", n, d, seed);
-  Floats K = make_keys(kind, n, d, seed);
-  if (kHalf) {
-    float top = 0.0f;
-    for (float v : K.data) top = std::max(top, std::abs(v));
-    int shift = 0;
-    while (std::ldexp(top, shift) > 0x1p14f) --shift;
-    for (float& v : K.data) v = std::ldexp(v, shift);
-  }
-  return K;
-}
-
 double condition(const Floats& K) {
   const Eigen::JacobiSVD<Eigen::MatrixXd> svd(Eigen::MatrixXd(K.to_double()));
   const Eigen::VectorXd& s = svd.singularValues();
@@ -99,9 +48,9 @@ const std::vector<std::string>& half_kinds() {
 template <class T>
 void expect_matches_reference(const std::string& kind, index_t n, index_t d) {
   for (std::uint64_t seed = 1; seed <= 2; ++seed) {
-    const Rounded<T> K = round_keys<T>(keys_for<T>(kind, n, d, seed));
+    const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>(kind, n, d, seed));
     const std::string what =
-        std::string(type_name<T>()) + " " + kind + " d " + std::to_string(d) + " seed " + std::to_string(seed);
+        std::string(half_type_label<T>()) + " " + kind + " d " + std::to_string(d) + " seed " + std::to_string(seed);
     // Rounding to 16 bits fills in every direction the float keys lacked (low_rank): the rounded
     // keys have full rank, and their cond is what sets the accuracy (leverage.hpp).
     const double cond = condition(K.widened);
@@ -134,8 +83,8 @@ INSTANTIATE_TEST_SUITE_P(Kinds, LeverageHalfOnKind, ::testing::ValuesIn(half_kin
 // summary works in parallel tasks.
 template <class T>
 void expect_bit_identical(const std::string& kind, index_t n, index_t d, index_t pad) {
-  const Rounded<T> K = round_keys<T>(keys_for<T>(kind, n, d, 7), pad);
-  const std::string what = std::string(type_name<T>()) + " " + kind + " n " + std::to_string(n) + " d " +
+  const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>(kind, n, d, 7), pad);
+  const std::string what = std::string(half_type_label<T>()) + " " + kind + " n " + std::to_string(n) + " d " +
                            std::to_string(d) + " pad " + std::to_string(pad);
   GramSummary from_float(d), from_16(d), split_16(d, 1000);
   from_float.add(K.widened.view());
@@ -189,8 +138,8 @@ TEST(LeverageHalf, BitIdenticalToTheFloatPathOnWidenedKeys) {
 template <class T>
 index_t expect_universal_set_exact(const std::string& kind, double eps, std::uint64_t seed) {
   const index_t n = eps < 0.1 ? 1200 : 100, d = 16;
-  const Rounded<T> K = round_keys<T>(keys_for<T>(kind, n, d, seed));
-  const std::string what = std::string(type_name<T>()) + " " + kind + " eps " + std::to_string(eps);
+  const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>(kind, n, d, seed));
+  const std::string what = std::string(half_type_label<T>()) + " " + kind + " eps " + std::to_string(eps);
   LeverageScorer scorer(d);
   scorer.fit(K.view());
   const UniversalSet u = key_threshold_set(leverage_key_scores(scorer, K.view()), eps);
@@ -246,10 +195,10 @@ template <class T>
 void expect_nonfinite_refused(std::uint16_t bad_bits) {
   const index_t n = 1000, d = 9;
   for (index_t bad_row : {3, 300, 777, 999}) {
-    Rounded<T> K = round_keys<T>(normal_matrix(n, d, 5));
+    RoundedRows<T> K = round_rows<T>(normal_matrix(n, d, 5));
     K.data[bad_row * K.stride + 4].bits = bad_bits;
     const std::string message = "keys: row " + std::to_string(bad_row) + " holds a NaN or an infinity";
-    const std::string what = std::string(type_name<T>()) + " row " + std::to_string(bad_row);
+    const std::string what = std::string(half_type_label<T>()) + " row " + std::to_string(bad_row);
     EXPECT_EQ(first_nonfinite_row(K.view()), bad_row) << what;
     GramSummary summary(d, 100);  // starts mid-block: partial blocks at both ends
     summary.add(K.view().rows_range(0, 2));
@@ -271,7 +220,7 @@ void expect_nonfinite_refused(std::uint16_t bad_bits) {
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << what << ": " << e.what();
     }
-    Rounded<T> clean = round_keys<T>(normal_matrix(n, d, 6));
+    RoundedRows<T> clean = round_rows<T>(normal_matrix(n, d, 6));
     scorer.fit(clean.view());
     try {
       (void)scorer.scores(K.view());
@@ -339,13 +288,13 @@ TEST(LeverageHalf, FirstNonfiniteRowOnFloatViewsIsUnchanged) {
 }
 
 TEST(LeverageHalf, WrongWidthIsRefused) {
-  const Rounded<BFloat16> K = round_keys<BFloat16>(normal_matrix(20, 5, 1));
+  const RoundedRows<BFloat16> K = round_rows<BFloat16>(normal_matrix(20, 5, 1));
   LeverageScorer scorer(4);
   EXPECT_THROW(scorer.fit(K.view()), Error);
-  scorer.fit(round_keys<BFloat16>(normal_matrix(20, 4, 1)).view());
+  scorer.fit(round_rows<BFloat16>(normal_matrix(20, 4, 1)).view());
   EXPECT_THROW((void)scorer.scores(K.view()), Error);
   GramSummary summary(4);
-  EXPECT_THROW(summary.add(round_keys<Half>(normal_matrix(20, 5, 1)).view()), Error);
+  EXPECT_THROW(summary.add(round_rows<Half>(normal_matrix(20, 5, 1)).view()), Error);
 }
 
 }  // namespace

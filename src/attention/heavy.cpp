@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "attention/ordered_tiles.hpp"
 #include "core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/scaled_rows.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -21,7 +23,8 @@ index_t tile_rows(index_t scanned) {
   return std::clamp<index_t>((index_t{1} << 20) / std::max<index_t>(scanned, 1), 8, 1024);
 }
 
-ConstMatrixF checked_keys(ConstMatrixF keys, double eps) {
+template <class T>
+MatrixView<const T> checked_keys(MatrixView<const T> keys, double eps) {
   check_eps(eps);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
@@ -30,11 +33,46 @@ ConstMatrixF checked_keys(ConstMatrixF keys, double eps) {
 
 double norm(const float* x, index_t d) { return std::sqrt(linalg::dot_double(x, x, d)); }
 
+// The products of one query with every row of keys, in double; 16-bit rows are widened exactly,
+// a block at a time, so the bits are those of the float path on the widened keys.
+template <class T>
+void products_of(const float* query, MatrixView<const T> keys, double* out) {
+  const index_t d = keys.cols;
+  if constexpr (std::is_same_v<T, float>) {
+    for (index_t j = 0; j < keys.rows; ++j) out[j] = linalg::dot_double(query, keys.row(j), d);
+  } else {
+    constexpr index_t kBlock = 64;
+    std::vector<float> block(static_cast<size_t>(std::min(kBlock, keys.rows) * d));
+    for (index_t begin = 0; begin < keys.rows; begin += kBlock) {
+      const index_t rows = std::min(kBlock, keys.rows - begin);
+      widen_rows(keys, begin, rows, block.data());
+      for (index_t r = 0; r < rows; ++r) out[begin + r] = linalg::dot_double(query, block.data() + r * d, d);
+    }
+  }
+}
+
+template <class T>
+HeavyScanSet scan_set_of(const LeverageScorer& fitted, MatrixView<const T> keys, index_t first, double eps) {
+  const std::vector<double> tau = fitted.scores(keys);
+  const double low = heavy_scan_threshold(eps);
+  const index_t d = keys.cols;
+  HeavyScanSet scan;
+  for (index_t j = 0; j < keys.rows; ++j) {
+    if (!(tau[j] >= low)) continue;
+    scan.index.push_back(first + j);
+    scan.tau.push_back(tau[j]);
+    scan.rows.resize(scan.rows.size() + static_cast<size_t>(d));
+    widen_rows(keys, j, 1, scan.rows.data() + scan.rows.size() - d);
+  }
+  return scan;
+}
+
 // The fallback of a search that holds its keys: every product, in double.
-HeavyFallback over_all_keys(ConstMatrixF keys, double eps) {
+template <class T>
+HeavyFallback over_all_keys(MatrixView<const T> keys, double eps) {
   return [keys, eps](index_t qi, const float* q, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     std::vector<double> products(static_cast<size_t>(keys.rows));
-    heavy_products(q, keys, products.data());
+    products_of(q, keys, products.data());
     if (!heavy_entries_from_products(qi, products.data(), keys.rows, eps, found)) ++stats.zero_queries;
   };
 }
@@ -44,21 +82,18 @@ HeavyFallback over_all_keys(ConstMatrixF keys, double eps) {
 double heavy_scan_threshold(double eps) { return eps * (1.0 - kScanSlack); }
 
 HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, ConstMatrixF keys, index_t first, double eps) {
-  const std::vector<double> tau = fitted.scores(keys);
-  const double low = heavy_scan_threshold(eps);
-  HeavyScanSet scan;
-  for (index_t j = 0; j < keys.rows; ++j) {
-    if (!(tau[j] >= low)) continue;
-    scan.index.push_back(first + j);
-    scan.tau.push_back(tau[j]);
-    scan.rows.insert(scan.rows.end(), keys.row(j), keys.row(j) + keys.cols);
-  }
-  return scan;
+  return scan_set_of(fitted, keys, first, eps);
+}
+HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, MatrixView<const Half> keys, index_t first, double eps) {
+  return scan_set_of(fitted, keys, first, eps);
+}
+HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, MatrixView<const BFloat16> keys, index_t first, double eps) {
+  return scan_set_of(fitted, keys, first, eps);
 }
 
-void heavy_products(const float* query, ConstMatrixF keys, double* out) {
-  for (index_t j = 0; j < keys.rows; ++j) out[j] = linalg::dot_double(query, keys.row(j), keys.cols);
-}
+void heavy_products(const float* query, ConstMatrixF keys, double* out) { products_of(query, keys, out); }
+void heavy_products(const float* query, MatrixView<const Half> keys, double* out) { products_of(query, keys, out); }
+void heavy_products(const float* query, MatrixView<const BFloat16> keys, double* out) { products_of(query, keys, out); }
 
 bool heavy_entries_from_products(index_t query, const double* products, index_t n, double eps,
                                  std::vector<HeavyEntry>& found) {
@@ -74,9 +109,24 @@ bool heavy_entries_from_products(index_t query, const double* products, index_t 
 
 HeavySearch::HeavySearch(ConstMatrixF keys, double eps, double rcond)
     : n_(checked_keys(keys, eps).rows), eps_(eps), scorer_(keys.cols, LeverageOptions{0.0, rcond}) {
-  scorer_.fit(keys);
-  fallback_ = over_all_keys(keys, eps);
-  prepare_scan(heavy_scan_set(scorer_, keys, 0, eps));
+  fit_on(keys);
+}
+
+HeavySearch::HeavySearch(MatrixView<const Half> keys, double eps, double rcond)
+    : n_(checked_keys(keys, eps).rows), eps_(eps), scorer_(keys.cols, LeverageOptions{0.0, rcond}) {
+  fit_on(keys);
+}
+
+HeavySearch::HeavySearch(MatrixView<const BFloat16> keys, double eps, double rcond)
+    : n_(checked_keys(keys, eps).rows), eps_(eps), scorer_(keys.cols, LeverageOptions{0.0, rcond}) {
+  fit_on(keys);
+}
+
+template <class T>
+void HeavySearch::fit_on(MatrixView<const T> keys) {
+  scorer_.fit(keys);  // refuses a NaN/Inf row, naming it
+  fallback_ = over_all_keys(keys, eps_);
+  prepare_scan(scan_set_of(scorer_, keys, 0, eps_));
 }
 
 HeavySearch::HeavySearch(LeverageScorer fitted, index_t n, double eps, HeavyScanSet scan, HeavyFallback fallback)

@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <numeric>
+#include <type_traits>
 
 #include "attention/gather_rows.hpp"
 #include "attention/masked_attention.hpp"
@@ -45,15 +46,15 @@ std::vector<index_t> kept_keys(const std::vector<double>& scores, double total, 
   return kept;
 }
 
-void check_budget(ConstMatrixF keys, const LevSelectOptions& options) {
+template <class T>
+void check_budget(MatrixView<const T> keys, const LevSelectOptions& options) {
   require(keys.rows >= 1, "LevAttention: no keys to select from");
   require(options.top_k <= keys.rows, "LevAttention: top-k = " + std::to_string(options.top_k) +
                                           " exceeds the number of keys n = " + std::to_string(keys.rows));
 }
 
-}  // namespace
-
-std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& options) {
+template <class T>
+std::vector<index_t> select_by_leverage(MatrixView<const T> keys, const LevSelectOptions& options) {
   check_select(options);
   check_budget(keys, options);
   LeverageScorer scorer(keys.cols, options.leverage);
@@ -61,11 +62,17 @@ std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& optio
   return kept_keys(scorer.scores(keys), static_cast<double>(scorer.rank()), options);
 }
 
-LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
-                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
+// attend_lev over queries of element type TQ and keys and values of type TKV (the pairs attend_exact
+// reads): scores, normalisers and attention read the elements as they are stored; only the kept
+// rows are gathered, in their own type.
+template <class TQ, class TKV>
+LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const TKV> keys, HeadsView<const TKV> values,
+                                    const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
   check_select(select);
   const bool power = attention.f.kind == ScoreKind::power;
   const bool lewis = power && attention.f.p != 2.0;  // ranked by ℓP Lewis sensitivities
+  require(!lewis || std::is_same_v<TKV, float>,
+          "LevAttention with pow:P, P ≠ 2, reads float32 keys and values (its Lewis weights are computed in float)");
   require(!lewis || !attention.causal,
           "LevAttention with pow:P, P ≠ 2, cannot be causal: its normaliser covers every key, not a prefix");
   require(!lewis || select.leverage.ridge == 0.0, "LevAttention: a ridge applies to leverage scores (softmax, pow:2)");
@@ -91,13 +98,16 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
 
   for (index_t b = 0; b < keys.batch; ++b)
     for (index_t kh = 0; kh < keys.heads; ++kh) {
-      const ConstMatrixF K = keys.head(b, kh), V = values.head(b, kh);
+      const MatrixView<const TKV> K = keys.head(b, kh), V = values.head(b, kh);
       auto start = std::chrono::steady_clock::now();
       check_budget(K, select);
       LeverageScorer scorer(K.cols, select.leverage);
       std::unique_ptr<PowerNormaliser> power_normaliser;
       std::vector<index_t> kept;
-      if (lewis) {
+      if (!lewis) {
+        scorer.fit(K);
+        kept = kept_keys(scorer.scores(K), static_cast<double>(scorer.rank()), select);
+      } else if constexpr (std::is_same_v<TKV, float>) {
         LewisOptions lo;
         lo.rcond = select.leverage.rcond;
         const std::vector<double> s = lewis_weights(K, attention.f.p, lo).sensitivities();
@@ -110,18 +120,16 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
           report.normaliser_delta = power_normaliser->delta();
           report.normaliser_failure = power_normaliser->failure();
         }
-      } else {
-        scorer.fit(K);
-        kept = kept_keys(scorer.scores(K), static_cast<double>(scorer.rank()), select);
       }
       report.kept.push_back(static_cast<index_t>(kept.size()));
       report.select_seconds += seconds_since(start);
 
       start = std::chrono::steady_clock::now();
-      const std::vector<float> Kg = detail::gather_rows(K, kept), Vg = detail::gather_rows(V, kept);
+      const std::vector<TKV> Kg = detail::gather_rows(K, kept), Vg = detail::gather_rows(V, kept);
       const index_t m = static_cast<index_t>(kept.size());
+      const HeadsView<const TKV> kept_keys_view(Kg.data(), 1, 1, m, K.cols), kept_values(Vg.data(), 1, 1, m, V.cols);
       for (index_t h = kh * group; h < (kh + 1) * group; ++h) {
-        const ConstMatrixF Q = queries.head(b, h);
+        const MatrixView<const TQ> Q = queries.head(b, h);
         const MatrixF O = out.head(b, h);
         detail::KeyMask mask;
         mask.positions = kept.data();
@@ -129,8 +137,8 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
         mask.hi_offset = offset - select.window;  // the window's keys come from the second pass
         AttentionOptions plain = attention;
         plain.causal = false;
-        detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(ConstMatrixF(Kg.data(), m, K.cols)),
-                              ConstHeadsF(ConstMatrixF(Vg.data(), m, V.cols)), plain, mask, HeadsF(O), lse.data());
+        detail::attend_masked_typed(HeadsView<const TQ>(Q), kept_keys_view, kept_values, plain, mask, HeadsF(O),
+                                    lse.data());
         if (select.window > 0) {  // keys (i + offset − window, i + offset], all of them
           detail::KeyMask band;
           band.upper = band.lower = true;
@@ -139,16 +147,20 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
           window_out.resize(static_cast<size_t>(n_q * V.cols));
           lse2.resize(static_cast<size_t>(n_q));
           const MatrixF W(window_out.data(), n_q, V.cols);
-          detail::attend_masked(ConstHeadsF(Q), ConstHeadsF(K), ConstHeadsF(V), plain, band, HeadsF(W), lse2.data());
+          detail::attend_masked_typed(HeadsView<const TQ>(Q), HeadsView<const TKV>(K), HeadsView<const TKV>(V), plain,
+                                      band, HeadsF(W), lse2.data());
           merge_attention(O, lse.data(), W, lse2.data());
         }
         if (!power) continue;
         // Rescale from "normalised over the kept keys" to "normalised over all visible keys":
         // log_total[i] = ln Σ_{visible} |c·<q_i,k_j>|^P (estimated for a sampled normaliser).
-        if (lewis) {
-          power_normaliser->log_normalisers(Q, log_total.data());
-          for (double& t : log_total) t += attention.f.p * std::log(std::abs(c));
-        } else {
+        if constexpr (std::is_same_v<TKV, float>) {
+          if (lewis) {
+            power_normaliser->log_normalisers(Q, log_total.data());
+            for (double& t : log_total) t += attention.f.p * std::log(std::abs(c));
+          }
+        }
+        if (!lewis) {
           if (attention.causal)
             detail::prefix_normalisers(Q, K, offset, normaliser.data());
           else
@@ -169,6 +181,39 @@ LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF
       report.kept_keys.push_back(std::move(kept));
     }
   return report;
+}
+
+}  // namespace
+
+std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& options) {
+  return select_by_leverage(keys, options);
+}
+std::vector<index_t> lev_select(MatrixView<const Half> keys, const LevSelectOptions& options) {
+  return select_by_leverage(keys, options);
+}
+std::vector<index_t> lev_select(MatrixView<const BFloat16> keys, const LevSelectOptions& options) {
+  return select_by_leverage(keys, options);
+}
+
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
+  return attend_lev_typed(queries, keys, values, attention, select, out);
+}
+LevAttentionReport attend_lev(ConstHeadsF16 queries, ConstHeadsF16 keys, ConstHeadsF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
+  return attend_lev_typed(queries, keys, values, attention, select, out);
+}
+LevAttentionReport attend_lev(ConstHeadsBF16 queries, ConstHeadsBF16 keys, ConstHeadsBF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
+  return attend_lev_typed(queries, keys, values, attention, select, out);
+}
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF16 keys, ConstHeadsF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
+  return attend_lev_typed(queries, keys, values, attention, select, out);
+}
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsBF16 keys, ConstHeadsBF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out) {
+  return attend_lev_typed(queries, keys, values, attention, select, out);
 }
 
 }  // namespace levattn

@@ -9,13 +9,18 @@ namespace {
 constexpr index_t kStep = 256;  // queries per Gram snapshot
 using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, 0, Eigen::OuterStride<>>
-rows_of(ConstMatrixF m, index_t begin, index_t end) {
-  return {m.row(begin), end - begin, m.cols, Eigen::OuterStride<>(m.stride)};
+// Rows [begin, end) of m in double (16-bit elements widened exactly).
+template <class T>
+RowMatrix rows_of(MatrixView<const T> m, index_t begin, index_t end) {
+  RowMatrix out(end - begin, m.cols);
+  for (index_t r = begin; r < end; ++r)
+    for (index_t c = 0; c < m.cols; ++c) out(r - begin, c) = static_cast<double>(to_float(m(r, c)));
+  return out;
 }
 }  // namespace
 
-void prefix_normalisers(ConstMatrixF queries, ConstMatrixF keys, index_t offset, double* out) {
+template <class Q, class K>
+void prefix_normalisers(MatrixView<const Q> queries, MatrixView<const K> keys, index_t offset, double* out) {
   const index_t d = queries.cols;
   Eigen::MatrixXd G = Eigen::MatrixXd::Zero(d, d);  // Gram of keys [0, summed)
   index_t summed = 0;
@@ -23,23 +28,29 @@ void prefix_normalisers(ConstMatrixF queries, ConstMatrixF keys, index_t offset,
     const index_t last = std::min(queries.rows, first + kStep);  // queries [first, last)
     const index_t upto = std::clamp<index_t>(first + offset + 1, 0, keys.rows);
     if (upto > summed) {
-      const RowMatrix kb = rows_of(keys, summed, upto).cast<double>();
+      const RowMatrix kb = rows_of(keys, summed, upto);
       G.noalias() += kb.transpose() * kb;
       summed = upto;
     }
-    const RowMatrix qb = rows_of(queries, first, last).cast<double>();
+    const RowMatrix qb = rows_of(queries, first, last);
     const Eigen::VectorXd base = ((qb * G).array() * qb.array()).rowwise().sum();
     for (index_t i = first; i < last; ++i) {
       double n = base(i - first);
       const index_t end = std::min(keys.rows, i + offset + 1);  // keys [summed, end) on top
       for (index_t j = summed; j < end; ++j) {
         double p = 0.0;
-        for (index_t c = 0; c < d; ++c) p += static_cast<double>(queries(i, c)) * keys(j, c);
+        for (index_t c = 0; c < d; ++c) p += qb(i - first, c) * static_cast<double>(to_float(keys(j, c)));
         n += p * p;
       }
       out[i] = n;
     }
   }
 }
+
+template void prefix_normalisers(ConstMatrixF, ConstMatrixF, index_t, double*);
+template void prefix_normalisers(ConstMatrixF, MatrixView<const Half>, index_t, double*);
+template void prefix_normalisers(ConstMatrixF, MatrixView<const BFloat16>, index_t, double*);
+template void prefix_normalisers(MatrixView<const Half>, MatrixView<const Half>, index_t, double*);
+template void prefix_normalisers(MatrixView<const BFloat16>, MatrixView<const BFloat16>, index_t, double*);
 
 }  // namespace levattn::detail

@@ -5,7 +5,9 @@
 #include <numeric>
 #include <string>
 
+#include "core/finite_rows.hpp"
 #include "levattn/scores/leverage.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -53,14 +55,43 @@ void StreamSelector::score_and_keep(ConstMatrixF keys, const float* values, inde
       cand_.append(keys.row(r), values + r * value_stride, index ? index[r] : first_index + r, d_, options_.value_dim);
 }
 
-void StreamSelector::push(ConstMatrixF keys, ConstMatrixF values) {
-  require(keys.cols == d_, "keys have " + std::to_string(keys.cols) + " columns, expected " + std::to_string(d_));
+void StreamSelector::check_shapes(index_t rows, index_t cols, index_t value_rows, index_t value_cols) const {
+  require(cols == d_, "keys have " + std::to_string(cols) + " columns, expected " + std::to_string(d_));
   const index_t dv = options_.value_dim;
   if (dv > 0)
-    require(values.rows == keys.rows && values.cols == dv, "values: expected shape " + shape_string(keys.rows, dv) +
-                                                               ", got " + shape_string(values.rows, values.cols));
+    require(value_rows == rows && value_cols == dv,
+            "values: expected shape " + shape_string(rows, dv) + ", got " + shape_string(value_rows, value_cols));
   else
-    require(values.rows == 0, "values given but the selector carries none (value_dim = 0)");
+    require(value_rows == 0, "values given but the selector carries none (value_dim = 0)");
+}
+
+template <class T>
+void StreamSelector::push_widened(MatrixView<const T> keys, MatrixView<const T> values) {
+  check_shapes(keys.rows, keys.cols, values.rows, values.cols);
+  const index_t first = summary_.end_row(), dv = options_.value_dim;
+  // The whole block is checked before anything is pushed: the selector stays as it was.
+  if (const index_t r = first_nonfinite_row(values); r < values.rows)
+    throw Error(ErrorKind::bad_input, nonfinite_row_message("values", first + r));
+  if (const index_t r = first_nonfinite_row(keys); r < keys.rows)
+    throw Error(ErrorKind::bad_input, nonfinite_row_message("keys", first + r));
+  const index_t chunk = std::min(keys.rows, options_.pending_rows);
+  std::vector<float> k(static_cast<size_t>(chunk * d_)), v(static_cast<size_t>(chunk * dv));
+  for (index_t begin = 0; begin < keys.rows; begin += chunk) {
+    const index_t rows = std::min(chunk, keys.rows - begin);
+    widen_rows(keys, begin, rows, k.data());
+    if (dv > 0) widen_rows(values, begin, rows, v.data());
+    push(ConstMatrixF(k.data(), rows, d_), dv > 0 ? ConstMatrixF(v.data(), rows, dv) : ConstMatrixF{});
+  }
+}
+
+void StreamSelector::push(MatrixView<const Half> keys, MatrixView<const Half> values) { push_widened(keys, values); }
+void StreamSelector::push(MatrixView<const BFloat16> keys, MatrixView<const BFloat16> values) {
+  push_widened(keys, values);
+}
+
+void StreamSelector::push(ConstMatrixF keys, ConstMatrixF values) {
+  check_shapes(keys.rows, keys.cols, values.rows, values.cols);
+  const index_t dv = options_.value_dim;
   if (keys.rows == 0) return;
   const index_t first = summary_.end_row();
   for (index_t r = 0; r < values.rows; ++r)  // before any change: the selector stays as it was

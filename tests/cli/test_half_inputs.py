@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""float16 .npy and bfloat16 .safetensors inputs: `levattn scores` and `select` give the same bits as
-the same values stored as float32 (exact leverage read in 16 bits; --p 3 through a float32 copy);
-`levattn attend`'s f32 arithmetic gives the same bits as the same values stored as float32; both
+"""float16 .npy and bfloat16 .safetensors inputs: `levattn scores`, `select`, `heavy` and `stream` give
+the same bits as the same values stored as float32 (exact leverage and heavy entries read in 16 bits,
+recall and precision 1 against float64 of the rounded keys; --p 3 through a float32 copy), and NaN/Inf
+in 16-bit keys is refused naming the row;
+`levattn attend`'s f32 arithmetic (exact and --method lev) gives the same bits as the same values stored as float32; both
 arithmetics match a numpy float64 reference of the rounded values (1e-5 and 1e-2); --json names the
 element types, arithmetic and kernel; mixes the library does not read in place fall back to
 float32; and peak RSS stays below what a float32 copy of the keys and values would need (not under
@@ -106,6 +108,22 @@ def main():
           and np.array_equal(np.load(p("Obf.npy")), np.load(p("Ob32.npy"))))
     check(ok, "attend, bfloat16 .safetensors, default (f32) arithmetic: equals the float32 run bit for bit")
 
+    # attend --method lev reads the 16-bit files too: the float32 files' output and missing mass, bit for bit.
+    for label, spec16, spec32 in (("float16 .npy", qkv16, qkv32),
+                                  ("bfloat16 .safetensors", qkvb, ["--queries", p("Qb32.npy"), "--keys", p("Kb32.npy"),
+                                                                   "--values", p("Vb32.npy")])):
+        for extra in (["--top-k", 20, "--causal", "--window", 8, "--sinks", 2],
+                      ["--eps", 0.05, "--f", "pow:2", "--missing-mass", p("mm.npy")]):
+            a = run("attend", *spec16, "--method", "lev", *extra, "--output", p("L16.npy"), "--json")
+            mm16 = np.load(p("mm.npy")) if a.returncode == 0 and "--eps" in extra else None
+            b = run("attend", *spec32, "--method", "lev", *extra, "--output", p("L32.npy"), "--json")
+            mm32 = np.load(p("mm.npy")) if b.returncode == 0 and "--eps" in extra else None
+            ok = (a.returncode == 0 and b.returncode == 0 and json.loads(a.stdout)["keys_type"] != "float32"
+                  and np.array_equal(np.load(p("L16.npy")), np.load(p("L32.npy")))
+                  and json.loads(a.stdout)["kept_per_head"] == json.loads(b.stdout)["kept_per_head"]
+                  and (mm16 is None or np.array_equal(mm16, mm32)))
+            check(ok, f"attend --method lev {' '.join(map(str, extra[:2]))} on {label}: the float32 files' output bit for bit")
+
     # float32 queries over float16 keys and values stay 16-bit; a float16/bfloat16 mix becomes float32.
     r = run("attend", "--queries", p("Q32.npy"), "--keys", p("K16.npy"), "--values", p("V16.npy"), "--output",
             p("Om.npy"), "--json")
@@ -144,6 +162,64 @@ def main():
         ok = a.returncode == 0 and b.returncode == 0 and open(p("u16" + ext), "rb").read() == open(
             p("u32" + ext), "rb").read()
         check(ok, f"select on {label} keys: the float32 run's universal set")
+
+    # heavy and stream on 16-bit keys (float16 .npy, bfloat16 .safetensors): the float32 file's output
+    # byte for byte, and every entry >= eps of float64 attention of the rounded keys found.
+    keys_h = (rng.standard_normal((3000, 16)) * np.logspace(0, -1.5, 16)).astype(np.float32)
+    keys_h[::97] *= 40  # a few keys that dominate some queries
+    queries_h = np.concatenate([rng.standard_normal((150, 16)), keys_h[::60] * 3]).astype(np.float32)
+    np.save(p("Qh.npy"), queries_h)
+    np.save(p("Kh16.npy"), keys_h.astype(np.float16))
+    np.save(p("Kh16_32.npy"), keys_h.astype(np.float16).astype(np.float32))
+    write_safetensors(p("kh.safetensors"), {"k": ("BF16", to_bf16_bits(keys_h))})
+    np.save(p("Khb_32.npy"), from_bf16_bits(to_bf16_bits(keys_h)))
+    eps = 0.01
+    for label, half, full, type_name in (("float16 .npy", p("Kh16.npy"), p("Kh16_32.npy"), "float16"),
+                                         ("bfloat16 .safetensors", p("kh.safetensors:k"), p("Khb_32.npy"), "bfloat16")):
+        a = run("heavy", "--queries", p("Qh.npy"), "--keys", half, "--eps", eps, "--verify", 40, "--output",
+                p("h16.csv"), "--json")
+        b = run("heavy", "--queries", p("Qh.npy"), "--keys", full, "--eps", eps, "--verify", 40, "--output",
+                p("h32.csv"), "--json")
+        ok = a.returncode == 0 and b.returncode == 0
+        if ok:
+            ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+            Kr = np.load(full).astype(np.float64)
+            P = (queries_h.astype(np.float64) @ Kr.T) ** 2
+            A = P / np.maximum(P.sum(axis=1, keepdims=True), 1e-300)
+            rows = np.loadtxt(p("h16.csv"), delimiter=",", skiprows=1, ndmin=2)
+            found = {(int(r[0]), int(r[1])) for r in rows}
+            strong = {(int(i), int(j)) for i, j in zip(*np.nonzero(A >= eps * (1 + 1e-4)))}
+            ok = (open(p("h16.csv"), "rb").read() == open(p("h32.csv"), "rb").read() and ja["keys_type"] == type_name
+                  and jb["keys_type"] == "float32" and ja["heavy_count"] == jb["heavy_count"] > 0
+                  and strong <= found and all(A[i, j] >= eps * (1 - 1e-4) for i, j in found)
+                  and ja["verify"]["recall"] == 1 and ja["verify"]["precision"] == 1)
+            print(f"     heavy on {label}: {ja['heavy_count']} entries, {ja['scanned_keys']} keys scanned of 3000")
+        check(ok, f"heavy on {label} keys: the float32 file's entries byte for byte, recall and precision 1 "
+                  "against float64 of the rounded keys")
+        a = run("stream", "--keys", half, "--eps", eps, "--block", 700, "--output", p("s16.npy"), "--json")
+        b = run("stream", "--keys", full, "--eps", eps, "--block", 700, "--output", p("s32.npy"))
+        c = run("select", "--keys", half, "--eps", eps, "--output", p("sel16.npy"))
+        ok = (a.returncode == 0 and b.returncode == 0 and c.returncode == 0
+              and json.loads(a.stdout)["keys_type"] == type_name and len(np.load(p("s16.npy"))) > 0
+              and open(p("s16.npy"), "rb").read() == open(p("s32.npy"), "rb").read() == open(p("sel16.npy"), "rb").read())
+        check(ok, f"stream on {label} keys: the float32 file's universal set byte for byte, and select's")
+    a = run("heavy", "--queries", p("Qh.npy"), "--keys", p("Kh16.npy"), "--eps", eps, "--p", 3, "--output", p("p16.csv"))
+    b = run("heavy", "--queries", p("Qh.npy"), "--keys", p("Kh16_32.npy"), "--eps", eps, "--p", 3, "--output",
+            p("p32.csv"))
+    check(a.returncode == 0 and b.returncode == 0 and open(p("p16.csv"), "rb").read() == open(p("p32.csv"), "rb").read(),
+          "heavy --p 3 on float16 keys (through float32): the float32 file's entries")
+    bad = keys_h.astype(np.float16)
+    bad[1234, 5] = np.inf
+    np.save(p("Kinf16.npy"), bad)
+    write_safetensors(p("knan.safetensors"), {"k": ("BF16", np.where(np.arange(3000)[:, None] == 77, 0x7FC1,
+                                                                      to_bf16_bits(keys_h)).astype(np.uint16))})
+    for spec, row in ((p("Kinf16.npy"), 1234), (p("knan.safetensors"), 77)):
+        want = f"keys: row {row} holds a NaN or an infinity"
+        for args in (("heavy", "--queries", p("Qh.npy"), "--output", p("never.csv")),
+                     ("stream", "--block", 500, "--output", p("never.npy"))):
+            r = run(*args, "--keys", spec, "--eps", eps)
+            check(r.returncode == 3 and want in r.stderr and not os.path.exists(p("never.csv"))
+                  and not os.path.exists(p("never.npy")), f"{args[0]} on {os.path.basename(spec)}: refused, naming row {row}")
 
     # Peak RSS: 64 float32 queries over 2^18 float16 keys and values of width 64 (32 MiB each in
     # float16; a float32 copy of keys and values would add 128 MiB).

@@ -4,8 +4,9 @@
 //                [--missing-mass M.npy] [--json]
 // Shapes (n, d), (h, n, d) or (b, h, n, d), the same rank for all three; query heads may be a
 // multiple of key heads (grouped-query attention). O has the queries' shape with d_v last.
-// Exact attention reads float16/bfloat16 inputs as they are (memory-mapped, no float32 copy);
-// --compute chooses the arithmetic of softmax prefill (exact float products by default).
+// Exact attention and LevAttention read float16/bfloat16 inputs as they are (memory-mapped, no
+// float32 copy; lev with pow:P, P ≠ 2, loads float32); --compute chooses the arithmetic of softmax
+// prefill (exact float products by default).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -55,6 +56,25 @@ void attend_loaded(const AttentionInputs& in, const AttentionOptions& options, H
   }
 }
 
+// LevAttention over the inputs in the element types they were loaded in.
+LevAttentionReport lev_loaded(const AttentionInputs& in, const AttentionOptions& options,
+                              const LevSelectOptions& select, HeadsF out) {
+  const ElementType q = in.q.tensor.element_type();
+  switch (in.k.tensor.element_type()) {
+    case ElementType::f32:
+      break;
+    case ElementType::f16:
+      if (q == ElementType::f32)
+        return attend_lev(in.q.view(), in.k.view<Half>(), in.v.view<Half>(), options, select, out);
+      return attend_lev(in.q.view<Half>(), in.k.view<Half>(), in.v.view<Half>(), options, select, out);
+    case ElementType::bf16:
+      if (q == ElementType::f32)
+        return attend_lev(in.q.view(), in.k.view<BFloat16>(), in.v.view<BFloat16>(), options, select, out);
+      return attend_lev(in.q.view<BFloat16>(), in.k.view<BFloat16>(), in.v.view<BFloat16>(), options, select, out);
+  }
+  return attend_lev(in.q.view(), in.k.view(), in.v.view(), options, select, out);
+}
+
 void check_usage(const AttendOptions& o) {
   if (!ends_with(o.output, ".npy")) throw UsageError("--output must end in .npy");
   if (!o.lse_output.empty() && !ends_with(o.lse_output, ".npy")) throw UsageError("--lse must end in .npy");
@@ -86,9 +106,11 @@ int run_attend(const AttendOptions& o) {
 
   Phases phases;
   Stopwatch load;
-  // LevAttention gathers float rows: 16-bit files are kept 16-bit for exact attention only.
-  const AttentionInputs inputs = load_attention_inputs(
-      o.queries, o.keys, o.values, o.method == "exact" ? io::Precision::keep_16_bit : io::Precision::f32);
+  // 16-bit files are kept 16-bit, except for LevAttention ranked by Lewis weights (pow:P, P ≠ 2),
+  // which are computed in float.
+  const bool lewis = o.method == "lev" && attention.f.kind == ScoreKind::power && attention.f.p != 2.0;
+  const AttentionInputs inputs =
+      load_attention_inputs(o.queries, o.keys, o.values, lewis ? io::Precision::f32 : io::Precision::keep_16_bit);
   const Heads4 &q = inputs.q, &k = inputs.k, &v = inputs.v;
   phases.load = load.seconds();
 
@@ -111,7 +133,7 @@ int run_attend(const AttendOptions& o) {
     select.leverage = {o.ridge, o.rcond};
     select.power.delta = o.delta;
     select.power.seed = o.seed;
-    lev = attend_lev(q.view(), k.view(), v.view(), attention, select, out_view);
+    lev = lev_loaded(inputs, attention, select, out_view);
   }
   phases.compute = compute.seconds();
 

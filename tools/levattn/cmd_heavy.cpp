@@ -4,6 +4,8 @@
 // "query,key,score" ("head," first for 3-D input), sorted by (head,) query, key; score with 9
 // significant digits. With --p ≠ 2 a column "estimated" follows: 1 when the normaliser was
 // estimated by Lewis-weight sampling (the score is then Â and entries clear ε/(1+δ)), 0 when exact.
+// p = 2 reads float16/bfloat16 keys as they are (the entries of the rounded keys, the same output
+// as the keys stored as float32); queries, and keys for p ≠ 2, are loaded as float32.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -28,22 +30,57 @@ struct HeavyOptions : HeavyArguments {
   std::uint64_t seed = 1;
 };
 
+// The x² search on head h of keys, in the element type they were loaded in.
+void emplace_search(std::optional<HeavySearch>& search, const HeadArray& keys, index_t h, double eps, double rcond) {
+  switch (keys.tensor.element_type()) {
+    case ElementType::f32:
+      search.emplace(keys.head(h), eps, rcond);
+      return;
+    case ElementType::f16:
+      search.emplace(keys.head<Half>(h), eps, rcond);
+      return;
+    case ElementType::bf16:
+      search.emplace(keys.head<BFloat16>(h), eps, rcond);
+      return;
+  }
+}
+
+// Head h of keys as float32: --verify's brute force reads float keys, so 16-bit keys are widened
+// (exactly) into `widened` for it — the one float copy of 16-bit keys, made only under --verify.
+ConstMatrixF float_head(const HeadArray& keys, index_t h, std::vector<float>& widened) {
+  const auto widen = [&](auto view) {
+    widened.resize(static_cast<size_t>(view.rows * view.cols));
+    for (index_t r = 0; r < view.rows; ++r)
+      for (index_t c = 0; c < view.cols; ++c) widened[static_cast<size_t>(r * view.cols + c)] = to_float(view(r, c));
+    return ConstMatrixF(widened.data(), view.rows, view.cols);
+  };
+  switch (keys.tensor.element_type()) {
+    case ElementType::f16:
+      return widen(keys.head<Half>(h));
+    case ElementType::bf16:
+      return widen(keys.head<BFloat16>(h));
+    case ElementType::f32:
+      break;
+  }
+  return keys.head(h);
+}
+
 int run_heavy(const HeavyOptions& o) {
   apply_threads(o.common);
   if (o.common.json && o.output.empty())
     throw UsageError("--json prints the summary on stdout, so the entries need --output");
   check_eps(o.eps);
   require(o.delta > 0.0 && o.delta < 1.0, "delta must lie in (0, 1), got " + std::to_string(o.delta));
+  const bool power = o.p != 2.0;
   Phases phases;
   Stopwatch load;
-  const HeadArray keys = load_heads(o.keys, "keys");
+  const HeadArray keys = load_heads(o.keys, "keys", power ? io::Precision::f32 : io::Precision::keep_16_bit);
   const HeadArray queries = load_heads(o.queries, "queries");
   check_compatible(queries, keys);
   phases.load = load.seconds();
 
   TextOutput output(o.output);
   std::FILE* out = output.stream();
-  const bool power = o.p != 2.0;
   const HeavyCsvColumns columns{keys.multi_head, power};
   write_heavy_csv_header(out, columns);
 
@@ -61,7 +98,7 @@ int run_heavy(const HeavyOptions& o) {
     std::optional<PowerHeavySearch> searchp;
     in_head(keys, h, [&] {
       if (!power) {
-        search2.emplace(keys.head(h), o.eps, o.rcond);
+        emplace_search(search2, keys, h, o.eps, o.rcond);
         return;
       }
       PowerHeavyOptions po;
@@ -103,8 +140,10 @@ int run_heavy(const HeavyOptions& o) {
       std::vector<index_t> rows;
       const std::vector<float> sample = sample_rows(queries.head(h), o.verify, o.seed + h, rows);
       const ConstMatrixF view(sample.data(), index_t(rows.size()), queries.cols);
+      std::vector<float> widened;
+      const ConstMatrixF key_view = float_head(keys, h, widened);
       const VerifyReport r =
-          power ? verify_power_heavy(*searchp, keys.head(h), view) : verify_heavy(*search2, keys.head(h), view);
+          power ? verify_power_heavy(*searchp, key_view, view) : verify_heavy(*search2, key_view, view);
       verified.queries += r.queries;
       verified.tolerance = r.tolerance;
       verified.reference += r.reference;
@@ -142,6 +181,7 @@ int run_heavy(const HeavyOptions& o) {
                              .output = o.output};
   if (o.common.json) {
     nlohmann::json j = heavy_summary_json(summary);
+    j["keys_type"] = element_type_name(keys.tensor.element_type());
     j["seconds"] = phases.json();
     if (power) {
       j["estimated"] = any_estimated;
@@ -174,7 +214,8 @@ int run_heavy(const HeavyOptions& o) {
 Command add_heavy_command(CLI::App& app) {
   auto o = std::make_shared<HeavyOptions>();
   CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = |x|^p (p = 2 by default)");
-  add_heavy_arguments(*c, *o, "Queries: (m, d) or (h, m, d)", "Keys: (n, d) or (h, n, d)");
+  add_heavy_arguments(*c, *o, "Queries: (m, d) or (h, m, d), loaded as float32",
+                      "Keys: (n, d) or (h, n, d); float16/bfloat16 read as they are when p = 2");
   c->add_option("--delta", o->delta, "p ≠ 2: relative accuracy δ of a sampled normaliser, in (0, 1)")
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Seed of the --verify sample and of the normaliser's key sample")

@@ -14,11 +14,18 @@
 // directions below the rank cut-off (see gram_factors.hpp), where leverage scores say nothing, is computed by brute
 // force over all n keys instead ("fallback" queries; rare, counted in the stats). A query with Σ_l <q,k_l>² = 0 (e.g. q
 // = 0) has no defined row: it yields no entries and is counted.
+//
+// 16-bit keys (f16, bf16): the search also fits on MatrixView<const Half> / <const BFloat16>,
+// read as they are: the Gram matrix, τ and the fallback products come from the 16-bit values
+// (widened exactly), and only the scan-set rows (|scan| ≤ rank/(ε(1 − 5e-2))) are copied, as
+// float. Every statement above then holds with A computed from the ROUNDED keys, and the search
+// reports, bit for bit, what it reports on the keys widened to float. Queries are float32.
 #pragma once
 
 #include <functional>
 #include <vector>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "levattn/select/universal_set.hpp"
@@ -66,12 +73,18 @@ double heavy_scan_threshold(double eps);
 
 // The scan set of the rows of keys (m×d, finite) under a scorer fitted on all keys, the rows
 // numbered from `first`. Scan sets of consecutive row ranges, concatenated in order, are the scan
-// set of the whole (each τ_j depends only on the scorer and row j).
+// set of the whole (each τ_j depends only on the scorer and row j). 16-bit keys: τ from the 16-bit
+// values and the scanned rows widened exactly, the same set as for the keys widened to float.
 HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, ConstMatrixF keys, index_t first, double eps);
+HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, MatrixView<const Half> keys, index_t first, double eps);
+HeavyScanSet heavy_scan_set(const LeverageScorer& fitted, MatrixView<const BFloat16> keys, index_t first, double eps);
 
 // The products <q, k_j> of one query (d floats) with each row of keys, in double, exactly as a
-// search computes them for a fallback row: out has keys.rows entries.
+// search computes them for a fallback row: out has keys.rows entries. 16-bit keys are widened
+// exactly: the same bits as for the keys widened to float.
 void heavy_products(const float* query, ConstMatrixF keys, double* out);
+void heavy_products(const float* query, MatrixView<const Half> keys, double* out);
+void heavy_products(const float* query, MatrixView<const BFloat16> keys, double* out);
 
 // A query the universal set cannot vouch for (see above) needs its products with every key: given
 // them in key order (n doubles), appends each entry p_j²/Σ_l p_l² ≥ ε to found. Returns false, and
@@ -89,8 +102,11 @@ using HeavyFallback =
 class HeavySearch {
  public:
   // Fits on keys (n×d, n ≥ 1, finite; the view must outlive the search) for threshold ε ∈ (0,1].
-  // Throws Error{bad_input} on empty or non-finite keys or ε outside (0, 1].
+  // Throws Error{bad_input} on empty or non-finite keys (naming the first such row) or ε outside
+  // (0, 1]. 16-bit keys: see the header's last paragraph.
   HeavySearch(ConstMatrixF keys, double eps, double rcond = kDefaultRcond);
+  HeavySearch(MatrixView<const Half> keys, double eps, double rcond = kDefaultRcond);
+  HeavySearch(MatrixView<const BFloat16> keys, double eps, double rcond = kDefaultRcond);
 
   // A search over n keys held elsewhere (e.g. on other MPI ranks): `fitted` was fitted on all of
   // them and `scan` is their scan set. Fallback rows go to `fallback`. Given the same scorer bits
@@ -116,6 +132,8 @@ class HeavySearch {
   index_t scanned_keys() const { return static_cast<index_t>(cand_.size()); }
 
  private:
+  template <class T>
+  void fit_on(MatrixView<const T> keys);
   void prepare_scan(HeavyScanSet scan);
 
   index_t n_;

@@ -27,6 +27,14 @@
 // With every key kept (k = n, or ε at most the smallest score) the result equals attend_exact up
 // to rounding (for an estimated pow:P normaliser: up to the factor N/Ñ). Grouped-query layouts
 // share one selection among the query heads of a key head.
+//
+// 16-bit keys and values (Half or BFloat16, queries of the same type or float32: the layouts
+// attend_exact reads) are read as they are: the leverage scores and the pow:2 normaliser come from
+// the 16-bit values (exact w.r.t. the rounded keys, the bits of the keys widened to float), only
+// the kept rows are gathered (in 16 bits), and attention over them is attend_exact's on 16-bit
+// inputs (its AttentionOptions::arithmetic included). With f32 arithmetic the output equals, bit
+// for bit, attend_lev on the inputs widened to float. pow:P with P ≠ 2 (Lewis weights) needs float32
+// keys and values: Error{bad_input} otherwise.
 #pragma once
 
 #include <vector>
@@ -51,6 +59,9 @@ struct LevSelectOptions {
 // The kept keys of one head (n×d): U ∪ [0, sinks), ascending. Throws Error{bad_input} unless
 // exactly one of top_k > 0 and eps > 0 is given, on k > n, ε ∉ (0,1], or bad keys.
 std::vector<index_t> lev_select(ConstMatrixF keys, const LevSelectOptions& options);
+// The same from 16-bit keys, read as they are (the selection of the keys widened to float).
+std::vector<index_t> lev_select(MatrixView<const Half> keys, const LevSelectOptions& options);
+std::vector<index_t> lev_select(MatrixView<const BFloat16> keys, const LevSelectOptions& options);
 
 struct LevAttentionReport {
   std::vector<index_t> kept;                    // per (batch, key head): number of keys kept
@@ -70,6 +81,15 @@ struct LevAttentionReport {
 // the causal mask, and on pow:P with P ≠ 2 combined with the causal mask or a ridge;
 // Error{failure} if the Lewis weights do not converge.
 LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out);
+// 16-bit keys and values (see the header's last paragraph).
+LevAttentionReport attend_lev(ConstHeadsF16 queries, ConstHeadsF16 keys, ConstHeadsF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out);
+LevAttentionReport attend_lev(ConstHeadsBF16 queries, ConstHeadsBF16 keys, ConstHeadsBF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out);
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsF16 keys, ConstHeadsF16 values,
+                              const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out);
+LevAttentionReport attend_lev(ConstHeadsF queries, ConstHeadsBF16 keys, ConstHeadsBF16 values,
                               const AttentionOptions& attention, const LevSelectOptions& select, HeadsF out);
 
 // Gradients of attend_lev with its key selection held fixed (report.kept_keys and report.window,

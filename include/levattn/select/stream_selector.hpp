@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 #include "levattn/linalg/gram.hpp"
 #include "levattn/linalg/gram_factors.hpp"
@@ -67,6 +68,14 @@ class StreamSelector {
   // Error{bad_input} on a shape mismatch or a NaN/Inf key or value, naming the row by its global index;
   // the selector is then unchanged.
   void push(ConstMatrixF keys, ConstMatrixF values = {});
+  // The same for 16-bit keys and values (f16 or bf16, one type for both), read as they are: the
+  // block is checked whole (the selector is unchanged on error), then widened exactly at most
+  // pending_rows rows at a time — the selector holds its rows as float — so the workspace stays
+  // O((d + value_dim)·pending_rows) whatever the block. result() is that of pushing the keys and
+  // values widened to float, bit for bit (so is the whole state when the block has at most
+  // pending_rows rows; a longer one is pushed as its pieces, which may evict at other times).
+  void push(MatrixView<const Half> keys, MatrixView<const Half> values = {});
+  void push(MatrixView<const BFloat16> keys, MatrixView<const BFloat16> values = {});
 
   // Takes in the keys of another selector with the same d, mode, ε/budget, rcond and value_dim.
   // Exact (see above) when other.first_row() == next_index(); otherwise the union is still a
@@ -104,6 +113,9 @@ class StreamSelector {
     void append(const float* k, const float* v, index_t j, index_t d, index_t dv);
   };
 
+  void check_shapes(index_t rows, index_t cols, index_t value_rows, index_t value_cols) const;
+  template <class T>
+  void push_widened(MatrixView<const T> keys, MatrixView<const T> values);
   void score_and_keep(ConstMatrixF keys, const float* values, index_t value_stride, const index_t* index,
                       index_t first_index);
   void flush();
