@@ -185,7 +185,7 @@ template <class T, bool kFloatQueries>
 void expect_lev_half_exact() {
   const index_t n = 500, d = 16, dv = 12;
   const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>("heavy_tailed", n, d, 31));
-  const RoundedRows<T> V = round_rows<T>(gaussian(n, dv, 32));
+  const RoundedRows<T> V = round_rows<T>(normal_matrix(n, dv, 32));
   // make_queries' rows (maximisers, copies of keys, a zero row, 1e±20 scalings) scaled by powers
   // of two into [0.5, 1) so that f16 holds them.
   Floats raw = make_queries(K.widened, n, 33);
