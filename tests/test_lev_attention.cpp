@@ -48,6 +48,19 @@ std::vector<index_t> all_rows(index_t n) {
   return r;
 }
 
+// The reference of LevAttention under options a (causal or not) keeping the keys in `kept` (which
+// must outlive the spec) and, when causal, each query's `window` latest keys; softmax normalises
+// over the kept keys, |x|^p over all of them.
+AttentionSpec kept_keys_spec(const AttentionOptions& a, index_t d, const std::set<index_t>& kept, index_t window) {
+  AttentionSpec spec;
+  spec.softmax = a.f.kind == ScoreKind::softmax;
+  spec.scale = effective_scale(a, d);
+  if (a.causal) spec.visible = [](index_t i, index_t j) { return j <= i; };
+  spec.kept = [&kept, window](index_t i, index_t j) { return kept.count(j) > 0 || (window > 0 && j > i - window); };
+  spec.normalise_over_kept = spec.softmax;
+  return spec;
+}
+
 TEST(LevAttention, KeepingEveryKeyIsExactAttention) {
   const index_t n = 700, d = 32;
   const Floats Q = normal_matrix(n, d, 1), K = normal_matrix(n, d, 2), V = normal_matrix(n, d, 3);
@@ -123,12 +136,7 @@ TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
       ASSERT_EQ(lev.report.kept_keys.size(), 1u);
       EXPECT_EQ(lev.report.kept_keys[0], kept) << "the report lists the kept keys";
       const std::set<index_t> set(kept.begin(), kept.end());
-      AttentionSpec spec;
-      spec.softmax = f.kind == ScoreKind::softmax;
-      spec.scale = effective_scale(a, d);
-      if (causal) spec.visible = [](index_t i, index_t j) { return j <= i; };
-      spec.kept = [&](index_t i, index_t j) { return set.count(j) > 0 || (causal && j > i - 16); };
-      spec.normalise_over_kept = spec.softmax;
+      const AttentionSpec spec = kept_keys_spec(a, d, set, causal ? 16 : 0);
       const AttentionRows ref = attention_rows_reference(Q, K, V, all_rows(n), spec);
       EXPECT_LE(relative_error(lev.out, ref.out), 1e-5) << f.name() << (causal ? " causal" : "");
       if (!spec.softmax) {
@@ -229,12 +237,7 @@ void expect_lev_half_exact() {
         EXPECT_EQ(report.missing_mass, widened.report.missing_mass) << what;
 
         const std::set<index_t> set(report.kept_keys[0].begin(), report.kept_keys[0].end());
-        AttentionSpec spec;
-        spec.softmax = f.kind == ScoreKind::softmax;
-        spec.scale = effective_scale(a, d);
-        if (causal) spec.visible = [](index_t i, index_t j) { return j <= i; };
-        spec.kept = [&](index_t i, index_t j) { return set.count(j) > 0 || (causal && j > i - 16); };
-        spec.normalise_over_kept = spec.softmax;
+        const AttentionSpec spec = kept_keys_spec(a, d, set, causal ? 16 : 0);
         const AttentionRows ref = attention_rows_reference(Q, K.widened, V.widened, all_rows(n), spec);
         EXPECT_LE(relative_error(out, ref.out), 1e-5) << what;
         if (threshold && !spec.softmax) {

@@ -132,11 +132,11 @@ inline void scores_tile_avx2(const float* K, index_t ks, index_t d, const float*
     for (int jj = 0; jj < J; ++jj) {
       const __m256 kv = _mm256_broadcast_ss(K + jj * ks + c);
 #pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) acc[jj][r] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qp + 8 * r), acc[jj][r]);
+      for (int r = 0; r < 4; ++r) acc[jj][r] = _mm256_fmadd_ps(kv, _mm256_loadu_ps(qp + index_t{8} * r), acc[jj][r]);
     }
   }
   for (int jj = 0; jj < J; ++jj)
-    for (int r = 0; r < 4; ++r) _mm256_storeu_ps(St + jj * kLanes + 8 * r, acc[jj][r]);
+    for (int r = 0; r < 4; ++r) _mm256_storeu_ps(St + jj * kLanes + index_t{8} * r, acc[jj][r]);
 }
 #define LEVATTN_SCORES_TILE scores_tile_avx2
 #else
@@ -203,18 +203,18 @@ template <int C>
 inline void output_tile_avx2(const float* V, index_t vs, index_t cols, const float* St, float* Ot) {
   __m256 acc[C][4];
   for (int cc = 0; cc < C; ++cc)
-    for (int r = 0; r < 4; ++r) acc[cc][r] = _mm256_loadu_ps(Ot + cc * kLanes + 8 * r);
+    for (int r = 0; r < 4; ++r) acc[cc][r] = _mm256_loadu_ps(Ot + cc * kLanes + index_t{8} * r);
   for (index_t j = 0; j < cols; ++j) {
     const float* w = St + j * kLanes;
 #pragma GCC unroll 3
     for (int cc = 0; cc < C; ++cc) {
       const __m256 vv = _mm256_broadcast_ss(V + j * vs + cc);
 #pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) acc[cc][r] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(w + 8 * r), acc[cc][r]);
+      for (int r = 0; r < 4; ++r) acc[cc][r] = _mm256_fmadd_ps(vv, _mm256_loadu_ps(w + index_t{8} * r), acc[cc][r]);
     }
   }
   for (int cc = 0; cc < C; ++cc)
-    for (int r = 0; r < 4; ++r) _mm256_storeu_ps(Ot + cc * kLanes + 8 * r, acc[cc][r]);
+    for (int r = 0; r < 4; ++r) _mm256_storeu_ps(Ot + cc * kLanes + index_t{8} * r, acc[cc][r]);
 }
 #define LEVATTN_OUTPUT_TILE output_tile_avx2
 #else
