@@ -1,7 +1,7 @@
 // Heavy entries and one-pass universal sets on 16-bit keys (f16, bf16), read as they are: recall and
-// precision 1 against a double-precision brute force over the ROUNDED keys, on every adversarial
-// kind; bit for bit what the same search or stream gives on the keys widened to float; NaN/Inf
-// rows named.
+// precision 1 against a double-precision brute force over the ROUNDED keys, on Gaussian, low-rank,
+// duplicated, heavy-tailed, huge, tiny and zero-column keys; bit for bit what the same search or
+// stream gives on the keys widened to float; NaN/Inf rows named.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -69,6 +69,38 @@ TEST(Kernels, TrapezoidSumSqMatchesPlainLoop) {
         }
 }
 
+// The float variant: y = T x in float, so each |y_i| is off by at most about d·2⁻²⁴·a_i with
+// a_i = Σ_c |T_ic x_c|, and the sum of squares by at most 3·d·2⁻²⁴·Σ_i a_i² (asserted with 4).
+TEST(Kernels, TrapezoidSumSqFloatIsWithinFloatRoundingOfPlainLoop) {
+  for (const KernelSet* k : available())
+    for (index_t d : {1, 7, 16, 33, 64})
+      for (index_t t_rows : {index_t{1}, d / 2 + 1, d})
+        for (index_t rows : {1, 9, 256}) {
+          const index_t stride = d + 1, dpad = padded_dim(d), tpad = padded_dim_float(t_rows);
+          const auto x = random_rows(rows, stride, d + t_rows + rows + 1);
+          std::mt19937_64 rng(d * 5 + t_rows);
+          std::normal_distribution<float> normal;
+          std::vector<float> Ttf(static_cast<size_t>(dpad * tpad), 0.0f);
+          for (index_t i = 0; i < t_rows; ++i)
+            for (index_t c = i; c < d; ++c) Ttf[c * tpad + i] = normal(rng);
+          std::vector<double> out(static_cast<size_t>(rows));
+          k->trapezoid_sumsq_float(x.data(), rows, d, stride, Ttf.data(), t_rows, out.data());
+          for (index_t r = 0; r < rows; ++r) {
+            double want = 0.0, scale = 0.0;
+            for (index_t i = 0; i < t_rows; ++i) {
+              double y = 0.0, a = 0.0;
+              for (index_t c = i; c < d; ++c) {
+                y += double(Ttf[c * tpad + i]) * x[r * stride + c];
+                a += std::abs(double(Ttf[c * tpad + i]) * x[r * stride + c]);
+              }
+              want += y * y;
+              scale += a * a;
+            }
+            EXPECT_NEAR(out[r], want, 4.0 * double(d) * 0x1p-24 * scale) << k->name << " d " << d << " t " << t_rows;
+          }
+        }
+}
+
 TEST(Kernels, NonFiniteInputIsReportedWhereverItIs) {
   for (const KernelSet* k : available())
     for (index_t pos : {0, 5, 16, 17 * 3 + 16})

@@ -71,9 +71,11 @@ class StreamSelector {
   // The same for 16-bit keys and values (f16 or bf16, one type for both), read as they are: the
   // block is checked whole (the selector is unchanged on error), then widened exactly at most
   // pending_rows rows at a time — the selector holds its rows as float — so the workspace stays
-  // O((d + value_dim)·pending_rows) whatever the block. result() is that of pushing the keys and
-  // values widened to float, bit for bit (so is the whole state when the block has at most
-  // pending_rows rows; a longer one is pushed as its pieces, which may evict at other times).
+  // O((d + value_dim)·pending_rows) whatever the block. When the block has at most pending_rows
+  // rows, the whole state is that of pushing the keys and values widened to float, bit for bit. A
+  // longer block is pushed as its pieces, which may evict at other times: in threshold mode
+  // result() is still that of the widened push, bit for bit (it depends on the summary alone); in
+  // budget mode it is that of pushing the widened pieces one after another.
   void push(MatrixView<const Half> keys, MatrixView<const Half> values = {});
   void push(MatrixView<const BFloat16> keys, MatrixView<const BFloat16> values = {});
 
