@@ -1,10 +1,8 @@
 // The attention backward's element-wise pass and block products compiled for AVX-512 (this file
 // alone gets the AVX-512 flags; it runs only after the run-time CPU check). The products use
-// Eigen's float GEMM, which no other file of the library instantiates: keep it so, since template
-// code compiled here contains AVX-512 instructions and must not be shared with portable callers
-// through the linker's choice among identical weak symbols (checked with nm on 2026-11-29: the
-// only weak symbols shared with portable files are Eigen's cache-size queries and Error's
-// destructor, none with vector instructions).
+// Eigen's float GEMM compiled here for AVX-512; -fno-weak (src/CMakeLists.txt) keeps that code, and
+// every other inline function this file compiles, private to it, so no portable caller elsewhere
+// can be linked to it (tests/simd_symbols.cmake).
 #define EIGEN_DONT_PARALLELIZE  // one block product per call, on the calling thread
 #include <Eigen/Core>
 

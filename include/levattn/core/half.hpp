@@ -11,6 +11,7 @@
 
 #include <bit>
 #include <cstdint>
+#include <type_traits>
 
 namespace levattn {
 
@@ -78,12 +79,12 @@ struct BFloat16 {
 static_assert(sizeof(Half) == 2 && sizeof(BFloat16) == 2);
 
 // The element type of a C++ element: element_type_of<float> is ElementType::f32, and so on.
+// (One expression, not explicit specialisations: GCC cannot emit an explicitly specialised
+// inline variable in the SIMD files, which are built with -fno-weak; see src/CMakeLists.txt.)
 template <class T>
-inline constexpr ElementType element_type_of = ElementType::f32;
-template <>
-inline constexpr ElementType element_type_of<Half> = ElementType::f16;
-template <>
-inline constexpr ElementType element_type_of<BFloat16> = ElementType::bf16;
+inline constexpr ElementType element_type_of = std::is_same_v<T, Half>       ? ElementType::f16
+                                               : std::is_same_v<T, BFloat16> ? ElementType::bf16
+                                                                             : ElementType::f32;
 
 // Exact widening to float32, for any element type.
 constexpr float to_float(float x) { return x; }

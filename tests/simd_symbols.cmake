@@ -1,0 +1,45 @@
+# Checks that the objects built with SIMD flags (src/CMakeLists.txt: the *_avx2, *_avx512 and bf16
+# files) share no code with the rest of a program: every symbol they define outside their own
+# code is local, so the linker can never pick one of their copies (compiled with AVX2 or AVX-512
+# instructions) for a portable caller. Fails on any weak (W, w, V, v) or unique (u) symbol, and on
+# any global function outside levattn::detail and levattn::kernels (the kernel-set entry points).
+#   cmake -DNM=<nm> -DOBJECTS="<a.o;b.o>" -P simd_symbols.cmake
+# DW.ref.__gxx_personality_v0 is allowed: a pointer to the C++ runtime's personality routine, the
+# same bytes in every object, not code.
+if(NOT NM OR NOT OBJECTS)
+  message(FATAL_ERROR "usage: cmake -DNM=<nm> -DOBJECTS=<list> -P simd_symbols.cmake")
+endif()
+set(failures "")
+set(checked 0)
+foreach(object IN LISTS OBJECTS)
+  if(NOT object MATCHES "(avx2|avx512|bf16)\\.cpp\\.o$")
+    continue()
+  endif()
+  math(EXPR checked "${checked} + 1")
+  execute_process(COMMAND ${NM} -C --defined-only ${object} OUTPUT_VARIABLE listing RESULT_VARIABLE status)
+  if(NOT status EQUAL 0)
+    message(FATAL_ERROR "${NM} failed on ${object}")
+  endif()
+  string(REPLACE "\n" ";" lines "${listing}")
+  foreach(line IN LISTS lines)
+    if(NOT line MATCHES "^[0-9a-f]* ([A-Za-z]) (.*)$")
+      continue()
+    endif()
+    set(type ${CMAKE_MATCH_1})
+    set(name "${CMAKE_MATCH_2}")
+    if(name STREQUAL "DW.ref.__gxx_personality_v0")
+      continue()
+    endif()
+    if(type MATCHES "^[WwVvu]$" OR (type STREQUAL "T" AND NOT name MATCHES "^levattn::(detail|kernels)::"))
+      list(APPEND failures "${object}: ${type} ${name}")
+    endif()
+  endforeach()
+endforeach()
+if(checked EQUAL 0)
+  message(FATAL_ERROR "no SIMD object among the ${OBJECTS}")
+endif()
+if(failures)
+  list(JOIN failures "\n  " shown)
+  message(FATAL_ERROR "symbols the linker could share with portable code:\n  ${shown}")
+endif()
+message(STATUS "${checked} SIMD objects define no shared symbols")
