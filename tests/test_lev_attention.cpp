@@ -151,6 +151,53 @@ TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
     }
 }
 
+// Causal with fewer queries than keys (the queries are the last n_q positions, query i sees keys
+// j ≤ i + n_k − n_q, as in decode): output and pow:2 missing mass against a brute force, for
+// float32 and bf16 keys and values (the bf16 reference on the rounded values).
+TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
+  const index_t n_q = 37, n_k = 1500, d = 24, dv = 8, offset = n_k - n_q, window = 16;
+  const Floats Q = normal_matrix(n_q, d, 41), V = normal_matrix(n_k, dv, 43);
+  const Floats K = make_keys("heavy_tailed", n_k, d, 42);
+  AttentionOptions a;
+  a.f = ScoreFunction::power(2.0);
+  a.causal = true;
+  LevSelectOptions s;
+  s.top_k = 48;
+  s.sinks = 2;
+  s.window = window;
+  const auto expect_reference = [&](const LevAttentionReport& report, const std::vector<float>& out, const Floats& keys,
+                                    const Floats& values, const std::string& what) {
+    ASSERT_EQ(report.kept_keys.size(), 1u) << what;
+    const std::set<index_t> kept(report.kept_keys[0].begin(), report.kept_keys[0].end());
+    AttentionSpec spec;
+    spec.softmax = false;
+    spec.scale = effective_scale(a, d);
+    spec.visible = [](index_t i, index_t j) { return j <= i + offset; };
+    spec.kept = [&kept](index_t i, index_t j) { return kept.count(j) > 0 || j > i + offset - window; };
+    spec.normalise_over_kept = false;
+    const AttentionRows ref = attention_rows_reference(Q, keys, values, all_rows(n_q), spec);
+    EXPECT_LE(relative_error(out, ref.out), 1e-5) << what;
+    ASSERT_EQ(report.missing_mass.size(), static_cast<size_t>(n_q)) << what;
+    double largest = 0.0;
+    for (index_t i = 0; i < n_q; ++i) {
+      EXPECT_NEAR(report.missing_mass[i], 1.0 - ref.kept_mass[i], 1e-5) << what << " row " << i;
+      largest = std::max(largest, 1.0 - ref.kept_mass[i]);
+    }
+    EXPECT_GT(largest, 1e-3) << what << ": the check must see keys left out";
+  };
+  const LevRun lev = run_lev(Q, K, V, a, s);
+  EXPECT_EQ(lev.report.kept_keys[0], lev_select(K.view(), s));
+  expect_reference(lev.report, lev.out, K, V, "float32");
+
+  const RoundedRows<BFloat16> K16 = round_rows<BFloat16>(K), V16 = round_rows<BFloat16>(V);
+  std::vector<float> out(static_cast<size_t>(n_q * dv));
+  const LevAttentionReport report =
+      attend_lev(ConstHeadsF(Q.view()), HeadsView<const BFloat16>(K16.data.data(), 1, 1, n_k, d),
+                 HeadsView<const BFloat16>(V16.data.data(), 1, 1, n_k, dv), a, s, HeadsF(out.data(), 1, 1, n_q, dv));
+  EXPECT_EQ(report.kept_keys[0], lev_select(K16.view(), s));
+  expect_reference(report, out, K16.widened, V16.widened, "bf16");
+}
+
 TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
   for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed"}) {
     // n·ε ≈ 1.25·d: about half the keys clear ε, and the maximiser queries G⁺k_j reach them.

@@ -2,6 +2,9 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <vector>
+
+#include "levattn/linalg/gram.hpp"
 
 namespace levattn::detail {
 
@@ -22,22 +25,22 @@ RowMatrix rows_of(MatrixView<const T> m, index_t begin, index_t end) {
 template <class Q, class K>
 void prefix_normalisers(MatrixView<const Q> queries, MatrixView<const K> keys, index_t offset, double* out) {
   const index_t d = queries.cols;
-  Eigen::MatrixXd G = Eigen::MatrixXd::Zero(d, d);  // Gram of keys [0, summed)
-  index_t summed = 0;
+  GramSummary summary(d);                     // keys [0, summary.count()), read as stored
+  std::vector<double> gram = summary.gram();  // its Gram matrix, d×d
   for (index_t first = 0; first < queries.rows; first += kStep) {
     const index_t last = std::min(queries.rows, first + kStep);  // queries [first, last)
     const index_t upto = std::clamp<index_t>(first + offset + 1, 0, keys.rows);
-    if (upto > summed) {
-      const RowMatrix kb = rows_of(keys, summed, upto);
-      G.noalias() += kb.transpose() * kb;
-      summed = upto;
+    if (upto > summary.count()) {
+      summary.add(keys.rows_range(summary.count(), upto));
+      gram = summary.gram();
     }
+    const Eigen::Map<const RowMatrix> G(gram.data(), d, d);
     const RowMatrix qb = rows_of(queries, first, last);
     const Eigen::VectorXd base = ((qb * G).array() * qb.array()).rowwise().sum();
     for (index_t i = first; i < last; ++i) {
       double n = base(i - first);
-      const index_t end = std::min(keys.rows, i + offset + 1);  // keys [summed, end) on top
-      for (index_t j = summed; j < end; ++j) {
+      const index_t end = std::min(keys.rows, i + offset + 1);  // keys [count, end) on top
+      for (index_t j = summary.count(); j < end; ++j) {
         double p = 0.0;
         for (index_t c = 0; c < d; ++c) p += qb(i - first, c) * static_cast<double>(to_float(keys(j, c)));
         n += p * p;
