@@ -1,7 +1,8 @@
 // Heavy entries and one-pass universal sets on 16-bit keys (f16, bf16), read as they are: recall and
 // precision 1 against a double-precision brute force over the ROUNDED keys, on Gaussian, low-rank,
-// duplicated, heavy-tailed, huge, tiny and zero-column keys; bit for bit what the same search or
-// stream gives on the keys widened to float; NaN/Inf rows named.
+// duplicated, heavy-tailed, badly scaled, huge, tiny, ill-conditioned (10³, 10⁶) and zero-column
+// keys; bit for bit what the same search or stream gives on the keys widened to float; the brute
+// force and verify_heavy on 16-bit keys; NaN/Inf rows named.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,8 +12,10 @@
 #include <vector>
 
 #include "heavy_checks.hpp"
+#include "levattn/attention/brute_force.hpp"
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/stream_heavy.hpp"
+#include "levattn/attention/verify.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "levattn/select/stream_selector.hpp"
 #include "reference.hpp"
@@ -21,8 +24,8 @@ namespace levattn::test {
 namespace {
 
 const std::vector<std::string>& half_kinds() {
-  static const std::vector<std::string> all{"gaussian", "low_rank", "duplicated", "heavy_tailed",
-                                            "huge",     "tiny",     "zero_column"};
+  static const std::vector<std::string> all{"gaussian", "low_rank", "duplicated", "heavy_tailed", "badly_scaled",
+                                            "huge",     "tiny",     "cond1e3",    "cond1e6",      "zero_column"};
   return all;
 }
 
@@ -152,6 +155,30 @@ void expect_nonfinite_named(std::uint16_t bad_bits) {
       const std::string want = "keys: row " + std::to_string(bad_row) + " holds a NaN or an infinity";
       EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << what << ": " << e.what();
     }
+  }
+}
+
+// The brute force and verify_heavy on 16-bit keys, read in blocks of 1,024 (n = 2,500: two whole
+// blocks and a partial one; strided rows; bf16 "huge" and "tiny" keys take the scaled path):
+// recall and precision 1 against the double reference on the rounded keys, scores within 1e-4.
+TEST(HeavyHalf, BruteForceAndVerifyReadThe16BitKeys) {
+  const index_t n = 2500, d = 16;
+  const double eps = 0.004;  // below d/n, so that the maximiser queries find entries on Gaussian keys
+  const auto check = [&](const auto& K, const std::string& what) {
+    const Floats Q = make_queries(K.widened, 50, 77);
+    const MatD A = attention_reference(Q, K.widened);
+    std::vector<HeavyEntry> got;
+    brute_force_heavy(Q.view(), K.view(), eps,
+                      [&](const HeavyEntry* e, index_t count) { got.insert(got.end(), e, e + count); });
+    EXPECT_GT(expect_matches(got, A, eps, what), 0) << what;
+    const VerifyReport r = verify_heavy(HeavySearch(K.view(), eps), K.view(), Q.view());
+    EXPECT_GT(r.reference, 0) << what;
+    EXPECT_EQ(r.recall(), 1.0) << what;
+    EXPECT_EQ(r.precision(), 1.0) << what;
+  };
+  for (const std::string kind : {"gaussian", "heavy_tailed", "huge", "tiny"}) {
+    check(round_rows<Half>(keys_in_half_range<Half>(kind, n, d, 5), 3), "f16 " + kind);
+    check(round_rows<BFloat16>(keys_in_half_range<BFloat16>(kind, n, d, 5), 3), "bf16 " + kind);
   }
 }
 

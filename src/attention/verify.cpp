@@ -28,7 +28,9 @@ VerifyReport compare_heavy(const std::vector<HeavyEntry>& found, const std::vect
   return report;
 }
 
-VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMatrixF sample, double tolerance) {
+namespace {
+template <class T>
+VerifyReport verify(const HeavySearch& search, MatrixView<const T> keys, ConstMatrixF sample, double tolerance) {
   const auto collect = [](std::vector<HeavyEntry>& into) {
     return [&into](const HeavyEntry* e, index_t count) { into.insert(into.end(), e, e + count); };
   };
@@ -38,6 +40,19 @@ VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMat
   VerifyReport report = compare_heavy(found, reference, search.eps(), tolerance);
   report.queries = sample.rows;
   return report;
+}
+}  // namespace
+
+VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMatrixF sample, double tolerance) {
+  return verify(search, keys, sample, tolerance);
+}
+VerifyReport verify_heavy(const HeavySearch& search, MatrixView<const Half> keys, ConstMatrixF sample,
+                          double tolerance) {
+  return verify(search, keys, sample, tolerance);
+}
+VerifyReport verify_heavy(const HeavySearch& search, MatrixView<const BFloat16> keys, ConstMatrixF sample,
+                          double tolerance) {
+  return verify(search, keys, sample, tolerance);
 }
 
 std::vector<float> sample_rows(ConstMatrixF X, index_t count, std::uint64_t seed, std::vector<index_t>& rows) {

@@ -204,8 +204,20 @@ def main():
         c = run("select", "--keys", half, "--eps", eps, "--output", p("sel16.npy"))
         ok = (a.returncode == 0 and b.returncode == 0 and c.returncode == 0
               and json.loads(a.stdout)["keys_type"] == type_name and len(np.load(p("s16.npy"))) > 0
+              and json.loads(a.stdout)["keys_read"] == ("by blocks" if half.endswith(".npy") else "mapped")
               and open(p("s16.npy"), "rb").read() == open(p("s32.npy"), "rb").read() == open(p("sel16.npy"), "rb").read())
-        check(ok, f"stream on {label} keys: the float32 file's universal set byte for byte, and select's")
+        check(ok, f"stream on {label} keys: the float32 file's universal set byte for byte, and select's, "
+                  "read by blocks or mapped")
+    # An F64 tensor cannot be mapped as float32: stream copies it whole and says so.
+    np.save(p("Kh32.npy"), keys_h)
+    write_safetensors(p("kh64.safetensors"), {"k": ("F64", keys_h.astype(np.float64))})
+    a = run("stream", "--keys", p("kh64.safetensors"), "--eps", eps, "--block", 700, "--output", p("s64.npy"), "--json")
+    b = run("stream", "--keys", p("Kh32.npy"), "--eps", eps, "--block", 700, "--output", p("s32f.npy"))
+    ok = (a.returncode == 0 and b.returncode == 0 and json.loads(a.stdout)["keys_read"] == "copied whole"
+          and "all 3000 keys were copied into memory as float32" in a.stderr
+          and open(p("s64.npy"), "rb").read() == open(p("s32f.npy"), "rb").read())
+    check(ok, "stream on an F64 .safetensors tensor: the float32 file's universal set, with a warning that "
+              "the keys were copied whole")
     a = run("heavy", "--queries", p("Qh.npy"), "--keys", p("Kh16.npy"), "--eps", eps, "--p", 3, "--output", p("p16.csv"))
     b = run("heavy", "--queries", p("Qh.npy"), "--keys", p("Kh16_32.npy"), "--eps", eps, "--p", 3, "--output",
             p("p32.csv"))

@@ -3,7 +3,8 @@
 // Writes the same file as `levattn select --eps E` (int64 indices, ascending), bit for bit.
 // K is a .npy file (read with pread, B rows at a time) or a .safetensors tensor (memory-mapped);
 // float16 and bfloat16 blocks are pushed as they are stored, with the output of the same values
-// stored as float32.
+// stored as float32. A .safetensors tensor that cannot be mapped as it is (F64, or not little-endian
+// C order at an aligned offset) is copied whole, with a warning and "keys_read": "copied whole".
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -85,6 +86,12 @@ int run_stream(const StreamCliOptions& o) {
     require(tensor.ndim() == 2 && tensor.dim(0) >= 1 && tensor.dim(1) >= 1,
             o.keys + ": expected a 2-D (n, d) array with n, d ≥ 1, got shape " + io::format_shape(tensor.shape()));
     n = tensor.dim(0), d = tensor.dim(1), type = tensor.element_type();
+    if (!tensor.mapped())  // F64, big-endian or misaligned: converted whole on load
+      std::fprintf(stderr,
+                   "levattn: warning: %s stores %s that cannot be read in place: all %lld keys were copied "
+                   "into memory as %s, so memory grows with n (a .npy file is read by blocks)\n",
+                   o.keys.c_str(), io::dtype_name(tensor.source_dtype()).c_str(), static_cast<long long>(n),
+                   element_type_name(type));
   }
   const index_t block = std::min(o.block, n);
 
@@ -121,6 +128,9 @@ int run_stream(const StreamCliOptions& o) {
         "stream", {n, d, o.eps, std::nullopt, result.set.size(), result.set.bound, result.set.within_bound, o.output});
     j.update({{"block", block},
               {"keys_type", element_type_name(type)},
+              {"keys_read", reader            ? "by blocks"
+                            : tensor.mapped() ? "mapped"
+                                              : "copied whole"},
               {"rank", result.rank},
               {"peak_retained_keys", selector.peak_retained()},
               {"keys_per_second", double(n) / (times.reading + times.computing)},

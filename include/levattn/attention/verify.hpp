@@ -25,6 +25,12 @@ struct VerifyReport {
 // when <q,k> is tiny against ‖q‖‖k‖ (badly conditioned keys); the tests therefore check the
 // search against a double-precision reference, and this report is a spot check.
 VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMatrixF sample, double tolerance = 1e-4);
+// The same for a search fit on 16-bit keys, given those keys as they are (the brute force reads
+// them in blocks: no float copy).
+VerifyReport verify_heavy(const HeavySearch& search, MatrixView<const Half> keys, ConstMatrixF sample,
+                          double tolerance = 1e-4);
+VerifyReport verify_heavy(const HeavySearch& search, MatrixView<const BFloat16> keys, ConstMatrixF sample,
+                          double tolerance = 1e-4);
 
 // Compares `found` (a search's entries) with `reference` (brute-force entries computed with the
 // threshold lowered to ε(1 − tolerance)), both in (query, key) order.
