@@ -77,7 +77,10 @@ CXX_SOURCES = $(shell find include src tools mpi python/src torch tests bench fu
 lint:
 	$(MAKE) build EXTRA_PACKAGES="$(LINT_PACKAGES)"
 	clang-format --dry-run --Werror $(CXX_SOURCES)
-	run-clang-tidy -p build/release -quiet -j $(JOBS) '$(CURDIR)/(src|tools|mpi)/' > build/release/clang-tidy.log 2>&1 || \
+	# (The SIMD files' GCC-only -fno-weak, src/CMakeLists.txt, is dropped: clang refuses the flag.)
+	mkdir -p build/lint
+	sed 's/ -fno-weak//g' build/release/compile_commands.json > build/lint/compile_commands.json
+	run-clang-tidy -p build/lint -quiet -j $(JOBS) '$(CURDIR)/(src|tools|mpi)/' > build/release/clang-tidy.log 2>&1 || \
 	  { grep -E 'warning:|error:' build/release/clang-tidy.log; exit 1; }
 
 test-asan: deps
