@@ -3,13 +3,14 @@
 Every array argument may be a numpy array or a CPU torch tensor of a floating dtype. The core
 reads C-contiguous float32: such inputs are passed without a copy; anything else (float16,
 bfloat16, float64, non-contiguous or negatively strided views) is converted first — except where
-a call reads 16-bit data as it is (sixteen_bit: exact attention's keys and values).
+a call reads 16-bit data as it is (sixteen_bit: exact attention's keys and values; keys_arg: the
+keys of leverage_scores, universal_set, heavy_entries with p = 2 and StreamSelector.push).
 """
 from __future__ import annotations
 
 import numbers
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -90,6 +91,20 @@ def as_matrix(x: Any, role: str, ndims: tuple = (2,)) -> np.ndarray:
         want = " or ".join(str(n) for n in ndims)
         raise InputError(f"{role}: expected {want} dimensions, got shape {tuple(a.shape)}")
     return a
+
+
+def keys_arg(x: Any, role: str, ndims: tuple = (2,)) -> Tuple[np.ndarray, str]:
+    """(array, element type) for keys the core reads as they are: a numpy float16 array or a CPU
+    float16/bfloat16 tensor stays 16-bit ("float16"/"bfloat16", see sixteen_bit); anything else is
+    as_matrix's float32 ("float32")."""
+    s = sixteen_bit(x, role)
+    if s is None:
+        return as_matrix(x, role, ndims), "float32"
+    name, a = s
+    if a.ndim not in ndims:
+        want = " or ".join(str(n) for n in ndims)
+        raise InputError(f"{role}: expected {want} dimensions, got shape {tuple(a.shape)}")
+    return a, name
 
 
 def like(a: Optional[np.ndarray], torch_out: bool) -> Any:

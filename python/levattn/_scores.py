@@ -7,8 +7,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Union
 import numpy as np
 
 from . import _levattn
-from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, seed_arg,
-                      threads_arg)
+from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, keys_arg, like, rcond_arg, real_arg,
+                      seed_arg, threads_arg)
 from ._levattn import Error
 
 
@@ -29,17 +29,18 @@ class HeavyEntries(NamedTuple):
     info: Dict[str, Any]
 
 
-def _per_head(keys: Any, work: Callable[[np.ndarray], Any]) -> Any:
-    """work(head) for (n, d) keys, or a list over the heads of (h, n, d) keys; errors name the head."""
-    k = as_matrix(keys, "k", (2, 3))
+def _per_head(keys: Any, work: Callable[[np.ndarray, str], Any], sixteen_bit_keys: bool = True) -> Any:
+    """work(head, element type) for (n, d) keys, or a list over the heads of (h, n, d) keys; errors
+    name the head. 16-bit keys stay 16-bit when sixteen_bit_keys (keys_arg), else become float32."""
+    k, kind = keys_arg(keys, "k", (2, 3)) if sixteen_bit_keys else (as_matrix(keys, "k", (2, 3)), "float32")
     if k.ndim == 2:
-        return work(k)
+        return work(k, kind)
     if k.shape[0] == 0:
         raise InputError(f"k: no heads, got shape {tuple(k.shape)}")
     results = []
     for h in range(k.shape[0]):
         try:
-            results.append(work(k[h]))
+            results.append(work(k[h], kind))
         except Error as e:
             raise type(e)(f"head {h}: {e}") from None
     return results
@@ -77,10 +78,13 @@ def leverage_scores(k: Any, *, ridge: float = 0.0, p: float = 2.0, approx: Optio
     p ≠ 2: the ℓp Lewis weights (as lewis_weights).
     rcond: relative singular-value cut-off (directions below it count as absent).
     return_info=True returns (scores, info), info a dict (a list of dicts for several heads).
+    float16 and bfloat16 keys (numpy float16, torch float16/bfloat16) are read as they are for the
+    exact p = 2 scores, which equal bit for bit those of the keys widened to float32.
     """
     options = (real_arg(p, "p"), _gamma(approx), real_arg(failure, "failure"), seed_arg(seed),
                real_arg(ridge, "ridge"), rcond_arg(rcond), threads_arg(threads))
-    return _stacked(_per_head(k, lambda head: _levattn.key_scores(head, *options)), is_tensor(k), return_info)
+    return _stacked(_per_head(k, lambda head, kind: _levattn.key_scores(head, *options, kind)), is_tensor(k),
+                    return_info)
 
 
 def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, stall_tolerance: float = 1e-3,
@@ -101,7 +105,8 @@ def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, stall_tolerance:
     options = (real_arg(p, "p"), real_arg(tolerance, "tolerance"), real_arg(stall_tolerance, "stall_tolerance"),
                integer_arg(max_iterations, "max_iterations", 1), rcond_arg(rcond), bool(accelerate),
                threads_arg(threads))
-    return _stacked(_per_head(k, lambda head: _levattn.lewis_weights(head, *options)), is_tensor(k), return_info)
+    return _stacked(_per_head(k, lambda head, _: _levattn.lewis_weights(head, *options), sixteen_bit_keys=False),
+                    is_tensor(k), return_info)
 
 
 def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] = None, p: float = 2.0,
@@ -116,6 +121,7 @@ def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] =
     sketched scores are kept at ≥ eps/(1+γ): each key with τ_j ≥ eps is kept except with
     probability ≤ failure, and |U| ≤ (1+γ)²·rank/eps.
     top_k: the k keys of largest score (ties to the lower index), no guarantee; bound = k.
+    16-bit keys are read as leverage_scores reads them: the set of the keys widened to float32.
     """
     if (eps is None) == (top_k is None):
         raise InputError("universal_set needs exactly one of eps and top_k")
@@ -129,8 +135,8 @@ def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] =
                rcond_arg(rcond), threads_arg(threads))
     torch_out = is_tensor(k)
 
-    def one(head: np.ndarray) -> UniversalSet:
-        indices, scores, bound, within, info = _levattn.universal_set(head, *options)
+    def one(head: np.ndarray, kind: str) -> UniversalSet:
+        indices, scores, bound, within, info = _levattn.universal_set(head, *options, kind)
         return UniversalSet(like(indices, torch_out), bound, like(scores, torch_out), within, info)
 
     return _per_head(k, one)
@@ -147,19 +153,21 @@ def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 
     and the normaliser is exact (p = 4 when affordable) or sampled to within (1 ± delta) with
     probability ≥ 1 − 1e-6 per query (seeded by seed, head h by seed + h; info["estimated"] says which); entries
     clearing eps/(1+delta) are reported, so recall is 1 whenever the normaliser holds. A query with
-    Σ_l |<q,k_l>|^p = 0 has no entries (info["zero_queries"]).
+    Σ_l |<q,k_l>|^p = 0 has no entries (info["zero_queries"]). With p = 2, float16 and bfloat16 keys
+    are read as they are (the entries of the keys widened to float32, bit for bit).
     """
     e = real_arg(eps, "eps")
     qa = as_matrix(q, "q", (2, 3))
-    ka = as_matrix(k, "k", (2, 3))
+    pp = real_arg(p, "p")
+    ka, kind = keys_arg(k, "k", (2, 3)) if pp == 2.0 else (as_matrix(k, "k", (2, 3)), "float32")
     if qa.ndim != ka.ndim or (qa.ndim == 3 and (qa.shape[0] != ka.shape[0] or qa.shape[0] == 0)):
         raise InputError(f"q and k must have the same head layout, got shapes {tuple(qa.shape)} and {tuple(ka.shape)}")
-    pp, dd, first_seed = real_arg(p, "p"), real_arg(delta, "delta"), seed_arg(seed)
+    dd, first_seed = real_arg(delta, "delta"), seed_arg(seed)
     r, nthreads = rcond_arg(rcond), threads_arg(threads)
     torch_out = is_tensor(q)
 
     def one(qh: np.ndarray, kh: np.ndarray, head_seed: int) -> HeavyEntries:
-        qi, ki, score, info = _levattn.heavy_entries(qh, kh, e, pp, dd, head_seed, r, nthreads)
+        qi, ki, score, info = _levattn.heavy_entries(qh, kh, e, pp, dd, head_seed, r, nthreads, kind)
         return HeavyEntries(like(qi, torch_out), like(ki, torch_out), like(score, torch_out), info)
 
     if qa.ndim == 2:

@@ -6,7 +6,8 @@ from typing import Any, NamedTuple, Optional
 import numpy as np
 
 from . import _levattn
-from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, threads_arg)
+from ._arrays import (InputError, as_matrix, integer_arg, is_tensor, like, rcond_arg, real_arg, sixteen_bit,
+                      threads_arg)
 
 
 class StreamResult(NamedTuple):
@@ -59,9 +60,15 @@ class StreamSelector:
     def push(self, keys: Any, values: Any = None) -> None:
         """Appends a block of keys (rows, d) (and their values); they get the next global indices.
         On a bad block (shape, NaN/Inf in keys or values) raises InputError naming the global row and
-        leaves the selector unchanged."""
-        v = None if values is None else as_matrix(values, "values")
-        self._core.push(as_matrix(keys, "keys"), v)
+        leaves the selector unchanged. float16 or bfloat16 keys (with values of the same type, or
+        none) are read as they are: the selector then holds what the keys widened to float32 give."""
+        k16 = sixteen_bit(keys, "keys")
+        v16 = None if values is None else sixteen_bit(values, "values")
+        if k16 is not None and (values is None or (v16 is not None and v16[0] == k16[0])):
+            self._core.push(k16[1], None if v16 is None else v16[1], k16[0])  # read as they are
+        else:
+            v = None if values is None else as_matrix(values, "values")
+            self._core.push(as_matrix(keys, "keys"), v)
         self._torch = self._torch or is_tensor(keys)
 
     def merge(self, other: "StreamSelector") -> None:

@@ -24,10 +24,11 @@ const float* float_data(const py::array& a, int ndim, const char* role) {
 }
 
 namespace {
-// The data of a 4-D C-contiguous aligned array of 2-byte elements of numpy kind `kinds`.
-const void* sixteen_bit_data(const py::array& a, const char* role, const char* kinds, const char* type) {
-  if (a.ndim() != 4)
-    throw Error(ErrorKind::bad_input, std::string(role) + ": expected 4 dimensions, got " + std::to_string(a.ndim()));
+// The data of an `ndim`-D C-contiguous aligned array of 2-byte elements of numpy kind `kinds`.
+const void* sixteen_bit_data(const py::array& a, int ndim, const char* role, const char* kinds, const char* type) {
+  if (a.ndim() != ndim)
+    throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + std::to_string(ndim) + " dimensions, got " +
+                                          std::to_string(a.ndim()));
   if (a.itemsize() != 2 || std::string(kinds).find(a.dtype().kind()) == std::string::npos)
     throw Error(ErrorKind::bad_input, std::string(role) + ": expected " + type + " data");
   if ((a.flags() & py::array::c_style) == 0 || (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0)
@@ -37,13 +38,32 @@ const void* sixteen_bit_data(const py::array& a, const char* role, const char* k
 }  // namespace
 
 ConstHeadsF16 as_heads_f16(const py::array& a, const char* role) {
-  const auto* data = static_cast<const Half*>(sixteen_bit_data(a, role, "f", "float16"));
+  const auto* data = static_cast<const Half*>(sixteen_bit_data(a, 4, role, "f", "float16"));
   return ConstHeadsF16(data, a.shape(0), a.shape(1), a.shape(2), a.shape(3));
 }
 
 ConstHeadsBF16 as_heads_bf16(const py::array& a, const char* role) {
-  const auto* data = static_cast<const BFloat16*>(sixteen_bit_data(a, role, "iu", "bfloat16 (as 16-bit integers)"));
+  const auto* data = static_cast<const BFloat16*>(sixteen_bit_data(a, 4, role, "iu", "bfloat16 (as 16-bit integers)"));
   return ConstHeadsBF16(data, a.shape(0), a.shape(1), a.shape(2), a.shape(3));
+}
+
+TypedMatrix as_typed_matrix(const py::array& a, const std::string& type, const char* role) {
+  TypedMatrix m;
+  if (type == "float32") {
+    m.data = float_data(a, 2, role);
+  } else if (type == "float16") {
+    m.type = ElementType::f16;
+    m.data = sixteen_bit_data(a, 2, role, "f", "float16");
+  } else if (type == "bfloat16") {
+    m.type = ElementType::bf16;
+    m.data = sixteen_bit_data(a, 2, role, "iu", "bfloat16 (as 16-bit integers)");
+  } else {
+    throw Error(ErrorKind::bad_input,
+                std::string(role) + ": element type must be float32, float16 or bfloat16, got '" + type + "'");
+  }
+  m.rows = a.shape(0);
+  m.cols = a.shape(1);
+  return m;
 }
 
 ConstMatrixF as_matrix(const py::array& a, const char* role) {

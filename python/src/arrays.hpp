@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/heads_view.hpp"
 #include "levattn/core/matrix_view.hpp"
 #include "levattn/core/threads.hpp"
@@ -27,6 +28,33 @@ ConstHeadsF as_heads(const py::array& a, const char* role);    // (batch, heads,
 // aligned, or Error{bad_input} naming `role`.
 ConstHeadsF16 as_heads_f16(const py::array& a, const char* role);
 ConstHeadsBF16 as_heads_bf16(const py::array& a, const char* role);
+// A (rows, cols) array of float32, float16 or bfloat16 elements (bfloat16 as the 16-bit integers
+// a torch.bfloat16 tensor is viewed as), for the calls that read 16-bit keys as they are.
+struct TypedMatrix {
+  ElementType type = ElementType::f32;
+  const void* data = nullptr;
+  index_t rows = 0, cols = 0;
+  template <class T>
+  MatrixView<const T> view() const {
+    return MatrixView<const T>(static_cast<const T*>(data), rows, cols);
+  }
+};
+// `a` (2-D, C-contiguous, aligned) as the element type `type` names ("float32", "float16",
+// "bfloat16"); Error{bad_input} naming `role` otherwise.
+TypedMatrix as_typed_matrix(const py::array& a, const std::string& type, const char* role);
+// work(MatrixView<const T>) with T the element type of m.
+template <class Work>
+auto with_typed(const TypedMatrix& m, Work work) {
+  switch (m.type) {
+    case ElementType::f16:
+      return work(m.view<Half>());
+    case ElementType::bf16:
+      return work(m.view<BFloat16>());
+    case ElementType::f32:
+      break;
+  }
+  return work(m.view<float>());
+}
 // A C-contiguous float64 vector of `count` entries (a row shape flattened).
 const double* double_data(const py::array& a, index_t count, const char* role);
 

@@ -1,5 +1,5 @@
 // Key scores (leverage, sketched leverage, Lewis weights), universal sets and heavy entries of one
-// head: keys (n, d) and queries (m, d) as C-contiguous float32.
+// head: keys (n, d) as C-contiguous float32, float16 or bfloat16 (keys_type), queries (m, d) float32.
 #include <pybind11/stl.h>
 
 #include "arrays.hpp"
@@ -46,15 +46,16 @@ py::dict scores_info(const KeyScores& s, bool approx) {
 }
 
 // (scores (n,) float64, info): leverage scores, sketched scores or Lewis weights.
+// 16-bit keys (keys_type "float16"/"bfloat16") are read as they are for exact ℓ2 scores.
 py::tuple key_scores_binding(const py::array& keys, double p, double approx, double failure, std::uint64_t seed,
-                             double ridge, double rcond, int threads) {
-  const ConstMatrixF K = as_matrix(keys, "k");
+                             double ridge, double rcond, int threads, const std::string& keys_type) {
+  const TypedMatrix K = as_typed_matrix(keys, keys_type, "k");
   const KeyScoreOptions options = key_score_options(p, approx, failure, seed, ridge, rcond);
   KeyScores s;
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
-    s = compute_key_scores(K, options, false);
+    s = with_typed(K, [&](auto view) { return compute_key_scores(view, options, false); });
   }
   return py::make_tuple(double_array(s.values), scores_info(s, approx > 0.0));
 }
@@ -88,8 +89,9 @@ py::tuple lewis_binding(const py::array& keys, double p, double tolerance, doubl
 // (indices int64 ascending, scores float64, bound, within_bound, info): the threshold set
 // (eps > 0) or the top-k set (top_k > 0) by the scores of key_scores.hpp (Lewis sensitivities).
 py::tuple universal_set_binding(const py::array& keys, double eps, index_t top_k, double p, double approx,
-                                double failure, std::uint64_t seed, double rcond, int threads) {
-  const ConstMatrixF K = as_matrix(keys, "k");
+                                double failure, std::uint64_t seed, double rcond, int threads,
+                                const std::string& keys_type) {
+  const TypedMatrix K = as_typed_matrix(keys, keys_type, "k");
   if (eps > 0.0) check_eps(eps);
   require(top_k <= K.rows, "top_k = " + std::to_string(top_k) + " exceeds the number of keys n = " +
                                std::to_string(K.rows));  // before the scores are computed
@@ -99,17 +101,20 @@ py::tuple universal_set_binding(const py::array& keys, double eps, index_t top_k
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
-    s = compute_key_scores(K, options, true);
+    s = with_typed(K, [&](auto view) { return compute_key_scores(view, options, true); });
     u = key_universal_set(s, eps, top_k);
   }
   return py::make_tuple(int64_array(u.indices), double_array(u.scores), u.bound, u.within_bound,
                         scores_info(s, approx > 0.0));
 }
 
-// (query, key, score, info): every entry A ≥ ε of |x|^p attention of queries over keys.
+// (query, key, score, info): every entry A ≥ ε of |x|^p attention of queries over keys. 16-bit keys
+// (p = 2 only; Lewis weights run in float) are read as they are.
 py::tuple heavy_binding(const py::array& queries, const py::array& keys, double eps, double p, double delta,
-                        std::uint64_t seed, double rcond, int threads) {
-  const ConstMatrixF Q = as_matrix(queries, "q"), K = as_matrix(keys, "k");
+                        std::uint64_t seed, double rcond, int threads, const std::string& keys_type) {
+  const ConstMatrixF Q = as_matrix(queries, "q");
+  const TypedMatrix K = as_typed_matrix(keys, keys_type, "k");
+  require(p == 2.0 || K.type == ElementType::f32, "heavy_entries: p != 2 reads float32 keys");
   require(Q.cols == K.cols, "heavy_entries: q and k must have the same width d, got " + std::to_string(Q.cols) +
                                 " and " + std::to_string(K.cols));
   check_eps(eps);
@@ -133,7 +138,7 @@ py::tuple heavy_binding(const py::array& queries, const py::array& keys, double 
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
     if (p == 2.0) {
-      const HeavySearch search(K, eps, rcond);
+      const HeavySearch search = with_typed(K, [&](auto view) { return HeavySearch(view, eps, rcond); });
       stats = search.run(Q, sink);
       uset = search.universal_set().size();
       bound = search.universal_set().bound;
@@ -143,7 +148,7 @@ py::tuple heavy_binding(const py::array& queries, const py::array& keys, double 
       o.lewis.rcond = rcond;
       o.normaliser.delta = delta;
       o.normaliser.seed = seed;
-      const PowerHeavySearch search(K, p, eps, o);
+      const PowerHeavySearch search(K.view<float>(), p, eps, o);
       stats = search.run(Q, sink);
       uset = search.universal_set().size();
       bound = search.universal_set().bound;
@@ -164,13 +169,14 @@ py::tuple heavy_binding(const py::array& queries, const py::array& keys, double 
 
 void bind_scores(py::module_& m) {
   m.def("key_scores", &key_scores_binding, py::arg("k"), py::arg("p"), py::arg("approx"), py::arg("failure"),
-        py::arg("seed"), py::arg("ridge"), py::arg("rcond"), py::arg("threads"));
+        py::arg("seed"), py::arg("ridge"), py::arg("rcond"), py::arg("threads"), py::arg("keys_type") = "float32");
   m.def("lewis_weights", &lewis_binding, py::arg("k"), py::arg("p"), py::arg("tolerance"), py::arg("stall_tolerance"),
         py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"));
   m.def("universal_set", &universal_set_binding, py::arg("k"), py::arg("eps"), py::arg("top_k"), py::arg("p"),
-        py::arg("approx"), py::arg("failure"), py::arg("seed"), py::arg("rcond"), py::arg("threads"));
+        py::arg("approx"), py::arg("failure"), py::arg("seed"), py::arg("rcond"), py::arg("threads"),
+        py::arg("keys_type") = "float32");
   m.def("heavy_entries", &heavy_binding, py::arg("q"), py::arg("k"), py::arg("eps"), py::arg("p"), py::arg("delta"),
-        py::arg("seed"), py::arg("rcond"), py::arg("threads"));
+        py::arg("seed"), py::arg("rcond"), py::arg("threads"), py::arg("keys_type") = "float32");
   m.attr("DEFAULT_RCOND") = kDefaultRcond;
 }
 

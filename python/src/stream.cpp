@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <mutex>
+#include <type_traits>
 
 #include "arrays.hpp"
 #include "bindings.hpp"
@@ -23,14 +24,19 @@ class PyStreamSelector {
       : selector_(d, StreamOptions{eps, budget, rcond, first_row, value_dim, pending_rows}),
         threads_(thread_count(threads)) {}
 
-  void push(const py::array& keys, const py::object& values) {
-    const ConstMatrixF K = as_matrix(keys, "keys");
-    ConstMatrixF V;
-    if (!values.is_none()) V = as_matrix(values.cast<py::array>(), "values");
+  // Keys (and values, when given) of the element type `type` names: 16-bit blocks are read as
+  // they are (StreamSelector::push widens pending_rows at a time).
+  void push(const py::array& keys, const py::object& values, const std::string& type) {
+    const TypedMatrix K = as_typed_matrix(keys, type, "keys");
+    TypedMatrix V{K.type, nullptr, 0, 0};
+    if (!values.is_none()) V = as_typed_matrix(values.cast<py::array>(), type, "values");
     py::gil_scoped_release unlocked;
     const std::lock_guard<std::mutex> lock(mutex_);
     const ThreadScope scope(threads_);
-    selector_.push(K, V);
+    with_typed(K, [&](auto view) {
+      using T = std::remove_const_t<std::remove_pointer_t<decltype(view.data)>>;
+      selector_.push(view, V.data ? V.view<T>() : MatrixView<const T>());
+    });
   }
 
   void merge(PyStreamSelector& other) {
@@ -212,7 +218,7 @@ void bind_stream(py::module_& m) {
       .def(py::init<index_t, double, index_t, double, index_t, index_t, index_t, int>(), py::arg("d"), py::arg("eps"),
            py::arg("budget"), py::arg("rcond"), py::arg("first_row"), py::arg("value_dim"), py::arg("pending_rows"),
            py::arg("threads"))
-      .def("push", &PyStreamSelector::push, py::arg("keys"), py::arg("values"))
+      .def("push", &PyStreamSelector::push, py::arg("keys"), py::arg("values"), py::arg("type") = "float32")
       .def("merge", &PyStreamSelector::merge, py::arg("other"))
       .def("result", &PyStreamSelector::result)
       .def("heavy", &PyStreamSelector::heavy, py::arg("queries"), py::arg("eps"))
