@@ -79,7 +79,9 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
       4-D; the window's keys are not listed); return_missing_mass=True (pow:P only) each row's
       missing mass 1 − Σ_kept A, shaped like the log normaliser; return_info=True a dict: kept_per_head,
       select_seconds, attend_seconds, and for pow:P, P ≠ 2, normaliser_estimated (sampled rather
-      than exact) with its normaliser_delta and per-row normaliser_failure probability.
+      than exact) with its normaliser_delta and per-row normaliser_failure probability. 16-bit
+      keys and values are read as method="exact" reads them (f32 arithmetic: the output of the
+      widened values, bit for bit), except for pow:P with P ≠ 2, which converts them to float32.
 
     Returns out, or a tuple (out, [lse], [kept], [missing_mass], [info]) with the requested extras
     in that order. threads: cores to use (None: every core; more than the cores are not used);
@@ -130,7 +132,16 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
         if return_lse:
             extras.append(like(lse.reshape(qa.shape[:-1] if layout == "bhnd" else lse.shape), torch_out))
     else:
-        Q, K, V = (_as_heads(x, role, ndim, layout) for x, role in ((q, "q"), (k, "k"), (v, "v")))
+        kk, vv = sixteen_bit(k, "k"), sixteen_bit(v, "v")
+        kind, p, _ = _levattn.score_function(f, c, qa.shape[-1])
+        if kk is not None and vv is not None and kk[0] == vv[0] and (kind == "softmax" or p == 2.0):
+            kv_type = kk[0]  # 16-bit keys and values, read as they are (pow:P ≠ 2 ranks in float32)
+            same = q16 is not None and q16[0] == kv_type
+            Q = _heads(qa, "q", ndim, layout) if same else _as_heads(q, "q", ndim, layout)
+            K, V = _heads(kk[1], "k", ndim, layout), _heads(vv[1], "v", ndim, layout)
+        else:
+            kv_type = "float32"
+            Q, K, V = (_as_heads(x, role, ndim, layout) for x, role in ((q, "q"), (k, "k"), (v, "v")))
         if (top_k is None) == (eps is None):
             raise InputError("method='lev' needs exactly one of top_k and eps")
         if return_lse:
@@ -141,7 +152,7 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
             raise InputError(f"eps must lie in (0, 1], got {eps!r}")
         out, kept, missing, info = _levattn.attend_lev(
             Q, K, V, f, c, causal, kk, e, integer_arg(sinks, "sinks", 0), integer_arg(window, "window", 0),
-            real_arg(ridge, "ridge"), rcond_arg(rcond), real_arg(delta, "delta"), seed_arg(seed), nthreads)
+            real_arg(ridge, "ridge"), rcond_arg(rcond), real_arg(delta, "delta"), seed_arg(seed), nthreads, kv_type)
         if return_kept:
             extras.append(_nest_kept(kept, ndim, K.shape[0], K.shape[1], torch_out))
         if return_missing_mass:

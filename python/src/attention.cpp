@@ -129,20 +129,11 @@ py::tuple attend_lev_backward_binding(const py::array& q, const py::array& k, co
   return py::make_tuple(g.dq, g.dk, g.dv);
 }
 
-// (out, kept, missing_mass or None, info): kept lists the kept keys of each (batch, key head).
-py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
-                             double scale, bool causal, index_t top_k, double eps, index_t sinks, index_t window,
-                             double ridge, double rcond, double delta, std::uint64_t seed, int threads) {
-  const ConstHeadsF Q = as_heads(q, "q"), K = as_heads(k, "k"), V = as_heads(v, "v");
-  const AttentionOptions options = attention_options(f, scale, causal);
-  LevSelectOptions select;
-  select.top_k = top_k;
-  select.eps = eps;
-  select.sinks = sinks;
-  select.window = window;
-  select.leverage = {ridge, rcond};
-  select.power.delta = delta;  // checked by the normaliser where pow:P uses it
-  select.power.seed = seed;
+// (out, kept, missing_mass or None, info) of attend_lev over heads views of any element types it
+// takes: kept lists the kept keys of each (batch, key head).
+template <class TQ, class TKV>
+py::tuple run_lev(HeadsView<const TQ> Q, HeadsView<const TKV> K, HeadsView<const TKV> V,
+                  const AttentionOptions& options, const LevSelectOptions& select, int threads) {
   py::array_t<float> out = new_float_array({Q.batch, Q.heads, Q.rows, V.cols});
   const HeadsF O(out.mutable_data(), Q.batch, Q.heads, Q.rows, V.cols);
   LevAttentionReport report;
@@ -167,6 +158,34 @@ py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::a
   info["select_seconds"] = report.select_seconds;
   info["attend_seconds"] = report.attend_seconds;
   return py::make_tuple(out, kept, missing, info);
+}
+
+// LevAttention; kv_type "float32", or "float16"/"bfloat16" for 16-bit keys and values read as they
+// are (q float32 or of kv_type; pow:P with P ≠ 2 refuses 16-bit inputs, its Lewis weights run in
+// float).
+py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
+                             double scale, bool causal, index_t top_k, double eps, index_t sinks, index_t window,
+                             double ridge, double rcond, double delta, std::uint64_t seed, int threads,
+                             const std::string& kv_type) {
+  const AttentionOptions options = attention_options(f, scale, causal);
+  LevSelectOptions select;
+  select.top_k = top_k;
+  select.eps = eps;
+  select.sinks = sinks;
+  select.window = window;
+  select.leverage = {ridge, rcond};
+  select.power.delta = delta;  // checked by the normaliser where pow:P uses it
+  select.power.seed = seed;
+  if (kv_type == "float32")
+    return run_lev(as_heads(q, "q"), as_heads(k, "k"), as_heads(v, "v"), options, select, threads);
+  const auto sixteen = [&](auto as_16) {
+    const auto K = as_16(k, "k"), V = as_16(v, "v");
+    if (q.itemsize() == 4) return run_lev(as_heads(q, "q"), K, V, options, select, threads);
+    return run_lev(as_16(q, "q"), K, V, options, select, threads);
+  };
+  if (kv_type == "float16") return sixteen(&as_heads_f16);
+  if (kv_type == "bfloat16") return sixteen(&as_heads_bf16);
+  throw Error(ErrorKind::bad_input, "kv_type must be 'float32', 'float16' or 'bfloat16', got '" + kv_type + "'");
 }
 
 // (out, lse) merged from two results over disjoint key sets: o (rows, d_v) float32, lse (rows,)
@@ -208,7 +227,7 @@ void bind_attention(py::module_& m) {
         py::arg("threads"));
   m.def("attend_lev", &attend_lev_binding, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("f"), py::arg("scale"),
         py::arg("causal"), py::arg("top_k"), py::arg("eps"), py::arg("sinks"), py::arg("window"), py::arg("ridge"),
-        py::arg("rcond"), py::arg("delta"), py::arg("seed"), py::arg("threads"));
+        py::arg("rcond"), py::arg("delta"), py::arg("seed"), py::arg("threads"), py::arg("kv_type") = "float32");
   m.def("score_function", &score_function_binding, py::arg("f"), py::arg("scale"), py::arg("d"));
   m.def("merge_attention", &merge_binding, py::arg("o1"), py::arg("lse1"), py::arg("o2"), py::arg("lse2"));
 }

@@ -1,7 +1,8 @@
 """16-bit keys (numpy float16, torch float16 and bfloat16) read as they are by leverage_scores,
-universal_set, heavy_entries (p = 2) and StreamSelector.push: the results equal, bit for bit, those of
-the same keys widened to float32, and the scores match the float64 SVD reference on the rounded keys;
-a float16 array is not converted on the way in (tracemalloc sees no copy)."""
+universal_set, heavy_entries (p = 2), StreamSelector.push and attention(method="lev") with values of
+their type: the results equal, bit for bit, those of the same keys widened to float32, and the scores
+match the float64 SVD reference on the rounded keys; a float16 array is not converted on the way in
+(tracemalloc sees no copy)."""
 import tracemalloc
 
 import numpy as np
@@ -91,15 +92,40 @@ def test_stream_selector_pushes_16_bit_blocks_as_the_widened_keys(rng, fmt):
             assert np.array_equal(f64(x), f64(y))
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("f", ["softmax", "pow:2", "pow:3"])
+def test_lev_attention_of_16_bit_keys_and_values_equals_the_widened_inputs(rng, fmt, f):
+    """attention(method="lev") of 16-bit keys and values (GQA: 4 query heads over 2 key heads; causal with a
+    window, and not; pow:3 only not): output, kept keys and pow:P missing mass equal those of the widened inputs bit for bit
+    (pow:3 goes through float32)."""
+    k16, k32 = rounded(make_keys("heavy_tail", 2 * 2 * 300, 16, rng), fmt)
+    v16, v32 = rounded(rng.standard_normal((2 * 2 * 300, 8)).astype(np.float32), fmt)
+    k16, k32, v16, v32 = (x.reshape(2, 2, 300, -1) for x in (k16, k32, v16, v32))
+    q = (rng.standard_normal((2, 4, 120, 16)) * 0.2).astype(np.float32)
+    for causal, window in ((False, 0), (True, 8)) if f != "pow:3" else ((False, 0),):  # pow:3 is not causal
+        extras = {"return_missing_mass": True} if f != "softmax" else {}
+        a = levattn.attention(q, k16, v16, method="lev", top_k=40, sinks=2, window=window, is_causal=causal, f=f,
+                              return_kept=True, **extras)
+        b = levattn.attention(q, k32, v32, method="lev", top_k=40, sinks=2, window=window, is_causal=causal, f=f,
+                              return_kept=True, **extras)
+        assert np.array_equal(f64(a[0]), f64(b[0]))
+        assert all(np.array_equal(x, y) for xs, ys in zip(a[1], b[1]) for x, y in zip(xs, ys))
+        if f != "softmax":
+            assert np.array_equal(f64(a[2]), f64(b[2]))
+
+
 def test_16_bit_keys_are_not_copied_on_the_way_in(rng):
     """A float16 numpy key array of 8 MiB reaches the core without a float32 copy (16 MiB): tracemalloc,
-    which sees numpy's allocations, peaks below 4 MiB during leverage_scores, universal_set, heavy_entries
-    and StreamSelector.push; a torch bfloat16 tensor is handed over as a view of its own memory."""
+    which sees numpy's allocations, peaks below 4 MiB during leverage_scores, universal_set, heavy_entries,
+    StreamSelector.push and attention(method="lev") (with float16 values); a torch bfloat16 tensor is
+    handed over as a view of its own memory."""
     k16 = rng.standard_normal((1 << 16, 64)).astype(np.float16)
     q = rng.standard_normal((8, 64)).astype(np.float32)
     selector = levattn.StreamSelector(64, eps=0.01)
+    v16 = rng.standard_normal((1 << 16, 64)).astype(np.float16)
     for call in (lambda: levattn.leverage_scores(k16), lambda: levattn.universal_set(k16, eps=0.01),
-                 lambda: levattn.heavy_entries(q, k16, 0.01), lambda: selector.push(k16)):
+                 lambda: levattn.heavy_entries(q, k16, 0.01), lambda: selector.push(k16),
+                 lambda: levattn.attention(q, k16, v16, method="lev", top_k=64)):
         tracemalloc.start()
         try:
             call()
