@@ -3,9 +3,8 @@
 Every array argument may be a numpy array or a CPU torch tensor of a floating dtype. The core
 reads C-contiguous float32: such inputs are passed without a copy; anything else (float16,
 bfloat16, float64, non-contiguous or negatively strided views) is converted first — except where
-a call reads 16-bit data as it is (sixteen_bit: exact attention's keys and values; keys_arg: the
-keys of leverage_scores, universal_set, heavy_entries with p = 2 and StreamSelector.push; LevAttention's
-keys and values).
+a call reads 16-bit data as it is (sixteen_bit: the keys and values of attention; keys_arg: the
+keys of leverage_scores, universal_set, heavy_entries with p = 2 and StreamSelector.push).
 """
 from __future__ import annotations
 
