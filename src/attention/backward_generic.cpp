@@ -6,20 +6,22 @@
 
 namespace levattn::detail {
 
-namespace {
-void openblas_gemm(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate, MatrixF c) {
+void openblas_block_gemm(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate,
+                         MatrixF c) {
   linalg::sgemm(transpose_a, transpose_b, 1.0f, a, b, accumulate ? 1.0f : 0.0f, c);
 }
-}  // namespace
 
 const BackwardKernels& generic_backward_kernels() {
-  static const BackwardKernels set{"generic", backward_generic_build::backward_block, openblas_gemm};
+  static const BackwardKernels set{"generic", backward_generic_build::backward_block, openblas_block_gemm};
   return set;
 }
 
 const BackwardKernels& active_backward_kernels() {
 #ifdef LEVATTN_AVX512
   if (kernels::use_avx512()) return avx512_backward_kernels();
+#endif
+#ifdef LEVATTN_AVX2
+  if (kernels::use_avx2()) return avx2_backward_kernels();
 #endif
   return generic_backward_kernels();
 }

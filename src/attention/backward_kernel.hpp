@@ -1,5 +1,5 @@
 // Private interface between the attention backward driver (backward.cpp) and its element-wise
-// block pass (backward_tile.hpp, compiled once portable and once for AVX-512; chosen at run time).
+// block pass (backward_tile.hpp, compiled portable, for AVX2 and for AVX-512; chosen at run time).
 #pragma once
 
 #include "attention/flash_kernel.hpp"
@@ -25,11 +25,11 @@ struct BackwardBlock {
   index_t first_row = 0, first_col = 0;
 };
 
-// C = op(A)·op(B) (+ C when accumulate), op(X) = Xᵀ when its flag is set. The portable set calls
-// OpenBLAS (linalg/blas.hpp); the AVX-512 set runs Eigen's GEMM compiled for AVX-512 in its own
-// file, single-threaded (why: BENCHMARKS.md, "Backward"). Both are called only inside the driver's
-// parallel region, where each product runs on one thread, so the bits of C never depend on the
-// thread count.
+// C = op(A)·op(B) (+ C when accumulate), op(X) = Xᵀ when its flag is set. The portable and AVX2
+// sets call OpenBLAS (openblas_block_gemm, linalg/blas.hpp); the AVX-512 set runs Eigen's GEMM
+// compiled for AVX-512 in its own file, single-threaded (why: BENCHMARKS.md, "Backward"). Both are called only inside
+// the driver's parallel region, where each product runs on one thread, so the bits of C never depend on the thread
+// count.
 using BlockGemm = void (*)(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate,
                            MatrixF c);
 
@@ -43,7 +43,12 @@ struct BackwardKernels {
 void check_backward_shapes(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF values, ConstHeadsF out,
                            ConstHeadsF grad_out, HeadsF grad_queries, HeadsF grad_keys, HeadsF grad_values);
 
+// The BlockGemm of the portable and AVX2 sets: linalg::sgemm (OpenBLAS).
+void openblas_block_gemm(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate,
+                         MatrixF c);
+
 const BackwardKernels& generic_backward_kernels();
+const BackwardKernels& avx2_backward_kernels();
 const BackwardKernels& avx512_backward_kernels();
 const BackwardKernels& active_backward_kernels();
 

@@ -1,6 +1,7 @@
 // The element-wise pass of the attention backward (backward_kernel.hpp), written once and compiled
-// twice: for the baseline instruction set (backward_generic.cpp) and for AVX-512
-// (backward_avx512.cpp). Include only from those two files; FLASH_NAMESPACE names the build.
+// three times: for the baseline instruction set (backward_generic.cpp), for AVX2 with FMA
+// (backward_avx2.cpp) and for AVX-512 (backward_avx512.cpp). Include only from those files;
+// FLASH_NAMESPACE names the build.
 #pragma once
 
 #include <algorithm>
