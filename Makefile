@@ -104,7 +104,8 @@ bench:
 	/usr/bin/python3 bench/report.py build/bench.json build/torch.json
 	./build/release/bench/levattn_kv_eval 32768 256
 	/usr/bin/python3 bench/python_attention.py build/release/bench/levattn_bench build/release/python build/python_bench.json
-	/usr/bin/python3 bench/cold_call.py build/release/tools/levattn/levattn build/release/bench/levattn_bench
+	/usr/bin/python3 bench/cold_call.py build/release/tools/levattn/levattn build/release/bench/levattn_bench \
+	  --out build/cold_call.json
 
 # The planted study (experiments/planted/): tables and plots, a few minutes, at the lowest priority.
 planted: build

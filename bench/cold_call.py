@@ -3,8 +3,9 @@
 steady state (BM_ExactAttention/4096/64), in pairs run back to back so that both see the same
 machine: each round runs the CLI once in a fresh process (its --json seconds.compute, written to a
 file so that no reader process competes for a core while it computes), then the benchmark (median
-of 3 repetitions). Prints every pair, then the medians and the median of the per-pair ratios.
-Usage: cold_call.py LEVATTN LEVATTN_BENCH [--rounds 10]"""
+of 3 repetitions). Prints every pair, then the medians and the median of the per-pair ratios, and
+with --out writes the pairs as JSON.
+Usage: cold_call.py LEVATTN LEVATTN_BENCH [--rounds 10] [--out pairs.json]"""
 import argparse
 import json
 import os
@@ -20,6 +21,7 @@ def main():
     parser.add_argument("levattn")
     parser.add_argument("bench")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--out")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,6 +49,9 @@ def main():
     print(f"median cold {statistics.median(c for c, _ in pairs):.1f} ms, median steady "
           f"{statistics.median(s for _, s in pairs):.1f} ms, median ratio {statistics.median(ratios):.2f} "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {len(pairs)} pairs)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump([{"cold_ms": c, "steady_ms": s} for c, s in pairs], f, indent=1)
 
 
 if __name__ == "__main__":

@@ -132,13 +132,13 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
         if return_lse:
             extras.append(like(lse.reshape(qa.shape[:-1] if layout == "bhnd" else lse.shape), torch_out))
     else:
-        kk, vv = sixteen_bit(k, "k"), sixteen_bit(v, "v")
+        k16, v16 = sixteen_bit(k, "k"), sixteen_bit(v, "v")
         kind, p, _ = _levattn.score_function(f, c, qa.shape[-1])
-        if kk is not None and vv is not None and kk[0] == vv[0] and (kind == "softmax" or p == 2.0):
-            kv_type = kk[0]  # 16-bit keys and values, read as they are (pow:P ≠ 2 ranks in float32)
+        if k16 is not None and v16 is not None and k16[0] == v16[0] and (kind == "softmax" or p == 2.0):
+            kv_type = k16[0]  # 16-bit keys and values, read as they are (pow:P ≠ 2 ranks in float32)
             same = q16 is not None and q16[0] == kv_type
             Q = _heads(qa, "q", ndim, layout) if same else _as_heads(q, "q", ndim, layout)
-            K, V = _heads(kk[1], "k", ndim, layout), _heads(vv[1], "v", ndim, layout)
+            K, V = _heads(k16[1], "k", ndim, layout), _heads(v16[1], "v", ndim, layout)
         else:
             kv_type = "float32"
             Q, K, V = (_as_heads(x, role, ndim, layout) for x, role in ((q, "q"), (k, "k"), (v, "v")))

@@ -31,12 +31,13 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
   require_finite_rows(keys, "keys");
   require_finite_rows(queries, "queries");
 
-  // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range. Float
-  // keys in range are read in place; 16-bit keys and out-of-range float keys are widened and
-  // scaled kKeyBlock rows at a time into per-thread scratch (exact but for subnormal results), so
-  // no copy of all keys is made.
+  // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range: keys
+  // outside [2⁻³⁰, 2³⁰) are scaled (exact but for subnormal results). Float keys in range are read
+  // in place; 16-bit keys and out-of-range float keys are widened (and scaled) kKeyBlock rows at
+  // a time into per-thread scratch, so no copy of all keys is made.
   const int key_shift = linalg::pow2_shift(keys);
   const bool in_place = std::is_same_v<T, float> && keys_in_safe_range(key_shift);
+  const int applied_shift = keys_in_safe_range(key_shift) ? 0 : key_shift;  // keys in range keep their values
   const index_t key_block = in_place ? n : std::min(kKeyBlock, n);
 
   // Tall query tiles amortise the GEMM packing of all n keys (up to 32 MiB of products a thread).
@@ -58,8 +59,8 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
         if (in_place) block = keys.rows_range(first, first + count);
       if (!in_place) {
         widen_rows(keys, first, count, s.keys.data());
-        if (key_shift != 0)
-          for (index_t j = 0; j < count; ++j) linalg::scale_copy(&s.keys[j * d], d, key_shift, &s.keys[j * d]);
+        if (applied_shift != 0)
+          for (index_t j = 0; j < count; ++j) linalg::scale_copy(&s.keys[j * d], d, applied_shift, &s.keys[j * d]);
         block = ConstMatrixF(s.keys.data(), count, d);
       }
       linalg::sgemm(false, true, 1.0f, tile, block, 0.0f, MatrixF(s.products.data() + first, rows, count, n));

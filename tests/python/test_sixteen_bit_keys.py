@@ -114,6 +114,22 @@ def test_lev_attention_of_16_bit_keys_and_values_equals_the_widened_inputs(rng, 
             assert np.array_equal(f64(a[2]), f64(b[2]))
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_lev_attention_with_16_bit_queries_in_bnhd_layout_equals_the_widened_inputs(rng, fmt):
+    """attention(method="lev") with q, k and v all of one 16-bit type, layout "bnhd" (b, n, h, d): output and
+    kept keys equal those of the widened inputs bit for bit."""
+    q16, q32 = rounded((rng.standard_normal((2 * 50 * 2, 16)) * 0.2).astype(np.float32), fmt)
+    k16, k32 = rounded(make_keys("gaussian", 2 * 200 * 2, 16, rng), fmt)
+    v16, v32 = rounded(rng.standard_normal((2 * 200 * 2, 8)).astype(np.float32), fmt)
+    q16, q32 = q16.reshape(2, 50, 2, 16), q32.reshape(2, 50, 2, 16)
+    k16, k32, v16, v32 = (x.reshape(2, 200, 2, -1) for x in (k16, k32, v16, v32))
+    a = levattn.attention(q16, k16, v16, method="lev", top_k=30, layout="bnhd", return_kept=True)
+    b = levattn.attention(q32, k32, v32, method="lev", top_k=30, layout="bnhd", return_kept=True)
+    assert tuple(a[0].shape) == (2, 50, 2, 8)
+    assert np.array_equal(f64(a[0]), f64(b[0]))
+    assert all(np.array_equal(x, y) for xs, ys in zip(a[1], b[1]) for x, y in zip(xs, ys))
+
+
 def test_16_bit_keys_are_not_copied_on_the_way_in(rng):
     """A float16 numpy key array of 8 MiB reaches the core without a float32 copy (16 MiB): tracemalloc,
     which sees numpy's allocations, peaks below 4 MiB during leverage_scores, universal_set, heavy_entries,
