@@ -27,9 +27,9 @@ struct BackwardBlock {
 
 // C = op(A)·op(B) (+ C when accumulate), op(X) = Xᵀ when its flag is set. The portable and AVX2
 // sets call OpenBLAS (openblas_block_gemm, linalg/blas.hpp); the AVX-512 set runs Eigen's GEMM
-// compiled for AVX-512 in its own file, single-threaded (why: BENCHMARKS.md, "Backward"). Both are called only inside
-// the driver's parallel region, where each product runs on one thread, so the bits of C never depend on the thread
-// count.
+// compiled for AVX-512 in its own file, single-threaded (why: BENCHMARKS.md, "Backward"). All
+// three are called only inside the driver's parallel region, where each product runs on one
+// thread, so the bits of C never depend on the thread count.
 using BlockGemm = void (*)(bool transpose_a, bool transpose_b, ConstMatrixF a, ConstMatrixF b, bool accumulate,
                            MatrixF c);
 
