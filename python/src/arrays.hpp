@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "levattn/core/half.hpp"
@@ -45,15 +46,7 @@ TypedMatrix as_typed_matrix(const py::array& a, const std::string& type, const c
 // work(MatrixView<const T>) with T the element type of m.
 template <class Work>
 auto with_typed(const TypedMatrix& m, Work work) {
-  switch (m.type) {
-    case ElementType::f16:
-      return work(m.view<Half>());
-    case ElementType::bf16:
-      return work(m.view<BFloat16>());
-    case ElementType::f32:
-      break;
-  }
-  return work(m.view<float>());
+  return visit_element_type(m.type, [&]<class T>(std::type_identity<T>) { return work(m.view<T>()); });
 }
 // A C-contiguous float64 vector of `count` entries (a row shape flattened).
 const double* double_data(const py::array& a, index_t count, const char* role);

@@ -30,34 +30,6 @@ struct HeavyOptions : HeavyArguments {
   std::uint64_t seed = 1;
 };
 
-// The x² search on head h of keys, in the element type they were loaded in.
-void emplace_search(std::optional<HeavySearch>& search, const HeadArray& keys, index_t h, double eps, double rcond) {
-  switch (keys.tensor.element_type()) {
-    case ElementType::f32:
-      search.emplace(keys.head(h), eps, rcond);
-      return;
-    case ElementType::f16:
-      search.emplace(keys.head<Half>(h), eps, rcond);
-      return;
-    case ElementType::bf16:
-      search.emplace(keys.head<BFloat16>(h), eps, rcond);
-      return;
-  }
-}
-
-// verify_heavy of head h against its keys as they are stored (16-bit keys read in blocks).
-VerifyReport verify_head(const HeavySearch& search, const HeadArray& keys, index_t h, ConstMatrixF sample) {
-  switch (keys.tensor.element_type()) {
-    case ElementType::f16:
-      return verify_heavy(search, keys.head<Half>(h), sample);
-    case ElementType::bf16:
-      return verify_heavy(search, keys.head<BFloat16>(h), sample);
-    case ElementType::f32:
-      break;
-  }
-  return verify_heavy(search, keys.head(h), sample);
-}
-
 int run_heavy(const HeavyOptions& o) {
   apply_threads(o.common);
   if (o.common.json && o.output.empty())
@@ -91,7 +63,8 @@ int run_heavy(const HeavyOptions& o) {
     std::optional<PowerHeavySearch> searchp;
     in_head(keys, h, [&] {
       if (!power) {
-        emplace_search(search2, keys, h, o.eps, o.rcond);
+        // The x² search on the keys in the element type they were loaded in.
+        with_typed_head(keys, h, [&](auto head) { search2.emplace(head, o.eps, o.rcond); });
         return;
       }
       PowerHeavyOptions po;
@@ -133,9 +106,10 @@ int run_heavy(const HeavyOptions& o) {
       std::vector<index_t> rows;
       const std::vector<float> sample = sample_rows(queries.head(h), o.verify, o.seed + h, rows);
       const ConstMatrixF view(sample.data(), index_t(rows.size()), queries.cols);
-      // (pow:P loaded the keys as float32.)
+      // (pow:P loaded the keys as float32; 16-bit keys are read in blocks as they are stored.)
       const VerifyReport r =
-          power ? verify_power_heavy(*searchp, keys.head(h), view) : verify_head(*search2, keys, h, view);
+          power ? verify_power_heavy(*searchp, keys.head(h), view)
+                : with_typed_head(keys, h, [&](auto head) { return verify_heavy(*search2, head, view); });
       verified.queries += r.queries;
       verified.tolerance = r.tolerance;
       verified.reference += r.reference;

@@ -4,7 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <type_traits>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/heads_view.hpp"
 #include "levattn/io/tensor.hpp"
 
@@ -23,6 +25,14 @@ struct HeadArray {
     return MatrixView<const T>(tensor.data_as<T>() + h * rows * cols, rows, cols);
   }
 };
+
+// work(array.head<T>(h)) with T the element type the tensor holds (float, Half or BFloat16): for
+// the library calls that read 16-bit heads as they are.
+template <class Work>
+auto with_typed_head(const HeadArray& array, index_t h, Work work) {
+  return visit_element_type(array.tensor.element_type(),
+                            [&]<class T>(std::type_identity<T>) { return work(array.head<T>(h)); });
+}
 
 // Loads `spec` (file.npy or file.safetensors[:name]) as heads, float16/bfloat16 files kept 16-bit
 // under io::Precision::keep_16_bit. `role` ("keys", "queries") names the array in messages. Throws

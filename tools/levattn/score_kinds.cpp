@@ -30,15 +30,7 @@ KeyScoreOptions key_score_options(const ScoreKindOptions& o, double ridge, doubl
 }
 
 KeyScores head_key_scores(const HeadArray& keys, index_t h, const KeyScoreOptions& options, bool sensitivities) {
-  switch (keys.tensor.element_type()) {
-    case ElementType::f16:
-      return compute_key_scores(keys.head<Half>(h), options, sensitivities);
-    case ElementType::bf16:
-      return compute_key_scores(keys.head<BFloat16>(h), options, sensitivities);
-    case ElementType::f32:
-      break;
-  }
-  return compute_key_scores(keys.head(h), options, sensitivities);
+  return with_typed_head(keys, h, [&](auto head) { return compute_key_scores(head, options, sensitivities); });
 }
 
 nlohmann::json key_scores_report(const KeyScores& s, const ScoreKindOptions& o) {

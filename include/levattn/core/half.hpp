@@ -86,6 +86,22 @@ inline constexpr ElementType element_type_of = std::is_same_v<T, Half>       ? E
                                                : std::is_same_v<T, BFloat16> ? ElementType::bf16
                                                                              : ElementType::f32;
 
+// work(std::type_identity<T>{}) with T the C++ element `type` names (float, Half or BFloat16):
+// the one switch for callers that learn the element type at run time and call a template over T,
+// e.g. visit_element_type(t, [&]<class T>(std::type_identity<T>) { return f(view.as<T>()); }).
+template <class Work>
+decltype(auto) visit_element_type(ElementType type, Work&& work) {
+  switch (type) {
+    case ElementType::f16:
+      return work(std::type_identity<Half>{});
+    case ElementType::bf16:
+      return work(std::type_identity<BFloat16>{});
+    case ElementType::f32:
+      break;
+  }
+  return work(std::type_identity<float>{});
+}
+
 // Exact widening to float32, for any element type.
 constexpr float to_float(float x) { return x; }
 constexpr float to_float(Half x) { return half_to_float(x.bits); }
