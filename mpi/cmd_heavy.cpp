@@ -9,6 +9,7 @@
 //   4. Rows the universal set cannot vouch for (fallback rows, rare) need every key: each rank
 //      computes their products with its keys, rank 0 gathers them in key order and finishes them.
 //   5. Rank 0 gathers the entries and writes them atomically in (query, key) order.
+// Float16 keys are read and searched as they are stored; queries are read as float32.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -34,7 +35,7 @@ static_assert(sizeof(index_t) == sizeof(std::int64_t), "indices travel as MPI_IN
 
 // Every rank's scan set, concatenated in rank order: the scan set of all n keys.
 HeavyScanSet global_scan_set(const LeverageScorer& scorer, const Share& keys, double eps, const World& w) {
-  const HeavyScanSet mine = heavy_scan_set(scorer, keys.view(), keys.begin, eps);
+  const HeavyScanSet mine = keys.with_view([&](auto rows) { return heavy_scan_set(scorer, rows, keys.begin, eps); });
   return {all_gather_elements(mine.index, MPI_INT64_T, w), all_gather_elements(mine.tau, MPI_DOUBLE, w),
           all_gather_elements(mine.rows, MPI_FLOAT, w)};
 }
@@ -59,7 +60,8 @@ std::vector<HeavyEntry> finish_fallback_rows(const std::vector<index_t>& deferre
     const index_t b = std::min(batch, count - b0);
     std::vector<double> mine(static_cast<size_t>(b * keys.rows));
     for (index_t f = 0; f < b; ++f)
-      heavy_products(all_rows.data() + (b0 + f) * d, keys.view(), mine.data() + f * keys.rows);
+      keys.with_view(
+          [&](auto rows) { heavy_products(all_rows.data() + (b0 + f) * d, rows, mine.data() + f * keys.rows); });
     const std::vector<double> gathered = gather_to_root(mine, MPI_DOUBLE, w);  // [rank][row][key]
     if (w.rank != 0) continue;
     for (index_t f = 0; f < b; ++f) {
@@ -88,7 +90,8 @@ int run_heavy(const cli::HeavyArguments& o, const World& w) {
   });
 
   // 1–2: the keys, the scorer and the scan set.
-  const Share keys = read_share(o.keys, "keys", w, [&](index_t n, int r) { return even_split(n, r, w); });
+  const Share keys = read_share(
+      o.keys, "keys", w, [&](index_t n, int r) { return even_split(n, r, w); }, io::Precision::keep_16_bit);
   std::optional<HeavySearch> search;
   std::mutex deferred_mutex;
   std::vector<index_t> deferred;  // this rank's fallback rows, row numbers of its query share
@@ -168,7 +171,7 @@ int run_heavy(const cli::HeavyArguments& o, const World& w) {
                                   .output = o.output};
   if (o.common.json) {
     nlohmann::json j = cli::heavy_summary_json(summary);
-    j.update({{"ranks", w.size}, {"seconds", total_time.seconds()}});
+    j.update({{"ranks", w.size}, {"keys_type", element_type_name(keys.type)}, {"seconds", total_time.seconds()}});
     cli::print_json(j);
   } else {
     cli::print_heavy_line("levattn-mpi", summary, " on " + std::to_string(w.size) + " ranks");

@@ -2,7 +2,8 @@
 // Gram summaries lets every rank merge them into the single-process summary bit for bit; each
 // rank scores its own keys with the identical scorer (select/key_scores.hpp: leverage_key_scores)
 // and keeps its candidates (its keys ≥ ε, or its own top k, among which the global top k lie);
-// rank 0 gathers them, selects and writes the bytes `levattn select` writes.
+// rank 0 gathers them, selects and writes the bytes `levattn select` writes. Float16 keys are read
+// and scored as they are stored.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -27,7 +28,8 @@ int run_select(const cli::SelectArguments& o, const World& w) {
     if (!cli::ends_with(o.output, ".npy")) throw cli::UsageError("select writes .npy: --output must end in .npy");
     if (o.eps) check_eps(*o.eps);
   });
-  const Share share = read_share(o.keys, "keys", w, [&](index_t n, int r) { return even_split(n, r, w); });
+  const Share share = read_share(
+      o.keys, "keys", w, [&](index_t n, int r) { return even_split(n, r, w); }, io::Precision::keep_16_bit);
   agreed(w, [&] {
     if (o.top_k)
       require(*o.top_k >= 1 && *o.top_k <= share.n,
@@ -35,7 +37,7 @@ int run_select(const cli::SelectArguments& o, const World& w) {
   });
   LeverageScorer scorer(share.d, {0.0, o.rcond});
   agreed(w, [&] { scorer.fit(global_summary(share, w)); });
-  KeyScores scores = leverage_key_scores(scorer, share.view());
+  KeyScores scores = share.with_view([&](auto keys) { return leverage_key_scores(scorer, keys); });
 
   UniversalSet local;  // this rank's candidates: its keys ≥ ε, or its own top k
   if (o.eps)
@@ -62,7 +64,10 @@ int run_select(const cli::SelectArguments& o, const World& w) {
   const cli::UniversalSetSummary summary{share.n, share.d, o.eps, o.top_k, u.size(), u.bound, u.within_bound, o.output};
   if (o.common.json) {
     nlohmann::json j = cli::universal_set_summary_json("select", summary);
-    j.update({{"ranks", w.size}, {"rank", scorer.rank()}, {"seconds", total_time.seconds()}});
+    j.update({{"ranks", w.size},
+              {"rank", scorer.rank()},
+              {"keys_type", element_type_name(share.type)},
+              {"seconds", total_time.seconds()}});
     cli::print_json(j);
   } else {
     cli::print_universal_set_line("levattn-mpi", summary, std::to_string(w.size) + " ranks");

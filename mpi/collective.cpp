@@ -48,40 +48,58 @@ std::vector<std::vector<std::uint8_t>> all_gather(const std::vector<std::uint8_t
 
 index_t even_split(index_t n, int part, const World& w) { return n * part / w.size; }
 
-Share read_share(const std::string& path, const char* what, const World& w, const RowSplit& split) {
+namespace {
+
+// Error{bad_input} naming the first row of `rows` (numbered from `first`) with a NaN or infinity.
+template <class T>
+void check_finite(MatrixView<const T> rows, index_t first, const char* what) {
+  for (index_t r = 0; r < rows.rows; ++r)
+    for (index_t c = 0; c < rows.cols; ++c)
+      if (!std::isfinite(to_float(rows(r, c))))
+        throw Error(ErrorKind::bad_input,
+                    std::string(what) + ": row " + std::to_string(first + r) + " holds a NaN or an infinity");
+}
+
+}  // namespace
+
+Share read_share(const std::string& path, const char* what, const World& w, const RowSplit& split,
+                 io::Precision precision) {
   Share s;
   agreed(w, [&] {
     io::NpyRowReader reader(path);
     s.n = reader.rows(), s.d = reader.cols();
     s.begin = split(s.n, w.rank);
     s.rows = split(s.n, w.rank + 1) - s.begin;
+    s.type = precision == io::Precision::keep_16_bit ? reader.element_type() : ElementType::f32;
     const io::NpyHeader header = io::read_npy_header(path);
-    if (header.layout.dtype == io::DType::f32 && !header.layout.big_endian && !header.layout.fortran_order)
-      s.mapped = io::load_npy(path);
+    const io::DType mappable = s.type == ElementType::f16 ? io::DType::f16 : io::DType::f32;
+    if (header.layout.dtype == mappable && !header.layout.big_endian && !header.layout.fortran_order)
+      s.mapped = io::load_npy(path, precision);
     if (s.mapped.mapped()) {
-      require(s.mapped.ndim() == 2 && s.mapped.dim(0) == s.n && s.mapped.dim(1) == s.d,
-              path + ": the file changed while it was being opened");
-      s.first = s.mapped.data() + s.begin * s.d;
+      require(
+          s.mapped.ndim() == 2 && s.mapped.dim(0) == s.n && s.mapped.dim(1) == s.d && s.mapped.element_type() == s.type,
+          path + ": the file changed while it was being opened");
+      s.first = s.type == ElementType::f16 ? static_cast<const void*>(s.mapped.data_as<Half>() + s.begin * s.d)
+                                           : static_cast<const void*>(s.mapped.data() + s.begin * s.d);
+    } else if (s.type == ElementType::f16) {
+      s.mapped = io::FloatTensor();
+      s.copied_half.resize(static_cast<size_t>(s.rows * s.d));
+      reader.read(s.begin, s.rows, s.copied_half.data());
+      s.first = s.copied_half.data();
     } else {
       s.mapped = io::FloatTensor();
       s.copied.resize(static_cast<size_t>(s.rows * s.d));
       reader.read(s.begin, s.rows, s.copied.data());
       s.first = s.copied.data();
     }
-    for (index_t r = 0; r < s.rows; ++r) {
-      const float* row = s.first + r * s.d;
-      for (index_t c = 0; c < s.d; ++c)
-        if (!std::isfinite(row[c]))
-          throw Error(ErrorKind::bad_input,
-                      std::string(what) + ": row " + std::to_string(s.begin + r) + " holds a NaN or an infinity");
-    }
+    s.with_view([&](auto rows) { check_finite(rows, s.begin, what); });
   });
   return s;
 }
 
 GramSummary global_summary(const Share& share, const World& w) {
   GramSummary mine(share.d, share.begin);
-  mine.add(share.view());
+  share.with_view([&](auto rows) { mine.add(rows); });
   const auto parts = all_gather(mine.to_bytes(), w);
   GramSummary total = GramSummary::from_bytes(parts[0].data(), parts[0].size());
   for (int r = 1; r < w.size; ++r) total.merge(GramSummary::from_bytes(parts[r].data(), parts[r].size()));

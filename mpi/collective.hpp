@@ -8,8 +8,11 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "levattn/core/error.hpp"
+#include "levattn/core/half.hpp"
 #include "levattn/io/tensor.hpp"
 #include "levattn/linalg/gram.hpp"
 
@@ -54,15 +57,30 @@ std::vector<T> all_gather_elements(const std::vector<T>& mine, MPI_Datatype type
   return all;
 }
 
-// Rows [begin, begin + rows) of an (n, d) .npy file, as float32: a view into the file's memory map
-// when it stores little-endian C-order float32 (only this rank's pages are ever touched), else a
-// converted copy of just these rows.
+// Rows [begin, begin + rows) of an (n, d) .npy file, as float32 or (when read with keep_16_bit) as
+// the float16 the file stores: a view into the file's memory map when the file holds little-endian
+// C-order elements of that type (only this rank's pages are ever touched), else a copy of just
+// these rows (byte-swapped, or converted to float32).
 struct Share {
   index_t n = 0, d = 0, begin = 0, rows = 0;
-  io::FloatTensor mapped;     // keeps the map alive (empty when converted)
-  std::vector<float> copied;  // the converted rows (empty when mapped)
-  const float* first = nullptr;
-  ConstMatrixF view() const { return {first, rows, d}; }
+  ElementType type = ElementType::f32;  // the element type of view()
+  io::FloatTensor mapped;               // keeps the map alive (empty when copied)
+  std::vector<float> copied;            // the copied rows of a float32 share
+  std::vector<Half> copied_half;        // the copied rows of a float16 share
+  const void* first = nullptr;
+  // The rows as elements T; Error{failure} unless T is `type` (a bug of the caller).
+  template <class T = float>
+  MatrixView<const T> view() const {
+    if (element_type_of<T> != type)
+      throw Error(ErrorKind::failure, std::string("share of ") + element_type_name(type) + " read as " +
+                                          element_type_name(element_type_of<T>));
+    return {static_cast<const T*>(first), rows, d};
+  }
+  // work(view<T>()) with T the share's element type.
+  template <class Work>
+  auto with_view(Work work) const {
+    return visit_element_type(type, [&]<class T>(std::type_identity<T>) { return work(view<T>()); });
+  }
 };
 
 // Which rows of n this rank reads: its split point and the next (split(0) = 0, split(size) = n).
@@ -71,8 +89,10 @@ using RowSplit = std::function<index_t(index_t n, int part)>;
 index_t even_split(index_t n, int part, const World& w);
 
 // Reads this rank's rows of `path` (named `what` in errors: "keys: row 17 holds a NaN ..."),
-// checking them finite; agreed, so a bad file or row on any rank fails every rank.
-Share read_share(const std::string& path, const char* what, const World& w, const RowSplit& split);
+// checking them finite; agreed, so a bad file or row on any rank fails every rank. A float16 file
+// is read as float16 under io::Precision::keep_16_bit, as float32 otherwise.
+Share read_share(const std::string& path, const char* what, const World& w, const RowSplit& split,
+                 io::Precision precision = io::Precision::f32);
 
 // Every rank's Gram summary of its rows (numbered from share.begin), merged in rank order:
 // bit-identical to one summary of all n rows (gram.hpp: consecutive parts merge exactly).

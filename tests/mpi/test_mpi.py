@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """levattn-mpi against levattn: `mpirun -np P levattn-mpi select|heavy` writes the bytes that
 `levattn select|heavy` writes, for P = 1..4, on adversarial keys (and, for heavy, queries whose
-rows fall back to every key); errors on any rank end every rank with the CLI's exit code and no
-output; a rank killed (SIGKILL) mid-run ends the whole job within a minute with a non-zero status
-and no output file or temporary. Usage: test_mpi.py LEVATTN LEVATTN_MPI MPIRUN"""
+rows fall back to every key) and on float16 keys, which its --json says it read as float16;
+errors on any rank end every rank with the CLI's exit code and no output; a rank killed (SIGKILL)
+mid-run ends the whole job within a minute with a non-zero status and no output file or
+temporary. Usage: test_mpi.py LEVATTN LEVATTN_MPI MPIRUN"""
 import os
 import signal
 import subprocess
@@ -91,6 +92,40 @@ with tempfile.TemporaryDirectory() as tmp:
                 os.remove(p("got.csv"))
     r = mpirun(3, "heavy", "--queries", p("q.npy"), "--keys", p("tiny_n.npy"), "--eps", 0.01)
     check(r.returncode == 0 and r.stdout.encode() == wanted, f"heavy to stdout: levattn's bytes ({r.returncode})")
+
+    # float16 keys, read as they are stored (a '<f2' file mapped, a '>f2' file's rows copied and
+    # byte-swapped): levattn's bytes, and --json says the keys stayed float16.
+    H = inputs["heavy_rows"].astype(np.float16)
+    np.save(p("f16.npy"), H)
+    np.save(p("f16_be.npy"), H.astype(">f2"))
+    Q = H[rng.integers(0, len(H), 500)].astype(np.float32) + 0.1 * rng.standard_normal((500, 16))
+    np.save(p("q16.npy"), Q.astype(np.float32))
+    for keys in ("f16.npy", "f16_be.npy"):
+        want = cli("select", "--keys", p(keys), "--eps", 0.02, "--output", p("want.npy"))
+        wanted = open(p("want.npy"), "rb").read() if want.returncode == 0 else b""
+        for P in (1, 3):
+            r = mpirun(P, "select", "--keys", p(keys), "--eps", 0.02, "--output", p("got.npy"), "--json")
+            same = r.returncode == 0 and wanted and open(p("got.npy"), "rb").read() == wanted
+            kept = '"keys_type":"float16"' in r.stdout.replace(" ", "")
+            check(same and kept, f"select on {keys} P={P}: levattn's bytes, keys read as float16"
+                                 + ("" if same and kept else f" ({r.returncode}: {(r.stderr + r.stdout).strip()[:300]})"))
+        want = cli("heavy", "--queries", p("q16.npy"), "--keys", p(keys), "--eps", 0.01, "--output", p("want.csv"))
+        wanted = open(p("want.csv"), "rb").read() if want.returncode == 0 else b""
+        check(wanted.count(b"\n") > 1, f"heavy on {keys}: levattn finds entries ({want.returncode})")
+        for P in (2, 4):
+            r = mpirun(P, "heavy", "--queries", p("q16.npy"), "--keys", p(keys), "--eps", 0.01,
+                       "--output", p("got.csv"), "--json")
+            same = r.returncode == 0 and open(p("got.csv"), "rb").read() == wanted
+            kept = '"keys_type":"float16"' in r.stdout.replace(" ", "")
+            check(same and kept, f"heavy on {keys} P={P}: levattn's bytes, keys read as float16"
+                                 + ("" if same and kept else f" ({r.returncode}: {(r.stderr + r.stdout).strip()[:300]})"))
+    for name in ("want.npy", "got.npy", "want.csv", "got.csv"):
+        os.remove(p(name))
+    H[2950, 4] = np.inf
+    np.save(p("f16_inf.npy"), H)
+    r = mpirun(3, "select", "--keys", p("f16_inf.npy"), "--eps", 0.1, "--output", p("never.npy"))
+    check(r.returncode == 3 and "row 2950" in r.stderr and not os.path.exists(p("never.npy")),
+          f"an infinity in float16 keys: exit 3 naming row 2950, no output ({r.returncode}: {r.stderr.strip()[:200]})")
 
     Q = rng.standard_normal((900, 16)).astype(np.float32); Q[850, 3] = np.inf
     np.save(p("q_inf.npy"), Q)
