@@ -153,7 +153,8 @@ TEST(LevAttention, OutputIsAttentionOverTheKeptKeysWithExactMissingMass) {
 
 // Causal with fewer queries than keys (the queries are the last n_q positions, query i sees keys
 // j ≤ i + n_k − n_q, as in decode): output and pow:2 missing mass against a brute force, for
-// float32 and bf16 keys and values (the bf16 reference on the rounded values).
+// float32 and bf16 keys and values (the bf16 reference on the rounded values), and for three query
+// heads sharing one key head (GQA).
 TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
   const index_t n_q = 37, n_k = 1500, d = 24, dv = 8, offset = n_k - n_q, window = 16;
   const Floats Q = normal_matrix(n_q, d, 41), V = normal_matrix(n_k, dv, 43);
@@ -165,8 +166,10 @@ TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
   s.top_k = 48;
   s.sinks = 2;
   s.window = window;
-  const auto expect_reference = [&](const LevAttentionReport& report, const std::vector<float>& out, const Floats& keys,
-                                    const Floats& values, const std::string& what) {
+  // One query head's output (n_q × dv) and missing mass (n_q) against the brute force.
+  const auto expect_reference = [&](const LevAttentionReport& report, const Floats& queries, const float* out,
+                                    const double* missing, const Floats& keys, const Floats& values,
+                                    const std::string& what) {
     ASSERT_EQ(report.kept_keys.size(), 1u) << what;
     const std::set<index_t> kept(report.kept_keys[0].begin(), report.kept_keys[0].end());
     AttentionSpec spec;
@@ -175,19 +178,19 @@ TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
     spec.visible = [](index_t i, index_t j) { return j <= i + offset; };
     spec.kept = [&kept](index_t i, index_t j) { return kept.count(j) > 0 || j > i + offset - window; };
     spec.normalise_over_kept = false;
-    const AttentionRows ref = attention_rows_reference(Q, keys, values, all_rows(n_q), spec);
-    EXPECT_LE(relative_error(out, ref.out), 1e-5) << what;
-    ASSERT_EQ(report.missing_mass.size(), static_cast<size_t>(n_q)) << what;
+    const AttentionRows ref = attention_rows_reference(queries, keys, values, all_rows(n_q), spec);
+    EXPECT_LE(relative_error(std::vector<float>(out, out + n_q * dv), ref.out), 1e-5) << what;
     double largest = 0.0;
     for (index_t i = 0; i < n_q; ++i) {
-      EXPECT_NEAR(report.missing_mass[i], 1.0 - ref.kept_mass[i], 1e-5) << what << " row " << i;
+      EXPECT_NEAR(missing[i], 1.0 - ref.kept_mass[i], 1e-5) << what << " row " << i;
       largest = std::max(largest, 1.0 - ref.kept_mass[i]);
     }
     EXPECT_GT(largest, 1e-3) << what << ": the check must see keys left out";
   };
   const LevRun lev = run_lev(Q, K, V, a, s);
   EXPECT_EQ(lev.report.kept_keys[0], lev_select(K.view(), s));
-  expect_reference(lev.report, lev.out, K, V, "float32");
+  ASSERT_EQ(lev.report.missing_mass.size(), static_cast<size_t>(n_q));
+  expect_reference(lev.report, Q, lev.out.data(), lev.report.missing_mass.data(), K, V, "float32");
 
   const RoundedRows<BFloat16> K16 = round_rows<BFloat16>(K), V16 = round_rows<BFloat16>(V);
   std::vector<float> out(static_cast<size_t>(n_q * dv));
@@ -195,7 +198,20 @@ TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
       attend_lev(ConstHeadsF(Q.view()), HeadsView<const BFloat16>(K16.data.data(), 1, 1, n_k, d),
                  HeadsView<const BFloat16>(V16.data.data(), 1, 1, n_k, dv), a, s, HeadsF(out.data(), 1, 1, n_q, dv));
   EXPECT_EQ(report.kept_keys[0], lev_select(K16.view(), s));
-  expect_reference(report, out, K16.widened, V16.widened, "bf16");
+  ASSERT_EQ(report.missing_mass.size(), static_cast<size_t>(n_q));
+  expect_reference(report, Q, out.data(), report.missing_mass.data(), K16.widened, V16.widened, "bf16");
+
+  const index_t group = 3;
+  const Floats Qg = normal_matrix(group * n_q, d, 44);
+  std::vector<float> out_g(static_cast<size_t>(group * n_q * dv));
+  const LevAttentionReport report_g = attend_lev(ConstHeadsF(Qg.data.data(), 1, group, n_q, d), ConstHeadsF(K.view()),
+                                                 ConstHeadsF(V.view()), a, s, HeadsF(out_g.data(), 1, group, n_q, dv));
+  ASSERT_EQ(report_g.missing_mass.size(), static_cast<size_t>(group * n_q));
+  for (index_t h = 0; h < group; ++h) {
+    const Floats Qh{n_q, d, std::vector<float>(Qg.data.begin() + h * n_q * d, Qg.data.begin() + (h + 1) * n_q * d)};
+    expect_reference(report_g, Qh, out_g.data() + h * n_q * dv, report_g.missing_mass.data() + h * n_q, K, V,
+                     "GQA query head " + std::to_string(h));
+  }
 }
 
 TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {

@@ -92,7 +92,7 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
   const index_t offset = n_k - n_q;
   const double c = effective_scale(attention, queries.cols);
   if (power) report.missing_mass.assign(static_cast<size_t>(queries.count() * n_q), 0.0);
-  std::vector<double> lse(static_cast<size_t>(n_q)), lse2, normaliser(static_cast<size_t>(n_q)),
+  std::vector<double> lse(static_cast<size_t>(n_q)), lse2, normaliser(static_cast<size_t>(group * n_q)),
       log_total(static_cast<size_t>(n_q));
   std::vector<float> window_out;
 
@@ -128,6 +128,10 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
       const std::vector<TKV> Kg = detail::gather_rows(K, kept), Vg = detail::gather_rows(V, kept);
       const index_t m = static_cast<index_t>(kept.size());
       const HeadsView<const TKV> kept_keys_view(Kg.data(), 1, 1, m, K.cols), kept_values(Vg.data(), 1, 1, m, V.cols);
+      if (power && !lewis && attention.causal) {  // the group's prefix normalisers: one pass over the keys
+        const HeadsView<const TQ> group_queries(queries.head(b, kh * group).data, 1, group, n_q, queries.cols);
+        detail::prefix_normalisers(group_queries, K, offset, normaliser.data());
+      }
       for (index_t h = kh * group; h < (kh + 1) * group; ++h) {
         const MatrixView<const TQ> Q = queries.head(b, h);
         const MatrixF O = out.head(b, h);
@@ -161,12 +165,10 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
           }
         }
         if (!lewis) {
-          if (attention.causal)
-            detail::prefix_normalisers(Q, K, offset, normaliser.data());
-          else
-            scorer.normalisers(Q, normaliser.data());
+          double* head_normaliser = normaliser.data() + (attention.causal ? (h - kh * group) * n_q : 0);
+          if (!attention.causal) scorer.normalisers(Q, head_normaliser);
           for (index_t i = 0; i < n_q; ++i)
-            log_total[i] = normaliser[i] > 0.0 ? std::log(c * c * normaliser[i]) : -kInfinity;
+            log_total[i] = head_normaliser[i] > 0.0 ? std::log(c * c * head_normaliser[i]) : -kInfinity;
         }
         double* missing = report.missing_mass.data() + (b * queries.heads + h) * n_q;
         for (index_t i = 0; i < n_q; ++i) {

@@ -69,7 +69,7 @@ void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF valu
   window_part.hi_offset = offset;
   window_part.lo_offset = offset - window + 1;
 
-  std::vector<double> lse(static_cast<size_t>(group * n_q)), lse_window, normaliser(static_cast<size_t>(n_q));
+  std::vector<double> lse(static_cast<size_t>(group * n_q)), lse_window, normaliser(lse.size());
   std::vector<float> scratch_out(static_cast<size_t>(group * n_q * dv));
   std::vector<float> dQ_window, dK_window, dV_window;
   if (window > 0) {
@@ -111,11 +111,9 @@ void attend_lev_backward(ConstHeadsF queries, ConstHeadsF keys, ConstHeadsF valu
           std::copy_n(dVg.data() + t * dv, dv, dV.row(kept[t]));
         }
       } else {  // |x|²: L = ln c²·Σ_{visible l} <q,k_l>² over every key the mask lets the query see
-        for (index_t g = 0; g < group; ++g) {
-          detail::prefix_normalisers(Q.head(0, g), K, attention.causal ? offset : n_k, normaliser.data());
-          for (index_t i = 0; i < n_q; ++i)
-            lse[g * n_q + i] = normaliser[i] > 0.0 ? std::log(c * c * normaliser[i]) : -kInfinity;
-        }
+        detail::prefix_normalisers(Q, K, attention.causal ? offset : n_k, normaliser.data());
+        for (index_t r = 0; r < group * n_q; ++r)
+          lse[r] = normaliser[r] > 0.0 ? std::log(c * c * normaliser[r]) : -kInfinity;
         std::vector<float> V_kept(static_cast<size_t>(n_k * dv), 0.0f);
         for (index_t j : kept) std::copy_n(V.row(j), dv, V_kept.data() + j * dv);
         detail::attend_masked_backward(Q, K_all, ConstHeadsF(V_kept.data(), 1, 1, n_k, dv), O, lse.data(), dO, plain,
