@@ -22,9 +22,11 @@ inline std::vector<HeavyEntry> collect(const HeavySearch& search, ConstMatrixF q
   return out;
 }
 
-// Recall 1 above ε(1+1e-4), precision 1 below ε(1−1e-4), order, and the reported values.
-// Returns how many reference entries lie above ε(1+1e-4), so callers can see the check bites.
-inline index_t expect_matches(const std::vector<HeavyEntry>& got, const MatD& A, double eps, const std::string& what) {
+// Recall 1 above ε(1+band), precision 1 below ε(1−band), order, and the reported values within
+// `band` (relative). Returns how many reference entries lie above ε(1+band), so callers can see the
+// check bites.
+inline index_t expect_matches(const std::vector<HeavyEntry>& got, const MatD& A, double eps, const std::string& what,
+                              double band = 1e-4) {
   std::map<std::pair<index_t, index_t>, double> reported;
   for (size_t i = 0; i < got.size(); ++i) {
     if (i > 0) {
@@ -37,13 +39,13 @@ inline index_t expect_matches(const std::vector<HeavyEntry>& got, const MatD& A,
   for (index_t i = 0; i < A.rows(); ++i)
     for (index_t j = 0; j < A.cols(); ++j) {
       const auto it = reported.find({i, j});
-      if (A(i, j) >= eps * (1 + 1e-4)) {
+      if (A(i, j) >= eps * (1 + band)) {
         ++strong;
         EXPECT_TRUE(it != reported.end()) << what << ": missed (" << i << "," << j << ") A=" << A(i, j);
       }
       if (it != reported.end()) {
-        EXPECT_GE(A(i, j), eps * (1 - 1e-4)) << what << ": false (" << i << "," << j << ")";
-        EXPECT_NEAR(it->second, A(i, j), 1e-4 * A(i, j)) << what;  // the acceptance band
+        EXPECT_GE(A(i, j), eps * (1 - band)) << what << ": false (" << i << "," << j << ")";
+        EXPECT_NEAR(it->second, A(i, j), band * A(i, j)) << what;
       }
     }
   return strong;
