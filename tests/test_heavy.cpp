@@ -196,19 +196,44 @@ TEST(HeavySplit, RejectsInconsistentParts) {
   EXPECT_THROW(HeavySearch(scorer, 100, 0.05, outside, none), Error);
 }
 
-// The brute force (verify_heavy's reference) against double-precision attention, on every key
-// kind: recall and precision 1 outside a band around ε and scores within it, with at least one
-// entry above it. The band is 1e-4, the search's own, except on keys of condition 10⁶, where the
-// brute force's float products put scores up to 0.7% off here (verify.hpp): there it is 1e-2.
+// The brute force against double-precision attention, on every key kind: recall and precision 1
+// outside a band around ε and scores within it, with at least one entry above it. With double
+// products (verify_heavy's reference) the band is 1e-4, the search's own, on every kind. With
+// float products it is 1e-4 too except on keys of condition 10⁶, where the float products put
+// scores up to 0.7% off here (brute_force.hpp): there it is 1e-2.
 TEST(Heavy, BruteForceHasRecallAndPrecisionOneAgainstDoubleReference) {
   for (const std::string& kind : kinds()) {
     const Floats K = make_keys(kind, 500, 8, 3);
     const Floats Q = make_queries(K, 40, 9);
-    std::vector<HeavyEntry> got;
-    brute_force_heavy(Q.view(), K.view(), 0.01,
-                      [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); });
-    const double band = kind == "cond1e6" ? 1e-2 : 1e-4;
-    EXPECT_GT(expect_matches(got, attention_reference(Q, K), 0.01, kind, band), 0) << kind;
+    const MatD A = attention_reference(Q, K);
+    for (const BruteForceProducts products : {BruteForceProducts::f32, BruteForceProducts::f64}) {
+      std::vector<HeavyEntry> got;
+      brute_force_heavy(
+          Q.view(), K.view(), 0.01, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); }, products);
+      const bool f64 = products == BruteForceProducts::f64;
+      const double band = !f64 && kind == "cond1e6" ? 1e-2 : 1e-4;
+      const std::string what = kind + (f64 ? " double products" : " float products");
+      EXPECT_GT(expect_matches(got, A, 0.01, what, band), 0) << what;
+    }
+  }
+}
+
+// verify_heavy of the search on every key kind, at several ε: recall and precision 1, with
+// entries to check on every kind.
+TEST(Heavy, VerifyFindsNoDifferenceOnEveryKind) {
+  for (const std::string& kind : kinds()) {
+    const Floats K = make_keys(kind, 3000, 16, 7);
+    const Floats Q = make_queries(K, 300, 8);
+    index_t checked = 0;
+    for (double eps : {0.002, 0.005, 0.02}) {
+      const HeavySearch search(K.view(), eps);
+      const VerifyReport r = verify_heavy(search, K.view(), Q.view());
+      const std::string what = kind + " eps " + std::to_string(eps);
+      EXPECT_EQ(r.recall(), 1.0) << what;
+      EXPECT_EQ(r.precision(), 1.0) << what;
+      checked += r.reference;
+    }
+    EXPECT_GT(checked, 0) << kind;
   }
 }
 

@@ -19,8 +19,29 @@ bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
 // Keys widened (and scaled) per GEMM when they cannot be read in place.
 constexpr index_t kKeyBlock = 1024;
 
-template <class T>
+// Σ x[j]², j < n, in double.
+template <class P>
+double sum_of_squares(const P* x, index_t n) {
+  if constexpr (std::is_same_v<P, float>) {
+    return linalg::dot_double(x, x, n);
+  } else {
+    constexpr int kLanes = 8;
+    double partial[kLanes] = {};
+    index_t j = 0;
+    for (; j + kLanes <= n; j += kLanes)
+      for (int l = 0; l < kLanes; ++l) partial[l] += x[j + l] * x[j + l];
+    double total = 0.0;
+    for (; j < n; ++j) total += x[j] * x[j];
+    for (double v : partial) total += v;
+    return total;
+  }
+}
+
+// The brute force with products of type P: float GEMM of power-of-two scaled rows, or double GEMM
+// of the widened rows (no scaling: products of floats and their squares stay within double's range).
+template <class P, class T>
 HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double eps, const HeavySink& sink) {
+  constexpr bool kDouble = std::is_same_v<P, double>;
   check_eps(eps);
   const index_t d = keys.cols, n = keys.rows, m = queries.rows;
   require(n >= 1 && d >= 1, "keys: need at least one key of dimension ≥ 1");
@@ -31,58 +52,81 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
   require_finite_rows(keys, "keys");
   require_finite_rows(queries, "queries");
 
-  // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the GEMM in range: keys
-  // outside [2⁻³⁰, 2³⁰) are scaled (exact but for subnormal results). Float keys in range are read
-  // in place; 16-bit keys and out-of-range float keys are widened (and scaled) kKeyBlock rows at
-  // a time into per-thread scratch, so no copy of all keys is made.
-  const int key_shift = linalg::pow2_shift(keys);
-  const bool in_place = std::is_same_v<T, float> && keys_in_safe_range(key_shift);
+  // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the float GEMM in range:
+  // keys outside [2⁻³⁰, 2³⁰) are scaled (exact but for subnormal results). Float keys in range are
+  // read in place by the float GEMM; other keys are widened (and scaled) kKeyBlock rows at a time
+  // into per-thread scratch, so no copy of all keys is made.
+  const int key_shift = kDouble ? 0 : linalg::pow2_shift(keys);
+  const bool in_place = !kDouble && std::is_same_v<T, float> && keys_in_safe_range(key_shift);
   const int applied_shift = keys_in_safe_range(key_shift) ? 0 : key_shift;  // keys in range keep their values
   const index_t key_block = in_place ? n : std::min(kKeyBlock, n);
 
   // Tall query tiles amortise the GEMM packing of all n keys (up to 32 MiB of products a thread).
-  const index_t tq = std::clamp<index_t>((index_t{1} << 23) / n, 1, 64);
+  const index_t tq = std::clamp<index_t>((index_t{1} << 25) / (n * index_t{sizeof(P)}), 1, 64);
   struct Scratch {
-    std::vector<float> scaled, products, keys;
+    std::vector<P> scaled, products, keys;
+    std::vector<float> widened;  // a block of 16-bit keys widened to float (double products)
   };
   const auto make_scratch = [&] {
-    return Scratch{std::vector<float>(static_cast<size_t>(tq * d)), std::vector<float>(static_cast<size_t>(tq * n)),
-                   std::vector<float>(in_place ? 0 : static_cast<size_t>(key_block * d))};
+    const bool widen_16 = kDouble && !std::is_same_v<T, float>;
+    return Scratch{std::vector<P>(static_cast<size_t>(tq * d)), std::vector<P>(static_cast<size_t>(tq * n)),
+                   std::vector<P>(in_place ? 0 : static_cast<size_t>(key_block * d)),
+                   std::vector<float>(widen_16 ? static_cast<size_t>(key_block * d) : 0)};
   };
-  // products (rows × n, row stride n) = the scaled query rows times the scaled keys.
+  // Keys [first, first + count) as the GEMM reads them: in place, or widened (and scaled) into s.keys.
+  const auto key_rows = [&](Scratch& s, index_t first, index_t count) -> MatrixView<const P> {
+    if constexpr (kDouble) {
+      ConstMatrixF rows;  // the keys as float: in place, or 16-bit keys widened into s.widened
+      if constexpr (std::is_same_v<T, float>) {
+        rows = keys.rows_range(first, first + count);
+      } else {
+        widen_rows(keys, first, count, s.widened.data());
+        rows = ConstMatrixF(s.widened.data(), count, d);
+      }
+      for (index_t j = 0; j < count; ++j) std::copy_n(rows.row(j), d, &s.keys[j * d]);  // exact in double
+      return ConstMatrixD(s.keys.data(), count, d);
+    } else {
+      if constexpr (std::is_same_v<T, float>)
+        if (in_place) return keys.rows_range(first, first + count);
+      widen_rows(keys, first, count, s.keys.data());
+      if (applied_shift != 0)
+        for (index_t j = 0; j < count; ++j) linalg::scale_copy(&s.keys[j * d], d, applied_shift, &s.keys[j * d]);
+      return ConstMatrixF(s.keys.data(), count, d);
+    }
+  };
+  // products (rows × n, row stride n) = the (scaled) query rows times the (scaled) keys.
   const auto products_of = [&](Scratch& s, index_t rows) {
-    const ConstMatrixF tile(s.scaled.data(), rows, d);
+    const MatrixView<const P> tile(s.scaled.data(), rows, d);
     for (index_t first = 0; first < n; first += key_block) {
       const index_t count = std::min(key_block, n - first);
-      ConstMatrixF block;
-      if constexpr (std::is_same_v<T, float>)
-        if (in_place) block = keys.rows_range(first, first + count);
-      if (!in_place) {
-        widen_rows(keys, first, count, s.keys.data());
-        if (applied_shift != 0)
-          for (index_t j = 0; j < count; ++j) linalg::scale_copy(&s.keys[j * d], d, applied_shift, &s.keys[j * d]);
-        block = ConstMatrixF(s.keys.data(), count, d);
-      }
-      linalg::sgemm(false, true, 1.0f, tile, block, 0.0f, MatrixF(s.products.data() + first, rows, count, n));
+      const MatrixView<P> out(s.products.data() + first, rows, count, n);
+      if constexpr (kDouble)
+        linalg::dgemm(false, true, 1.0, tile, key_rows(s, first, count), 0.0, out);
+      else
+        linalg::sgemm(false, true, 1.0f, tile, key_rows(s, first, count), 0.0f, out);
     }
   };
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
     for (index_t i = 0; i < rows; ++i) {
-      const int shift = linalg::pow2_shift(queries.row(begin + i), d);
-      linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
+      if constexpr (kDouble) {
+        std::copy_n(queries.row(begin + i), d, &s.scaled[i * d]);
+      } else {
+        const int shift = linalg::pow2_shift(queries.row(begin + i), d);
+        linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
+      }
     }
     products_of(s, rows);
     for (index_t i = 0; i < rows; ++i) {
-      const float* row = &s.products[i * n];
-      const double total_sq = linalg::dot_double(row, row, n);
+      const P* row = &s.products[i * n];
+      const double total_sq = sum_of_squares(row, n);
       if (total_sq == 0.0) {
         ++stats.zero_queries;
         continue;
       }
       const double cut = eps * total_sq;
-      // A float pre-filter a little below the cut, then the exact test in double.
-      const float near = static_cast<float>(std::sqrt(cut) * (1.0 - 1e-5));
+      // A pre-filter a little below the cut in the products' type, then the exact test in double.
+      const P near = static_cast<P>(std::sqrt(cut) * (1.0 - 1e-5));
       for (index_t j = 0; j < n; ++j) {
         if (std::fabs(row[j]) < near) continue;
         const double sq = static_cast<double>(row[j]) * row[j];
@@ -94,16 +138,26 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
   total.queries = m;
   return total;
 }
+
+template <class T>
+HeavyStats brute_force_with(BruteForceProducts products, ConstMatrixF queries, MatrixView<const T> keys, double eps,
+                            const HeavySink& sink) {
+  return products == BruteForceProducts::f64 ? brute_force<double>(queries, keys, eps, sink)
+                                             : brute_force<float>(queries, keys, eps, sink);
+}
 }  // namespace
 
-HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps, const HeavySink& sink) {
-  return brute_force(queries, keys, eps, sink);
+HeavyStats brute_force_heavy(ConstMatrixF queries, ConstMatrixF keys, double eps, const HeavySink& sink,
+                             BruteForceProducts products) {
+  return brute_force_with(products, queries, keys, eps, sink);
 }
-HeavyStats brute_force_heavy(ConstMatrixF queries, MatrixView<const Half> keys, double eps, const HeavySink& sink) {
-  return brute_force(queries, keys, eps, sink);
+HeavyStats brute_force_heavy(ConstMatrixF queries, MatrixView<const Half> keys, double eps, const HeavySink& sink,
+                             BruteForceProducts products) {
+  return brute_force_with(products, queries, keys, eps, sink);
 }
-HeavyStats brute_force_heavy(ConstMatrixF queries, MatrixView<const BFloat16> keys, double eps, const HeavySink& sink) {
-  return brute_force(queries, keys, eps, sink);
+HeavyStats brute_force_heavy(ConstMatrixF queries, MatrixView<const BFloat16> keys, double eps, const HeavySink& sink,
+                             BruteForceProducts products) {
+  return brute_force_with(products, queries, keys, eps, sink);
 }
 
 }  // namespace levattn

@@ -36,7 +36,7 @@ VerifyReport verify(const HeavySearch& search, MatrixView<const T> keys, ConstMa
   };
   std::vector<HeavyEntry> found, reference;
   search.run(sample, collect(found));
-  brute_force_heavy(sample, keys, search.eps() * (1.0 - tolerance), collect(reference));
+  brute_force_heavy(sample, keys, search.eps() * (1.0 - tolerance), collect(reference), BruteForceProducts::f64);
   VerifyReport report = compare_heavy(found, reference, search.eps(), tolerance);
   report.queries = sample.rows;
   return report;

@@ -126,6 +126,25 @@ with tempfile.TemporaryDirectory() as tmp:
         check(ok and len(strong) > 0, f"heavy eps={eps}: {len(got)} entries match numpy brute force, sorted, 9 digits")
     r = run("heavy", "--queries", p("Q.npy"), "--keys", p("K.npy"), "--eps", 0.1)
     check(r.returncode == 0 and r.stdout.startswith("query,key,score\n"), "heavy without --output writes CSV on stdout")
+    # --verify on keys of condition 10^6 with queries G⁺k_j along their small directions, where
+    # <q,k> << |q||k|: the entries equal numpy's double brute force, and --verify agrees (no warning).
+    rc = np.random.default_rng(1)
+    U, _ = np.linalg.qr(rc.standard_normal((4000, 16)))
+    W, _ = np.linalg.qr(rc.standard_normal((16, 16)))
+    Kc = ((U * np.logspace(0, -6, 16)) @ W.T).astype(np.float32)
+    Qc = (Kc[rc.integers(0, 4000, 300)].astype(np.float64) @ np.linalg.pinv(Kc.T.astype(np.float64) @ Kc))
+    np.save(p("Kc.npy"), Kc)
+    np.save(p("Qc.npy"), Qc.astype(np.float32))
+    Ac = attention(np.load(p("Qc.npy")), Kc)
+    r = run("heavy", "--queries", p("Qc.npy"), "--keys", p("Kc.npy"), "--eps", 0.003, "--output", p("hc.csv"),
+            "--verify", 300, "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {"verify": {}}
+    got = {(int(a), int(b)) for a, b, _ in list(csv.reader(open(p("hc.csv"))))[1:]} if r.returncode == 0 else set()
+    strong = set(zip(*np.nonzero(Ac >= 0.003 * (1 + 1e-4))))
+    check(r.returncode == 0 and strong and strong <= got and all(Ac[e] >= 0.003 * (1 - 1e-4) for e in got)
+          and j["verify"].get("recall") == 1 and j["verify"].get("precision") == 1 and "warning" not in r.stderr,
+          f"heavy --verify on keys of condition 1e6: {len(got)} entries as numpy's, verify recall and precision 1 "
+          f"({r.returncode}: {j['verify']}, {r.stderr.strip()[:200]})")
     r = run("heavy", "--queries", p("Q3.npy"), "--keys", p("K3.npy"), "--eps", 0.05, "--output", p("h3.csv"))
     rows = list(csv.reader(open(p("h3.csv"))))
     A1 = attention(Q3[1], K3[1])

@@ -19,11 +19,9 @@ struct VerifyReport {
   double precision() const { return reported == 0 ? 1.0 : double(reported_confirmed) / double(reported); }
 };
 
-// Runs `search` and brute_force_heavy on the rows of `sample` (queries, m×d) and compares them.
-// The brute force is float GEMM, so entries within `tolerance` (relative) of ε may fall either
-// way and are not counted against the search. Its float products can also err beyond that band
-// when <q,k> is tiny against ‖q‖‖k‖ (badly conditioned keys); the tests therefore check the
-// search against a double-precision reference, and this report is a spot check.
+// Runs `search` and brute_force_heavy with double products (BruteForceProducts::f64) on the rows
+// of `sample` (queries, m×d) and compares them. Entries within `tolerance` (relative) of ε may
+// fall either way and are not counted against the search.
 VerifyReport verify_heavy(const HeavySearch& search, ConstMatrixF keys, ConstMatrixF sample, double tolerance = 1e-4);
 // The same for a search fit on 16-bit keys, given those keys as they are (the brute force reads
 // them in blocks: no float copy).
