@@ -200,7 +200,7 @@ TEST(HeavySplit, RejectsInconsistentParts) {
 // outside a band around ε and scores within it, with at least one entry above it. With double
 // products (verify_heavy's reference) the band is 1e-4, the search's own, on every kind. With
 // float products it is 1e-4 too except on keys of condition 10⁶, where the float products put
-// scores up to 0.7% off here (brute_force.hpp): there it is 1e-2.
+// scores up to 0.7% off here (the error brute_force.hpp describes): there it is 1e-2.
 TEST(Heavy, BruteForceHasRecallAndPrecisionOneAgainstDoubleReference) {
   for (const std::string& kind : kinds()) {
     const Floats K = make_keys(kind, 500, 8, 3);

@@ -159,7 +159,8 @@ void expect_nonfinite_named(std::uint16_t bad_bits) {
 }
 
 // The brute force and verify_heavy on 16-bit keys, read in blocks of 1,024 (n = 2,500: two whole
-// blocks and a partial one; strided rows; bf16 "huge" and "tiny" keys take the scaled path):
+// blocks and a partial one; strided rows; bf16 "huge" and "tiny" keys take the float brute force's
+// scaled path, and verify_heavy's double products):
 // recall and precision 1 against the double reference on the rounded keys, scores within 1e-4.
 TEST(HeavyHalf, BruteForceAndVerifyReadThe16BitKeys) {
   const index_t n = 2500, d = 16;

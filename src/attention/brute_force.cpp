@@ -19,24 +19,6 @@ bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
 // Keys widened (and scaled) per GEMM when they cannot be read in place.
 constexpr index_t kKeyBlock = 1024;
 
-// Σ x[j]², j < n, in double.
-template <class P>
-double sum_of_squares(const P* x, index_t n) {
-  if constexpr (std::is_same_v<P, float>) {
-    return linalg::dot_double(x, x, n);
-  } else {
-    constexpr int kLanes = 8;
-    double partial[kLanes] = {};
-    index_t j = 0;
-    for (; j + kLanes <= n; j += kLanes)
-      for (int l = 0; l < kLanes; ++l) partial[l] += x[j + l] * x[j + l];
-    double total = 0.0;
-    for (; j < n; ++j) total += x[j] * x[j];
-    for (double v : partial) total += v;
-    return total;
-  }
-}
-
 // The brute force with products of type P: float GEMM of power-of-two scaled rows, or double GEMM
 // of the widened rows (no scaling: products of floats and their squares stay within double's range).
 template <class P, class T>
@@ -119,7 +101,7 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
     products_of(s, rows);
     for (index_t i = 0; i < rows; ++i) {
       const P* row = &s.products[i * n];
-      const double total_sq = sum_of_squares(row, n);
+      const double total_sq = linalg::dot_double(row, row, n);
       if (total_sq == 0.0) {
         ++stats.zero_queries;
         continue;

@@ -48,9 +48,11 @@ inline void scale_copy(const float* x, index_t n, int shift, float* out) {
   for (index_t i = 0; i < n; ++i) out[i] = static_cast<float>(static_cast<double>(x[i]) * scale);
 }
 
-// Σ a_i b_i with every product exact in double and the sum in double, in 8 interleaved partial
-// sums (a fixed order, so the result is reproducible, and not bound by add latency).
-inline double dot_double(const float* a, const float* b, index_t d) {
+// Σ a_i b_i (T float or double) with the products and the sum in double (a product of floats is
+// exact), in 8 interleaved partial sums (a fixed order, so the result is reproducible, and not
+// bound by add latency).
+template <class T>
+double dot_double(const T* a, const T* b, index_t d) {
   constexpr int kLanes = 8;
   double partial[kLanes] = {};
   index_t i = 0;
