@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "core/finite_rows.hpp"
 #include "levattn/attention/heavy.hpp"
@@ -18,17 +19,7 @@ constexpr double kNew = std::numeric_limits<double>::infinity();  // appended si
 // f(rows): the store's rows as a view of its own element type, read in place.
 template <class F>
 void with_rows(const RowStore& store, F&& f) {
-  switch (store.type()) {
-    case ElementType::f32:
-      f(store.view<float>());
-      break;
-    case ElementType::f16:
-      f(store.view<Half>());
-      break;
-    case ElementType::bf16:
-      f(store.view<BFloat16>());
-      break;
-  }
+  visit_element_type(store.type(), [&]<class T>(std::type_identity<T>) { f(store.view<T>()); });
 }
 }  // namespace
 
@@ -183,18 +174,10 @@ void KVCache::attend(const float* query, float* out) {
   o.causal = false;
   const ConstHeadsF q(query, 1, 1, 1, d_);
   const HeadsF out_head(out, 1, 1, 1, dv_);
-  switch (options_.storage) {
-    case ElementType::f32:
-      attend_exact(q, ConstHeadsF(keys_.view<float>()), ConstHeadsF(values_.view<float>()), o, out_head, lse_.data());
-      break;
-    case ElementType::f16:
-      attend_exact(q, ConstHeadsF16(keys_.view<Half>()), ConstHeadsF16(values_.view<Half>()), o, out_head, lse_.data());
-      break;
-    case ElementType::bf16:
-      attend_exact(q, ConstHeadsBF16(keys_.view<BFloat16>()), ConstHeadsBF16(values_.view<BFloat16>()), o, out_head,
-                   lse_.data());
-      break;
-  }
+  visit_element_type(options_.storage, [&]<class T>(std::type_identity<T>) {
+    attend_exact(q, HeadsView<const T>(keys_.view<T>()), HeadsView<const T>(values_.view<T>()), o, out_head,
+                 lse_.data());
+  });
   const double c = effective_scale(o, d_);
   if (options_.policy == CachePolicy::accumulated && std::isfinite(lse_[0]))
     with_rows(keys_, [&](auto keys) {

@@ -86,9 +86,9 @@ inline constexpr ElementType element_type_of = std::is_same_v<T, Half>       ? E
                                                : std::is_same_v<T, BFloat16> ? ElementType::bf16
                                                                              : ElementType::f32;
 
-// work(std::type_identity<T>{}) with T the C++ element `type` names (float, Half or BFloat16):
-// the one switch for callers that learn the element type at run time and call a template over T,
-// e.g. visit_element_type(t, [&]<class T>(std::type_identity<T>) { return f(view.as<T>()); }).
+// work(std::type_identity<T>{}) with T the C++ element `type` names (float, Half or BFloat16), for
+// callers that learn the element type at run time and call a template over T, e.g.
+// visit_element_type(t, [&]<class T>(std::type_identity<T>) { return f(tensor.data_as<T>()); }).
 template <class Work>
 decltype(auto) visit_element_type(ElementType type, Work&& work) {
   switch (type) {
