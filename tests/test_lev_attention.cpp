@@ -214,6 +214,49 @@ TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
   }
 }
 
+// Causal pow:2 over two batches of two key heads, each shared by two query heads, with more
+// queries than one Gram snapshot covers (n_q = 300 > 256): every query head's output and missing
+// mass against the brute force over its own key head's kept keys.
+TEST(LevAttention, CausalGroupedQueryHeadsAcrossBatchesAndSnapshots) {
+  const index_t B = 2, Hkv = 2, group = 2, n_q = 300, n_k = 640, d = 16, dv = 8, offset = n_k - n_q;
+  const Floats Q = normal_matrix(B * Hkv * group * n_q, d, 51), V = normal_matrix(B * Hkv * n_k, dv, 53);
+  const Floats K = make_keys("heavy_tailed", B * Hkv * n_k, d, 52);
+  AttentionOptions a;
+  a.f = ScoreFunction::power(2.0);
+  a.causal = true;
+  LevSelectOptions s;
+  s.top_k = 40;
+  s.sinks = 2;
+  std::vector<float> out(static_cast<size_t>(B * Hkv * group * n_q * dv));
+  const LevAttentionReport report =
+      attend_lev(ConstHeadsF(Q.data.data(), B, Hkv * group, n_q, d), ConstHeadsF(K.data.data(), B, Hkv, n_k, d),
+                 ConstHeadsF(V.data.data(), B, Hkv, n_k, dv), a, s, HeadsF(out.data(), B, Hkv * group, n_q, dv));
+  ASSERT_EQ(report.kept_keys.size(), static_cast<size_t>(B * Hkv));
+  ASSERT_EQ(report.missing_mass.size(), out.size() / dv);
+  const auto rows = [](const Floats& m, index_t first, index_t count) {
+    return Floats{count, m.cols,
+                  std::vector<float>(m.data.begin() + first * m.cols, m.data.begin() + (first + count) * m.cols)};
+  };
+  for (index_t b = 0; b < B; ++b)
+    for (index_t h = 0; h < Hkv * group; ++h) {
+      const index_t kh = b * Hkv + h / group, qh = b * Hkv * group + h;
+      const std::set<index_t> kept(report.kept_keys[kh].begin(), report.kept_keys[kh].end());
+      AttentionSpec spec;
+      spec.softmax = false;
+      spec.scale = effective_scale(a, d);
+      spec.visible = [](index_t i, index_t j) { return j <= i + offset; };
+      spec.kept = [&kept](index_t, index_t j) { return kept.count(j) > 0; };
+      spec.normalise_over_kept = false;
+      const AttentionRows ref = attention_rows_reference(rows(Q, qh * n_q, n_q), rows(K, kh * n_k, n_k),
+                                                         rows(V, kh * n_k, n_k), all_rows(n_q), spec);
+      const std::string what = "batch " + std::to_string(b) + " query head " + std::to_string(h);
+      const auto first = out.begin() + qh * n_q * dv;
+      EXPECT_LE(relative_error(std::vector<float>(first, first + n_q * dv), ref.out), 1e-5) << what;
+      for (index_t i = 0; i < n_q; ++i)
+        EXPECT_NEAR(report.missing_mass[qh * n_q + i], 1.0 - ref.kept_mass[i], 1e-5) << what << " row " << i;
+    }
+}
+
 TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
   for (const std::string kind : {"gaussian", "low_rank", "duplicated", "heavy_tailed"}) {
     // n·ε ≈ 1.25·d: about half the keys clear ε, and the maximiser queries G⁺k_j reach them.

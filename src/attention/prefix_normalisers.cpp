@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "levattn/core/error.hpp"
 #include "levattn/linalg/gram.hpp"
 
 namespace levattn::detail {
@@ -24,6 +25,7 @@ RowMatrix rows_of(MatrixView<const T> m, index_t begin, index_t end) {
 
 template <class Q, class K>
 void prefix_normalisers(HeadsView<const Q> queries, MatrixView<const K> keys, index_t offset, double* out) {
+  require(queries.batch == 1, "prefix_normalisers: one batch of query heads at a time");
   const index_t d = queries.cols, n_q = queries.rows;
   GramSummary summary(d);                     // keys [0, summary.count()), read as stored
   std::vector<double> gram = summary.gram();  // its Gram matrix, d×d
