@@ -68,6 +68,11 @@ struct Share {
   std::vector<float> copied;            // the copied rows of a float32 share
   std::vector<Half> copied_half;        // the copied rows of a float16 share
   const void* first = nullptr;
+  Share() = default;
+  Share(const Share&) = delete;  // `first` may point into the copied rows
+  Share& operator=(const Share&) = delete;
+  Share(Share&&) = default;  // a moved vector keeps its buffer, a moved map its address
+  Share& operator=(Share&&) = default;
   // The rows as elements T; Error{failure} unless T is `type` (a bug of the caller).
   template <class T = float>
   MatrixView<const T> view() const {

@@ -93,11 +93,19 @@ with tempfile.TemporaryDirectory() as tmp:
     r = mpirun(3, "heavy", "--queries", p("q.npy"), "--keys", p("tiny_n.npy"), "--eps", 0.01)
     check(r.returncode == 0 and r.stdout.encode() == wanted, f"heavy to stdout: levattn's bytes ({r.returncode})")
 
-    # float16 keys, read as they are stored (a '<f2' file mapped, a '>f2' file's rows copied and
-    # byte-swapped): levattn's bytes, and --json says the keys stayed float16.
+    # float16 keys, little- and big-endian (the library's float16 results equal its float32 ones bit
+    # for bit, so the bytes alone cannot tell a float32 copy; --json's keys_type says which type
+    # the ranks held): levattn's bytes, also with fewer rows than ranks.
     H = inputs["heavy_rows"].astype(np.float16)
     np.save(p("f16.npy"), H)
     np.save(p("f16_be.npy"), H.astype(">f2"))
+    np.save(p("f16_tiny.npy"), inputs["tiny_n"].astype(np.float16))
+    want = cli("select", "--keys", p("f16_tiny.npy"), "--top-k", 2, "--output", p("want.npy"))
+    wanted = open(p("want.npy"), "rb").read() if want.returncode == 0 else b""
+    r = mpirun(4, "select", "--keys", p("f16_tiny.npy"), "--top-k", 2, "--output", p("got.npy"), "--json")
+    same = r.returncode == 0 and wanted and open(p("got.npy"), "rb").read() == wanted
+    check(same and '"keys_type":"float16"' in r.stdout.replace(" ", ""),
+          f"select on 3 float16 keys P=4: levattn's bytes ({r.returncode}: {(r.stderr + r.stdout).strip()[:300]})")
     Q = H[rng.integers(0, len(H), 500)].astype(np.float32) + 0.1 * rng.standard_normal((500, 16))
     np.save(p("q16.npy"), Q.astype(np.float32))
     for keys in ("f16.npy", "f16_be.npy"):
@@ -120,12 +128,16 @@ with tempfile.TemporaryDirectory() as tmp:
             check(same and kept, f"heavy on {keys} P={P}: levattn's bytes, keys read as float16"
                                  + ("" if same and kept else f" ({r.returncode}: {(r.stderr + r.stdout).strip()[:300]})"))
     for name in ("want.npy", "got.npy", "want.csv", "got.csv"):
-        os.remove(p(name))
+        if os.path.exists(p(name)):
+            os.remove(p(name))
     H[2950, 4] = np.inf
     np.save(p("f16_inf.npy"), H)
-    r = mpirun(3, "select", "--keys", p("f16_inf.npy"), "--eps", 0.1, "--output", p("never.npy"))
-    check(r.returncode == 3 and "row 2950" in r.stderr and not os.path.exists(p("never.npy")),
-          f"an infinity in float16 keys: exit 3 naming row 2950, no output ({r.returncode}: {r.stderr.strip()[:200]})")
+    np.save(p("f16_inf_be.npy"), H.astype(">f2"))
+    for name in ("f16_inf.npy", "f16_inf_be.npy"):
+        r = mpirun(3, "select", "--keys", p(name), "--eps", 0.1, "--output", p("never.npy"))
+        check(r.returncode == 3 and "row 2950" in r.stderr and not os.path.exists(p("never.npy")),
+              f"an infinity in float16 keys ({name}): exit 3 naming row 2950, no output "
+              f"({r.returncode}: {r.stderr.strip()[:200]})")
 
     Q = rng.standard_normal((900, 16)).astype(np.float32); Q[850, 3] = np.inf
     np.save(p("q_inf.npy"), Q)
