@@ -61,6 +61,21 @@ AttentionSpec kept_keys_spec(const AttentionOptions& a, index_t d, const std::se
   return spec;
 }
 
+// The reference of causal |x|^p LevAttention (options a) whose n_q queries are the last of the
+// keys' positions (query i sees keys j ≤ i + offset, offset = n_k − n_q), keeping the keys in
+// `kept` (which must outlive the spec) and each query's `window` latest keys; normalised over
+// every visible key.
+AttentionSpec causal_power_spec(const AttentionOptions& a, index_t d, index_t offset, const std::set<index_t>& kept,
+                                index_t window) {
+  AttentionSpec spec;
+  spec.softmax = false;
+  spec.scale = effective_scale(a, d);
+  spec.visible = [offset](index_t i, index_t j) { return j <= i + offset; };
+  spec.kept = [&kept, offset, window](index_t i, index_t j) { return kept.count(j) > 0 || j > i + offset - window; };
+  spec.normalise_over_kept = false;
+  return spec;
+}
+
 TEST(LevAttention, KeepingEveryKeyIsExactAttention) {
   const index_t n = 700, d = 32;
   const Floats Q = normal_matrix(n, d, 1), K = normal_matrix(n, d, 2), V = normal_matrix(n, d, 3);
@@ -172,12 +187,7 @@ TEST(LevAttention, CausalMissingMassWithFewerQueriesThanKeys) {
                                     const std::string& what) {
     ASSERT_EQ(report.kept_keys.size(), 1u) << what;
     const std::set<index_t> kept(report.kept_keys[0].begin(), report.kept_keys[0].end());
-    AttentionSpec spec;
-    spec.softmax = false;
-    spec.scale = effective_scale(a, d);
-    spec.visible = [](index_t i, index_t j) { return j <= i + offset; };
-    spec.kept = [&kept](index_t i, index_t j) { return kept.count(j) > 0 || j > i + offset - window; };
-    spec.normalise_over_kept = false;
+    const AttentionSpec spec = causal_power_spec(a, d, offset, kept, window);
     const AttentionRows ref = attention_rows_reference(queries, keys, values, all_rows(n_q), spec);
     EXPECT_LE(relative_error(std::vector<float>(out, out + n_q * dv), ref.out), 1e-5) << what;
     double largest = 0.0;
@@ -241,12 +251,7 @@ TEST(LevAttention, CausalGroupedQueryHeadsAcrossBatchesAndSnapshots) {
     for (index_t h = 0; h < Hkv * group; ++h) {
       const index_t kh = b * Hkv + h / group, qh = b * Hkv * group + h;
       const std::set<index_t> kept(report.kept_keys[kh].begin(), report.kept_keys[kh].end());
-      AttentionSpec spec;
-      spec.softmax = false;
-      spec.scale = effective_scale(a, d);
-      spec.visible = [](index_t i, index_t j) { return j <= i + offset; };
-      spec.kept = [&kept](index_t, index_t j) { return kept.count(j) > 0; };
-      spec.normalise_over_kept = false;
+      const AttentionSpec spec = causal_power_spec(a, d, offset, kept, 0);
       const AttentionRows ref = attention_rows_reference(rows(Q, qh * n_q, n_q), rows(K, kh * n_k, n_k),
                                                          rows(V, kh * n_k, n_k), all_rows(n_q), spec);
       const std::string what = "batch " + std::to_string(b) + " query head " + std::to_string(h);
