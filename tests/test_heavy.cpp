@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <cmath>
+
 #include "heavy_checks.hpp"
 #include "levattn/attention/brute_force.hpp"
 #include "levattn/attention/heavy.hpp"
@@ -200,21 +202,44 @@ TEST(HeavySplit, RejectsInconsistentParts) {
 // outside a band around ε and scores within it, with at least one entry above it. With double
 // products (verify_heavy's reference) the band is 1e-4, the search's own, on every kind. With
 // float products it is 1e-4 too except on keys of condition 10⁶, where the float products put
-// scores up to 0.7% off here (the error brute_force.hpp describes): there it is 1e-2.
+// scores up to 2.4% off here (the error brute_force.hpp describes): there it is 5e-2. 2,500 keys
+// and 150 queries (ε = 0.002): three blocks of keys and three tiles of queries, the last of each
+// partial.
 TEST(Heavy, BruteForceHasRecallAndPrecisionOneAgainstDoubleReference) {
   for (const std::string& kind : kinds()) {
-    const Floats K = make_keys(kind, 500, 8, 3);
-    const Floats Q = make_queries(K, 40, 9);
+    const Floats K = make_keys(kind, 2500, 8, 3);
+    const Floats Q = make_queries(K, 150, 9);
     const MatD A = attention_reference(Q, K);
     for (const BruteForceProducts products : {BruteForceProducts::f32, BruteForceProducts::f64}) {
       std::vector<HeavyEntry> got;
       brute_force_heavy(
-          Q.view(), K.view(), 0.01, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); }, products);
+          Q.view(), K.view(), 0.002, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); },
+          products);
       const bool f64 = products == BruteForceProducts::f64;
-      const double band = !f64 && kind == "cond1e6" ? 1e-2 : 1e-4;
+      const double band = !f64 && kind == "cond1e6" ? 5e-2 : 1e-4;
       const std::string what = kind + (f64 ? " double products" : " float products");
-      EXPECT_GT(expect_matches(got, A, 0.01, what, band), 0) << what;
+      EXPECT_GT(expect_matches(got, A, 0.002, what, band), 0) << what;
     }
+  }
+}
+
+// Keys whose squared norms grow by 0.1% from one key to the next: while the brute force walks the
+// keys in order, nearly every product is heavy against the row's sum so far, so its candidates
+// outgrow 2/ε + 1,024 and are pruned three times (near keys 31,744, 61,440 and 90,112) before the
+// last ~2,300 keys, the heavy ones, are reached. Both product types against the double reference.
+TEST(Heavy, BruteForceOnKeysGrowingInOrderHasRecallAndPrecisionOne) {
+  const index_t n = 100000, d = 4;
+  Floats K = normal_matrix(n, d, 21);
+  for (index_t j = 0; j < n; ++j)
+    for (index_t c = 0; c < d; ++c) K.data[j * d + c] *= static_cast<float>(std::pow(1.001, 0.5 * j));
+  const Floats Q = normal_matrix(6, d, 22);
+  const MatD A = attention_reference(Q, K);
+  for (const BruteForceProducts products : {BruteForceProducts::f32, BruteForceProducts::f64}) {
+    std::vector<HeavyEntry> got;
+    brute_force_heavy(
+        Q.view(), K.view(), 1e-4, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); }, products);
+    const std::string what = products == BruteForceProducts::f64 ? "double products" : "float products";
+    EXPECT_GT(expect_matches(got, A, 1e-4, what), 6 * 1000) << what;
   }
 }
 

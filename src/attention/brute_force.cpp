@@ -16,8 +16,25 @@ namespace levattn {
 namespace {
 // Keys whose largest magnitude lies in [2⁻³⁰, 2³⁰) are used in place; others are scaled first.
 bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
-// Keys widened (and scaled) per GEMM when they cannot be read in place.
+// Keys per GEMM: a tile's products against one block take 512 KiB at most (64 × 1,024 doubles).
 constexpr index_t kKeyBlock = 1024;
+// Queries per tile: each block of keys is widened and packed by the GEMM once per tile.
+constexpr index_t kQueryTile = 64;
+
+// One pass over the keys, block by block. Row sums of squares only grow, so an entry with
+// sq ≥ ε·(final sum) also has sq ≥ ε·(sum so far, this block included) when its block is seen:
+// such candidates are kept, pruned against the sum so far whenever they outnumber 2/ε + a block
+// (at most 1/ε survive a prune, since they sum to no more than the sum so far), and tested against
+// the final sum at the end. No row of products against all keys is held.
+struct Candidates {
+  std::vector<HeavyEntry> entries;  // score = the entry's square, not yet normalised
+  double total_sq = 0.0;            // Σ_l <q,k_l>² over the blocks seen so far
+
+  void prune(double eps) {
+    const double cut = eps * total_sq;
+    std::erase_if(entries, [cut](const HeavyEntry& e) { return e.score < cut; });
+  }
+};
 
 // The brute force with products of type P: float GEMM of power-of-two scaled rows, or double GEMM
 // of the widened rows (no scaling: products of floats and their squares stay within double's range).
@@ -36,24 +53,25 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
 
   // Power-of-two scaling changes no A[i,j] (they are ratios) but keeps the float GEMM in range:
   // keys outside [2⁻³⁰, 2³⁰) are scaled (exact but for subnormal results). Float keys in range are
-  // read in place by the float GEMM; other keys are widened (and scaled) kKeyBlock rows at a time
-  // into per-thread scratch, so no copy of all keys is made.
+  // read in place by the float GEMM; other keys are widened (and scaled) a block at a time into
+  // per-thread scratch, so no copy of all keys is made.
   const int key_shift = kDouble ? 0 : linalg::pow2_shift(keys);
   const bool in_place = !kDouble && std::is_same_v<T, float> && keys_in_safe_range(key_shift);
   const int applied_shift = keys_in_safe_range(key_shift) ? 0 : key_shift;  // keys in range keep their values
-  const index_t key_block = in_place ? n : std::min(kKeyBlock, n);
+  const index_t key_block = std::min(kKeyBlock, n), tq = std::min(kQueryTile, m);
+  const double prune_at = 2.0 / eps + static_cast<double>(key_block);
 
-  // Tall query tiles amortise the GEMM packing of all n keys (up to 32 MiB of products a thread).
-  const index_t tq = std::clamp<index_t>((index_t{1} << 25) / (n * index_t{sizeof(P)}), 1, 64);
   struct Scratch {
     std::vector<P> scaled, products, keys;
     std::vector<float> widened;  // a block of 16-bit keys widened to float (double products)
+    std::vector<Candidates> candidates;
   };
   const auto make_scratch = [&] {
     const bool widen_16 = kDouble && !std::is_same_v<T, float>;
-    return Scratch{std::vector<P>(static_cast<size_t>(tq * d)), std::vector<P>(static_cast<size_t>(tq * n)),
+    return Scratch{std::vector<P>(static_cast<size_t>(tq * d)), std::vector<P>(static_cast<size_t>(tq * key_block)),
                    std::vector<P>(in_place ? 0 : static_cast<size_t>(key_block * d)),
-                   std::vector<float>(widen_16 ? static_cast<size_t>(key_block * d) : 0)};
+                   std::vector<float>(widen_16 ? static_cast<size_t>(key_block * d) : 0),
+                   std::vector<Candidates>(static_cast<size_t>(tq))};
   };
   // Keys [first, first + count) as the GEMM reads them: in place, or widened (and scaled) into s.keys.
   const auto key_rows = [&](Scratch& s, index_t first, index_t count) -> MatrixView<const P> {
@@ -76,17 +94,19 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
       return ConstMatrixF(s.keys.data(), count, d);
     }
   };
-  // products (rows × n, row stride n) = the (scaled) query rows times the (scaled) keys.
-  const auto products_of = [&](Scratch& s, index_t rows) {
-    const MatrixView<const P> tile(s.scaled.data(), rows, d);
-    for (index_t first = 0; first < n; first += key_block) {
-      const index_t count = std::min(key_block, n - first);
-      const MatrixView<P> out(s.products.data() + first, rows, count, n);
-      if constexpr (kDouble)
-        linalg::dgemm(false, true, 1.0, tile, key_rows(s, first, count), 0.0, out);
-      else
-        linalg::sgemm(false, true, 1.0f, tile, key_rows(s, first, count), 0.0f, out);
+  // Adds the block [first, first + count) of query i's products (row) to its candidates.
+  const auto add_block = [&](Candidates& c, index_t query, const P* row, index_t first, index_t count) {
+    c.total_sq += linalg::dot_double(row, row, count);
+    const double cut = eps * c.total_sq;
+    if (cut == 0.0) return;  // every product so far is zero: none of them is a candidate
+    // A pre-filter a little below the cut in the products' type, then the exact test in double.
+    const P near = static_cast<P>(std::sqrt(cut) * (1.0 - 1e-5));
+    for (index_t j = 0; j < count; ++j) {
+      if (std::fabs(row[j]) < near) continue;
+      const double sq = static_cast<double>(row[j]) * row[j];
+      if (sq >= cut) c.entries.push_back({query, first + j, sq});
     }
+    if (static_cast<double>(c.entries.size()) > prune_at) c.prune(eps);
   };
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * tq, rows = std::min(tq, m - begin);
@@ -97,23 +117,27 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
         const int shift = linalg::pow2_shift(queries.row(begin + i), d);
         linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
       }
+      s.candidates[i] = Candidates{};
     }
-    products_of(s, rows);
+    const MatrixView<const P> tile(s.scaled.data(), rows, d);
+    for (index_t first = 0; first < n; first += key_block) {
+      const index_t count = std::min(key_block, n - first);
+      const MatrixView<P> out(s.products.data(), rows, count, key_block);
+      if constexpr (kDouble)
+        linalg::dgemm(false, true, 1.0, tile, key_rows(s, first, count), 0.0, out);
+      else
+        linalg::sgemm(false, true, 1.0f, tile, key_rows(s, first, count), 0.0f, out);
+      for (index_t i = 0; i < rows; ++i) add_block(s.candidates[i], begin + i, out.row(i), first, count);
+    }
     for (index_t i = 0; i < rows; ++i) {
-      const P* row = &s.products[i * n];
-      const double total_sq = linalg::dot_double(row, row, n);
-      if (total_sq == 0.0) {
+      Candidates& c = s.candidates[i];
+      if (c.total_sq == 0.0) {
         ++stats.zero_queries;
         continue;
       }
-      const double cut = eps * total_sq;
-      // A pre-filter a little below the cut in the products' type, then the exact test in double.
-      const P near = static_cast<P>(std::sqrt(cut) * (1.0 - 1e-5));
-      for (index_t j = 0; j < n; ++j) {
-        if (std::fabs(row[j]) < near) continue;
-        const double sq = static_cast<double>(row[j]) * row[j];
-        if (sq >= cut) found.push_back({begin + i, j, sq / total_sq});
-      }
+      c.prune(eps);
+      for (HeavyEntry& e : c.entries) e.score /= c.total_sq;
+      found.insert(found.end(), c.entries.begin(), c.entries.end());
     }
   };
   HeavyStats total = detail::search_tiles_in_order((m + tq - 1) / tq, make_scratch, search_tile, sink, [](index_t) {});
