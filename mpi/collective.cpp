@@ -1,10 +1,10 @@
 #include "collective.hpp"
 
-#include <cmath>
 #include <exception>
 
 #include "exit_codes.hpp"
 #include "levattn/core/error.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/io/npy.hpp"
 #include "levattn/io/npy_rows.hpp"
 
@@ -48,20 +48,6 @@ std::vector<std::vector<std::uint8_t>> all_gather(const std::vector<std::uint8_t
 
 index_t even_split(index_t n, int part, const World& w) { return n * part / w.size; }
 
-namespace {
-
-// Error{bad_input} naming the first row of `rows` (numbered from `first`) with a NaN or infinity.
-template <class T>
-void check_finite(MatrixView<const T> rows, index_t first, const char* what) {
-  for (index_t r = 0; r < rows.rows; ++r)
-    for (index_t c = 0; c < rows.cols; ++c)
-      if (!std::isfinite(to_float(rows(r, c))))
-        throw Error(ErrorKind::bad_input,
-                    std::string(what) + ": row " + std::to_string(first + r) + " holds a NaN or an infinity");
-}
-
-}  // namespace
-
 Share read_share(const std::string& path, const char* what, const World& w, const RowSplit& split,
                  io::Precision precision) {
   Share s;
@@ -92,7 +78,7 @@ Share read_share(const std::string& path, const char* what, const World& w, cons
       reader.read(s.begin, s.rows, s.copied.data());
       s.first = s.copied.data();
     }
-    s.with_view([&](auto rows) { check_finite(rows, s.begin, what); });
+    s.with_view([&](auto rows) { require_finite_rows(rows, what, s.begin); });
   });
   return s;
 }

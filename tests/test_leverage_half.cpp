@@ -11,7 +11,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/core/half.hpp"
 #include "levattn/linalg/gram.hpp"
 #include "levattn/scores/leverage.hpp"

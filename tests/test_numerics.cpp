@@ -7,7 +7,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/scaled_rows.hpp"

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 
 namespace levattn::detail {
 

@@ -5,7 +5,7 @@
 #include <type_traits>
 
 #include "attention/ordered_tiles.hpp"
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/scaled_rows.hpp"
 #include "linalg/widen_rows.hpp"

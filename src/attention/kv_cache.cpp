@@ -7,8 +7,8 @@
 #include <limits>
 #include <type_traits>
 
-#include "core/finite_rows.hpp"
 #include "levattn/attention/heavy.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/widen_rows.hpp"
 
 namespace levattn {

@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "attention/ordered_tiles.hpp"
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/scaled_rows.hpp"
 
 namespace levattn {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <map>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/eval/query_rules.hpp"
 
 namespace levattn {

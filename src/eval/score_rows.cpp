@@ -3,7 +3,7 @@
 #include <cmath>
 #include <limits>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 
 namespace levattn::detail {

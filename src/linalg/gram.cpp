@@ -7,8 +7,8 @@
 #include <string>
 #include <type_traits>
 
-#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/kernels.hpp"
 #include "linalg/widen_rows.hpp"
 

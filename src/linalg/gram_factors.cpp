@@ -6,8 +6,8 @@
 #include <string>
 #include <type_traits>
 
-#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/kernels.hpp"
 #include "linalg/scaled_rows.hpp"

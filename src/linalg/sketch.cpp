@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "linalg/counter_random.hpp"
 #include "linalg/kernels.hpp"
 #include "linalg/sketch_kernels.hpp"

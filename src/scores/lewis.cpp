@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "anderson_mixing.hpp"
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/linalg/gram.hpp"
 #include "linalg/gram_eigen.hpp"
 #include "linalg/scaled_rows.hpp"

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/finite_rows.hpp"
 #include "core/first_error.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/scores/lewis.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/counter_random.hpp"

@@ -5,7 +5,7 @@
 #include <numeric>
 #include <random>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "levattn/scores/lewis.hpp"
 #include "levattn/select/universal_set.hpp"

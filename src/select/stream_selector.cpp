@@ -5,7 +5,7 @@
 #include <numeric>
 #include <string>
 
-#include "core/finite_rows.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/scores/leverage.hpp"
 #include "linalg/widen_rows.hpp"
 

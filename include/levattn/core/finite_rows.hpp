@@ -1,5 +1,6 @@
-// The one check that input rows are finite, for every layer: the first row of a view holding a
-// NaN or an infinity, and the error that names it ("keys: row 7 holds a NaN or an infinity").
+// The one check that input rows are finite, for every layer and front end: the first row of a
+// view holding a NaN or an infinity, and the error that names it ("keys: row 7 holds a NaN or an
+// infinity").
 #pragma once
 
 #include <algorithm>
