@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "levattn/scores/approx_leverage.hpp"
 #include "levattn/select/universal_set.hpp"
@@ -216,6 +219,84 @@ TEST(ApproxLeverage, RejectsBadInput) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::bad_input);
     EXPECT_NE(std::string(e.what()).find("row 2222"), std::string::npos) << e.what();
+  }
+}
+
+// γ = 0.001 with a sketch of 1,000 rows (not enough for that γ: only the arithmetic paths matter
+// here): float scores need a rounding estimate ≤ 5e-5, which gaussian keys meet and keys of
+// condition 10⁶ rounded to 16 bits (condition ~10² to 10³ after rounding) do not.
+ApproxLeverageOptions path_options(ApproxMethod method, index_t k) {
+  ApproxLeverageOptions o;
+  o.gamma = 0.001;
+  o.method = method;
+  o.sketch_rows = method == ApproxMethod::sketched ? 1000 : 0;
+  o.jl_columns = k;
+  return o;
+}
+
+// 16-bit keys, read as they are, give the plan, rank and score bits of the keys widened to float
+// on every scoring path: the exact fallback, a sketch with float scores (k = rank), with double
+// scores (cond1e6), and with a projection (k = d/2); a padded row stride.
+template <class T>
+void expect_16_bit_scores_equal_widened(const std::string& kind, ApproxMethod method, index_t k) {
+  const index_t n = 5000, d = 32;
+  const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>(kind, n, d, 8), 3);
+  const std::string what = std::string(half_type_label<T>()) + " " + kind + " k " + std::to_string(k);
+  const ApproxLeverageOptions o = path_options(method, k);
+  ApproxLeverageScorer s16(d, o), s32(d, o);
+  s16.fit(K.view());
+  s32.fit(K.widened.view());
+  EXPECT_EQ(s16.plan().sketched, method == ApproxMethod::sketched) << what;
+  EXPECT_EQ(s16.plan().float_scores, s32.plan().float_scores) << what;
+  EXPECT_EQ(s16.plan().jl_columns, s32.plan().jl_columns) << what;
+  EXPECT_EQ(s16.rank(), s32.rank()) << what;
+  EXPECT_EQ(s16.scores(K.view()), s32.scores(K.widened.view())) << what;
+}
+
+TEST(ApproxLeverage, SixteenBitKeysGiveTheScoresOfTheirWidenedValues) {
+  for (const std::string kind : {"gaussian", "heavy_tailed", "huge", "tiny", "cond1e6"})
+    for (const auto& [method, k] : std::vector<std::pair<ApproxMethod, index_t>>{
+             {ApproxMethod::exact, 0}, {ApproxMethod::sketched, 0}, {ApproxMethod::sketched, 16}}) {
+      expect_16_bit_scores_equal_widened<BFloat16>(kind, method, k);
+      expect_16_bit_scores_equal_widened<Half>(kind, method, k);
+    }
+  // The paths the loop must have taken: float scores on gaussian keys, double on cond1e6.
+  const ApproxLeverageOptions o = path_options(ApproxMethod::sketched, 0);
+  const auto float_scores = [&]<class T>(const std::string& kind, T) {
+    const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>(kind, 5000, 32, 8));
+    return ApproxLeverageScorer(32, o).fit(K.view()).plan().float_scores;
+  };
+  EXPECT_TRUE(float_scores("gaussian", BFloat16{}));
+  EXPECT_TRUE(float_scores("gaussian", Half{}));
+  EXPECT_FALSE(float_scores("cond1e6", BFloat16{}));
+  EXPECT_FALSE(float_scores("cond1e6", Half{}));
+}
+
+// An infinity in 16-bit keys is named by its row in fit (sketch) and in scores (k = rank and a
+// projection k = 4).
+TEST(ApproxLeverage, SixteenBitNonFiniteRowsAreNamed) {
+  const index_t n = 3000, d = 8;
+  RoundedRows<Half> K = round_rows<Half>(normal_matrix(n, d, 3));
+  K.data[static_cast<size_t>(2222 * d + 5)].bits = 0x7c00;  // +inf
+  for (const index_t k : {0, 4}) {
+    ApproxLeverageOptions o;
+    o.method = ApproxMethod::sketched;
+    o.jl_columns = k;
+    ApproxLeverageScorer scorer(d, o);
+    try {
+      scorer.fit(K.view());
+      ADD_FAILURE() << "fit accepted an infinity, k " << k;
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()), "keys: row 2222 holds a NaN or an infinity") << "k " << k;
+    }
+    scorer.fit(round_rows<Half>(normal_matrix(n, d, 4)).view());
+    try {
+      (void)scorer.scores(K.view());
+      ADD_FAILURE() << "scores accepted an infinity, k " << k;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::bad_input) << "k " << k;
+      EXPECT_EQ(std::string(e.what()), "keys: row 2222 holds a NaN or an infinity") << "k " << k;
+    }
   }
 }
 

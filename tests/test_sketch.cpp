@@ -4,6 +4,9 @@
 #include <omp.h>
 
 #include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
 
 #include "levattn/linalg/sketch.hpp"
 #include "reference.hpp"
@@ -149,6 +152,49 @@ TEST(Sketch, RejectsBadInputAndKeepsItsState) {
     EXPECT_EQ(s.count(), 100);
     EXPECT_THROW(s.add(make_keys("gaussian", 5, 5, 1).view()), Error);
   }
+}
+
+// 16-bit keys are widened a chunk at a time (8,192 rows at d = 512): 20,000 rows span three
+// chunks. Their sketch has the bits of the widened keys' (count_sketch, sparse_sign) or lies within
+// 1e-12 of it (gaussian, srht, whose sums a split may reorder); a NaN in the third chunk is named by
+// its row in the stream and leaves the sketch and its count as they were.
+template <class T>
+void expect_sketch_of_16_bit_keys(const RoundedRows<T>& K) {
+  const index_t n = K.rows, d = K.cols;
+  RoundedRows<T> bad = K;
+  bad.data[static_cast<size_t>(17000 * bad.stride + 9)] = round_to<T>(std::numeric_limits<float>::quiet_NaN());
+  for (SketchKind kind : kAllKinds) {
+    const std::string what = std::string(half_type_label<T>()) + " " + sketch_kind_name(kind);
+    const SketchOptions o{kind, kind == SketchKind::gaussian ? 20 : 600, 8, 4};
+    Sketch from_16(d, o), from_float(d, o);
+    from_16.add(K.view().rows_range(0, 1));  // the stream does not start at a chunk edge
+    from_16.add(K.view().rows_range(1, n));
+    from_float.add(K.widened.view());
+    const MatD got = Eigen::Map<const MatD>(from_16.sketch().data(), o.rows, d);
+    const MatD want = Eigen::Map<const MatD>(from_float.sketch().data(), o.rows, d);
+    if (kind == SketchKind::count_sketch || kind == SketchKind::sparse_sign)
+      EXPECT_TRUE(got == want) << what;
+    else
+      EXPECT_LE((got - want).cwiseAbs().maxCoeff(), 1e-12 * want.cwiseAbs().maxCoeff()) << what;
+    EXPECT_EQ(from_16.count(), n) << what;
+
+    const std::vector<double> before = from_16.sketch();
+    try {
+      from_16.add(bad.view());
+      ADD_FAILURE() << what << ": accepted a NaN";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::bad_input) << what;
+      EXPECT_EQ(std::string(e.what()), "keys: row 37000 holds a NaN or an infinity") << what;
+    }
+    EXPECT_EQ(from_16.sketch(), before) << what;
+    EXPECT_EQ(from_16.count(), n) << what;
+  }
+}
+
+TEST(Sketch, SixteenBitKeysSketchAsTheirWidenedValues) {
+  const Floats K = make_keys("heavy_tailed", 20000, 512, 5);
+  expect_sketch_of_16_bit_keys(round_rows<BFloat16>(K, 3));
+  expect_sketch_of_16_bit_keys(round_rows<Half>(keys_in_half_range<Half>("heavy_tailed", 20000, 512, 5), 3));
 }
 
 }  // namespace

@@ -108,20 +108,41 @@ void TrapezoidalForm::sum_squares(MatrixView<const BFloat16> X, double* out, con
   sum_squares_rows(X, out, what);
 }
 
-void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const char* what) const {
+template <class T>
+void TrapezoidalForm::sum_squares_float32_rows(MatrixView<const T> X, double* out, const char* what) const {
   check_shape(X.cols, what);
   if (empty_form(X, out, what)) return;
   const auto& kernel = kernels::active_kernels();
   for_each_block(X.rows, what, [&](index_t begin, index_t rows) {
-    kernel.trapezoid_sumsq_float(X.row(begin), rows, d_, X.stride, ttf_.data(), rows_, out + begin);
+    const float* x = nullptr;  // the block's rows as float: in place, or widened into scratch
+    index_t stride = d_;
+    if constexpr (std::is_same_v<T, float>) {
+      x = X.row(begin), stride = X.stride;
+    } else {
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(kernels::kBlockRows * d_));
+      widen_rows(X, begin, rows, scratch.data());
+      x = scratch.data();
+    }
+    kernel.trapezoid_sumsq_float(x, rows, d_, stride, ttf_.data(), rows_, out + begin);
     if (std::all_of(out + begin, out + begin + rows, [](double v) { return std::isfinite(v); })) {
       for (index_t r = begin; r < begin + rows; ++r) out[r] = std::ldexp(out[r], -2 * float_shift_);
       return begin + rows;
     }
     // A non-finite input or a float overflow: the double kernel tells them apart.
-    if (kernel.trapezoid_sumsq(X.row(begin), rows, d_, X.stride, tt_.data(), rows_, out + begin)) return begin + rows;
+    if (kernel.trapezoid_sumsq(x, rows, d_, stride, tt_.data(), rows_, out + begin)) return begin + rows;
     return first_nonfinite_row(X, begin, begin + rows);
   });
+}
+
+void TrapezoidalForm::sum_squares_float32(ConstMatrixF X, double* out, const char* what) const {
+  sum_squares_float32_rows(X, out, what);
+}
+void TrapezoidalForm::sum_squares_float32(MatrixView<const Half> X, double* out, const char* what) const {
+  sum_squares_float32_rows(X, out, what);
+}
+void TrapezoidalForm::sum_squares_float32(MatrixView<const BFloat16> X, double* out, const char* what) const {
+  sum_squares_float32_rows(X, out, what);
 }
 
 GramFactors factor_gram(const std::vector<double>& G, index_t d, double ridge, double rcond) {

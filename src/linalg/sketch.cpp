@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "core/first_error.hpp"
@@ -10,6 +11,7 @@
 #include "linalg/counter_random.hpp"
 #include "linalg/kernels.hpp"
 #include "linalg/sketch_kernels.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -21,6 +23,7 @@ constexpr std::uint64_t kStreamSparseRow = 1, kStreamSparseSign = 2, kStreamGaus
 constexpr index_t kMaxNonzeros = 64;
 constexpr index_t kKeysPerPass = index_t{1} << 13;  // keys whose nonzeros are drawn and sorted at once
 constexpr index_t kGaussianRowChunk = 16;
+constexpr index_t kWidenedFloats = index_t{1} << 22;  // 16 MiB: 16-bit keys widened per chunk
 
 kernels::ScatterFn scatter_kernel() {
 #ifdef LEVATTN_AVX512
@@ -82,6 +85,33 @@ void Sketch::add(ConstMatrixF block) {
   }
   count_ += block.rows;
 }
+
+template <class T>
+void Sketch::add_widened(MatrixView<const T> block) {
+  require(block.cols == d_,
+          "sketch: keys have " + std::to_string(block.cols) + " columns, sketch has dimension " + std::to_string(d_));
+  const index_t chunk = std::max(kKeysPerPass, kWidenedFloats / d_);
+  std::vector<float> widened(static_cast<size_t>(std::min(chunk, block.rows) * d_));
+  // add() leaves the sketch unchanged when a chunk holds a bad row; with more than one chunk, the
+  // chunks before it are undone from a copy of the state (O(m·d), whatever the number of rows).
+  std::optional<Sketch> before;
+  if (block.rows > chunk) before = *this;
+  try {
+    for (index_t begin = 0; begin < block.rows; begin += chunk) {
+      const index_t rows = std::min(chunk, block.rows - begin);
+#pragma omp parallel for schedule(static)
+      for (index_t r = 0; r < rows; r += kKeysPerPass / 8)
+        widen_rows(block, begin + r, std::min(kKeysPerPass / 8, rows - r), widened.data() + r * d_);
+      add(ConstMatrixF(widened.data(), rows, d_));
+    }
+  } catch (...) {
+    if (before) *this = std::move(*before);
+    throw;
+  }
+}
+
+void Sketch::add(MatrixView<const Half> block) { add_widened(block); }
+void Sketch::add(MatrixView<const BFloat16> block) { add_widened(block); }
 
 void Sketch::add_sparse(ConstMatrixF block) {
   const index_t m = options_.rows, s = options_.nonzeros;

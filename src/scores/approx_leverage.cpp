@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "core/first_error.hpp"
 #include "levattn/core/finite_rows.hpp"
 #include "linalg/blas.hpp"
 #include "linalg/counter_random.hpp"
+#include "linalg/widen_rows.hpp"
 #include "scores/beta_distribution.hpp"
 
 namespace levattn {
@@ -183,7 +185,8 @@ ApproxLeverageScorer::ApproxLeverageScorer(index_t d, ApproxLeverageOptions opti
   check_options(d, options_);
 }
 
-ApproxLeverageScorer& ApproxLeverageScorer::fit(ConstMatrixF keys) {
+template <class Elem>
+ApproxLeverageScorer& ApproxLeverageScorer::fit_rows(MatrixView<const Elem> keys) {
   require(keys.cols == d_,
           "keys have " + std::to_string(keys.cols) + " columns, scorer has dimension " + std::to_string(d_));
   require(keys.rows >= 1, "keys: need at least one key");
@@ -233,7 +236,8 @@ ApproxLeverageScorer& ApproxLeverageScorer::fit(ConstMatrixF keys) {
   return *this;
 }
 
-void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
+template <class Elem>
+void ApproxLeverageScorer::scores_rows(MatrixView<const Elem> keys, double* out) const {
   if (!plan_.sketched) {
     exact_.scores(keys, out);
     return;
@@ -259,13 +263,21 @@ void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
 #pragma omp parallel reduction(min : first_bad)
   {
     std::vector<float> y(static_cast<size_t>(kScoreTile * k));
+    std::vector<float> widened(std::is_same_v<Elem, float> ? 0 : static_cast<size_t>(kScoreTile * d_));
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tiles; ++t) {
       if (error.failed()) continue;
       try {
         const index_t begin = t * kScoreTile, rows = std::min(kScoreTile, keys.rows - begin);
-        linalg::sgemm(false, false, 1.0f, keys.rows_range(begin, begin + rows), ConstMatrixF(projection_.data(), d_, k),
-                      0.0f, MatrixF(y.data(), rows, k));
+        ConstMatrixF tile;  // the tile's rows as float: in place, or widened
+        if constexpr (std::is_same_v<Elem, float>) {
+          tile = keys.rows_range(begin, begin + rows);
+        } else {
+          widen_rows(keys, begin, rows, widened.data());
+          tile = ConstMatrixF(widened.data(), rows, d_);
+        }
+        linalg::sgemm(false, false, 1.0f, tile, ConstMatrixF(projection_.data(), d_, k), 0.0f,
+                      MatrixF(y.data(), rows, k));
         for (index_t i = 0; i < rows; ++i) {
           const float* yi = y.data() + i * k;
           double sum = 0.0;
@@ -286,10 +298,27 @@ void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const {
   }
 }
 
-std::vector<double> ApproxLeverageScorer::scores(ConstMatrixF keys) const {
+ApproxLeverageScorer& ApproxLeverageScorer::fit(ConstMatrixF keys) { return fit_rows(keys); }
+ApproxLeverageScorer& ApproxLeverageScorer::fit(MatrixView<const Half> keys) { return fit_rows(keys); }
+ApproxLeverageScorer& ApproxLeverageScorer::fit(MatrixView<const BFloat16> keys) { return fit_rows(keys); }
+
+void ApproxLeverageScorer::scores(ConstMatrixF keys, double* out) const { scores_rows(keys, out); }
+void ApproxLeverageScorer::scores(MatrixView<const Half> keys, double* out) const { scores_rows(keys, out); }
+void ApproxLeverageScorer::scores(MatrixView<const BFloat16> keys, double* out) const { scores_rows(keys, out); }
+
+namespace {
+template <class T>
+std::vector<double> scores_of(const ApproxLeverageScorer& scorer, MatrixView<const T> keys) {
   std::vector<double> out(static_cast<size_t>(keys.rows));
-  scores(keys, out.data());
+  scorer.scores(keys, out.data());
   return out;
+}
+}  // namespace
+
+std::vector<double> ApproxLeverageScorer::scores(ConstMatrixF keys) const { return scores_of(*this, keys); }
+std::vector<double> ApproxLeverageScorer::scores(MatrixView<const Half> keys) const { return scores_of(*this, keys); }
+std::vector<double> ApproxLeverageScorer::scores(MatrixView<const BFloat16> keys) const {
+  return scores_of(*this, keys);
 }
 
 }  // namespace levattn

@@ -17,25 +17,37 @@ void check_key_score_options(const KeyScoreOptions& o) {
   require(o.failure > 0.0 && o.failure < 1.0, "failure must lie in (0, 1)");
 }
 
+namespace {
+
+// Sketched ℓ2 scores (o.approx > 0) of float or 16-bit keys, read as they are.
+template <class T>
+KeyScores approx_key_scores(MatrixView<const T> keys, const KeyScoreOptions& o) {
+  ApproxLeverageOptions a;
+  a.gamma = o.approx;
+  a.failure = o.failure;
+  a.seed = o.seed;
+  a.rcond = o.rcond;
+  ApproxLeverageScorer scorer(keys.cols, a);
+  scorer.fit(keys);
+  KeyScores out;
+  out.values = scorer.scores(keys);
+  out.rank = scorer.rank();
+  out.threshold_factor = 1.0 / (1.0 + a.gamma);
+  out.bound_mass = (1.0 + a.gamma) * double(out.rank);
+  out.plan = scorer.plan();
+  out.method = out.plan.sketched ? "sketched" : "exact (cheaper than any sketch meeting gamma)";
+  return out;
+}
+
+}  // namespace
+
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool sensitivities) {
   check_key_score_options(o);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   KeyScores out;
   if (o.approx > 0.0) {
-    ApproxLeverageOptions a;
-    a.gamma = o.approx;
-    a.failure = o.failure;
-    a.seed = o.seed;
-    a.rcond = o.rcond;
-    ApproxLeverageScorer scorer(keys.cols, a);
-    scorer.fit(keys);
-    out.values = scorer.scores(keys);
-    out.rank = scorer.rank();
-    out.threshold_factor = 1.0 / (1.0 + a.gamma);
-    out.bound_mass = (1.0 + a.gamma) * double(out.rank);
-    out.plan = scorer.plan();
-    out.method = out.plan.sketched ? "sketched" : "exact (cheaper than any sketch meeting gamma)";
+    out = approx_key_scores(keys, o);
   } else if (o.p != 2.0) {
     LewisOptions lo;
     lo.rcond = o.rcond;
@@ -64,7 +76,8 @@ KeyScores compute_key_scores_16(MatrixView<const T> keys, const KeyScoreOptions&
   check_key_score_options(o);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
-  if (o.approx == 0.0 && o.p == 2.0) {
+  if (o.approx > 0.0) return approx_key_scores(keys, o);
+  if (o.p == 2.0) {
     LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
     scorer.fit(keys);
     return leverage_key_scores(scorer, keys);

@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """float16 .npy and bfloat16 .safetensors inputs: `levattn scores`, `select`, `heavy` and `stream` give
 the same bits as the same values stored as float32 (exact leverage and heavy entries read in 16 bits,
-recall and precision 1 against float64 of the rounded keys; --p 3 through a float32 copy), and NaN/Inf
+recall and precision 1 against float64 of the rounded keys; --p 3 through a float32 copy; --approx
+sketching in 16 bits), and NaN/Inf
 in 16-bit keys is refused naming the row;
 `levattn attend`'s f32 arithmetic (exact and --method lev) gives the same bits as the same values stored as float32; both
 arithmetics match a numpy float64 reference of the rounded values (1e-5 and 1e-2); --json names the
 element types, arithmetic and kernel; mixes the library does not read in place fall back to
-float32; and peak RSS stays below what a float32 copy of the keys and values would need (not under
-the sanitizers, whose own memory it would measure).
+float32; and peak RSS (attend, scores --approx) stays below what a float32 copy of the inputs would
+need (not under the sanitizers, whose own memory it would measure).
 Usage: test_half_inputs.py LEVATTN [no-rss-check]"""
 import functools
 import json
@@ -166,6 +167,17 @@ def main():
             p("u32" + ext), "rb").read()
         check(ok, f"select on {label} keys: the float32 run's universal set")
 
+    # --approx on float16 keys large enough that the plan sketches (30,000 x 128): read in 16 bits
+    # (a chunk of rows widened at a time), the float32 run's scores bit for bit.
+    keys_ap = rng.standard_normal((30000, 128)).astype(np.float16)
+    np.save(p("Kap16.npy"), keys_ap)
+    np.save(p("Kap32.npy"), keys_ap.astype(np.float32))
+    a = run("scores", "--keys", p("Kap16.npy"), "--approx", 0.5, "--output", p("ap16.npy"), "--json")
+    b = run("scores", "--keys", p("Kap32.npy"), "--approx", 0.5, "--output", p("ap32.npy"))
+    ok = a.returncode == 0 and b.returncode == 0 and json.loads(a.stdout)["per_head"][0]["method"] == "sketched" \
+        and np.array_equal(np.load(p("ap16.npy")), np.load(p("ap32.npy")))
+    check(ok, "scores --approx 0.5 on float16 keys (30,000 x 128) sketches: the float32 run's scores bit for bit")
+
     # heavy and stream on 16-bit keys (float16 .npy, bfloat16 .safetensors): the float32 file's output
     # byte for byte, and every entry >= eps of float64 attention of the rounded keys found.
     keys_h = (rng.standard_normal((3000, 16)) * np.logspace(0, -1.5, 16)).astype(np.float32)
@@ -253,6 +265,21 @@ def main():
               "attend on 64 MiB of float16 keys and values peaks below 16-bit inputs + 48 MiB (a float32 copy adds 128)")
     else:
         check(r.returncode == 0, "attend on 64 MiB of float16 keys and values runs (peak RSS not checked: sanitizers)")
+
+    # Peak RSS of sketched scores: 2^17 float16 keys of width 256 (64 MiB; a float32 copy would add
+    # 128 MiB; the sketch itself, 9,899 x 256 doubles, takes 19 MiB a copy).
+    np.save(p("Kap_big.npy"), rng.standard_normal((1 << 17, 256)).astype(np.float16))
+    r = run("scores", "--keys", p("Kap_big.npy"), "--approx", 0.5, "--output", p("apb.npy"), "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    sketched = j.get("per_head", [{}])[0].get("method") == "sketched"
+    peak_mib = j["peak_rss_bytes"] / 2**20 if j else float("inf")
+    print(f"     scores --approx peak RSS {peak_mib:.0f} MiB; keys: 64 MiB in float16, 128 MiB in float32")
+    if CHECK_RSS:
+        check(sketched and peak_mib < 64 + 112,
+              "scores --approx on 64 MiB of float16 keys sketches and peaks below 16-bit keys + 112 MiB "
+              "(a float32 copy adds 128)")
+    else:
+        check(sketched, "scores --approx on 64 MiB of float16 keys sketches (peak RSS not checked: sanitizers)")
 
     cli_helpers.finish()
 

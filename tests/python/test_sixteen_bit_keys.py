@@ -1,8 +1,8 @@
 """16-bit keys (numpy float16, torch float16 and bfloat16) read as they are by leverage_scores,
-universal_set, heavy_entries (p = 2), StreamSelector.push and attention(method="lev") with values of
-their type: the results equal, bit for bit, those of the same keys widened to float32, and the scores
-match the float64 SVD reference on the rounded keys; a float16 array is not converted on the way in
-(tracemalloc sees no copy)."""
+universal_set (exact and sketched scores), heavy_entries (p = 2), StreamSelector.push and
+attention(method="lev") with values of their type: the results equal, bit for bit, those of the same
+keys widened to float32, and the scores match the float64 SVD reference on the rounded keys; a float16
+array is not converted on the way in (tracemalloc sees no copy)."""
 import tracemalloc
 
 import numpy as np
@@ -42,6 +42,19 @@ def test_scores_and_sets_equal_the_widened_keys_and_the_svd_reference(rng, kind,
         u16, u32 = levattn.universal_set(k16, **options), levattn.universal_set(k32, **options)
         assert np.array_equal(f64(u16.indices), f64(u32.indices)) and np.array_equal(f64(u16.scores), f64(u32.scores))
         assert u16.within_bound and len(u16.indices) > 0
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_sketched_scores_of_16_bit_keys_equal_the_widened_keys(rng, fmt):
+    """leverage_scores and universal_set with approx = 0.5 on 16-bit keys large enough to be sketched
+    (30,000 x 128): info says 'sketched', and scores and set equal those of the widened keys bit for bit."""
+    k16, k32 = rounded(rng.standard_normal((30000, 128)).astype(np.float32), fmt)
+    s16, info = levattn.leverage_scores(k16, approx=0.5, return_info=True)
+    s32 = levattn.leverage_scores(k32, approx=0.5)
+    assert info["method"] == "sketched"
+    assert np.array_equal(f64(s16), f64(s32))
+    u16, u32 = levattn.universal_set(k16, eps=0.01, approx=0.5), levattn.universal_set(k32, eps=0.01, approx=0.5)
+    assert len(u16.indices) > 0 and np.array_equal(f64(u16.indices), f64(u32.indices))
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

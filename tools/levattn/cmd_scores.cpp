@@ -63,7 +63,8 @@ int run_scores(const ScoresOptions& o) {
                 {"p", o.kind.p},
                 {"per_head", heads},
                 {"output", o.output},
-                {"seconds", phases.json()}});
+                {"seconds", phases.json()},
+                {"peak_rss_bytes", peak_resident_bytes()}});
   } else {
     std::fprintf(stderr, "levattn: wrote %s: %lld scores, d = %lld, rank %lld (head 0)\n", o.output.c_str(),
                  static_cast<long long>(tau.size()), static_cast<long long>(keys.cols),

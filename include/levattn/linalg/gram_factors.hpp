@@ -49,6 +49,9 @@ class TrapezoidalForm {
   // (≲ d·2⁻²⁴·√d·cond(T) for x in T's row space) instead of double rounding. Blocks whose float
   // result overflows are recomputed in double; errors as sum_squares.
   void sum_squares_float32(ConstMatrixF X, double* out, const char* what) const;
+  // The same for 16-bit rows, widened a block at a time (bits as on the widened rows).
+  void sum_squares_float32(MatrixView<const Half> X, double* out, const char* what) const;
+  void sum_squares_float32(MatrixView<const BFloat16> X, double* out, const char* what) const;
 
  private:
   index_t rows_ = 0;
@@ -63,6 +66,8 @@ class TrapezoidalForm {
   bool empty_form(MatrixView<const T> X, double* out, const char* what) const;
   template <class T>
   void sum_squares_rows(MatrixView<const T> X, double* out, const char* what) const;
+  template <class T>
+  void sum_squares_float32_rows(MatrixView<const T> X, double* out, const char* what) const;
 };
 
 struct GramFactors {

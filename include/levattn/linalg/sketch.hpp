@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "levattn/core/half.hpp"
 #include "levattn/core/matrix_view.hpp"
 
 namespace levattn {
@@ -49,6 +50,12 @@ class Sketch {
   // row (numbered from the start of the stream) and leaves the sketch unchanged then.
   // Parallel over columns (OpenMP).
   void add(ConstMatrixF block);
+  // The same for 16-bit keys, widened (exactly) to float a chunk of rows at a time: for
+  // count_sketch and sparse_sign the bits equal those of add() on the widened keys; for gaussian
+  // and srht, as for any other split of the input, the last bits may differ. A bad row leaves the
+  // sketch unchanged here too.
+  void add(MatrixView<const Half> block);
+  void add(MatrixView<const BFloat16> block);
 
   // SK, m × d row-major, for the keys added so far.
   std::vector<double> sketch() const;
@@ -59,6 +66,8 @@ class Sketch {
   const SketchOptions& options() const { return options_; }
 
  private:
+  template <class T>
+  void add_widened(MatrixView<const T> block);
   void add_sparse(ConstMatrixF block);
   void add_gaussian(ConstMatrixF block);
   void add_srht(ConstMatrixF block);

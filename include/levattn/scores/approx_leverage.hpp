@@ -82,11 +82,22 @@ class ApproxLeverageScorer {
   // Plans for n = keys.rows, sketches the keys in row blocks, factors. keys finite (n×d, n ≥ 1);
   // throws Error{bad_input} naming the first bad row, or when the plan cannot meet (γ, δ).
   ApproxLeverageScorer& fit(ConstMatrixF keys);
+  // The same for 16-bit keys (f16, bf16), read as they are: widened exactly to float a chunk of
+  // rows at a time, never all at once. With the default sparse_sign sketch (and count_sketch) the
+  // fit and the scores equal, bit for bit, those of the keys widened to float; with gaussian and
+  // srht sketches the last bits may differ.
+  ApproxLeverageScorer& fit(MatrixView<const Half> keys);
+  ApproxLeverageScorer& fit(MatrixView<const BFloat16> keys);
 
   // τ̂_j for each row (the guarantee above holds for the fitted keys, and for any row chosen
   // independently of the seed). Throws Error{bad_input} on NaN/Inf or wrong width.
   void scores(ConstMatrixF keys, double* out) const;
   std::vector<double> scores(ConstMatrixF keys) const;
+  // The same for 16-bit rows, widened a tile at a time (bits as on the widened rows).
+  void scores(MatrixView<const Half> keys, double* out) const;
+  std::vector<double> scores(MatrixView<const Half> keys) const;
+  void scores(MatrixView<const BFloat16> keys, double* out) const;
+  std::vector<double> scores(MatrixView<const BFloat16> keys) const;
 
   index_t dim() const { return d_; }
   index_t rank() const { return rank_; }
@@ -101,6 +112,11 @@ class ApproxLeverageScorer {
   LeverageScorer exact_;           // plan_.sketched == false
   TrapezoidalForm root_;           // T, when k == rank
   std::vector<float> projection_;  // TᵀΠ (d × k, float), when k < rank
+
+  template <class Elem>
+  ApproxLeverageScorer& fit_rows(MatrixView<const Elem> keys);
+  template <class Elem>
+  void scores_rows(MatrixView<const Elem> keys, double* out) const;
 };
 
 // The plan for n keys of dimension d (rank assumed d): exposed for reports and tests.

@@ -59,8 +59,8 @@ void check_key_score_options(const KeyScoreOptions& options);
 // check_key_score_options and of the scorer;
 // Error{failure} if Lewis weights do not converge.
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, bool sensitivities);
-// The same for 16-bit keys: exact ℓ2 scores read them as they are (equal, bit for bit, to the
-// scores of the keys widened to float); sketched scores and Lewis weights run on a float32 copy.
+// The same for 16-bit keys: exact and sketched ℓ2 scores read them as they are (equal, bit for
+// bit, to the scores of the keys widened to float); Lewis weights (p ≠ 2) run on a float32 copy.
 KeyScores compute_key_scores(MatrixView<const Half> keys, const KeyScoreOptions& options, bool sensitivities);
 KeyScores compute_key_scores(MatrixView<const BFloat16> keys, const KeyScoreOptions& options, bool sensitivities);
 
