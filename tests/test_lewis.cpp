@@ -7,6 +7,8 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "levattn/scores/lewis.hpp"
 #include "reference.hpp"
@@ -268,6 +270,38 @@ TEST(Lewis, RejectsBadInput) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("row 33"), std::string::npos) << e.what();
+  }
+}
+
+// Lewis weights of 16-bit keys, read as they are, equal those of the keys widened to float bit for
+// bit, at every p (Cohen–Peng with its accelerations below 4, mirror descent from 4) and on keys
+// near the ends of each type's range, with a padded row stride; they also satisfy the Lewis
+// equation of the rounded keys in double. A NaN or infinity is named by its row.
+template <class T>
+void expect_16_bit_lewis_equals_widened(const std::string& kind) {
+  const RoundedRows<T> K = round_rows<T>(keys_in_half_range<T>(kind, 1500, 10, 9), 3);
+  for (double p : kPowers) {
+    const std::string what = std::string(half_type_label<T>()) + " " + kind + " p " + std::to_string(p);
+    const LewisWeights w16 = lewis_weights(K.view(), p), w32 = lewis_weights(K.widened.view(), p);
+    EXPECT_EQ(w16.weights, w32.weights) << what;
+    EXPECT_EQ(w16.iterations, w32.iterations) << what;
+    EXPECT_EQ(w16.rank, w32.rank) << what;
+    EXPECT_LE(lewis_equation_error(K.widened, w16.weights, p), 1e-5) << what;
+  }
+  RoundedRows<T> bad = K;
+  bad.data[static_cast<size_t>(777 * bad.stride + 4)] = round_to<T>(std::numeric_limits<float>::infinity());
+  try {
+    lewis_weights(bad.view(), 3.0);
+    ADD_FAILURE() << half_type_label<T>() << ": accepted an infinity";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "keys: row 777 holds a NaN or an infinity");
+  }
+}
+
+TEST(Lewis, SixteenBitKeysGiveTheWeightsOfTheirWidenedValues) {
+  for (const std::string kind : {"gaussian", "heavy_tailed", "huge", "tiny"}) {
+    expect_16_bit_lewis_equals_widened<BFloat16>(kind);
+    expect_16_bit_lewis_equals_widened<Half>(kind);
   }
 }
 

@@ -29,10 +29,10 @@ class HeavyEntries(NamedTuple):
     info: Dict[str, Any]
 
 
-def _per_head(keys: Any, work: Callable[[np.ndarray, str], Any], sixteen_bit_keys: bool = True) -> Any:
+def _per_head(keys: Any, work: Callable[[np.ndarray, str], Any]) -> Any:
     """work(head, element type) for (n, d) keys, or a list over the heads of (h, n, d) keys; errors
-    name the head. 16-bit keys stay 16-bit when sixteen_bit_keys (keys_arg), else become float32."""
-    k, kind = keys_arg(keys, "k", (2, 3)) if sixteen_bit_keys else (as_matrix(keys, "k", (2, 3)), "float32")
+    name the head. 16-bit keys stay 16-bit (keys_arg)."""
+    k, kind = keys_arg(keys, "k", (2, 3))
     if k.ndim == 2:
         return work(k, kind)
     if k.shape[0] == 0:
@@ -100,13 +100,14 @@ def lewis_weights(k: Any, p: float, *, tolerance: float = 1e-6, stall_tolerance:
     iterate; info["limited_by_rounding"] is then True and info["residual"] its accuracy);
     ComputeError if neither happens within max_iterations weighted leverage computations.
     return_info=True returns (weights, info) with iterations, residual, limited_by_rounding, rank,
-    method and sensitivity_factor.
+    method and sensitivity_factor. float16 and bfloat16 keys are read as they are: the weights of the
+    keys widened to float32, bit for bit.
     """
     options = (real_arg(p, "p"), real_arg(tolerance, "tolerance"), real_arg(stall_tolerance, "stall_tolerance"),
                integer_arg(max_iterations, "max_iterations", 1), rcond_arg(rcond), bool(accelerate),
                threads_arg(threads))
-    return _stacked(_per_head(k, lambda head, _: _levattn.lewis_weights(head, *options), sixteen_bit_keys=False),
-                    is_tensor(k), return_info)
+    return _stacked(_per_head(k, lambda head, kind: _levattn.lewis_weights(head, *options, kind)), is_tensor(k),
+                    return_info)
 
 
 def universal_set(k: Any, *, eps: Optional[float] = None, top_k: Optional[int] = None, p: float = 2.0,

@@ -62,8 +62,9 @@ py::tuple key_scores_binding(const py::array& keys, double p, double approx, dou
 
 // (weights (n,), info) of the ℓp Lewis fixed point.
 py::tuple lewis_binding(const py::array& keys, double p, double tolerance, double stall_tolerance,
-                        index_t max_iterations, double rcond, bool accelerate, int threads) {
-  const ConstMatrixF K = as_matrix(keys, "k");
+                        index_t max_iterations, double rcond, bool accelerate, int threads,
+                        const std::string& keys_type) {
+  const TypedMatrix K = as_typed_matrix(keys, keys_type, "k");
   LewisOptions o;
   o.tolerance = tolerance;
   o.stall_tolerance = stall_tolerance;
@@ -74,7 +75,7 @@ py::tuple lewis_binding(const py::array& keys, double p, double tolerance, doubl
   {
     py::gil_scoped_release unlocked;
     ThreadScope scope(threads);
-    w = lewis_weights(K, p, o);
+    w = with_typed(K, [&](auto view) { return lewis_weights(view, p, o); });
   }
   py::dict info;
   info["method"] = w.method;
@@ -171,7 +172,8 @@ void bind_scores(py::module_& m) {
   m.def("key_scores", &key_scores_binding, py::arg("k"), py::arg("p"), py::arg("approx"), py::arg("failure"),
         py::arg("seed"), py::arg("ridge"), py::arg("rcond"), py::arg("threads"), py::arg("keys_type") = "float32");
   m.def("lewis_weights", &lewis_binding, py::arg("k"), py::arg("p"), py::arg("tolerance"), py::arg("stall_tolerance"),
-        py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"));
+        py::arg("max_iterations"), py::arg("rcond"), py::arg("accelerate"), py::arg("threads"),
+        py::arg("keys_type") = "float32");
   m.def("universal_set", &universal_set_binding, py::arg("k"), py::arg("eps"), py::arg("top_k"), py::arg("p"),
         py::arg("approx"), py::arg("failure"), py::arg("seed"), py::arg("rcond"), py::arg("threads"),
         py::arg("keys_type") = "float32");

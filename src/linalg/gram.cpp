@@ -159,7 +159,8 @@ void GramSummary::add(ConstMatrixF keys) { add_rows(keys); }
 void GramSummary::add(MatrixView<const Half> keys) { add_rows(keys); }
 void GramSummary::add(MatrixView<const BFloat16> keys) { add_rows(keys); }
 
-void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
+template <class T>
+void GramSummary::add_scaled_rows(MatrixView<const T> keys, const double* row_scale) {
   require(keys.cols == d_, "gram summary: keys have " + std::to_string(keys.cols) + " columns, summary has dimension " +
                                std::to_string(d_));
   const index_t n = keys.rows;
@@ -183,8 +184,12 @@ void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
       index_t first_bad = rows;
 #pragma omp parallel for schedule(static) reduction(min : first_bad)
       for (index_t r = 0; r < rows; ++r) {
-        const float* x = keys.row(begin + r);
         float* out = chunk.data() + r * d_;
+        const float* x = out;  // the row as float: in place, or 16-bit widened into out first
+        if constexpr (std::is_same_v<T, float>)
+          x = keys.row(begin + r);
+        else
+          widen_rows(keys, begin + r, 1, out);
         const double scale = row_scale[begin + r];
         int overflow = 0;  // integer OR and branch-free compare: the loop vectorises
 #pragma omp simd reduction(| : overflow)
@@ -205,6 +210,10 @@ void GramSummary::add(ConstMatrixF keys, const double* row_scale) {
     throw;
   }
 }
+
+void GramSummary::add(ConstMatrixF keys, const double* row_scale) { add_scaled_rows(keys, row_scale); }
+void GramSummary::add(MatrixView<const Half> keys, const double* row_scale) { add_scaled_rows(keys, row_scale); }
+void GramSummary::add(MatrixView<const BFloat16> keys, const double* row_scale) { add_scaled_rows(keys, row_scale); }
 
 void GramSummary::add_item_sum(const Item& item, std::vector<double>& acc) const {
   if (item.fragment)

@@ -36,9 +36,11 @@ struct Evaluation {
   index_t rank = 0;
 };
 
+// The Cohen–Peng map on keys of element type T (float, Half or BFloat16), read as they are.
+template <class T>
 class LewisMap {
  public:
-  LewisMap(ConstMatrixF keys, double p, double rcond) : keys_(keys), p_(p), rcond_(rcond) {
+  LewisMap(MatrixView<const T> keys, double p, double rcond) : keys_(keys), p_(p), rcond_(rcond) {
     require_finite_rows(keys, "keys");
     // Power-of-two pre-scaling (exact) so that scaled rows stay below 1 in magnitude.
     shift_ = linalg::pow2_shift(keys);
@@ -110,7 +112,7 @@ class LewisMap {
     return qr.householderQ() * Mat::Identity(d, rank);
   }
 
-  ConstMatrixF keys_;
+  MatrixView<const T> keys_;
   double p_, rcond_;
   int shift_ = 0;
   mutable Mat basis_;                      // p ≥ 4: fixed at the first evaluation
@@ -170,14 +172,17 @@ void check_power_exponent(double p) {
   throw Error(ErrorKind::bad_input, msg.str());
 }
 
-LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
+namespace {
+
+template <class T>
+LewisWeights lewis_weights_of(MatrixView<const T> keys, double p, const LewisOptions& o) {
   check_power_exponent(p);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
   require(o.tolerance > 0.0 && o.tolerance < 1.0, "Lewis weights: tolerance must lie in (0, 1)");
   require(o.max_iterations >= 1, "Lewis weights: max_iterations must be ≥ 1");
   require(o.stall_tolerance > 0.0 && o.stall_tolerance < 1.0, "Lewis weights: stall_tolerance must lie in (0, 1)");
-  const LewisMap map(keys, p, o.rcond);
+  const LewisMap<T> map(keys, p, o.rcond);
 
   LewisWeights out;
   out.p = p;
@@ -292,6 +297,18 @@ LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& o) {
   out.iterations = evaluations;
   out.residual = at.residual;
   return out;
+}
+
+}  // namespace
+
+LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& options) {
+  return lewis_weights_of(keys, p, options);
+}
+LewisWeights lewis_weights(MatrixView<const Half> keys, double p, const LewisOptions& options) {
+  return lewis_weights_of(keys, p, options);
+}
+LewisWeights lewis_weights(MatrixView<const BFloat16> keys, double p, const LewisOptions& options) {
+  return lewis_weights_of(keys, p, options);
 }
 
 }  // namespace levattn

@@ -39,9 +39,9 @@ KeyScores approx_key_scores(MatrixView<const T> keys, const KeyScoreOptions& o) 
   return out;
 }
 
-}  // namespace
-
-KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool sensitivities) {
+// Scores of float or 16-bit keys (read as they are) as compute_key_scores chooses them.
+template <class T>
+KeyScores key_scores_of(MatrixView<const T> keys, const KeyScoreOptions& o, bool sensitivities) {
   check_key_score_options(o);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
@@ -69,25 +69,6 @@ KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& o, bool s
   return out;
 }
 
-namespace {
-
-template <class T>
-KeyScores compute_key_scores_16(MatrixView<const T> keys, const KeyScoreOptions& o, bool sensitivities) {
-  check_key_score_options(o);
-  require(keys.rows >= 1 && keys.cols >= 1,
-          "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
-  if (o.approx > 0.0) return approx_key_scores(keys, o);
-  if (o.p == 2.0) {
-    LeverageScorer scorer(keys.cols, {o.ridge, o.rcond});
-    scorer.fit(keys);
-    return leverage_key_scores(scorer, keys);
-  }
-  std::vector<float> widened(static_cast<size_t>(keys.rows * keys.cols));
-  for (index_t r = 0; r < keys.rows; ++r)
-    for (index_t c = 0; c < keys.cols; ++c) widened[r * keys.cols + c] = to_float(keys(r, c));
-  return compute_key_scores(ConstMatrixF(widened.data(), keys.rows, keys.cols), o, sensitivities);
-}
-
 template <class T>
 KeyScores leverage_key_scores_of(const LeverageScorer& scorer, MatrixView<const T> keys) {
   KeyScores out;
@@ -100,11 +81,14 @@ KeyScores leverage_key_scores_of(const LeverageScorer& scorer, MatrixView<const 
 
 }  // namespace
 
+KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, bool sensitivities) {
+  return key_scores_of(keys, options, sensitivities);
+}
 KeyScores compute_key_scores(MatrixView<const Half> keys, const KeyScoreOptions& options, bool sensitivities) {
-  return compute_key_scores_16(keys, options, sensitivities);
+  return key_scores_of(keys, options, sensitivities);
 }
 KeyScores compute_key_scores(MatrixView<const BFloat16> keys, const KeyScoreOptions& options, bool sensitivities) {
-  return compute_key_scores_16(keys, options, sensitivities);
+  return key_scores_of(keys, options, sensitivities);
 }
 
 KeyScores leverage_key_scores(const LeverageScorer& scorer, ConstMatrixF keys) {

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """float16 .npy and bfloat16 .safetensors inputs: `levattn scores`, `select`, `heavy` and `stream` give
 the same bits as the same values stored as float32 (exact leverage and heavy entries read in 16 bits,
-recall and precision 1 against float64 of the rounded keys; --p 3 through a float32 copy; --approx
-sketching in 16 bits), and NaN/Inf
+recall and precision 1 against float64 of the rounded keys; scores/select --p 3 and --approx read in
+16 bits, heavy --p 3 through a float32 copy), and NaN/Inf
 in 16-bit keys is refused naming the row;
 `levattn attend`'s f32 arithmetic (exact and --method lev) gives the same bits as the same values stored as float32; both
 arithmetics match a numpy float64 reference of the rounded values (1e-5 and 1e-2); --json names the

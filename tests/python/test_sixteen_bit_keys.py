@@ -1,8 +1,8 @@
 """16-bit keys (numpy float16, torch float16 and bfloat16) read as they are by leverage_scores,
-universal_set (exact and sketched scores), heavy_entries (p = 2), StreamSelector.push and
-attention(method="lev") with values of their type: the results equal, bit for bit, those of the same
-keys widened to float32, and the scores match the float64 SVD reference on the rounded keys; a float16
-array is not converted on the way in (tracemalloc sees no copy)."""
+universal_set (exact and sketched scores, Lewis weights), lewis_weights, heavy_entries (p = 2),
+StreamSelector.push and attention(method="lev") with values of their type: the results equal, bit for
+bit, those of the same keys widened to float32, and the scores match the float64 SVD reference on the
+rounded keys; a float16 array is not converted on the way in (tracemalloc sees no copy)."""
 import tracemalloc
 
 import numpy as np
@@ -58,6 +58,20 @@ def test_sketched_scores_of_16_bit_keys_equal_the_widened_keys(rng, fmt):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+def test_lewis_weights_and_p3_sets_of_16_bit_keys_equal_the_widened_keys(rng, fmt):
+    """lewis_weights (p = 1 and 3, one head and two) and universal_set(p = 3) of 16-bit keys equal those of
+    the widened keys bit for bit."""
+    k16, k32 = rounded(make_keys("heavy_tail", 2 * 600, 12, rng), fmt)
+    for p in (1.0, 3.0):
+        assert np.array_equal(f64(levattn.lewis_weights(k16, p)), f64(levattn.lewis_weights(k32, p)))
+        heads16 = levattn.lewis_weights(k16.reshape(2, 600, 12), p)
+        assert np.array_equal(f64(heads16), f64(levattn.lewis_weights(k32.reshape(2, 600, 12), p)))
+    u16, u32 = levattn.universal_set(k16, eps=0.02, p=3.0), levattn.universal_set(k32, eps=0.02, p=3.0)
+    assert len(u16.indices) > 0 and np.array_equal(f64(u16.indices), f64(u32.indices))
+    assert np.array_equal(f64(u16.scores), f64(u32.scores))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_heavy_entries_p2_equal_the_widened_keys_and_brute_force(rng, fmt):
     """heavy_entries (p = 2) of 16-bit keys, one head and three: the widened keys' entries bit for bit, and
     every entry ≥ eps of float64 attention of the rounded keys found, none below."""
@@ -78,7 +92,8 @@ def test_heavy_entries_p2_equal_the_widened_keys_and_brute_force(rng, fmt):
 
 
 def test_heavy_entries_power_p_reads_16_bit_keys_through_float32(rng):
-    """heavy_entries with p = 3 (Lewis weights, float32 only) accepts float16 keys: the widened keys' entries."""
+    """heavy_entries with p = 3 (the |x|^p search reads float32 only) accepts float16 keys: the widened keys'
+    entries."""
     k16, k32 = rounded(make_keys("gaussian", 500, 8, rng), "numpy.float16")
     q = rng.standard_normal((40, 8)).astype(np.float32)
     a, b = levattn.heavy_entries(q, k16, 0.05, p=3.0), levattn.heavy_entries(q, k32, 0.05, p=3.0)

@@ -45,6 +45,10 @@ class GramSummary {
   // finite entries ≥ 0 (else Error{bad_input}); a row that overflows float once scaled is
   // Error{failure}. count grows by keys.rows.
   void add(ConstMatrixF keys, const double* row_scale);
+  // The same for 16-bit keys: each row widened (exactly) to float, then scaled as above — the bits
+  // of add(widened keys, row_scale).
+  void add(MatrixView<const Half> keys, const double* row_scale);
+  void add(MatrixView<const BFloat16> keys, const double* row_scale);
 
   // The summary of both key sets. When other.first_row() == end_row() (other continues this run)
   // the result is bit-identical to one summary of the concatenated rows; otherwise it is the
@@ -82,6 +86,8 @@ class GramSummary {
 
   template <class T>
   void add_rows(MatrixView<const T> keys);
+  template <class T>
+  void add_scaled_rows(MatrixView<const T> keys, const double* row_scale);
   static void push_piece_into(std::vector<Item>& items, Item piece, index_t d);
   void push(Item item);
   void push_piece(Item piece);

@@ -75,5 +75,9 @@ void check_power_exponent(double p);
 // Error{failure} if after max_iterations evaluations the residual has reached neither the
 // tolerance nor, stalled, the stall_tolerance (the message gives the residual).
 LewisWeights lewis_weights(ConstMatrixF keys, double p, const LewisOptions& options = {});
+// The same for 16-bit keys (f16, bf16), read as they are: each evaluation widens rows (exactly) a
+// block at a time, and the weights equal, bit for bit, those of the keys widened to float.
+LewisWeights lewis_weights(MatrixView<const Half> keys, double p, const LewisOptions& options = {});
+LewisWeights lewis_weights(MatrixView<const BFloat16> keys, double p, const LewisOptions& options = {});
 
 }  // namespace levattn

@@ -60,7 +60,7 @@ void check_key_score_options(const KeyScoreOptions& options);
 // Error{failure} if Lewis weights do not converge.
 KeyScores compute_key_scores(ConstMatrixF keys, const KeyScoreOptions& options, bool sensitivities);
 // The same for 16-bit keys: exact and sketched ℓ2 scores read them as they are (equal, bit for
-// bit, to the scores of the keys widened to float); Lewis weights (p ≠ 2) run on a float32 copy.
+// bit, to the scores of the keys widened to float), and so do Lewis weights (p ≠ 2).
 KeyScores compute_key_scores(MatrixView<const Half> keys, const KeyScoreOptions& options, bool sensitivities);
 KeyScores compute_key_scores(MatrixView<const BFloat16> keys, const KeyScoreOptions& options, bool sensitivities);
 
