@@ -29,6 +29,9 @@ kernels::ScatterFn scatter_kernel() {
 #ifdef LEVATTN_AVX512
   if (kernels::use_avx512()) return kernels::scatter_avx512();
 #endif
+#ifdef LEVATTN_AVX2
+  if (kernels::use_avx2()) return kernels::scatter_avx2();
+#endif
   return kernels::scatter_generic();
 }
 

@@ -1,6 +1,7 @@
-// The inner loop of count_sketch / sparse_sign sketches, written once and compiled twice: for the
-// baseline instruction set (sketch_kernels_generic.cpp) and for AVX-512 (sketch_kernels_avx512.cpp,
-// entered only when kernels::active_kernels() is the AVX-512 set).
+// The inner loop of count_sketch / sparse_sign sketches, written once and compiled three times: for
+// the baseline instruction set (sketch_kernels_generic.cpp), for AVX2 with FMA
+// (sketch_kernels_avx2.cpp) and for AVX-512 (sketch_kernels_avx512.cpp), each entered only when
+// kernels::active_kernels() is the matching set.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +19,7 @@ using ScatterFn = bool (*)(const float* X, index_t stride, index_t d, const std:
                            const std::int32_t* target, const double* value, index_t count, double* out);
 
 ScatterFn scatter_generic();
+ScatterFn scatter_avx2();
 ScatterFn scatter_avx512();
 
 // Internal linkage: each translation unit keeps its own copy, compiled with its own flags.
