@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "heavy_checks.hpp"
@@ -212,13 +213,16 @@ TEST(Heavy, BruteForceHasRecallAndPrecisionOneAgainstDoubleReference) {
     const MatD A = attention_reference(Q, K);
     for (const BruteForceProducts products : {BruteForceProducts::f32, BruteForceProducts::f64}) {
       std::vector<HeavyEntry> got;
-      brute_force_heavy(
+      const HeavyStats stats = brute_force_heavy(
           Q.view(), K.view(), 0.002, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); },
           products);
       const bool f64 = products == BruteForceProducts::f64;
       const double band = !f64 && kind == "cond1e6" ? 5e-2 : 1e-4;
       const std::string what = kind + (f64 ? " double products" : " float products");
       EXPECT_GT(expect_matches(got, A, 0.002, what, band), 0) << what;
+      EXPECT_EQ(stats.queries, 150) << what;
+      EXPECT_EQ(stats.zero_queries, 1) << what;  // make_queries' zero row
+      EXPECT_EQ(stats.heavy_count, static_cast<index_t>(got.size())) << what;
     }
   }
 }
@@ -240,6 +244,26 @@ TEST(Heavy, BruteForceOnKeysGrowingInOrderHasRecallAndPrecisionOne) {
         Q.view(), K.view(), 1e-4, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); }, products);
     const std::string what = products == BruteForceProducts::f64 ? "double products" : "float products";
     EXPECT_GT(expect_matches(got, A, 1e-4, what), 6 * 1000) << what;
+  }
+}
+
+// A query whose products with the first 2,100 keys (two whole blocks and part of a third) are all
+// zero, beside a random query: the entries of the double reference, and no zero product reported.
+TEST(Heavy, BruteForceOnProductsZeroOverTheFirstBlocksHasRecallAndPrecisionOne) {
+  Floats K = normal_matrix(3000, 4, 31);
+  for (index_t j = 0; j < 2100; ++j) K.data[j * 4] = 0.0f;
+  Floats Q = normal_matrix(2, 4, 32);
+  std::fill(Q.data.begin(), Q.data.begin() + 4, 0.0f);
+  Q.data[0] = 1.0f;  // q_0 = e_0
+  const MatD A = attention_reference(Q, K);
+  for (const BruteForceProducts products : {BruteForceProducts::f32, BruteForceProducts::f64}) {
+    std::vector<HeavyEntry> got;
+    brute_force_heavy(
+        Q.view(), K.view(), 0.002, [&](const HeavyEntry* e, index_t c) { got.insert(got.end(), e, e + c); }, products);
+    const std::string what = products == BruteForceProducts::f64 ? "double products" : "float products";
+    EXPECT_GT(expect_matches(got, A, 0.002, what), 0) << what;
+    EXPECT_TRUE(std::any_of(got.begin(), got.end(), [](const HeavyEntry& e) { return e.query == 0; })) << what;
+    EXPECT_TRUE(std::none_of(got.begin(), got.end(), [](const HeavyEntry& e) { return e.score == 0.0; })) << what;
   }
 }
 

@@ -18,18 +18,25 @@ namespace {
 bool keys_in_safe_range(int shift) { return shift > -30 && shift <= 30; }
 // Keys per GEMM: a tile's products against one block take 512 KiB at most (64 × 1,024 doubles).
 constexpr index_t kKeyBlock = 1024;
-// Queries per tile: each block of keys is widened and packed by the GEMM once per tile.
+// Queries per tile, at most: each block of keys is widened and packed by the GEMM once per tile.
 constexpr index_t kQueryTile = 64;
+// Candidates a thread may hold for a tile (fewer queries per tile when ε is small).
+constexpr double kCandidateBytes = double(index_t{1} << 25);
 
 // One pass over the keys, block by block. Row sums of squares only grow, so an entry with
 // sq ≥ ε·(final sum) also has sq ≥ ε·(sum so far, this block included) when its block is seen:
 // such candidates are kept, pruned against the sum so far whenever they outnumber 2/ε + a block
 // (at most 1/ε survive a prune, since they sum to no more than the sum so far), and tested against
-// the final sum at the end. No row of products against all keys is held.
+// the final sum at the end. A query holds at most min(n, 2/ε + 2 blocks) candidates, never a row
+// of products against all keys. A zero product (A = 0 < ε) is never a candidate.
 struct Candidates {
   std::vector<HeavyEntry> entries;  // score = the entry's square, not yet normalised
   double total_sq = 0.0;            // Σ_l <q,k_l>² over the blocks seen so far
 
+  void reset() {
+    entries.clear();  // keeps the capacity for the next tile
+    total_sq = 0.0;
+  }
   void prune(double eps) {
     const double cut = eps * total_sq;
     std::erase_if(entries, [cut](const HeavyEntry& e) { return e.score < cut; });
@@ -58,8 +65,10 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
   const int key_shift = kDouble ? 0 : linalg::pow2_shift(keys);
   const bool in_place = !kDouble && std::is_same_v<T, float> && keys_in_safe_range(key_shift);
   const int applied_shift = keys_in_safe_range(key_shift) ? 0 : key_shift;  // keys in range keep their values
-  const index_t key_block = std::min(kKeyBlock, n), tq = std::min(kQueryTile, m);
+  const index_t key_block = std::min(kKeyBlock, n);
   const double prune_at = 2.0 / eps + static_cast<double>(key_block);
+  const double per_query = std::min(double(n), prune_at + double(key_block)) * double(sizeof(HeavyEntry));
+  const index_t tq = std::min(m, std::clamp<index_t>(static_cast<index_t>(kCandidateBytes / per_query), 1, kQueryTile));
 
   struct Scratch {
     std::vector<P> scaled, products, keys;
@@ -97,14 +106,14 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
   // Adds the block [first, first + count) of query i's products (row) to its candidates.
   const auto add_block = [&](Candidates& c, index_t query, const P* row, index_t first, index_t count) {
     c.total_sq += linalg::dot_double(row, row, count);
+    if (c.total_sq == 0.0) return;  // every product so far is zero
     const double cut = eps * c.total_sq;
-    if (cut == 0.0) return;  // every product so far is zero: none of them is a candidate
     // A pre-filter a little below the cut in the products' type, then the exact test in double.
     const P near = static_cast<P>(std::sqrt(cut) * (1.0 - 1e-5));
     for (index_t j = 0; j < count; ++j) {
       if (std::fabs(row[j]) < near) continue;
       const double sq = static_cast<double>(row[j]) * row[j];
-      if (sq >= cut) c.entries.push_back({query, first + j, sq});
+      if (sq >= cut && sq > 0.0) c.entries.push_back({query, first + j, sq});  // sq > 0: ε·Σ may underflow
     }
     if (static_cast<double>(c.entries.size()) > prune_at) c.prune(eps);
   };
@@ -117,7 +126,7 @@ HeavyStats brute_force(ConstMatrixF queries, MatrixView<const T> keys, double ep
         const int shift = linalg::pow2_shift(queries.row(begin + i), d);
         linalg::scale_copy(queries.row(begin + i), d, shift, &s.scaled[i * d]);
       }
-      s.candidates[i] = Candidates{};
+      s.candidates[i].reset();
     }
     const MatrixView<const P> tile(s.scaled.data(), rows, d);
     for (index_t first = 0; first < n; first += key_block) {

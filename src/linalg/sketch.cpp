@@ -23,7 +23,8 @@ constexpr std::uint64_t kStreamSparseRow = 1, kStreamSparseSign = 2, kStreamGaus
 constexpr index_t kMaxNonzeros = 64;
 constexpr index_t kKeysPerPass = index_t{1} << 13;  // keys whose nonzeros are drawn and sorted at once
 constexpr index_t kGaussianRowChunk = 16;
-constexpr index_t kWidenedFloats = index_t{1} << 22;  // 16 MiB: 16-bit keys widened per chunk
+// 16-bit keys are widened per chunk of max(kKeysPerPass rows, 16 MiB of floats).
+constexpr index_t kWidenedFloats = index_t{1} << 22;
 
 kernels::ScatterFn scatter_kernel() {
 #ifdef LEVATTN_AVX512

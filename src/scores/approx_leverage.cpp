@@ -262,12 +262,13 @@ void ApproxLeverageScorer::scores_rows(MatrixView<const Elem> keys, double* out)
   FirstError error;  // the GEMM's dimension check, or scratch that does not fit
 #pragma omp parallel reduction(min : first_bad)
   {
-    std::vector<float> y(static_cast<size_t>(kScoreTile * k));
-    std::vector<float> widened(std::is_same_v<Elem, float> ? 0 : static_cast<size_t>(kScoreTile * d_));
+    std::vector<float> y, widened;  // allocated in the try: they may not fit
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tiles; ++t) {
       if (error.failed()) continue;
       try {
+        if (y.empty()) y.resize(static_cast<size_t>(kScoreTile * k));
+        if (!std::is_same_v<Elem, float> && widened.empty()) widened.resize(static_cast<size_t>(kScoreTile * d_));
         const index_t begin = t * kScoreTile, rows = std::min(kScoreTile, keys.rows - begin);
         ConstMatrixF tile;  // the tile's rows as float: in place, or widened
         if constexpr (std::is_same_v<Elem, float>) {

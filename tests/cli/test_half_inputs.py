@@ -261,7 +261,7 @@ def main():
     print(f"     peak RSS {peak_mib:.0f} MiB; keys and values: {sixteen_mib:.0f} MiB in float16, "
           f"{2 * sixteen_mib:.0f} MiB in float32")
     if CHECK_RSS:
-        check(peak_mib < sixteen_mib + 48,
+        check(0 < peak_mib < sixteen_mib + 48,
               "attend on 64 MiB of float16 keys and values peaks below 16-bit inputs + 48 MiB (a float32 copy adds 128)")
     else:
         check(r.returncode == 0, "attend on 64 MiB of float16 keys and values runs (peak RSS not checked: sanitizers)")
@@ -275,7 +275,7 @@ def main():
     peak_mib = j["peak_rss_bytes"] / 2**20 if j else float("inf")
     print(f"     scores --approx peak RSS {peak_mib:.0f} MiB; keys: 64 MiB in float16, 128 MiB in float32")
     if CHECK_RSS:
-        check(sketched and peak_mib < 64 + 112,
+        check(sketched and 0 < peak_mib < 64 + 112,
               "scores --approx on 64 MiB of float16 keys sketches and peaks below 16-bit keys + 112 MiB "
               "(a float32 copy adds 128)")
     else:

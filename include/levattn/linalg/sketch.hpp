@@ -50,7 +50,8 @@ class Sketch {
   // row (numbered from the start of the stream) and leaves the sketch unchanged then.
   // Parallel over columns (OpenMP).
   void add(ConstMatrixF block);
-  // The same for 16-bit keys, widened (exactly) to float a chunk of rows at a time: for
+  // The same for 16-bit keys, widened (exactly) to float a chunk of rows at a time (16 MiB of
+  // floats, or 8,192 rows where those take more, as each chunk's add() copies the sketch): for
   // count_sketch and sparse_sign the bits equal those of add() on the widened keys; for gaussian
   // and srht, as for any other split of the input, the last bits may differ. A bad row leaves the
   // sketch unchanged here too.

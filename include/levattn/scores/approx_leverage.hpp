@@ -82,10 +82,10 @@ class ApproxLeverageScorer {
   // Plans for n = keys.rows, sketches the keys in row blocks, factors. keys finite (n×d, n ≥ 1);
   // throws Error{bad_input} naming the first bad row, or when the plan cannot meet (γ, δ).
   ApproxLeverageScorer& fit(ConstMatrixF keys);
-  // The same for 16-bit keys (f16, bf16), read as they are: widened exactly to float a chunk of
-  // rows at a time, never all at once. With the default sparse_sign sketch (and count_sketch) the
-  // fit and the scores equal, bit for bit, those of the keys widened to float; with gaussian and
-  // srht sketches the last bits may differ.
+  // The same for 16-bit keys (f16, bf16), read as they are: the sketch widens them exactly to float
+  // a chunk at a time (Sketch::add), the scores 1,024 rows at a time. With the default sparse_sign
+  // sketch (and count_sketch) the fit and the scores equal, bit for bit, those of the keys widened
+  // to float; with gaussian and srht sketches the last bits may differ.
   ApproxLeverageScorer& fit(MatrixView<const Half> keys);
   ApproxLeverageScorer& fit(MatrixView<const BFloat16> keys);
 
