@@ -6,6 +6,7 @@
 #include "levattn/version.hpp"
 
 #include "levattn/core/error.hpp"
+#include "levattn/core/finite_rows.hpp"
 #include "levattn/core/half.hpp"
 #include "levattn/core/heads_view.hpp"
 #include "levattn/core/matrix_view.hpp"
