@@ -144,4 +144,18 @@ Floats keys_in_half_range(const std::string& kind, index_t n, index_t d, std::ui
   return K;
 }
 
+// X with each nonzero row scaled by a power of two (exact) so that its largest |x| lies in
+// [0.5, 1): e.g. make_queries' rows (1e±20 scalings included) made to fit a 16-bit type.
+inline Floats rows_scaled_to_unit(Floats X) {
+  for (index_t i = 0; i < X.rows; ++i) {
+    float* row = X.data.data() + i * X.cols;
+    float top = 0.0f;
+    for (index_t c = 0; c < X.cols; ++c) top = std::max(top, std::abs(row[c]));
+    int e = 0;
+    std::frexp(top, &e);
+    for (index_t c = 0; c < X.cols; ++c) row[c] = std::ldexp(row[c], -e);
+  }
+  return X;
+}
+
 }  // namespace levattn::test

@@ -299,7 +299,8 @@ TEST(LevAttention, ThresholdSetKeepsEveryHeavyEntryOfEveryQuery) {
 // lev_select of the 16-bit keys; with f32 arithmetic the output, report and missing mass are those
 // of the inputs widened to float, bit for bit; and the output is attention over the kept keys of the
 // ROUNDED values (float64 reference) to 1e-5; a threshold set keeps every entry ≥ ε of the rounded
-// keys' attention.
+// keys' attention. pow:3 and pow:4 (Lewis weights): selection, output and missing mass are the
+// widened inputs', bit for bit.
 template <class T, bool kFloatQueries>
 void expect_lev_half_exact() {
   const index_t n = 500, d = 16, dv = 12;
@@ -307,15 +308,7 @@ void expect_lev_half_exact() {
   const RoundedRows<T> V = round_rows<T>(normal_matrix(n, dv, 32));
   // make_queries' rows (maximisers, copies of keys, a zero row, 1e±20 scalings) scaled by powers
   // of two into [0.5, 1) so that f16 holds them.
-  Floats raw = make_queries(K.widened, n, 33);
-  for (index_t i = 0; i < n; ++i) {
-    float* row = raw.data.data() + i * d;
-    float top = 0.0f;
-    for (index_t c = 0; c < d; ++c) top = std::max(top, std::abs(row[c]));
-    int e = 0;
-    std::frexp(top, &e);
-    for (index_t c = 0; c < d; ++c) row[c] = std::ldexp(row[c], -e);
-  }
+  const Floats raw = rows_scaled_to_unit(make_queries(K.widened, n, 33));
   const RoundedRows<T> Q16 = round_rows<T>(raw);
   const Floats& Q = kFloatQueries ? raw : Q16.widened;
   const std::string label = std::string(half_type_label<T>()) + (kFloatQueries ? " f32 queries" : "");
@@ -363,19 +356,33 @@ void expect_lev_half_exact() {
           EXPECT_GT(heavy, 0) << what;
         }
       }
-  AttentionOptions cubic;
-  cubic.f = ScoreFunction::power(3.0);
-  LevSelectOptions s;
-  s.top_k = 10;
-  std::vector<float> out(static_cast<size_t>(n * dv));
-  try {
-    attend_lev(heads(Q16), heads(K), heads(V), cubic, s, HeadsF(out.data(), 1, 1, n, dv));
-    ADD_FAILURE() << label << ": pow:3 on 16-bit inputs was not refused";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::bad_input) << label;
-    EXPECT_NE(std::string(e.what()).find("reads float32 keys and values"), std::string::npos)
-        << label << ": " << e.what();
-  }
+  // pow:3 (sampled normaliser) and pow:4 (exact fourth moments), ranked by Lewis weights of the
+  // 16-bit keys: selection, output and missing mass are the widened inputs', bit for bit.
+  for (const double p : {3.0, 4.0})
+    for (const bool threshold : {false, true}) {
+      AttentionOptions a;
+      a.f = ScoreFunction::power(p);
+      LevSelectOptions s;
+      if (threshold)
+        s.eps = 0.02;
+      else
+        s.top_k = 64;
+      s.power.delta = 0.3;
+      const std::string what = label + " " + a.f.name() + (threshold ? " eps" : " top-k");
+      std::vector<float> out(static_cast<size_t>(n * dv));
+      const HeadsF out_view(out.data(), 1, 1, n, dv);
+      const LevAttentionReport report = kFloatQueries
+                                            ? attend_lev(ConstHeadsF(Q.view()), heads(K), heads(V), a, s, out_view)
+                                            : attend_lev(heads(Q16), heads(K), heads(V), a, s, out_view);
+      const LevRun widened = run_lev(Q, K.widened, V.widened, a, s);
+      EXPECT_EQ(report.normaliser_estimated, p == 3.0) << what;
+      EXPECT_EQ(report.normaliser_estimated, widened.report.normaliser_estimated) << what;
+      EXPECT_GT(report.kept_keys[0].size(), 0u) << what;
+      EXPECT_LT(report.kept_keys[0].size(), size_t(n)) << what;
+      EXPECT_EQ(report.kept_keys, widened.report.kept_keys) << what;
+      EXPECT_EQ(0, std::memcmp(out.data(), widened.out.data(), out.size() * sizeof(float))) << what;
+      EXPECT_EQ(report.missing_mass, widened.report.missing_mass) << what;
+    }
 }
 
 TEST(LevAttention, SixteenBitInputsAreReadAsTheyAre) {

@@ -81,7 +81,7 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
       select_seconds, attend_seconds, and for pow:P, P ≠ 2, normaliser_estimated (sampled rather
       than exact) with its normaliser_delta and per-row normaliser_failure probability. 16-bit
       keys and values are read as method="exact" reads them (f32 arithmetic: the output of the
-      widened values, bit for bit), except for pow:P with P ≠ 2, which converts them to float32.
+      widened values, bit for bit), pow:P with P ≠ 2 included.
 
     Returns out, or a tuple (out, [lse], [kept], [missing_mass], [info]) with the requested extras
     in that order. threads: cores to use (None: every core; more than the cores are not used);
@@ -133,9 +133,8 @@ def attention(q: Any, k: Any, v: Any, *, method: str = "exact", is_causal: bool 
             extras.append(like(lse.reshape(qa.shape[:-1] if layout == "bhnd" else lse.shape), torch_out))
     else:
         k16, v16 = sixteen_bit(k, "k"), sixteen_bit(v, "v")
-        kind, p, _ = _levattn.score_function(f, c, qa.shape[-1])
-        if k16 is not None and v16 is not None and k16[0] == v16[0] and (kind == "softmax" or p == 2.0):
-            kv_type = k16[0]  # 16-bit keys and values, read as they are (pow:P ≠ 2 ranks in float32)
+        if k16 is not None and v16 is not None and k16[0] == v16[0]:
+            kv_type = k16[0]  # 16-bit keys and values, read as they are
             same = q16 is not None and q16[0] == kv_type
             Q = _heads(qa, "q", ndim, layout) if same else _as_heads(q, "q", ndim, layout)
             K, V = _heads(k16[1], "k", ndim, layout), _heads(v16[1], "v", ndim, layout)

@@ -154,13 +154,13 @@ def heavy_entries(q: Any, k: Any, eps: float, *, p: float = 2.0, delta: float = 
     and the normaliser is exact (p = 4 when affordable) or sampled to within (1 ± delta) with
     probability ≥ 1 − 1e-6 per query (seeded by seed, head h by seed + h; info["estimated"] says which); entries
     clearing eps/(1+delta) are reported, so recall is 1 whenever the normaliser holds. A query with
-    Σ_l |<q,k_l>|^p = 0 has no entries (info["zero_queries"]). With p = 2, float16 and bfloat16 keys
-    are read as they are (the entries of the keys widened to float32, bit for bit).
+    Σ_l |<q,k_l>|^p = 0 has no entries (info["zero_queries"]). float16 and bfloat16 keys are read as
+    they are (the entries of the keys widened to float32, bit for bit).
     """
     e = real_arg(eps, "eps")
     qa = as_matrix(q, "q", (2, 3))
     pp = real_arg(p, "p")
-    ka, kind = keys_arg(k, "k", (2, 3)) if pp == 2.0 else (as_matrix(k, "k", (2, 3)), "float32")
+    ka, kind = keys_arg(k, "k", (2, 3))
     if qa.ndim != ka.ndim or (qa.ndim == 3 and (qa.shape[0] != ka.shape[0] or qa.shape[0] == 0)):
         raise InputError(f"q and k must have the same head layout, got shapes {tuple(qa.shape)} and {tuple(ka.shape)}")
     dd, first_seed = real_arg(delta, "delta"), seed_arg(seed)

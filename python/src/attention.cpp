@@ -161,8 +161,7 @@ py::tuple run_lev(HeadsView<const TQ> Q, HeadsView<const TKV> K, HeadsView<const
 }
 
 // LevAttention; kv_type "float32", or "float16"/"bfloat16" for 16-bit keys and values read as they
-// are (q float32 or of kv_type; pow:P with P ≠ 2 refuses 16-bit inputs, its Lewis weights run in
-// float).
+// are (q float32 or of kv_type).
 py::tuple attend_lev_binding(const py::array& q, const py::array& k, const py::array& v, const std::string& f,
                              double scale, bool causal, index_t top_k, double eps, index_t sinks, index_t window,
                              double ridge, double rcond, double delta, std::uint64_t seed, int threads,

@@ -110,12 +110,11 @@ py::tuple universal_set_binding(const py::array& keys, double eps, index_t top_k
 }
 
 // (query, key, score, info): every entry A ≥ ε of |x|^p attention of queries over keys. 16-bit keys
-// (p = 2 only; Lewis weights run in float) are read as they are.
+// are read as they are.
 py::tuple heavy_binding(const py::array& queries, const py::array& keys, double eps, double p, double delta,
                         std::uint64_t seed, double rcond, int threads, const std::string& keys_type) {
   const ConstMatrixF Q = as_matrix(queries, "q");
   const TypedMatrix K = as_typed_matrix(keys, keys_type, "k");
-  require(p == 2.0 || K.type == ElementType::f32, "heavy_entries: p != 2 reads float32 keys");
   require(Q.cols == K.cols, "heavy_entries: q and k must have the same width d, got " + std::to_string(Q.cols) +
                                 " and " + std::to_string(K.cols));
   check_eps(eps);
@@ -149,7 +148,7 @@ py::tuple heavy_binding(const py::array& queries, const py::array& keys, double 
       o.lewis.rcond = rcond;
       o.normaliser.delta = delta;
       o.normaliser.seed = seed;
-      const PowerHeavySearch search(K.view<float>(), p, eps, o);
+      const PowerHeavySearch search = with_typed(K, [&](auto view) { return PowerHeavySearch(view, p, eps, o); });
       stats = search.run(Q, sink);
       uset = search.universal_set().size();
       bound = search.universal_set().bound;

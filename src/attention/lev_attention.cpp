@@ -71,8 +71,6 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
   check_select(select);
   const bool power = attention.f.kind == ScoreKind::power;
   const bool lewis = power && attention.f.p != 2.0;  // ranked by ℓP Lewis sensitivities
-  require(!lewis || std::is_same_v<TKV, float>,
-          "LevAttention with pow:P, P ≠ 2, reads float32 keys and values (its Lewis weights are computed in float)");
   require(!lewis || !attention.causal,
           "LevAttention with pow:P, P ≠ 2, cannot be causal: its normaliser covers every key, not a prefix");
   require(!lewis || select.leverage.ridge == 0.0, "LevAttention: a ridge applies to leverage scores (softmax, pow:2)");
@@ -107,7 +105,7 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
       if (!lewis) {
         scorer.fit(K);
         kept = kept_keys(scorer.scores(K), static_cast<double>(scorer.rank()), select);
-      } else if constexpr (std::is_same_v<TKV, float>) {
+      } else {
         LewisOptions lo;
         lo.rcond = select.leverage.rcond;
         const std::vector<double> s = lewis_weights(K, attention.f.p, lo).sensitivities();
@@ -158,11 +156,9 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
         if (!power) continue;
         // Rescale from "normalised over the kept keys" to "normalised over all visible keys":
         // log_total[i] = ln Σ_{visible} |c·<q_i,k_j>|^P (estimated for a sampled normaliser).
-        if constexpr (std::is_same_v<TKV, float>) {
-          if (lewis) {
-            power_normaliser->log_normalisers(Q, log_total.data());
-            for (double& t : log_total) t += attention.f.p * std::log(std::abs(c));
-          }
+        if (lewis) {
+          power_normaliser->log_normalisers(Q, log_total.data());
+          for (double& t : log_total) t += attention.f.p * std::log(std::abs(c));
         }
         if (!lewis) {
           double* head_normaliser = normaliser.data() + (attention.causal ? (h - kh * group) * n_q : 0);

@@ -4,10 +4,12 @@
 #include <cmath>
 #include <numeric>
 #include <utility>
+#include <variant>
 
 #include "attention/ordered_tiles.hpp"
 #include "levattn/core/finite_rows.hpp"
 #include "linalg/scaled_rows.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -16,8 +18,10 @@ namespace {
 constexpr double kScanSlack = 5e-2;  // scan s_j ≥ ε(1 − slack) ⊇ U
 constexpr double kCutShare = 1e-8;   // cut-direction share of qᵀGq that triggers the fallback
 constexpr index_t kQueryTile = 64;
+constexpr index_t kKeyBlock = 64;  // scanned keys gathered (widened) once and used by a whole query tile
 
-ConstMatrixF checked(ConstMatrixF keys, double eps) {
+template <class T>
+MatrixView<const T> checked(MatrixView<const T> keys, double eps) {
   check_eps(eps);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
@@ -28,15 +32,14 @@ ConstMatrixF checked(ConstMatrixF keys, double eps) {
 double log_power(double x, double p) { return x == 0.0 ? -INFINITY : p * std::log(std::fabs(x)); }
 
 // Every key of query q in double with the exact normaliser; entries with A ≥ eps into found.
-void all_keys(const float* q, ConstMatrixF keys, double p, double eps, index_t qi, std::vector<double>& scratch,
+template <class T>
+void all_keys(const float* q, MatrixView<const T> keys, double p, double eps, index_t qi, std::vector<double>& scratch,
               std::vector<HeavyEntry>& found, HeavyStats& stats) {
-  const index_t n = keys.rows, d = keys.cols;
+  const index_t n = keys.rows;
   scratch.resize(static_cast<size_t>(n));
+  heavy_products(q, keys, scratch.data());  // 16-bit rows widened exactly
   double top = 0.0;
-  for (index_t j = 0; j < n; ++j) {
-    scratch[j] = linalg::dot_double(q, keys.row(j), d);
-    top = std::max(top, std::fabs(scratch[j]));
-  }
+  for (index_t j = 0; j < n; ++j) top = std::max(top, std::fabs(scratch[j]));
   if (top == 0.0) {
     ++stats.zero_queries;
     return;
@@ -49,76 +52,14 @@ void all_keys(const float* q, ConstMatrixF keys, double p, double eps, index_t q
   }
 }
 
-}  // namespace
-
-PowerHeavySearch::PowerHeavySearch(ConstMatrixF keys, double p, double eps, const PowerHeavyOptions& options)
-    : keys_(checked(keys, eps)),
-      p_(p),
-      eps_(eps),
-      lewis_(lewis_weights(keys, p, options.lewis)),
-      sens_(lewis_.sensitivities()),
-      uset_(select_by_threshold(sens_.data(), keys.rows, eps, std::accumulate(sens_.begin(), sens_.end(), 0.0))),
-      normaliser_(keys, p, sens_, options.normaliser) {
-  for (index_t j = 0; j < keys.rows; ++j)
-    if (sens_[j] >= eps * (1.0 - kScanSlack)) cand_.push_back(j);
-  if (lewis_.cut_directions > 0) {
-    cut_check_.emplace(keys.cols, LeverageOptions{0.0, options.lewis.rcond});
-    cut_check_->fit(keys);
-  }
+// out (count × keys.cols, dense) = the rows index[0..count) of keys, widened exactly to float.
+template <class T>
+void gather_widened(MatrixView<const T> keys, const index_t* index, index_t count, float* out) {
+  for (index_t r = 0; r < count; ++r) widen_rows(keys, index[r], 1, out + r * keys.cols);
 }
 
-HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
-                                 const std::function<void(index_t)>& progress) const {
-  const index_t d = keys_.cols, m = queries.rows;
-  require(queries.cols == d,
-          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
-  if (m == 0) return HeavyStats{};
-  require_finite_rows(queries, "queries");  // here, so that messages carry row numbers of `queries`
-  const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
-  struct Scratch {
-    std::vector<double> log_n, cut, total, all;
-  };
-  const auto make_scratch = [] {
-    return Scratch{
-        std::vector<double>(kQueryTile), std::vector<double>(kQueryTile), std::vector<double>(kQueryTile), {}};
-  };
-  const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
-    const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
-    const ConstMatrixF tile = queries.rows_range(begin, begin + rows);
-    normaliser_.log_normalisers(tile, s.log_n.data());
-    if (cut_check_) {
-      cut_check_->normalisers(tile, s.total.data());
-      cut_check_->cut_normalisers(tile, s.cut.data());
-    }
-    for (index_t i = 0; i < rows; ++i) {
-      const index_t qi = begin + i;
-      const float* q = queries.row(qi);
-      if (cut_check_ && s.cut[i] > kCutShare * s.total[i]) {
-        ++stats.fallback_queries;
-        all_keys(q, keys_, p_, eps_, qi, s.all, found, stats);
-        continue;
-      }
-      if (s.log_n[i] == -INFINITY) {
-        ++stats.zero_queries;
-        continue;
-      }
-      for (const index_t j : cand_) {
-        ++stats.rechecked;
-        const double log_a = log_power(linalg::dot_double(q, keys_.row(j), d), p_) - s.log_n[i];
-        if (log_a >= log_threshold) found.push_back({qi, j, std::exp(log_a)});
-      }
-    }
-  };
-  HeavyStats total =
-      detail::search_tiles_in_order((m + kQueryTile - 1) / kQueryTile, make_scratch, search_tile, sink, [&](index_t t) {
-        if (progress) progress(std::min(m, (t + 1) * kQueryTile));
-      });
-  total.queries = m;
-  return total;
-}
-
-HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, double p, double eps,
-                                   const HeavySink& sink) {
+template <class T>
+HeavyStats brute_force_on(ConstMatrixF queries, MatrixView<const T> keys, double p, double eps, const HeavySink& sink) {
   check_eps(eps);
   check_power_exponent(p);
   require(keys.rows >= 1 && keys.cols >= 1, "keys: need at least one key of dimension ≥ 1");
@@ -138,17 +79,139 @@ HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, doub
   return total;
 }
 
-VerifyReport verify_power_heavy(const PowerHeavySearch& search, ConstMatrixF keys, ConstMatrixF sample,
-                                double tolerance) {
+template <class T>
+VerifyReport verify_on(const PowerHeavySearch& search, MatrixView<const T> keys, ConstMatrixF sample,
+                       double tolerance) {
   const auto collect = [](std::vector<HeavyEntry>& into) {
     return [&into](const HeavyEntry* e, index_t count) { into.insert(into.end(), e, e + count); };
   };
   std::vector<HeavyEntry> found, reference;
   search.run(sample, collect(found));
-  brute_force_power_heavy(sample, keys, search.p(), search.eps() * (1.0 - tolerance), collect(reference));
+  brute_force_on(sample, keys, search.p(), search.eps() * (1.0 - tolerance), collect(reference));
   VerifyReport report = compare_heavy(found, reference, search.eps(), tolerance);
   report.queries = sample.rows;
   return report;
+}
+
+}  // namespace
+
+template <class T>
+PowerHeavySearch::PowerHeavySearch(MatrixView<const T> keys, double p, double eps, const PowerHeavyOptions& options,
+                                   std::in_place_t /*typed*/)
+    : keys_(std::in_place_type<MatrixView<const T>>, checked(keys, eps)),
+      p_(p),
+      eps_(eps),
+      lewis_(lewis_weights(keys, p, options.lewis)),
+      sens_(lewis_.sensitivities()),
+      uset_(select_by_threshold(sens_.data(), keys.rows, eps, std::accumulate(sens_.begin(), sens_.end(), 0.0))),
+      normaliser_(keys, p, sens_, options.normaliser) {
+  for (index_t j = 0; j < keys.rows; ++j)
+    if (sens_[j] >= eps * (1.0 - kScanSlack)) cand_.push_back(j);
+  if (lewis_.cut_directions > 0) {
+    cut_check_.emplace(keys.cols, LeverageOptions{0.0, options.lewis.rcond});
+    cut_check_->fit(keys);
+  }
+}
+
+PowerHeavySearch::PowerHeavySearch(ConstMatrixF keys, double p, double eps, const PowerHeavyOptions& options)
+    : PowerHeavySearch(keys, p, eps, options, std::in_place) {}
+PowerHeavySearch::PowerHeavySearch(MatrixView<const Half> keys, double p, double eps, const PowerHeavyOptions& options)
+    : PowerHeavySearch(keys, p, eps, options, std::in_place) {}
+PowerHeavySearch::PowerHeavySearch(MatrixView<const BFloat16> keys, double p, double eps,
+                                   const PowerHeavyOptions& options)
+    : PowerHeavySearch(keys, p, eps, options, std::in_place) {}
+
+HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
+                                 const std::function<void(index_t)>& progress) const {
+  const index_t d = std::visit([](auto keys) { return keys.cols; }, keys_), m = queries.rows;
+  require(queries.cols == d,
+          "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
+  if (m == 0) return HeavyStats{};
+  require_finite_rows(queries, "queries");  // here, so that messages carry row numbers of `queries`
+  const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
+  const index_t scanned = scanned_keys();
+  struct Scratch {
+    std::vector<double> log_n, cut, total, all;
+    std::vector<index_t> scan;  // the tile's rows searched over the scanned keys
+    std::vector<float> block;   // kKeyBlock scanned keys, widened
+  };
+  const auto make_scratch = [&] {
+    return Scratch{std::vector<double>(kQueryTile),
+                   std::vector<double>(kQueryTile),
+                   std::vector<double>(kQueryTile),
+                   {},
+                   {},
+                   std::vector<float>(static_cast<size_t>(std::min(kKeyBlock, scanned) * d))};
+  };
+  const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
+    const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
+    const ConstMatrixF tile = queries.rows_range(begin, begin + rows);
+    normaliser_.log_normalisers(tile, s.log_n.data());
+    if (cut_check_) {
+      cut_check_->normalisers(tile, s.total.data());
+      cut_check_->cut_normalisers(tile, s.cut.data());
+    }
+    s.scan.clear();
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t qi = begin + i;
+      if (cut_check_ && s.cut[i] > kCutShare * s.total[i]) {
+        ++stats.fallback_queries;
+        std::visit([&](auto keys) { all_keys(queries.row(qi), keys, p_, eps_, qi, s.all, found, stats); }, keys_);
+      } else if (s.log_n[i] == -INFINITY) {
+        ++stats.zero_queries;
+      } else {
+        s.scan.push_back(i);
+      }
+    }
+    for (index_t first = 0; first < scanned && !s.scan.empty(); first += kKeyBlock) {
+      const index_t count = std::min(kKeyBlock, scanned - first);
+      std::visit([&](auto keys) { gather_widened(keys, cand_.data() + first, count, s.block.data()); }, keys_);
+      for (const index_t i : s.scan) {
+        const float* q = queries.row(begin + i);
+        for (index_t r = 0; r < count; ++r) {
+          const double log_a = log_power(linalg::dot_double(q, s.block.data() + r * d, d), p_) - s.log_n[i];
+          if (log_a >= log_threshold) found.push_back({begin + i, cand_[first + r], std::exp(log_a)});
+        }
+      }
+      stats.rechecked += count * static_cast<index_t>(s.scan.size());
+    }
+    // Blocks of keys ran outside the rows: put the entries in (query, key) order (stable: each row's
+    // entries are already in key order).
+    std::stable_sort(found.begin(), found.end(),
+                     [](const HeavyEntry& a, const HeavyEntry& b) { return a.query < b.query; });
+  };
+  HeavyStats total =
+      detail::search_tiles_in_order((m + kQueryTile - 1) / kQueryTile, make_scratch, search_tile, sink, [&](index_t t) {
+        if (progress) progress(std::min(m, (t + 1) * kQueryTile));
+      });
+  total.queries = m;
+  return total;
+}
+
+HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, double p, double eps,
+                                   const HeavySink& sink) {
+  return brute_force_on(queries, keys, p, eps, sink);
+}
+HeavyStats brute_force_power_heavy(ConstMatrixF queries, MatrixView<const Half> keys, double p, double eps,
+                                   const HeavySink& sink) {
+  return brute_force_on(queries, keys, p, eps, sink);
+}
+HeavyStats brute_force_power_heavy(ConstMatrixF queries, MatrixView<const BFloat16> keys, double p, double eps,
+                                   const HeavySink& sink) {
+  return brute_force_on(queries, keys, p, eps, sink);
+}
+
+VerifyReport verify_power_heavy(const PowerHeavySearch& search, ConstMatrixF keys, ConstMatrixF sample,
+                                double tolerance) {
+  return verify_on(search, keys, sample, tolerance);
+}
+VerifyReport verify_power_heavy(const PowerHeavySearch& search, MatrixView<const Half> keys, ConstMatrixF sample,
+                                double tolerance) {
+  return verify_on(search, keys, sample, tolerance);
+}
+VerifyReport verify_power_heavy(const PowerHeavySearch& search, MatrixView<const BFloat16> keys, ConstMatrixF sample,
+                                double tolerance) {
+  return verify_on(search, keys, sample, tolerance);
 }
 
 }  // namespace levattn

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "core/first_error.hpp"
 #include "levattn/core/finite_rows.hpp"
@@ -9,6 +10,7 @@
 #include "linalg/blas.hpp"
 #include "linalg/counter_random.hpp"
 #include "linalg/scaled_rows.hpp"
+#include "linalg/widen_rows.hpp"
 
 namespace levattn {
 
@@ -52,14 +54,16 @@ int integer_power(double p) {
   return 0;
 }
 
-// The degree-2 features of x·2^shift: x_a x_b (a ≤ b), off-diagonal ones times √2.
-void features(const float* x, index_t d, int shift, double* out) {
+// The degree-2 features of x·2^shift: x_a x_b (a ≤ b), off-diagonal ones times √2 (x: d float,
+// Half or BFloat16 elements, widened exactly).
+template <class T>
+void features(const T* x, index_t d, int shift, double* out) {
   const double s = std::ldexp(1.0, shift);
   index_t f = 0;
   for (index_t a = 0; a < d; ++a) {
-    const double xa = x[a] * s;
+    const double xa = to_float(x[a]) * s;
     out[f++] = xa * xa;
-    for (index_t b = a + 1; b < d; ++b) out[f++] = std::sqrt(2.0) * xa * (x[b] * s);
+    for (index_t b = a + 1; b < d; ++b) out[f++] = std::sqrt(2.0) * xa * (to_float(x[b]) * s);
   }
 }
 
@@ -79,59 +83,78 @@ const char* normaliser_kind_name(NormaliserKind kind) {
 
 PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<double>& sensitivities,
                                  const PowerNormaliserOptions& options)
-    : keys_(keys), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
-  check_power_exponent(p);
+    : dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+  build(keys, sensitivities);
+}
+
+PowerNormaliser::PowerNormaliser(MatrixView<const Half> keys, double p, const std::vector<double>& sensitivities,
+                                 const PowerNormaliserOptions& options)
+    : dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+  build(keys, sensitivities);
+}
+
+PowerNormaliser::PowerNormaliser(MatrixView<const BFloat16> keys, double p, const std::vector<double>& sensitivities,
+                                 const PowerNormaliserOptions& options)
+    : dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+  build(keys, sensitivities);
+}
+
+template <class T>
+void PowerNormaliser::build(MatrixView<const T> keys, const std::vector<double>& sensitivities) {
+  check_power_exponent(p_);
   require(keys.rows >= 1 && keys.cols >= 1,
           "keys: need at least one key of dimension ≥ 1, got " + shape_string(keys.rows, keys.cols));
-  require(options.delta > 0.0 && options.delta < 1.0, "normaliser: delta must lie in (0, 1)");
-  require(options.failure > 0.0 && options.failure < 1.0, "normaliser: failure probability must lie in (0, 1)");
+  require(options_.delta > 0.0 && options_.delta < 1.0, "normaliser: delta must lie in (0, 1)");
+  require(options_.failure > 0.0 && options_.failure < 1.0, "normaliser: failure probability must lie in (0, 1)");
   require_finite_rows(keys, "keys");
   const index_t d = keys.cols;
   const index_t D = d * (d + 1) / 2;
   key_shift_ = linalg::pow2_shift(keys);
 
-  if (options.policy == NormaliserPolicy::exact)
-    require(p == 2.0 || (p == 4.0 && D <= kMaxFeatures),
+  if (options_.policy == NormaliserPolicy::exact)
+    require(p_ == 2.0 || (p_ == 4.0 && D <= kMaxFeatures),
             "normaliser: an exact normaliser exists for p = 2, and for p = 4 when d ≤ 90");
-  const bool moments_fit =
-      p == 4.0 && D <= kMaxFeatures &&
-      (options.policy == NormaliserPolicy::exact || double(keys.rows) * double(D) * double(D) <= options.moment_budget);
-  if (p == 2.0 && options.policy != NormaliserPolicy::sampled) {
+  const bool moments_fit = p_ == 4.0 && D <= kMaxFeatures &&
+                           (options_.policy == NormaliserPolicy::exact ||
+                            double(keys.rows) * double(D) * double(D) <= options_.moment_budget);
+  if (p_ == 2.0 && options_.policy != NormaliserPolicy::sampled) {
     kind_ = NormaliserKind::exact_gram;
     gram_.fit(keys);
-  } else if (moments_fit && options.policy != NormaliserPolicy::sampled) {
+  } else if (moments_fit && options_.policy != NormaliserPolicy::sampled) {
     kind_ = NormaliserKind::exact_moments;
     features_ = D;
-    build_moments();
+    build_moments(keys);
   } else {
     kind_ = NormaliserKind::sampled;
     require(static_cast<index_t>(sensitivities.size()) == keys.rows,
             "normaliser: sampling needs one sensitivity per key");
-    build_sample(sensitivities);
+    build_sample(keys, sensitivities);
   }
 }
 
-void PowerNormaliser::build_moments() {
-  const index_t n = keys_.rows, d = keys_.cols, D = features_;
+template <class T>
+void PowerNormaliser::build_moments(MatrixView<const T> keys) {
+  const index_t n = keys.rows, d = keys.cols, D = features_;
   moments_.assign(static_cast<size_t>(D * D), 0.0);
   constexpr index_t kBlock = 512;
   std::vector<double> phi(static_cast<size_t>(kBlock * D));
   for (index_t begin = 0; begin < n; begin += kBlock) {
     const index_t rows = std::min(kBlock, n - begin);
 #pragma omp parallel for schedule(static)
-    for (index_t r = 0; r < rows; ++r) features(keys_.row(begin + r), d, key_shift_, phi.data() + r * D);
+    for (index_t r = 0; r < rows; ++r) features(keys.row(begin + r), d, key_shift_, phi.data() + r * D);
     linalg::dsyrk_upper(true, 1.0, ConstMatrixD(phi.data(), rows, D), 1.0, MatrixD(moments_.data(), D, D));
   }
   for (index_t a = 0; a < D; ++a)
     for (index_t b = 0; b < a; ++b) moments_[a * D + b] = moments_[b * D + a];
 }
 
-void PowerNormaliser::build_sample(const std::vector<double>& s) {
+template <class T>
+void PowerNormaliser::build_sample(MatrixView<const T> keys, const std::vector<double>& s) {
   const double delta = options_.delta;
   beta_ = 2.0 * (1.0 + delta / 3.0) * std::log(2.0 / options_.failure) / (delta * delta);
-  const index_t d = keys_.cols;
+  const index_t d = keys.cols;
   expected_size_ = 0.0;
-  for (index_t j = 0; j < keys_.rows; ++j) {
+  for (index_t j = 0; j < keys.rows; ++j) {
     if (!(s[j] >= 0.0 && std::isfinite(s[j])))
       throw Error(ErrorKind::bad_input, "normaliser: sensitivity " + std::to_string(j) + " must be finite and ≥ 0");
     const double pi = std::min(1.0, beta_ * s[j]);
@@ -145,11 +168,12 @@ void PowerNormaliser::build_sample(const std::vector<double>& s) {
   const double scale = std::ldexp(1.0, key_shift_);
   sample_keys_.resize(sample_.size() * static_cast<size_t>(d));
   for (size_t i = 0; i < sample_.size(); ++i)
-    for (index_t c = 0; c < d; ++c) sample_keys_[i * d + c] = keys_(sample_[i], c) * scale;
+    for (index_t c = 0; c < d; ++c) sample_keys_[i * d + c] = to_float(keys(sample_[i], c)) * scale;
 }
 
-void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
-  const index_t d = keys_.cols;
+template <class T>
+void PowerNormaliser::log_normalisers_of(MatrixView<const T> queries, double* out) const {
+  const index_t d = dim_;
   require(queries.cols == d,
           "queries have " + std::to_string(queries.cols) + " columns but keys have " + std::to_string(d));
   require_finite_rows(queries, "queries");
@@ -164,18 +188,27 @@ void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
 #pragma omp parallel
   {
     std::vector<double> qd, prod;
+    std::vector<float> wide;  // 16-bit queries: the tile widened
     std::vector<int> shift(static_cast<size_t>(kQueryTile));
 #pragma omp for schedule(static)
     for (index_t t = 0; t < tiles; ++t) {
       if (error.failed()) continue;
       try {
         const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
-        for (index_t i = 0; i < rows; ++i) shift[i] = linalg::pow2_shift(queries.row(begin + i), d);
+        ConstMatrixF tile;
+        if constexpr (std::is_same_v<T, float>) {
+          tile = queries.rows_range(begin, begin + rows);
+        } else {
+          wide.resize(static_cast<size_t>(rows * d));
+          widen_rows(queries, begin, rows, wide.data());
+          tile = ConstMatrixF(wide.data(), rows, d);
+        }
+        for (index_t i = 0; i < rows; ++i) shift[i] = linalg::pow2_shift(tile.row(i), d);
         if (kind_ == NormaliserKind::exact_moments) {
           const index_t D = features_;
           qd.resize(static_cast<size_t>(rows * D));
           prod.resize(static_cast<size_t>(rows * D));
-          for (index_t i = 0; i < rows; ++i) features(queries.row(begin + i), d, shift[i], qd.data() + i * D);
+          for (index_t i = 0; i < rows; ++i) features(tile.row(i), d, shift[i], qd.data() + i * D);
           linalg::dgemm(false, false, 1.0, ConstMatrixD(qd.data(), rows, D), ConstMatrixD(moments_.data(), D, D), 0.0,
                         MatrixD(prod.data(), rows, D));
           for (index_t i = 0; i < rows; ++i) {
@@ -194,7 +227,7 @@ void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
         prod.resize(static_cast<size_t>(rows * S));
         for (index_t i = 0; i < rows; ++i) {
           const double s = std::ldexp(1.0, shift[i]);
-          for (index_t c = 0; c < d; ++c) qd[i * d + c] = queries(begin + i, c) * s;
+          for (index_t c = 0; c < d; ++c) qd[i * d + c] = tile(i, c) * s;
         }
         linalg::dgemm(false, true, 1.0, ConstMatrixD(qd.data(), rows, d), ConstMatrixD(sample_keys_.data(), S, d), 0.0,
                       MatrixD(prod.data(), rows, S));
@@ -216,6 +249,14 @@ void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const {
     }
   }
   error.rethrow_if_any();
+}
+
+void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const { log_normalisers_of(queries, out); }
+void PowerNormaliser::log_normalisers(MatrixView<const Half> queries, double* out) const {
+  log_normalisers_of(queries, out);
+}
+void PowerNormaliser::log_normalisers(MatrixView<const BFloat16> queries, double* out) const {
+  log_normalisers_of(queries, out);
 }
 
 }  // namespace levattn

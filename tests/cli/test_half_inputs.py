@@ -1,13 +1,12 @@
 #!/usr/bin/python3
 """float16 .npy and bfloat16 .safetensors inputs: `levattn scores`, `select`, `heavy` and `stream` give
 the same bits as the same values stored as float32 (exact leverage and heavy entries read in 16 bits,
-recall and precision 1 against float64 of the rounded keys; scores/select --p 3 and --approx read in
-16 bits, heavy --p 3 through a float32 copy), and NaN/Inf
-in 16-bit keys is refused naming the row;
+recall and precision 1 against float64 of the rounded keys; scores/select --p 3, --approx and heavy
+--p 3 read in 16 bits too), and NaN/Inf in 16-bit keys is refused naming the row;
 `levattn attend`'s f32 arithmetic (exact and --method lev) gives the same bits as the same values stored as float32; both
 arithmetics match a numpy float64 reference of the rounded values (1e-5 and 1e-2); --json names the
 element types, arithmetic and kernel; mixes the library does not read in place fall back to
-float32; and peak RSS (attend, scores --approx) stays below what a float32 copy of the inputs would
+float32; and peak RSS (attend, scores --approx, heavy --p 1) stays below what a float32 copy of the inputs would
 need (not under the sanitizers, whose own memory it would measure).
 Usage: test_half_inputs.py LEVATTN [no-rss-check]"""
 import functools
@@ -114,7 +113,7 @@ def main():
                                   ("bfloat16 .safetensors", qkvb, ["--queries", p("Qb32.npy"), "--keys", p("Kb32.npy"),
                                                                    "--values", p("Vb32.npy")])):
         for extra in (["--top-k", 20, "--causal", "--window", 8, "--sinks", 2],
-                      ["--eps", 0.05, "--f", "pow:2"]):
+                      ["--eps", 0.05, "--f", "pow:2"], ["--eps", 0.05, "--f", "pow:3", "--delta", 0.3]):
             mass = "--eps" in extra  # each run writes its own missing-mass file
             a = run("attend", *spec16, "--method", "lev", *extra, "--output", p("L16.npy"), "--json",
                     *(["--missing-mass", p("mm16.npy")] if mass else []))
@@ -126,7 +125,7 @@ def main():
                   and np.array_equal(np.load(p("L16.npy")), np.load(p("L32.npy")))
                   and json.loads(a.stdout)["kept_per_head"] == json.loads(b.stdout)["kept_per_head"]
                   and (mm16 is None or np.array_equal(mm16, mm32)))
-            check(ok, f"attend --method lev {' '.join(map(str, extra[:2]))} on {label}: the float32 files' output bit for bit")
+            check(ok, f"attend --method lev {' '.join(map(str, extra[:4]))} on {label}: the float32 files' output bit for bit")
 
     # float32 queries over float16 keys and values stay 16-bit; a float16/bfloat16 mix becomes float32.
     r = run("attend", "--queries", p("Q32.npy"), "--keys", p("K16.npy"), "--values", p("V16.npy"), "--output",
@@ -230,11 +229,21 @@ def main():
           and open(p("s64.npy"), "rb").read() == open(p("s32f.npy"), "rb").read())
     check(ok, "stream on an F64 .safetensors tensor: the float32 file's universal set, with a warning that "
               "the keys were copied whole")
-    a = run("heavy", "--queries", p("Qh.npy"), "--keys", p("Kh16.npy"), "--eps", eps, "--p", 3, "--output", p("p16.csv"))
-    b = run("heavy", "--queries", p("Qh.npy"), "--keys", p("Kh16_32.npy"), "--eps", eps, "--p", 3, "--output",
-            p("p32.csv"))
-    check(a.returncode == 0 and b.returncode == 0 and open(p("p16.csv"), "rb").read() == open(p("p32.csv"), "rb").read(),
-          "heavy --p 3 on float16 keys (through float32): the float32 file's entries")
+    for label, half, full, type_name in (("float16 .npy", p("Kh16.npy"), p("Kh16_32.npy"), "float16"),
+                                         ("bfloat16 .safetensors", p("kh.safetensors:k"), p("Khb_32.npy"), "bfloat16")):
+        a = run("heavy", "--queries", p("Qh.npy"), "--keys", half, "--eps", eps, "--p", 3, "--verify", 40,
+                "--output", p("p16.csv"), "--json")
+        b = run("heavy", "--queries", p("Qh.npy"), "--keys", full, "--eps", eps, "--p", 3, "--verify", 40,
+                "--output", p("p32.csv"), "--json")
+        ok = a.returncode == 0 and b.returncode == 0
+        if ok:
+            ja, jb = json.loads(a.stdout), json.loads(b.stdout)
+            ok = (open(p("p16.csv"), "rb").read() == open(p("p32.csv"), "rb").read() and ja["keys_type"] == type_name
+                  and ja["heavy_count"] == jb["heavy_count"] > 0 and ja["verify"] == {**jb["verify"],
+                                                                                        "seconds": ja["verify"]["seconds"]}
+                  and ja["verify"]["recall"] == 1)
+        check(ok, f"heavy --p 3 on {label} keys, read in 16 bits: the float32 file's entries byte for byte and its "
+                  "--verify counts, recall 1")
     bad = keys_h.astype(np.float16)
     bad[1234, 5] = np.inf
     np.save(p("Kinf16.npy"), bad)
@@ -280,6 +289,26 @@ def main():
               "(a float32 copy adds 128)")
     else:
         check(sketched, "scores --approx on 64 MiB of float16 keys sketches (peak RSS not checked: sanitizers)")
+
+    # Peak RSS of heavy --p 1 (Lewis weights, sampled normaliser): 2^18 float16 keys of width 64 (32 MiB;
+    # a float32 copy would add 64 MiB), every 4096th 50 times longer, queried by 100 of those and 100
+    # random rows, so that the search scans keys and finds entries.
+    keys_pw = rng.standard_normal((1 << 18, 64)).astype(np.float32)
+    keys_pw[::4096] *= 50
+    np.save(p("Kpw.npy"), keys_pw.astype(np.float16))
+    np.save(p("Qpw.npy"), np.concatenate([rng.standard_normal((100, 64)), keys_pw[::4096][:100]]).astype(np.float32))
+    r = run("heavy", "--queries", p("Qpw.npy"), "--keys", p("Kpw.npy"), "--eps", 0.001, "--p", 1, "--delta", 0.3,
+            "--output", p("pw.csv"), "--json")
+    j = json.loads(r.stdout) if r.returncode == 0 else {}
+    found = j.get("keys_type") == "float16" and j.get("heavy_count", 0) > 0 and j.get("scanned_keys", 0) > 0
+    peak_mib = j["peak_rss_bytes"] / 2**20 if j else float("inf")
+    print(f"     heavy --p 1 peak RSS {peak_mib:.0f} MiB; keys: 32 MiB in float16, 64 MiB in float32")
+    if CHECK_RSS:
+        check(found and 0 < peak_mib < 32 + 80,
+              "heavy --p 1 on 32 MiB of float16 keys finds entries and peaks below 16-bit keys + 80 MiB "
+              "(a float32 copy adds 64)")
+    else:
+        check(found, "heavy --p 1 on 32 MiB of float16 keys finds entries (peak RSS not checked: sanitizers)")
 
     cli_helpers.finish()
 

@@ -91,13 +91,17 @@ def test_heavy_entries_p2_equal_the_widened_keys_and_brute_force(rng, fmt):
     assert len(heads) == 3 and all(np.array_equal(f64(x.key), f64(y.key)) for x, y in zip(heads, widened))
 
 
-def test_heavy_entries_power_p_reads_16_bit_keys_through_float32(rng):
-    """heavy_entries with p = 3 (the |x|^p search reads float32 only) accepts float16 keys: the widened keys'
-    entries."""
-    k16, k32 = rounded(make_keys("gaussian", 500, 8, rng), "numpy.float16")
-    q = rng.standard_normal((40, 8)).astype(np.float32)
-    a, b = levattn.heavy_entries(q, k16, 0.05, p=3.0), levattn.heavy_entries(q, k32, 0.05, p=3.0)
-    assert np.array_equal(a.key, b.key) and np.array_equal(a.score, b.score)
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("p", [1.0, 3.0])
+def test_heavy_entries_power_p_of_16_bit_keys_equals_the_widened_keys(rng, fmt, p):
+    """heavy_entries with p = 1 and 3 (Lewis weights, sampled normaliser) on 16-bit keys: the widened keys' entries
+    and info, bit for bit."""
+    k16, k32 = rounded(make_keys("heavy_tail", 500, 8, rng), fmt)
+    q = np.concatenate([rng.standard_normal((20, 8)), k32[:20]]).astype(np.float32)
+    a, b = levattn.heavy_entries(q, k16, 0.02, p=p), levattn.heavy_entries(q, k32, 0.02, p=p)
+    assert len(f64(a.key)) > 0 and a.info["scanned_keys"] > 64  # more than one block of scanned keys
+    assert np.array_equal(f64(a.query), f64(b.query)) and np.array_equal(f64(a.key), f64(b.key))
+    assert np.array_equal(f64(a.score), f64(b.score)) and a.info == b.info
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -124,8 +128,8 @@ def test_stream_selector_pushes_16_bit_blocks_as_the_widened_keys(rng, fmt):
 @pytest.mark.parametrize("f", ["softmax", "pow:2", "pow:3"])
 def test_lev_attention_of_16_bit_keys_and_values_equals_the_widened_inputs(rng, fmt, f):
     """attention(method="lev") of 16-bit keys and values (GQA: 4 query heads over 2 key heads; causal with a
-    window, and not; pow:3 only not): output, kept keys and pow:P missing mass equal those of the widened inputs bit for bit
-    (pow:3 goes through float32)."""
+    window, and not; pow:3 only not): output, kept keys and pow:P missing mass equal those of the widened inputs bit for
+    bit."""
     k16, k32 = rounded(make_keys("heavy_tail", 2 * 2 * 300, 16, rng), fmt)
     v16, v32 = rounded(rng.standard_normal((2 * 2 * 300, 8)).astype(np.float32), fmt)
     k16, k32, v16, v32 = (x.reshape(2, 2, 300, -1) for x in (k16, k32, v16, v32))

@@ -4,9 +4,9 @@
 //                [--missing-mass M.npy] [--json]
 // Shapes (n, d), (h, n, d) or (b, h, n, d), the same rank for all three; query heads may be a
 // multiple of key heads (grouped-query attention). O has the queries' shape with d_v last.
-// Exact attention and LevAttention read float16/bfloat16 inputs as they are (memory-mapped, no
-// float32 copy; lev with pow:P, P ≠ 2, loads float32); --compute chooses the arithmetic of softmax
-// prefill (exact float products by default).
+// Exact attention and LevAttention (softmax and pow:P) read float16/bfloat16 inputs as they are
+// (memory-mapped, no float32 copy); --compute chooses the arithmetic of softmax prefill (exact
+// float products by default).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -106,11 +106,7 @@ int run_attend(const AttendOptions& o) {
 
   Phases phases;
   Stopwatch load;
-  // 16-bit files are kept 16-bit, except for LevAttention ranked by Lewis weights (pow:P, P ≠ 2),
-  // which are computed in float.
-  const bool lewis = o.method == "lev" && attention.f.kind == ScoreKind::power && attention.f.p != 2.0;
-  const AttentionInputs inputs =
-      load_attention_inputs(o.queries, o.keys, o.values, lewis ? io::Precision::f32 : io::Precision::keep_16_bit);
+  const AttentionInputs inputs = load_attention_inputs(o.queries, o.keys, o.values, io::Precision::keep_16_bit);
   const Heads4 &q = inputs.q, &k = inputs.k, &v = inputs.v;
   phases.load = load.seconds();
 

@@ -4,8 +4,8 @@
 // "query,key,score" ("head," first for 3-D input), sorted by (head,) query, key; score with 9
 // significant digits. With --p ≠ 2 a column "estimated" follows: 1 when the normaliser was
 // estimated by Lewis-weight sampling (the score is then Â and entries clear ε/(1+δ)), 0 when exact.
-// p = 2 reads float16/bfloat16 keys as they are (the entries of the rounded keys, the same output
-// as the keys stored as float32); queries, and keys for p ≠ 2, are loaded as float32.
+// float16/bfloat16 keys are read as they are (the entries of the rounded keys, the same output as
+// the keys stored as float32); queries are loaded as float32.
 #include <algorithm>
 #include <cstdio>
 #include <memory>
@@ -39,7 +39,7 @@ int run_heavy(const HeavyOptions& o) {
   const bool power = o.p != 2.0;
   Phases phases;
   Stopwatch load;
-  const HeadArray keys = load_heads(o.keys, "keys", power ? io::Precision::f32 : io::Precision::keep_16_bit);
+  const HeadArray keys = load_heads(o.keys, "keys", io::Precision::keep_16_bit);
   const HeadArray queries = load_heads(o.queries, "queries");
   check_compatible(queries, keys);
   phases.load = load.seconds();
@@ -62,8 +62,8 @@ int run_heavy(const HeavyOptions& o) {
     std::optional<HeavySearch> search2;
     std::optional<PowerHeavySearch> searchp;
     in_head(keys, h, [&] {
+      // The search on the keys in the element type they were loaded in.
       if (!power) {
-        // The x² search on the keys in the element type they were loaded in.
         with_typed_head(keys, h, [&](auto head) { search2.emplace(head, o.eps, o.rcond); });
         return;
       }
@@ -71,7 +71,7 @@ int run_heavy(const HeavyOptions& o) {
       po.lewis.rcond = o.rcond;
       po.normaliser.delta = o.delta;
       po.normaliser.seed = o.seed + static_cast<std::uint64_t>(h);
-      searchp.emplace(keys.head(h), o.p, o.eps, po);
+      with_typed_head(keys, h, [&](auto head) { searchp.emplace(head, o.p, o.eps, po); });
     });
     const UniversalSet& u = power ? searchp->universal_set() : search2->universal_set();
     uset += u.size();
@@ -106,10 +106,10 @@ int run_heavy(const HeavyOptions& o) {
       std::vector<index_t> rows;
       const std::vector<float> sample = sample_rows(queries.head(h), o.verify, o.seed + h, rows);
       const ConstMatrixF view(sample.data(), index_t(rows.size()), queries.cols);
-      // (pow:P loaded the keys as float32; 16-bit keys are read in blocks as they are stored.)
-      const VerifyReport r =
-          power ? verify_power_heavy(*searchp, keys.head(h), view)
-                : with_typed_head(keys, h, [&](auto head) { return verify_heavy(*search2, head, view); });
+      // (16-bit keys are read in blocks as they are stored.)
+      const VerifyReport r = with_typed_head(keys, h, [&](auto head) {
+        return power ? verify_power_heavy(*searchp, head, view) : verify_heavy(*search2, head, view);
+      });
       verified.queries += r.queries;
       verified.tolerance = r.tolerance;
       verified.reference += r.reference;
@@ -149,6 +149,7 @@ int run_heavy(const HeavyOptions& o) {
     nlohmann::json j = heavy_summary_json(summary);
     j["keys_type"] = element_type_name(keys.tensor.element_type());
     j["seconds"] = phases.json();
+    j["peak_rss_bytes"] = peak_resident_bytes();
     if (power) {
       j["estimated"] = any_estimated;
       j["per_head"] = power_heads;
@@ -181,7 +182,7 @@ Command add_heavy_command(CLI::App& app) {
   auto o = std::make_shared<HeavyOptions>();
   CLI::App* c = app.add_subcommand("heavy", "Every attention entry A[i,j] ≥ ε for f(x) = |x|^p (p = 2 by default)");
   add_heavy_arguments(*c, *o, "Queries: (m, d) or (h, m, d), loaded as float32",
-                      "Keys: (n, d) or (h, n, d); float16/bfloat16 read as they are when p = 2");
+                      "Keys: (n, d) or (h, n, d); float16/bfloat16 read as they are");
   c->add_option("--delta", o->delta, "p ≠ 2: relative accuracy δ of a sampled normaliser, in (0, 1)")
       ->capture_default_str();
   c->add_option("--seed", o->seed, "Seed of the --verify sample and of the normaliser's key sample")

@@ -33,8 +33,8 @@
 // the 16-bit values (exact w.r.t. the rounded keys, the bits of the keys widened to float), only
 // the kept rows are gathered (in 16 bits), and attention over them is attend_exact's on 16-bit
 // inputs (its AttentionOptions::arithmetic included). With f32 arithmetic the output equals, bit
-// for bit, attend_lev on the inputs widened to float. pow:P with P ≠ 2 (Lewis weights) needs float32
-// keys and values: Error{bad_input} otherwise.
+// for bit, attend_lev on the inputs widened to float. The same holds for pow:P with P ≠ 2: the Lewis
+// weights and the normaliser read the 16-bit keys as they are (lewis.hpp, power_normaliser.hpp).
 #pragma once
 
 #include <vector>

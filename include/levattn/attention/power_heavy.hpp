@@ -16,14 +16,22 @@
 // N(q) = 0 yield nothing (zero_queries). Queries with weight along directions below the rank
 // cut-off, where the weights say nothing, are searched over all keys with the exact normaliser
 // (fallback_queries). Output order and values never depend on the thread count.
+//
+// 16-bit keys (f16, bf16) are read as they are: the Lewis weights, the normaliser, the scan and the
+// fallback products all widen rows exactly a block at a time, with no float copy of the keys. What
+// is said above then holds for the ROUNDED keys, and the search (and the brute force) reports, bit
+// for bit, what it reports on the keys widened to float. Queries are float32.
 #pragma once
 
 #include <functional>
 #include <optional>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/verify.hpp"
+#include "levattn/core/half.hpp"
 #include "levattn/scores/lewis.hpp"
 #include "levattn/scores/power_normaliser.hpp"
 
@@ -39,6 +47,8 @@ class PowerHeavySearch {
   // keys: n×d, n ≥ 1, finite; the view must outlive the search. Throws Error{bad_input} on bad
   // keys, p ≤ 0 or ε ∉ (0, 1]; Error{failure} if the Lewis weights do not converge.
   PowerHeavySearch(ConstMatrixF keys, double p, double eps, const PowerHeavyOptions& options = {});
+  PowerHeavySearch(MatrixView<const Half> keys, double p, double eps, const PowerHeavyOptions& options = {});
+  PowerHeavySearch(MatrixView<const BFloat16> keys, double p, double eps, const PowerHeavyOptions& options = {});
 
   // Streams the reported entries of the rows of queries (m×d) to sink in (query, key) order.
   HeavyStats run(ConstMatrixF queries, const HeavySink& sink, const std::function<void(index_t)>& progress = {}) const;
@@ -55,7 +65,12 @@ class PowerHeavySearch {
   index_t scanned_keys() const { return static_cast<index_t>(cand_.size()); }
 
  private:
-  ConstMatrixF keys_;
+  using Keys = std::variant<ConstMatrixF, MatrixView<const Half>, MatrixView<const BFloat16>>;
+  template <class T>
+  PowerHeavySearch(MatrixView<const T> keys, double p, double eps, const PowerHeavyOptions& options,
+                   std::in_place_t typed);
+
+  Keys keys_;
   double p_, eps_;
   LewisWeights lewis_;
   std::vector<double> sens_;
@@ -66,13 +81,23 @@ class PowerHeavySearch {
 };
 
 // Every entry A[i,j] ≥ ε for f(x) = |x|^p by brute force: all products in double, exact
-// normalisers. O(m·n·d). Streams to sink in (query, key) order.
+// normalisers. O(m·n·d). Streams to sink in (query, key) order. 16-bit keys are widened exactly a
+// block at a time.
 HeavyStats brute_force_power_heavy(ConstMatrixF queries, ConstMatrixF keys, double p, double eps,
+                                   const HeavySink& sink);
+HeavyStats brute_force_power_heavy(ConstMatrixF queries, MatrixView<const Half> keys, double p, double eps,
+                                   const HeavySink& sink);
+HeavyStats brute_force_power_heavy(ConstMatrixF queries, MatrixView<const BFloat16> keys, double p, double eps,
                                    const HeavySink& sink);
 
 // Runs `search` and the brute force on the rows of `sample` and compares them: recall over true
-// entries A ≥ ε(1+tolerance), precision = reported entries whose true A ≥ ε(1−tolerance).
+// entries A ≥ ε(1+tolerance), precision = reported entries whose true A ≥ ε(1−tolerance). keys are
+// the ones the search was built on.
 VerifyReport verify_power_heavy(const PowerHeavySearch& search, ConstMatrixF keys, ConstMatrixF sample,
+                                double tolerance = 1e-9);
+VerifyReport verify_power_heavy(const PowerHeavySearch& search, MatrixView<const Half> keys, ConstMatrixF sample,
+                                double tolerance = 1e-9);
+VerifyReport verify_power_heavy(const PowerHeavySearch& search, MatrixView<const BFloat16> keys, ConstMatrixF sample,
                                 double tolerance = 1e-9);
 
 }  // namespace levattn
