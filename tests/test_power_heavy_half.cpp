@@ -1,7 +1,9 @@
 // Heavy entries of |x|^p attention (p ≠ 2) on 16-bit keys (f16, bf16), read as they are: recall 1
-// against a double-precision brute force over the ROUNDED keys; bit for bit what the search, its
-// normaliser, the brute force and verify give on the keys widened to float (sampled and exact
-// normalisers, fallback rows, 16-bit queries of the normaliser); NaN/Inf key rows named.
+// against a double-precision brute force over the ROUNDED keys (except with the fourth-moment
+// normaliser on low-rank keys, which rounding makes nearly low rank: power_normaliser.hpp); bit for
+// bit what the search, its normaliser, the brute force and verify give on the keys widened to float
+// (sampled and exact normalisers, fallback rows, 16-bit queries of the normaliser); NaN/Inf key
+// rows named.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -78,6 +80,9 @@ Instance expect_search_matches(const std::string& kind, double p, NormaliserPoli
 
   HeavyStats stats, widened_stats;
   const std::vector<HeavyEntry> got = collect_power(search, Q.view(), &stats);
+  EXPECT_TRUE(std::is_sorted(got.begin(), got.end(), [](const HeavyEntry& a, const HeavyEntry& b) {
+    return std::pair(a.query, a.key) < std::pair(b.query, b.key);
+  })) << what;
   expect_identical(got, collect_power(widened, Q.view(), &widened_stats), what);
   EXPECT_EQ(stats.zero_queries, widened_stats.zero_queries) << what;
   EXPECT_EQ(stats.rechecked, widened_stats.rechecked) << what;
@@ -111,12 +116,13 @@ Instance expect_search_matches(const std::string& kind, double p, NormaliserPoli
   return {search.scanned_keys(), heavy};
 }
 
-TEST(PowerHeavyHalf, EntriesAreThoseOfTheWidenedKeysAndRecallIsOne) {
+TEST(PowerHeavyHalf, EntriesAreThoseOfTheWidenedKeysAndRecallIsOneSaveNearLowRankMoments) {
   index_t multi_block = 0, heavy = 0;  // instances whose scan spans several key blocks but not all keys
   for (const std::string kind : {"gaussian", "heavy_tailed", "duplicated", "low_rank", "huge", "tiny"})
     for (std::uint64_t seed = 1; seed <= 2; ++seed)
       // Not the recall of the fourth-moment normaliser on low-rank keys made full rank by rounding:
-      // it is off by percents there, on the float32 keys too (power_normaliser.hpp, exact_moments).
+      // it is off by percents on such values in any element type, float32 included — a known
+      // defect of exact_moments (power_normaliser.hpp), not of reading 16 bits.
       for (const Instance& r :
            {expect_search_matches<Half>(kind, 1.0, NormaliserPolicy::automatic, seed),
             expect_search_matches<BFloat16>(kind, 3.0, NormaliserPolicy::automatic, seed),

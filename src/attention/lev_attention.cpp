@@ -7,7 +7,6 @@
 #include <limits>
 #include <memory>
 #include <numeric>
-#include <type_traits>
 
 #include "attention/gather_rows.hpp"
 #include "attention/masked_attention.hpp"
@@ -159,8 +158,7 @@ LevAttentionReport attend_lev_typed(HeadsView<const TQ> queries, HeadsView<const
         if (lewis) {
           power_normaliser->log_normalisers(Q, log_total.data());
           for (double& t : log_total) t += attention.f.p * std::log(std::abs(c));
-        }
-        if (!lewis) {
+        } else {
           double* head_normaliser = normaliser.data() + (attention.causal ? (h - kh * group) * n_q : 0);
           if (!attention.causal) scorer.normalisers(Q, head_normaliser);
           for (index_t i = 0; i < n_q; ++i)

@@ -101,7 +101,7 @@ def test_heavy_entries_power_p_of_16_bit_keys_equals_the_widened_keys(rng, fmt, 
     a, b = levattn.heavy_entries(q, k16, 0.02, p=p), levattn.heavy_entries(q, k32, 0.02, p=p)
     assert len(f64(a.key)) > 0 and a.info["scanned_keys"] > 64  # more than one block of scanned keys
     assert np.array_equal(f64(a.query), f64(b.query)) and np.array_equal(f64(a.key), f64(b.key))
-    assert np.array_equal(f64(a.score), f64(b.score)) and a.info == b.info
+    assert np.array_equal(f64(a.score), f64(b.score)) and a.info == b.info and a.info["estimated"]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -164,16 +164,17 @@ def test_lev_attention_with_16_bit_queries_in_bnhd_layout_equals_the_widened_inp
 
 def test_16_bit_keys_are_not_copied_on_the_way_in(rng):
     """A float16 numpy key array of 8 MiB reaches the core without a float32 copy (16 MiB): tracemalloc,
-    which sees numpy's allocations, peaks below 4 MiB during leverage_scores, universal_set, heavy_entries,
-    StreamSelector.push and attention(method="lev") (with float16 values); a torch bfloat16 tensor is
-    handed over as a view of its own memory."""
+    which sees numpy's allocations, peaks below 4 MiB during leverage_scores, universal_set, heavy_entries (p = 2
+    and 3), StreamSelector.push and attention(method="lev", softmax and pow:3) (with float16 values); a torch
+    bfloat16 tensor is handed over as a view of its own memory."""
     k16 = rng.standard_normal((1 << 16, 64)).astype(np.float16)
     q = rng.standard_normal((8, 64)).astype(np.float32)
     selector = levattn.StreamSelector(64, eps=0.01)
     v16 = rng.standard_normal((1 << 16, 64)).astype(np.float16)
     for call in (lambda: levattn.leverage_scores(k16), lambda: levattn.universal_set(k16, eps=0.01),
-                 lambda: levattn.heavy_entries(q, k16, 0.01), lambda: selector.push(k16),
-                 lambda: levattn.attention(q, k16, v16, method="lev", top_k=64)):
+                 lambda: levattn.heavy_entries(q, k16, 0.01), lambda: levattn.heavy_entries(q, k16, 0.01, p=3.0),
+                 lambda: selector.push(k16), lambda: levattn.attention(q, k16, v16, method="lev", top_k=64),
+                 lambda: levattn.attention(q, k16, v16, method="lev", top_k=64, f="pow:3")):
         tracemalloc.start()
         try:
             call()

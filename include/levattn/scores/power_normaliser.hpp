@@ -12,9 +12,9 @@
 //     fourth-moment tensor of the keys, in double. Costs O(n·D²) to build, O(D²) a query,
 //     D = d(d+1)/2; offered for D ≤ 4096 (d ≤ 90). Exact up to rounding that grows with the
 //     cancellation in φ(q)ᵀMφ(q): for a query with most of its weight where the keys have almost
-//     none (keys of low rank plus rounding noise, e.g. rank-3 keys rounded to float16, d = 6) it
-//     was measured off by 2.4%, which an exact normaliser's search does not absorb. Not yet
-//     detected or corrected.
+//     none (keys of low rank plus rounding noise) it can be off by percents, which a search
+//     trusting it as exact does not absorb (tests/test_power_heavy_half.cpp has such keys). A
+//     known defect: not yet detected or corrected.
 //   * sampled (any p): key j is kept with probability π_j = min(1, β·s_j), independently
 //     (decided by a counter-based hash of (seed, j)), and weighted 1/π_j:
 //     Ñ(q) = Σ_{j kept} |<q,k_j>|^p / π_j, with s_j the Lewis-weight sensitivities of lewis.hpp.
