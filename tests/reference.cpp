@@ -191,6 +191,36 @@ MatD attention_reference(const Floats& Q, const Floats& K) {
   return S;
 }
 
+MatD power_attention_reference(const Floats& Q, const Floats& K, double p) {
+  MatD S = Q.to_double() * K.to_double().transpose();
+  for (index_t i = 0; i < S.rows(); ++i) {
+    const double top = S.row(i).cwiseAbs().maxCoeff();
+    if (top == 0.0) {
+      S.row(i).setZero();
+      continue;
+    }
+    const Eigen::ArrayXd a = (S.row(i).array().abs() / top).pow(p);
+    S.row(i) = (a / a.sum()).matrix().transpose();
+  }
+  return S;
+}
+
+Floats keys_with_a_cut_direction() {
+  Floats raw = normal_matrix(800, 6, 2);
+  for (index_t i = 0; i < raw.rows; ++i) raw.data[i * 6 + 5] = raw.data[i * 6 + 4];
+  raw.data[4] = 0.0f, raw.data[5] = 0x1p-20f;
+  return raw;
+}
+
+Floats queries_along_the_cut(const Floats& keys) {
+  Floats Q = make_queries(keys, 50, 3);
+  for (index_t i = 0; i < Q.rows; i += 2) {
+    std::fill(Q.data.begin() + i * 6, Q.data.begin() + i * 6 + 6, 0.0f);
+    Q.data[i * 6 + 4] = -1.0f, Q.data[i * 6 + 5] = 1.0f;
+  }
+  return Q;
+}
+
 AttentionRows attention_rows_reference(const Floats& Q, const Floats& K, const Floats& V,
                                        const std::vector<index_t>& rows, const AttentionSpec& spec) {
   AttentionRows r;

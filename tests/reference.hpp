@@ -54,6 +54,15 @@ std::vector<double> ridge_reference(const Floats& K, double lambda);
 std::vector<double> lewis_reference(const Floats& K, double p);
 // A[i,j] = <q_i,k_j>² / Σ_l <q_i,k_l>² in double, m×n (rows with a zero sum are all zero).
 MatD attention_reference(const Floats& Q, const Floats& K);
+// A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p in double, m×n (rows of zero products are all zero).
+MatD power_attention_reference(const Floats& Q, const Floats& K, double p);
+
+// 800 × 6 keys with a direction below the rank cut-off: column 5 equals column 4, except in key 0,
+// which holds 0 and 2^-20 there (exact in float16, as a subnormal, and in bfloat16).
+Floats keys_with_a_cut_direction();
+// 50 queries over keys: make_queries' rows, every other one (from row 0) replaced by e5 − e4,
+// along keys_with_a_cut_direction()'s cut direction.
+Floats queries_along_the_cut(const Floats& keys);
 
 // Attention outputs in double, row by row, for the rows listed in `rows`: weights w_ij =
 // exp(c·s_ij) (softmax) or |c·s_ij|^p over the keys `visible(i, j)` allows, with s_ij = <q_i,k_j>

@@ -118,15 +118,8 @@ TEST(HeavyHalf, ScanSetsAndProductsAreThoseOfTheWidenedKeys) {
 // search bit for bit.
 template <class T>
 void expect_fallback_exact() {
-  Floats raw = normal_matrix(800, 6, 2);
-  for (index_t i = 0; i < raw.rows; ++i) raw.data[i * 6 + 5] = raw.data[i * 6 + 4];
-  raw.data[4] = 0.0f, raw.data[5] = 0x1p-20f;
-  const RoundedRows<T> K = round_rows<T>(raw);
-  Floats Q = make_queries(K.widened, 50, 3);
-  for (index_t i = 0; i < Q.rows; i += 2) {
-    std::fill(Q.data.begin() + i * 6, Q.data.begin() + i * 6 + 6, 0.0f);
-    Q.data[i * 6 + 4] = -1.0f, Q.data[i * 6 + 5] = 1.0f;
-  }
+  const RoundedRows<T> K = round_rows<T>(keys_with_a_cut_direction());
+  const Floats Q = queries_along_the_cut(K.widened);
   const std::string what = std::string(half_type_label<T>()) + " cut direction";
   const HeavySearch search(K.view(), 0.01);
   HeavyStats stats;

@@ -14,21 +14,6 @@
 namespace levattn::test {
 namespace {
 
-// A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p in double (rows of zero products are all zero).
-MatD power_attention(const Floats& Q, const Floats& K, double p) {
-  MatD S = Q.to_double() * K.to_double().transpose();
-  for (index_t i = 0; i < S.rows(); ++i) {
-    const double top = S.row(i).cwiseAbs().maxCoeff();
-    if (top == 0.0) {
-      S.row(i).setZero();
-      continue;
-    }
-    const Eigen::ArrayXd a = (S.row(i).array().abs() / top).pow(p);
-    S.row(i) = (a / a.sum()).matrix().transpose();
-  }
-  return S;
-}
-
 std::vector<HeavyEntry> collect(const PowerHeavySearch& s, ConstMatrixF Q, HeavyStats* stats = nullptr) {
   std::vector<HeavyEntry> out;
   const HeavyStats st = s.run(Q, [&](const HeavyEntry* e, index_t c) { out.insert(out.end(), e, e + c); });
@@ -58,7 +43,7 @@ TEST(PowerHeavy, RecallIsOneOnSeededInstances) {
       o.normaliser.seed = seed;
       if (p == 4.0 && seed % 2) o.normaliser.policy = NormaliserPolicy::sampled;
       const PowerHeavySearch search(K.view(), p, eps, o);
-      const MatD A = power_attention(Q, K, p);
+      const MatD A = power_attention_reference(Q, K, p);
       const auto got = collect(search, Q.view());
       const std::string what = kind + " p " + std::to_string(p) + " seed " + std::to_string(seed);
       std::map<std::pair<index_t, index_t>, double> reported;
@@ -159,7 +144,7 @@ TEST(PowerHeavy, VerifyCountsMatchAFloat64BruteForce) {
   ASSERT_TRUE(search.estimated());
   const VerifyReport r = verify_power_heavy(search, K.view(), Q.view(), tolerance);
   const std::vector<HeavyEntry> found = collect(search, Q.view());
-  const MatD A = power_attention(Q, K, p);
+  const MatD A = power_attention_reference(Q, K, p);
   index_t reference = 0, reference_found = 0, confirmed = 0;
   std::map<std::pair<index_t, index_t>, bool> reported;
   for (const HeavyEntry& e : found) reported[{e.query, e.key}] = true;

@@ -29,21 +29,6 @@ std::vector<HeavyEntry> collect_power(const PowerHeavySearch& s, ConstMatrixF Q,
   return out;
 }
 
-// A[i,j] = |<q_i,k_j>|^p / Σ_l |<q_i,k_l>|^p in double (rows of zero products are all zero).
-MatD power_attention(const Floats& Q, const Floats& K, double p) {
-  MatD S = Q.to_double() * K.to_double().transpose();
-  for (index_t i = 0; i < S.rows(); ++i) {
-    const double top = S.row(i).cwiseAbs().maxCoeff();
-    if (top == 0.0) {
-      S.row(i).setZero();
-      continue;
-    }
-    const Eigen::ArrayXd a = (S.row(i).array().abs() / top).pow(p);
-    S.row(i) = (a / a.sum()).matrix().transpose();
-  }
-  return S;
-}
-
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
@@ -88,7 +73,7 @@ Instance expect_search_matches(const std::string& kind, double p, NormaliserPoli
   EXPECT_EQ(stats.rechecked, widened_stats.rechecked) << what;
   EXPECT_EQ(stats.zero_queries, 1) << what;  // make_queries plants one zero row
 
-  const MatD A = power_attention(Q, K.widened, p);
+  const MatD A = power_attention_reference(Q, K.widened, p);
   index_t heavy = 0;
   std::vector<std::vector<bool>> reported(static_cast<size_t>(Q.rows), std::vector<bool>(static_cast<size_t>(n)));
   for (const HeavyEntry& e : got) reported[e.query][e.key] = true;
@@ -171,21 +156,14 @@ TEST(PowerHeavyHalf, NormaliserOf16BitKeysAndQueriesIsThatOfTheWidenedOnes) {
 // along it: those rows fall back to every key, read in 16 bits, with the widened keys' entries.
 template <class T>
 void expect_fallback_matches() {
-  Floats raw = normal_matrix(800, 6, 2);
-  for (index_t i = 0; i < raw.rows; ++i) raw.data[i * 6 + 5] = raw.data[i * 6 + 4];
-  raw.data[4] = 0.0f, raw.data[5] = 0x1p-20f;
-  const RoundedRows<T> K = round_rows<T>(raw);
-  Floats Q = make_queries(K.widened, 50, 3);
-  for (index_t i = 0; i < Q.rows; i += 2) {
-    std::fill(Q.data.begin() + i * 6, Q.data.begin() + i * 6 + 6, 0.0f);
-    Q.data[i * 6 + 4] = -1.0f, Q.data[i * 6 + 5] = 1.0f;
-  }
+  const RoundedRows<T> K = round_rows<T>(keys_with_a_cut_direction());
+  const Floats Q = queries_along_the_cut(K.widened);
   const std::string what = std::string(half_type_label<T>()) + " cut direction";
   HeavyStats stats;
   const std::vector<HeavyEntry> got = collect_power(PowerHeavySearch(K.view(), 3.0, 0.05), Q.view(), &stats);
   EXPECT_GE(stats.fallback_queries, 20) << what;
   expect_identical(got, collect_power(PowerHeavySearch(K.widened.view(), 3.0, 0.05), Q.view()), what);
-  const MatD A = power_attention(Q, K.widened, 3.0);
+  const MatD A = power_attention_reference(Q, K.widened, 3.0);
   for (index_t i = 0; i < Q.rows; i += 2)
     for (index_t j = 0; j < K.rows; ++j)
       if (A(i, j) >= 0.05 * (1 + 1e-9)) {
