@@ -117,6 +117,40 @@ TEST(PowerNormaliser, ExactAndSampledAgainstBruteForce) {
   }
 }
 
+// The fourth-moment normaliser stays within 1e-8 of Σ_l <q,k_l>⁴ summed in double (positive terms:
+// relative error below 1e-12 here) on Gaussian keys, and on keys of rank 2 (in a random basis)
+// plus noise of 1e-6 with queries nearly orthogonal to their span, where φ(q)ᵀMφ(q) alone is off
+// by orders of magnitude and the queries its rounding bound does not vouch for are summed over
+// every key.
+TEST(PowerNormaliser, FourthMomentsStayExactOnNearlyLowRankKeys) {
+  for (const bool nearly_low_rank : {false, true}) {
+    Floats K = normal_matrix(3000, 6, 11);
+    Floats Q = normal_matrix(300, 6, 12);
+    if (nearly_low_rank) {
+      const MatD basis = normal_matrix(2, 6, 13).to_double();  // the span's rows
+      const MatD onto = basis.transpose() * (basis * basis.transpose()).inverse() * basis;
+      const MatD k = normal_matrix(3000, 2, 14).to_double() * basis + 1e-6 * normal_matrix(3000, 6, 15).to_double();
+      const MatD q = Q.to_double() * (MatD::Identity(6, 6) - onto) + 1e-4 * Q.to_double() * onto;
+      for (index_t i = 0; i < K.rows; ++i)
+        for (index_t c = 0; c < 6; ++c) K.data[i * 6 + c] = static_cast<float>(k(i, c));
+      for (index_t i = 0; i < Q.rows; ++i)
+        for (index_t c = 0; c < 6; ++c) Q.data[i * 6 + c] = static_cast<float>(q(i, c));
+    }
+    const PowerNormaliser norm(K.view(), 4.0, {}, PowerNormaliserOptions{.policy = NormaliserPolicy::exact});
+    ASSERT_EQ(norm.kind(), NormaliserKind::exact_moments);
+    std::vector<double> log_n(300);
+    norm.log_normalisers(Q.view(), log_n.data());
+    const MatD S = Q.to_double() * K.to_double().transpose();
+    double worst = 0.0;  // largest relative error
+    for (index_t i = 0; i < Q.rows; ++i) {
+      const double truth = S.row(i).array().pow(4).sum();
+      worst = std::max(worst, std::abs(std::exp(log_n[i]) - truth) / truth);
+    }
+    std::printf("%s keys: largest relative error %.3g\n", nearly_low_rank ? "nearly low-rank" : "Gaussian", worst);
+    EXPECT_LT(worst, 1e-8) << (nearly_low_rank ? "nearly low rank" : "gaussian");
+  }
+}
+
 TEST(PowerHeavy, PTwoMatchesTheLeverageSearch) {
   const Floats K = make_keys("gaussian", 3000, 8, 2);
   const Floats Q = make_queries(K, 60, 3);

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <variant>
+#include <vector>
 
 #include "core/first_error.hpp"
 #include "levattn/core/finite_rows.hpp"
@@ -20,6 +22,7 @@ constexpr std::uint64_t kStreamSample = 21;
 constexpr index_t kQueryTile = 64;
 constexpr index_t kMaxFeatures = 4096;
 constexpr double kLn2 = 0.6931471805599453;
+constexpr double kMomentTrust = 1e-8;  // largest relative rounding bound of φ(q)ᵀMφ(q) used as N(q)
 
 // x^p for x ≥ 0, with exact products for small integer p.
 double power(double x, double p, int integer_p) {
@@ -67,6 +70,28 @@ void features(const T* x, index_t d, int shift, double* out) {
   }
 }
 
+// ln Σ_l |<q,k_l>|^p over every row of keys, the products in double (16-bit rows widened exactly,
+// a block at a time); −∞ when every product is 0.
+template <class T>
+double log_power_sum(const float* q, MatrixView<const T> keys, double p) {
+  constexpr index_t kBlock = 64;
+  const index_t n = keys.rows, d = keys.cols;
+  std::vector<float> block(static_cast<size_t>(std::min(kBlock, n) * d));
+  std::vector<double> products(static_cast<size_t>(n));
+  for (index_t begin = 0; begin < n; begin += kBlock) {
+    const index_t rows = std::min(kBlock, n - begin);
+    widen_rows(keys, begin, rows, block.data());
+    for (index_t r = 0; r < rows; ++r) products[begin + r] = linalg::dot_double(q, block.data() + r * d, d);
+  }
+  double top = 0.0;
+  for (const double x : products) top = std::max(top, std::fabs(x));
+  if (top == 0.0) return -INFINITY;
+  const int ip = integer_power(p);
+  double total = 0.0;
+  for (const double x : products) total += power(std::fabs(x) / top, p, ip);
+  return std::log(total) + p * std::log(top);
+}
+
 }  // namespace
 
 const char* normaliser_kind_name(NormaliserKind kind) {
@@ -83,19 +108,19 @@ const char* normaliser_kind_name(NormaliserKind kind) {
 
 PowerNormaliser::PowerNormaliser(ConstMatrixF keys, double p, const std::vector<double>& sensitivities,
                                  const PowerNormaliserOptions& options)
-    : dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+    : keys_(keys), dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
   build(keys, sensitivities);
 }
 
 PowerNormaliser::PowerNormaliser(MatrixView<const Half> keys, double p, const std::vector<double>& sensitivities,
                                  const PowerNormaliserOptions& options)
-    : dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+    : keys_(keys), dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
   build(keys, sensitivities);
 }
 
 PowerNormaliser::PowerNormaliser(MatrixView<const BFloat16> keys, double p, const std::vector<double>& sensitivities,
                                  const PowerNormaliserOptions& options)
-    : dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
+    : keys_(keys), dim_(keys.cols), p_(p), options_(options), gram_(std::max<index_t>(keys.cols, 1)) {
   build(keys, sensitivities);
 }
 
@@ -146,6 +171,10 @@ void PowerNormaliser::build_moments(MatrixView<const T> keys) {
   }
   for (index_t a = 0; a < D; ++a)
     for (index_t b = 0; b < a; ++b) moments_[a * D + b] = moments_[b * D + a];
+  moment_scale_.resize(static_cast<size_t>(D));
+  for (index_t a = 0; a < D; ++a) moment_scale_[a] = std::sqrt(moments_[a * D + a]);
+  const double cu = double(n + 2 * D + 16) * std::ldexp(1.0, -53);
+  moment_rounding_ = 1.01 * cu / (1.0 - cu);
 }
 
 template <class T>
@@ -212,9 +241,17 @@ void PowerNormaliser::log_normalisers_of(MatrixView<const T> queries, double* ou
           linalg::dgemm(false, false, 1.0, ConstMatrixD(qd.data(), rows, D), ConstMatrixD(moments_.data(), D, D), 0.0,
                         MatrixD(prod.data(), rows, D));
           for (index_t i = 0; i < rows; ++i) {
-            double total = 0.0;
-            for (index_t f = 0; f < D; ++f) total += prod[i * D + f] * qd[i * D + f];
-            out[begin + i] = total > 0.0 ? std::log(total) - 4.0 * (shift[i] + key_shift_) * kLn2 : -INFINITY;
+            double total = 0.0, weighted = 0.0;  // φ(q)ᵀMφ(q) and Σ_a |φ_a(q)|·√M_aa, both scaled
+            for (index_t f = 0; f < D; ++f) {
+              total += prod[i * D + f] * qd[i * D + f];
+              weighted += std::fabs(qd[i * D + f]) * moment_scale_[f];
+            }
+            if (weighted == 0.0)  // φ(q) vanishes wherever M does not: N(q) = 0 exactly
+              out[begin + i] = -INFINITY;
+            else if (moment_rounding_ * weighted * weighted <= kMomentTrust * total)
+              out[begin + i] = std::log(total) - 4.0 * (shift[i] + key_shift_) * kLn2;
+            else  // the rounding bound does not vouch for φ(q)ᵀMφ(q)
+              out[begin + i] = log_normaliser_over_keys(tile.row(i));
           }
           continue;
         }
@@ -249,6 +286,10 @@ void PowerNormaliser::log_normalisers_of(MatrixView<const T> queries, double* ou
     }
   }
   error.rethrow_if_any();
+}
+
+double PowerNormaliser::log_normaliser_over_keys(const float* q) const {
+  return std::visit([&](auto keys) { return log_power_sum(q, keys, p_); }, keys_);
 }
 
 void PowerNormaliser::log_normalisers(ConstMatrixF queries, double* out) const { log_normalisers_of(queries, out); }

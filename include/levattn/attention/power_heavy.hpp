@@ -6,8 +6,7 @@
 // Keys with s_j ≥ ε(1 − 5e-2) are scanned (absorbing the weights' residual — 1e-6, or up to 1e-3
 // when rounding limits it (lewis.hpp) — and rounding). The normaliser N(q) comes from a PowerNormaliser
 // (scores/power_normaliser.hpp): exact for p = 2 and (when affordable) p = 4, else estimated to (1±δ) by Lewis-weight
-// sampling. (The fourth-moment normaliser loses accuracy on keys of nearly low rank: see
-// power_normaliser.hpp; entries just above ε can then be missed.)
+// sampling.
 //
 // Reported: every scanned entry whose value Â = |<q,k>|^p / N̂(q) — <q,k> in double — clears
 // ε/(1+δ) (ε itself when the normaliser is exact), with Â as its score. Guarantee: when N̂(q) is

@@ -10,11 +10,14 @@
 //   * exact_moments (p = 4): N(q) = φ(q)ᵀ M φ(q) with φ(k) the d(d+1)/2 degree-2 monomials of k
 //     (off-diagonal ones times √2, so <φ(q),φ(k)> = <q,k>²) and M = Σ_l φ(k_l)φ(k_l)ᵀ, the
 //     fourth-moment tensor of the keys, in double. Costs O(n·D²) to build, O(D²) a query,
-//     D = d(d+1)/2; offered for D ≤ 4096 (d ≤ 90). Exact up to rounding that grows with the
-//     cancellation in φ(q)ᵀMφ(q): for a query with most of its weight where the keys have almost
-//     none (keys of low rank plus rounding noise) it can be off by percents, which a search
-//     trusting it as exact does not absorb (tests/test_power_heavy_half.cpp has such keys). A
-//     known defect: not yet detected or corrected.
+//     D = d(d+1)/2; offered for D ≤ 4096 (d ≤ 90). Its rounding grows with the cancellation in
+//     φ(q)ᵀMφ(q): for a query with most of its weight where the keys have almost none (keys of
+//     low rank plus rounding noise) φ(q)ᵀMφ(q) can be off by orders of magnitude, or ≤ 0. So each
+//     query's rounding error is bounded, |N̂ − N| ≤ γ_c·(Σ_a |φ_a(q)|·√M_aa)² (|Φ|ᵀ|Φ| ≤
+//     √diag(M)·√diag(M)ᵀ entrywise by Cauchy–Schwarz; γ_c = c·u/(1 − c·u), u = 2⁻⁵³,
+//     c = n + 2D + 16 for the sums of M and of φ(q)ᵀMφ(q) and the features' own rounding, widened
+//     by 1%), in O(D); where the bound exceeds 1e-8·N̂, N(q) is summed directly over every key in
+//     double instead, O(n·d) (the keys are then read again: the view must outlive this object).
 //   * sampled (any p): key j is kept with probability π_j = min(1, β·s_j), independently
 //     (decided by a counter-based hash of (seed, j)), and weighted 1/π_j:
 //     Ñ(q) = Σ_{j kept} |<q,k_j>|^p / π_j, with s_j the Lewis-weight sensitivities of lewis.hpp.
@@ -26,13 +29,14 @@
 //     sample an ℓp subspace embedding — every q at once — but with unstated constants; the
 //     per-query bound above is the one whose constants we can state.)
 //   * Products <q,k> are formed in double from the float inputs.
-//   * 16-bit keys (f16, bf16) are read as they are (widened exactly, a row at a time, never copied
-//     whole): the normaliser is that of the rounded keys, bit for bit what it is on the keys
+//   * 16-bit keys (f16, bf16) are read as they are (widened exactly, a row or block at a time,
+//     never copied whole): the normaliser is that of the rounded keys, bit for bit what it is on the keys
 //     widened to float. Only the sampled keys are kept, in double.
 // Results never depend on the thread count.
 #pragma once
 
 #include <cstdint>
+#include <variant>
 #include <vector>
 
 #include "levattn/core/half.hpp"
@@ -60,7 +64,8 @@ struct PowerNormaliserOptions {
 
 class PowerNormaliser {
  public:
-  // keys: n×d, n ≥ 1, finite (read only here: the object keeps what it needs). sensitivities: n
+  // keys: n×d, n ≥ 1, finite; the view must outlive this object (exact_moments reads it again
+  // for the queries its rounding bound does not vouch for). sensitivities: n
   // values ≥ 0 with |<q,k_j>|^p ≤ s_j·N(q) for all q (LewisWeights::sensitivities()); needed only
   // when the normaliser samples (may be empty otherwise). Throws Error{bad_input} on bad
   // parameters or a non-finite key row (naming it).
@@ -97,14 +102,20 @@ class PowerNormaliser {
   template <class T>
   void log_normalisers_of(MatrixView<const T> queries, double* out) const;
 
+  // ln N(q) summed directly over the keys in double (q: d floats, the unscaled query).
+  double log_normaliser_over_keys(const float* q) const;
+
+  std::variant<ConstMatrixF, MatrixView<const Half>, MatrixView<const BFloat16>> keys_;
   index_t dim_;  // d
   double p_;
   PowerNormaliserOptions options_;
   NormaliserKind kind_ = NormaliserKind::sampled;
-  int key_shift_ = 0;            // keys are used as k·2^key_shift_
-  LeverageScorer gram_;          // exact_gram
-  index_t features_ = 0;         // D, exact_moments
-  std::vector<double> moments_;  // D × D, exact_moments
+  int key_shift_ = 0;                 // keys are used as k·2^key_shift_
+  LeverageScorer gram_;               // exact_gram
+  index_t features_ = 0;              // D, exact_moments
+  std::vector<double> moments_;       // D × D, exact_moments
+  std::vector<double> moment_scale_;  // √M_aa, exact_moments
+  double moment_rounding_ = 0.0;      // γ_c of the rounding bound, widened by 1%
   double beta_ = 0.0, expected_size_ = 0.0;
   std::vector<index_t> sample_;      // kept keys, ascending
   std::vector<double> sample_keys_;  // their rows ·2^key_shift_, in double (sample × d)
