@@ -14,7 +14,9 @@
 
 namespace levattn::test {
 
-inline std::vector<HeavyEntry> collect(const HeavySearch& search, ConstMatrixF queries, HeavyStats* stats = nullptr) {
+// Every entry a search (HeavySearch or PowerHeavySearch) reports for `queries`, in report order.
+template <class Search>
+std::vector<HeavyEntry> collect(const Search& search, ConstMatrixF queries, HeavyStats* stats = nullptr) {
   std::vector<HeavyEntry> out;
   const HeavyStats s =
       search.run(queries, [&](const HeavyEntry* e, index_t count) { out.insert(out.end(), e, e + count); });

@@ -9,17 +9,11 @@
 
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/power_heavy.hpp"
+#include "heavy_checks.hpp"
 #include "reference.hpp"
 
 namespace levattn::test {
 namespace {
-
-std::vector<HeavyEntry> collect(const PowerHeavySearch& s, ConstMatrixF Q, HeavyStats* stats = nullptr) {
-  std::vector<HeavyEntry> out;
-  const HeavyStats st = s.run(Q, [&](const HeavyEntry* e, index_t c) { out.insert(out.end(), e, e + c); });
-  if (stats) *stats = st;
-  return out;
-}
 
 struct Tally {
   index_t instances = 0, heavy = 0, found = 0, reported = 0, confirmed = 0, sampled = 0;

@@ -21,13 +21,6 @@
 namespace levattn::test {
 namespace {
 
-std::vector<HeavyEntry> collect_power(const PowerHeavySearch& s, ConstMatrixF Q, HeavyStats* stats = nullptr) {
-  std::vector<HeavyEntry> out;
-  const HeavyStats st = s.run(Q, [&](const HeavyEntry* e, index_t c) { out.insert(out.end(), e, e + c); });
-  if (stats) *stats = st;
-  return out;
-}
-
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
@@ -62,11 +55,11 @@ Instance expect_search_matches(const std::string& kind, double p, NormaliserPoli
   EXPECT_EQ(search.scanned_keys(), widened.scanned_keys()) << what;
 
   HeavyStats stats, widened_stats;
-  const std::vector<HeavyEntry> got = collect_power(search, Q.view(), &stats);
+  const std::vector<HeavyEntry> got = collect(search, Q.view(), &stats);
   EXPECT_TRUE(std::is_sorted(got.begin(), got.end(), [](const HeavyEntry& a, const HeavyEntry& b) {
     return std::pair(a.query, a.key) < std::pair(b.query, b.key);
   })) << what;
-  expect_identical(got, collect_power(widened, Q.view(), &widened_stats), what);
+  expect_identical(got, collect(widened, Q.view(), &widened_stats), what);
   EXPECT_EQ(stats.zero_queries, widened_stats.zero_queries) << what;
   EXPECT_EQ(stats.rechecked, widened_stats.rechecked) << what;
   EXPECT_EQ(stats.zero_queries, 1) << what;  // make_queries plants one zero row
@@ -153,9 +146,9 @@ void expect_fallback_matches() {
   const Floats Q = queries_along_the_cut(K.widened);
   const std::string what = std::string(half_type_label<T>()) + " cut direction";
   HeavyStats stats;
-  const std::vector<HeavyEntry> got = collect_power(PowerHeavySearch(K.view(), 3.0, 0.05), Q.view(), &stats);
+  const std::vector<HeavyEntry> got = collect(PowerHeavySearch(K.view(), 3.0, 0.05), Q.view(), &stats);
   EXPECT_GE(stats.fallback_queries, 20) << what;
-  expect_identical(got, collect_power(PowerHeavySearch(K.widened.view(), 3.0, 0.05), Q.view()), what);
+  expect_identical(got, collect(PowerHeavySearch(K.widened.view(), 3.0, 0.05), Q.view()), what);
   const MatD A = power_attention_reference(Q, K.widened, 3.0);
   for (index_t i = 0; i < Q.rows; i += 2)
     for (index_t j = 0; j < K.rows; ++j)
