@@ -7,9 +7,9 @@
 #include <cstdio>
 #include <map>
 
+#include "heavy_checks.hpp"
 #include "levattn/attention/heavy.hpp"
 #include "levattn/attention/power_heavy.hpp"
-#include "heavy_checks.hpp"
 #include "reference.hpp"
 
 namespace levattn::test {
@@ -142,6 +142,29 @@ TEST(PowerNormaliser, FourthMomentsStayWithinRoundingOnNearlyLowRankKeys) {
     std::printf("%s keys: largest relative error %.3g\n", nearly_low_rank ? "nearly low-rank" : "Gaussian", worst);
     EXPECT_LT(worst, 1e-8) << (nearly_low_rank ? "nearly low rank" : "gaussian");
   }
+}
+
+// Recall under the normaliser's own error: entries are reported from ε/((1+δ)(1+t)) down, t the
+// error an exact normaliser vouches for (1e-8 for the fourth moments, 0 for the Gram matrix).
+TEST(PowerHeavy, ReportThresholdLowersEpsByTheNormalisersError) {
+  const Floats K = normal_matrix(500, 4, 21);
+  const double eps = 0.05;
+  const PowerHeavySearch gram(K.view(), 2.0, eps);
+  EXPECT_EQ(gram.normaliser().kind(), NormaliserKind::exact_gram);
+  EXPECT_EQ(gram.report_threshold(), eps);
+  PowerHeavyOptions moments_options;
+  moments_options.normaliser.policy = NormaliserPolicy::exact;
+  const PowerHeavySearch moments(K.view(), 4.0, eps, moments_options);
+  ASSERT_EQ(moments.normaliser().kind(), NormaliserKind::exact_moments);
+  EXPECT_EQ(moments.normaliser().exact_tolerance(), 1e-8);
+  EXPECT_DOUBLE_EQ(moments.report_threshold(), eps / (1.0 + 1e-8));
+  EXPECT_LT(moments.report_threshold(), eps);
+  PowerHeavyOptions sampled_options;
+  sampled_options.normaliser.policy = NormaliserPolicy::sampled;
+  sampled_options.normaliser.delta = 0.2;
+  const PowerHeavySearch sampled(K.view(), 4.0, eps, sampled_options);
+  EXPECT_EQ(sampled.normaliser().exact_tolerance(), 0.0);
+  EXPECT_DOUBLE_EQ(sampled.report_threshold(), eps / 1.2);
 }
 
 TEST(PowerHeavy, PTwoMatchesTheLeverageSearch) {

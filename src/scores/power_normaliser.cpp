@@ -22,7 +22,6 @@ constexpr std::uint64_t kStreamSample = 21;
 constexpr index_t kQueryTile = 64;
 constexpr index_t kMaxFeatures = 4096;
 constexpr double kLn2 = 0.6931471805599453;
-constexpr double kMomentTrust = 1e-8;  // largest relative rounding bound of φ(q)ᵀMφ(q) used as N(q)
 
 // x^p for x ≥ 0, with exact products for small integer p.
 double power(double x, double p, int integer_p) {

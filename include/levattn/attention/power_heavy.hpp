@@ -9,7 +9,8 @@
 // sampling.
 //
 // Reported: every scanned entry whose value Â = |<q,k>|^p / N̂(q) — <q,k> in double — clears
-// ε/(1+δ) (ε itself when the normaliser is exact), with Â as its score. Guarantee: when N̂(q) is
+// ε/(1+δ) (ε itself when the normaliser is exact; ε/(1+1e-8) for the fourth moments, whose
+// per-query rounding bound is trusted up to 1e-8), with Â as its score. Guarantee: when N̂(q) is
 // within (1±δ) of N(q) — for each query with probability ≥ 1 − normaliser().failure() — every
 // entry A ≥ ε of that query is reported (recall 1); reported entries have A ≥ ε/(1+δ)·(1−δ), so
 // precision may be below 1 when estimated() (verify_power_heavy measures it). Queries with
@@ -56,7 +57,10 @@ class PowerHeavySearch {
   double p() const { return p_; }
   double eps() const { return eps_; }
   bool estimated() const { return !normaliser_.exact(); }
-  double report_threshold() const { return eps_ / (1.0 + normaliser_.delta()); }
+  // ε/((1+δ)(1+t)), t = normaliser().exact_tolerance(): ε lowered by what N̂(q) may exceed N(q).
+  double report_threshold() const {
+    return eps_ / ((1.0 + normaliser_.delta()) * (1.0 + normaliser_.exact_tolerance()));
+  }
   const LewisWeights& lewis() const { return lewis_; }
   const std::vector<double>& sensitivities() const { return sens_; }
   // U = {j : s_j ≥ ε} with bound Σ_j s_j/ε (= r/ε or r^{p/2}/ε).

@@ -86,7 +86,11 @@ class PowerNormaliser {
   double p() const { return p_; }
   NormaliserKind kind() const { return kind_; }
   bool exact() const { return kind_ != NormaliserKind::sampled; }
-  double delta() const { return exact() ? 0.0 : options_.delta; }      // 0 when exact
+  double delta() const { return exact() ? 0.0 : options_.delta; }  // 0 when exact
+  // The relative error an exact normaliser vouches for: kMomentTrust for exact_moments (each
+  // query's rounding bound is at most that, or the query is summed over the keys), else 0.
+  double exact_tolerance() const { return kind_ == NormaliserKind::exact_moments ? kMomentTrust : 0.0; }
+  static constexpr double kMomentTrust = 1e-8;  // largest relative rounding bound of φ(q)ᵀMφ(q) used as N(q)
   double failure() const { return exact() ? 0.0 : options_.failure; }  // per query; 0 when exact
   double oversampling() const { return beta_; }                        // β (sampled)
   index_t sample_size() const { return static_cast<index_t>(sample_.size()); }
