@@ -6,7 +6,8 @@
 // Contract
 //   * Results are natural logarithms, ln N(q) (−∞ when N(q) = 0, e.g. q = 0), so that no input
 //     scale overflows: rows are pre-scaled by exact powers of two internally.
-//   * exact_gram (p = 2): N(q) = qᵀGq from the Gram matrix in double (leverage.hpp).
+//   * exact_gram (p = 2): N(q) = qᵀGq from the Gram matrix in double (leverage.hpp); its relative
+//     error grows like 1e-16·cond(K)² (heavy.hpp), with no per-query bound.
 //   * exact_moments (p = 4): N(q) = φ(q)ᵀ M φ(q) with φ(k) the d(d+1)/2 degree-2 monomials of k
 //     (off-diagonal ones times √2, so <φ(q),φ(k)> = <q,k>²) and M = Σ_l φ(k_l)φ(k_l)ᵀ, the
 //     fourth-moment tensor of the keys, in double. Costs O(n·D²) to build, O(D²) a query,
