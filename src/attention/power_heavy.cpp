@@ -8,6 +8,7 @@
 
 #include "attention/ordered_tiles.hpp"
 #include "levattn/core/finite_rows.hpp"
+#include "linalg/blas.hpp"
 #include "linalg/scaled_rows.hpp"
 #include "linalg/widen_rows.hpp"
 
@@ -18,7 +19,7 @@ namespace {
 constexpr double kScanSlack = 5e-2;  // scan s_j ≥ ε(1 − slack) ⊇ U
 constexpr double kCutShare = 1e-8;   // cut-direction share of qᵀGq that triggers the fallback
 constexpr index_t kQueryTile = 64;
-constexpr index_t kKeyBlock = 64;  // scanned keys gathered (widened) once and used by a whole query tile
+constexpr index_t kKeyBlock = 256;  // scanned keys gathered (widened) once and used by a whole query tile
 
 template <class T>
 MatrixView<const T> checked(MatrixView<const T> keys, double eps) {
@@ -56,6 +57,52 @@ void all_keys(const float* q, MatrixView<const T> keys, double p, double eps, in
 template <class T>
 void gather_widened(MatrixView<const T> keys, const index_t* index, index_t count, float* out) {
   for (index_t r = 0; r < count; ++r) widen_rows(keys, index[r], 1, out + r * keys.cols);
+}
+
+// The scaled queries of a tile's scanned rows: row t of `scaled` is query rows[t]·2^shift[t], with
+// |·|∞ ∈ [0.5, 1) (zero rows stay zero), and norm[t] its Euclidean norm.
+struct ScaledQueries {
+  std::vector<float> scaled;
+  std::vector<int> shift;
+  std::vector<double> norm;
+};
+
+// Scans one block of `count` keys (widened, `block`, count × d) for the rows `scan` of a query tile
+// (queries `tile`, log normalisers `log_n`, scaled copies `q`): every entry with
+// log|<q,k>|^p − ln N̂(q) ≥ log_threshold goes to `found`, its value computed in double. A float
+// GEMM of the scaled rows screens the products first: a product whose float value, widened by its
+// rigorous rounding bound (float_dot_error_bound), cannot reach the threshold is skipped, so the
+// entries are exactly those of computing every product in double. `scaled_block` and `products`
+// are scratch (count × d and |scan| × count floats).
+void scan_block(ConstMatrixF tile, const std::vector<index_t>& scan, const double* log_n, const ScaledQueries& q,
+                const float* block, const index_t* keys_of_block, index_t count, double p, double log_threshold,
+                float* scaled_block, float* products, std::vector<HeavyEntry>& found, index_t query_offset,
+                HeavyStats& stats) {
+  const index_t d = tile.cols, rows = static_cast<index_t>(scan.size());
+  const int key_shift = linalg::pow2_shift(ConstMatrixF(block, count, d));
+  linalg::scale_copy(block, count * d, key_shift, scaled_block);
+  double key_norm = 0.0;
+  for (index_t r = 0; r < count; ++r)
+    key_norm = std::max(key_norm, linalg::dot_double(scaled_block + r * d, scaled_block + r * d, d));
+  key_norm = std::sqrt(key_norm);
+  linalg::sgemm(false, true, 1.0f, ConstMatrixF(q.scaled.data(), rows, d), ConstMatrixF(scaled_block, count, d), 0.0f,
+                MatrixF(products, rows, count));
+  for (index_t t = 0; t < rows; ++t) {
+    const index_t i = scan[static_cast<size_t>(t)];
+    // |<q,k>| must reach exp((log_threshold + ln N̂)/p); in the scaled units of the GEMM, lowered by
+    // 1e-9 for the rounding of exp/log and by the float product's error bound.
+    const double need =
+        std::exp((log_threshold + log_n[i]) / p + (q.shift[t] + key_shift) * std::log(2.0)) * (1.0 - 1e-9) -
+        linalg::float_dot_error_bound(d, q.norm[t], key_norm);
+    const float* row = products + t * count;
+    const float* query = tile.row(i);
+    for (index_t r = 0; r < count; ++r) {
+      if (static_cast<double>(std::fabs(row[r])) < need) continue;
+      ++stats.rechecked;
+      const double log_a = log_power(linalg::dot_double(query, block + r * d, d), p) - log_n[i];
+      if (log_a >= log_threshold) found.push_back({query_offset + i, keys_of_block[r], std::exp(log_a)});
+    }
+  }
 }
 
 template <class T>
@@ -130,18 +177,24 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
   require_finite_rows(queries, "queries");  // here, so that messages carry row numbers of `queries`
   const double log_threshold = std::log(report_threshold()) * (1.0 + 1e-15);
   const index_t scanned = scanned_keys();
+  const index_t block_rows = std::min(kKeyBlock, scanned);
   struct Scratch {
     std::vector<double> log_n, cut, total, all;
     std::vector<index_t> scan;  // the tile's rows searched over the scanned keys
-    std::vector<float> block;   // kKeyBlock scanned keys, widened
+    ScaledQueries q;            // their scaled copies
+    std::vector<float> block, scaled_block, products;
   };
   const auto make_scratch = [&] {
-    return Scratch{std::vector<double>(kQueryTile),
-                   std::vector<double>(kQueryTile),
-                   std::vector<double>(kQueryTile),
-                   {},
-                   {},
-                   std::vector<float>(static_cast<size_t>(std::min(kKeyBlock, scanned) * d))};
+    Scratch s;
+    s.log_n.resize(kQueryTile);
+    s.cut.resize(kQueryTile);
+    s.total.resize(kQueryTile);
+    s.q = {std::vector<float>(static_cast<size_t>(kQueryTile * d)), std::vector<int>(kQueryTile),
+           std::vector<double>(kQueryTile)};
+    s.block.resize(static_cast<size_t>(block_rows * d));
+    s.scaled_block.resize(static_cast<size_t>(block_rows * d));
+    s.products.resize(static_cast<size_t>(kQueryTile * block_rows));
+    return s;
   };
   const auto search_tile = [&](Scratch& s, index_t t, std::vector<HeavyEntry>& found, HeavyStats& stats) {
     const index_t begin = t * kQueryTile, rows = std::min(kQueryTile, m - begin);
@@ -163,17 +216,17 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
         s.scan.push_back(i);
       }
     }
+    for (size_t t = 0; t < s.scan.size(); ++t) {
+      const float* q = tile.row(s.scan[t]);
+      s.q.shift[t] = linalg::pow2_shift(q, d);
+      linalg::scale_copy(q, d, s.q.shift[t], s.q.scaled.data() + t * d);
+      s.q.norm[t] = std::sqrt(linalg::dot_double(s.q.scaled.data() + t * d, s.q.scaled.data() + t * d, d));
+    }
     for (index_t first = 0; first < scanned && !s.scan.empty(); first += kKeyBlock) {
       const index_t count = std::min(kKeyBlock, scanned - first);
       std::visit([&](auto keys) { gather_widened(keys, cand_.data() + first, count, s.block.data()); }, keys_);
-      for (const index_t i : s.scan) {
-        const float* q = queries.row(begin + i);
-        for (index_t r = 0; r < count; ++r) {
-          const double log_a = log_power(linalg::dot_double(q, s.block.data() + r * d, d), p_) - s.log_n[i];
-          if (log_a >= log_threshold) found.push_back({begin + i, cand_[first + r], std::exp(log_a)});
-        }
-      }
-      stats.rechecked += count * static_cast<index_t>(s.scan.size());
+      scan_block(tile, s.scan, s.log_n.data(), s.q, s.block.data(), cand_.data() + first, count, p_, log_threshold,
+                 s.scaled_block.data(), s.products.data(), found, begin, stats);
     }
     // Blocks of keys ran outside the rows: put the entries in (query, key) order (stable: each row's
     // entries are already in key order).

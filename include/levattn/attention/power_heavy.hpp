@@ -8,6 +8,10 @@
 // (scores/power_normaliser.hpp): exact for p = 2 and (when affordable) p = 4, else estimated to (1±δ) by Lewis-weight
 // sampling.
 //
+// The scan's products come from a float GEMM of power-of-two-scaled rows; a product is re-checked
+// in double (HeavyStats::rechecked) whenever its float value, widened by its rigorous rounding
+// bound, could clear the threshold, so the entries are those of forming every product in double.
+//
 // Reported: every scanned entry whose value Â = |<q,k>|^p / N̂(q) — <q,k> in double — clears
 // ε/(1+δ) (ε itself when the normaliser is exact; ε/(1+1e-8) for the fourth moments, whose
 // per-query rounding bound is trusted up to 1e-8), with Â as its score. Guarantee: when N̂(q) is
