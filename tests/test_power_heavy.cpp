@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -165,6 +166,42 @@ TEST(PowerHeavy, ReportThresholdLowersEpsByTheNormalisersError) {
   const PowerHeavySearch sampled(K.view(), 4.0, eps, sampled_options);
   EXPECT_EQ(sampled.normaliser().exact_tolerance(), 0.0);
   EXPECT_DOUBLE_EQ(sampled.report_threshold(), eps / 1.2);
+}
+
+// The float screen of the scan at the threshold's edge: with ε placed so that the report
+// threshold is 1e-12 below an entry's value Â = |<q,k>|^p / N̂(q) (N̂ the search's own
+// normaliser), that entry is reported; 1e-12 above it, it is not. The float products err by
+// about 1e-7 relatively, so a screen that skipped on the float value alone would lose the first.
+TEST(PowerHeavy, EntriesAtTheThresholdEdgeFollowTheDoubleValue) {
+  for (const double scale : {1.0, 1e-30}) {
+    const Floats K = normal_matrix(1500, 8, 31, scale);
+    const Floats Q = normal_matrix(40, 8, 32);
+    const MatD S = Q.to_double() * K.to_double().transpose();
+    for (const double p : {1.0, 2.0, 3.0, 4.0}) {
+      PowerHeavyOptions options;
+      options.normaliser.policy = p == 1.0 || p == 3.0 ? NormaliserPolicy::sampled : NormaliserPolicy::exact;
+      const PowerHeavySearch probe(K.view(), p, 0.05, options);
+      std::vector<double> log_n(static_cast<size_t>(Q.rows));
+      probe.normaliser().log_normalisers(Q.view(), log_n.data());
+      const double lowered = probe.report_threshold() / 0.05;  // report threshold / ε
+      index_t checked = 0;
+      for (index_t i = 0; i < Q.rows; i += 8) {  // each query's largest entry
+        index_t j = 0;
+        S.row(i).cwiseAbs().maxCoeff(&j);
+        const double a = std::exp(p * std::log(std::abs(S(i, j))) - log_n[static_cast<size_t>(i)]);
+        if (a / lowered > 1.0) continue;  // ε must stay ≤ 1
+        for (const double side : {-1.0, 1.0}) {
+          const double eps = a * (1.0 + side * 1e-12) / lowered;
+          const std::vector<HeavyEntry> got = collect(PowerHeavySearch(K.view(), p, eps, options), Q.view());
+          const bool reported =
+              std::any_of(got.begin(), got.end(), [&](const HeavyEntry& e) { return e.query == i && e.key == j; });
+          EXPECT_EQ(reported, side < 0) << "p " << p << " scale " << scale << " query " << i << " key " << j;
+          ++checked;
+        }
+      }
+      EXPECT_GE(checked, 8) << "p " << p;
+    }
+  }
 }
 
 TEST(PowerHeavy, PTwoMatchesTheLeverageSearch) {
