@@ -145,8 +145,8 @@ TEST(PowerNormaliser, FourthMomentsStayWithinRoundingOnNearlyLowRankKeys) {
   }
 }
 
-// Recall under the normaliser's own error: entries are reported from ε/((1+δ)(1+t)) down, t the
-// error an exact normaliser vouches for (1e-8 for the fourth moments, 0 for the Gram matrix).
+// The report threshold is ε/((1+δ)(1+t)), t the error an exact normaliser vouches for per query:
+// 1e-8 for the fourth moments, 0 for the Gram matrix; δ for the sampled one.
 TEST(PowerHeavy, ReportThresholdLowersEpsByTheNormalisersError) {
   const Floats K = normal_matrix(500, 4, 21);
   const double eps = 0.05;
@@ -172,6 +172,7 @@ TEST(PowerHeavy, ReportThresholdLowersEpsByTheNormalisersError) {
 // threshold is 1e-12 below an entry's value Â = |<q,k>|^p / N̂(q) (N̂ the search's own
 // normaliser), that entry is reported; 1e-12 above it, it is not. The float products err by
 // about 1e-7 relatively, so a screen that skipped on the float value alone would lose the first.
+// The screen lets few products through: at most one per reported entry plus one per query.
 TEST(PowerHeavy, EntriesAtTheThresholdEdgeFollowTheDoubleValue) {
   for (const double scale : {1.0, 1e-30}) {
     const Floats K = normal_matrix(1500, 8, 31, scale);
@@ -185,14 +186,17 @@ TEST(PowerHeavy, EntriesAtTheThresholdEdgeFollowTheDoubleValue) {
       probe.normaliser().log_normalisers(Q.view(), log_n.data());
       const double lowered = probe.report_threshold() / 0.05;  // report threshold / ε
       index_t checked = 0;
-      for (index_t i = 0; i < Q.rows; i += 8) {  // each query's largest entry
+      for (index_t i = 0; i < Q.rows; i += 8) {  // every 8th query's largest entry
         index_t j = 0;
         S.row(i).cwiseAbs().maxCoeff(&j);
         const double a = std::exp(p * std::log(std::abs(S(i, j))) - log_n[static_cast<size_t>(i)]);
         if (a / lowered > 1.0) continue;  // ε must stay ≤ 1
         for (const double side : {-1.0, 1.0}) {
           const double eps = a * (1.0 + side * 1e-12) / lowered;
-          const std::vector<HeavyEntry> got = collect(PowerHeavySearch(K.view(), p, eps, options), Q.view());
+          HeavyStats stats;
+          const std::vector<HeavyEntry> got = collect(PowerHeavySearch(K.view(), p, eps, options), Q.view(), &stats);
+          ASSERT_EQ(stats.fallback_queries, 0);
+          EXPECT_LE(stats.rechecked, static_cast<index_t>(got.size()) + Q.rows) << "p " << p;
           const bool reported =
               std::any_of(got.begin(), got.end(), [&](const HeavyEntry& e) { return e.query == i && e.key == j; });
           EXPECT_EQ(reported, side < 0) << "p " << p << " scale " << scale << " query " << i << " key " << j;

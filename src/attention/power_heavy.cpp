@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <utility>
 #include <variant>
@@ -89,10 +90,13 @@ void scan_block(ConstMatrixF tile, const std::vector<index_t>& scan, const doubl
                 MatrixF(products, rows, count));
   for (index_t t = 0; t < rows; ++t) {
     const index_t i = scan[static_cast<size_t>(t)];
-    // |<q,k>| must reach exp((log_threshold + ln N̂)/p); in the scaled units of the GEMM, lowered by
-    // 1e-9 for the rounding of exp/log and by the float product's error bound.
+    // |<q,k>| must reach exp((log_threshold + ln N̂)/p); in the scaled units of the GEMM, lowered in
+    // the exponent by the logarithms' rounding (relative to their size, divided by p) plus 1e-9 for
+    // exp, and by the float product's error bound.
+    const double log_slack = 1e-9 + 8.0 * std::numeric_limits<double>::epsilon() *
+                                        (std::fabs(log_threshold) + std::fabs(log_n[i]) + 1.0) / p;
     const double need =
-        std::exp((log_threshold + log_n[i]) / p + (q.shift[t] + key_shift) * std::log(2.0)) * (1.0 - 1e-9) -
+        std::exp((log_threshold + log_n[i]) / p + (q.shift[t] + key_shift) * std::log(2.0) - log_slack) -
         linalg::float_dot_error_bound(d, q.norm[t], key_norm);
     const float* row = products + t * count;
     const float* query = tile.row(i);
@@ -216,11 +220,12 @@ HeavyStats PowerHeavySearch::run(ConstMatrixF queries, const HeavySink& sink,
         s.scan.push_back(i);
       }
     }
-    for (size_t t = 0; t < s.scan.size(); ++t) {
-      const float* q = tile.row(s.scan[t]);
-      s.q.shift[t] = linalg::pow2_shift(q, d);
-      linalg::scale_copy(q, d, s.q.shift[t], s.q.scaled.data() + t * d);
-      s.q.norm[t] = std::sqrt(linalg::dot_double(s.q.scaled.data() + t * d, s.q.scaled.data() + t * d, d));
+    for (size_t r = 0; r < s.scan.size(); ++r) {
+      const float* q = tile.row(s.scan[r]);
+      float* scaled = s.q.scaled.data() + r * d;
+      s.q.shift[r] = linalg::pow2_shift(q, d);
+      linalg::scale_copy(q, d, s.q.shift[r], scaled);
+      s.q.norm[r] = std::sqrt(linalg::dot_double(scaled, scaled, d));
     }
     for (index_t first = 0; first < scanned && !s.scan.empty(); first += kKeyBlock) {
       const index_t count = std::min(kKeyBlock, scanned - first);

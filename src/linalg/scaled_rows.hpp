@@ -68,6 +68,7 @@ double dot_double(const T* a, const T* b, index_t d) {
 // without FMA, when |a|∞, |b|∞ < 1: γ_d·‖a‖‖b‖ plus one flushed/subnormal unit per product.
 inline double float_dot_error_bound(index_t d, double norm_a, double norm_b) {
   const double u = std::ldexp(1.0, -24);
+  if (static_cast<double>(d) * u >= 0.5) return HUGE_VAL;  // no useful bound: every product is re-checked
   const double gamma = static_cast<double>(d) * u / (1.0 - static_cast<double>(d) * u);
   return 1.01 * gamma * norm_a * norm_b + static_cast<double>(d) * std::ldexp(1.0, -124);
 }

@@ -5,16 +5,17 @@
 // query, so U = {j : s_j ≥ ε} holds every entry A ≥ ε, |U| ≤ r/ε (p ≤ 2) or r^{p/2}/ε (p > 2).
 // Keys with s_j ≥ ε(1 − 5e-2) are scanned (absorbing the weights' residual — 1e-6, or up to 1e-3
 // when rounding limits it (lewis.hpp) — and rounding). The normaliser N(q) comes from a PowerNormaliser
-// (scores/power_normaliser.hpp): exact for p = 2 and (when affordable) p = 4, else estimated to (1±δ) by Lewis-weight
-// sampling.
+// (scores/power_normaliser.hpp): qᵀGq for p = 2 (relative error growing like 1e-16·cond(K)², so
+// entries that close to ε can fall on either side), the fourth moments for p = 4 when affordable
+// (trusted to 1e-8 per query), else estimated to (1±δ) by Lewis-weight sampling.
 //
 // The scan's products come from a float GEMM of power-of-two-scaled rows; a product is re-checked
 // in double (HeavyStats::rechecked) whenever its float value, widened by its rigorous rounding
 // bound, could clear the threshold, so the entries are those of forming every product in double.
 //
 // Reported: every scanned entry whose value Â = |<q,k>|^p / N̂(q) — <q,k> in double — clears
-// ε/(1+δ) (ε itself when the normaliser is exact; ε/(1+1e-8) for the fourth moments, whose
-// per-query rounding bound is trusted up to 1e-8), with Â as its score. Guarantee: when N̂(q) is
+// ε/(1+δ) (ε itself for qᵀGq; ε/(1+1e-8) for the fourth moments, whose per-query rounding bound
+// is trusted up to 1e-8 and widened by 1%), with Â as its score. Guarantee: when N̂(q) is
 // within (1±δ) of N(q) — for each query with probability ≥ 1 − normaliser().failure() — every
 // entry A ≥ ε of that query is reported (recall 1); reported entries have A ≥ ε/(1+δ)·(1−δ), so
 // precision may be below 1 when estimated() (verify_power_heavy measures it). Queries with
@@ -61,7 +62,8 @@ class PowerHeavySearch {
   double p() const { return p_; }
   double eps() const { return eps_; }
   bool estimated() const { return !normaliser_.exact(); }
-  // ε/((1+δ)(1+t)), t = normaliser().exact_tolerance(): ε lowered by what N̂(q) may exceed N(q).
+  // ε/((1+δ)(1+t)), t = normaliser().exact_tolerance(): ε lowered by the relative error the normaliser
+  // bounds per query (nothing for qᵀGq, whose error is not bounded per query).
   double report_threshold() const {
     return eps_ / ((1.0 + normaliser_.delta()) * (1.0 + normaliser_.exact_tolerance()));
   }
