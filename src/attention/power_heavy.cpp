@@ -60,8 +60,8 @@ void gather_widened(MatrixView<const T> keys, const index_t* index, index_t coun
   for (index_t r = 0; r < count; ++r) widen_rows(keys, index[r], 1, out + r * keys.cols);
 }
 
-// The scaled queries of a tile's scanned rows: row t of `scaled` is query rows[t]·2^shift[t], with
-// |·|∞ ∈ [0.5, 1) (zero rows stay zero), and norm[t] its Euclidean norm.
+// The scaled copies of a tile's scanned queries: row t of `scaled` is the t-th scanned query times
+// 2^shift[t], with |·|∞ ∈ [0.5, 1) (zero rows stay zero), and norm[t] its Euclidean norm.
 struct ScaledQueries {
   std::vector<float> scaled;
   std::vector<int> shift;
