@@ -1,9 +1,11 @@
 #include "levattn/core/threads.hpp"
 
 #include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "levattn/core/error.hpp"
 
@@ -21,5 +23,31 @@ ThreadScope::ThreadScope(int requested) : previous_(omp_get_max_threads()) {
 }
 
 ThreadScope::~ThreadScope() { omp_set_num_threads(previous_); }
+
+std::vector<int> start_thread_team() {
+  const int threads = omp_get_max_threads();
+  if (threads < 2 || omp_get_proc_bind() != omp_proc_bind_false) return {};
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return {};  // e.g. more than CPU_SETSIZE processors
+  std::vector<int> processors;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) processors.push_back(c);
+  if (processors.size() < 2) return {};
+  std::vector<int> ran_on(static_cast<size_t>(threads), -1);
+#pragma omp parallel num_threads(threads)
+  {
+    cpu_set_t own, one;
+    CPU_ZERO(&own);
+    CPU_ZERO(&one);
+    CPU_SET(processors[static_cast<size_t>(omp_get_thread_num()) % processors.size()], &one);
+    const bool moved = sched_getaffinity(0, sizeof own, &own) == 0 && sched_setaffinity(0, sizeof one, &one) == 0;
+    if (moved) ran_on[static_cast<size_t>(omp_get_thread_num())] = sched_getcpu();
+      // Every thread is on its processor before any is released, so the scheduler sees them apart.
+#pragma omp barrier
+    if (moved) sched_setaffinity(0, sizeof own, &own);
+  }
+  return ran_on;
+}
 
 }  // namespace levattn

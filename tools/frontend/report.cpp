@@ -23,6 +23,7 @@ void add_rcond_option(CLI::App& command, double& rcond) {
 
 void apply_threads(const CommonOptions& options) {
   if (options.threads > 0) omp_set_num_threads(thread_count(options.threads));
+  start_thread_team();
 }
 
 Progress::Progress(std::string label, index_t total)

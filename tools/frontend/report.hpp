@@ -20,7 +20,8 @@ struct CommonOptions {
 void add_common_options(CLI::App& command, CommonOptions& options);
 // --rcond: the relative singular-value cut-off of the pseudo-inverse (linalg/gram_factors.hpp).
 void add_rcond_option(CLI::App& command, double& rcond);
-// Sets the OpenMP (and so OpenBLAS) thread count when --threads was given (at most the cores).
+// Sets the OpenMP (and so OpenBLAS) thread count when --threads was given (at most the cores), then
+// starts the thread team spread over the processors (core/threads.hpp: start_thread_team).
 void apply_threads(const CommonOptions& options);
 
 class Stopwatch {
