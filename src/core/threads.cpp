@@ -41,9 +41,10 @@ std::vector<int> start_thread_team() {
     CPU_ZERO(&own);
     CPU_ZERO(&one);
     CPU_SET(processors[static_cast<size_t>(omp_get_thread_num()) % processors.size()], &one);
+    // The barrier: every thread is on its processor before any is released, so the scheduler sees
+    // them apart.
     const bool moved = sched_getaffinity(0, sizeof own, &own) == 0 && sched_setaffinity(0, sizeof one, &one) == 0;
     if (moved) ran_on[static_cast<size_t>(omp_get_thread_num())] = sched_getcpu();
-      // Every thread is on its processor before any is released, so the scheduler sees them apart.
 #pragma omp barrier
     if (moved) sched_setaffinity(0, sizeof own, &own);
   }

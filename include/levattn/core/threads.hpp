@@ -29,15 +29,15 @@ class ThreadScope {
   int previous_;
 };
 
-// Starts OpenMP's thread team for the calling thread's count now, rather than in the first parallel
-// call, with every thread of the team first moved to a processor of its own (thread i to the i-th
-// processor the calling thread may run on, cyclically) and then given back the processors it was
-// allowed before. Placement only: afterwards every thread may run where it could before, and no
-// result depends on it. Why: a thread Linux creates while the other processors look busy starts
-// on its creator's processor and shares it until the scheduler's next balancing; a first parallel
-// call then runs on one core for milliseconds (BENCHMARKS.md, "A single cold call"). Does nothing
-// when OpenMP already binds its threads (OMP_PROC_BIND) or with one thread; a processor that
-// cannot be chosen (sched_setaffinity refused) leaves its thread where it was.
+// Starts OpenMP's thread team for the calling thread's count now, rather than in the first
+// parallel call, with every thread of the team first moved to a processor of its own (thread i to
+// the i-th processor the calling thread may run on, cyclically) and then given back the processors
+// it was allowed before. Placement only: afterwards every thread may run where it could before,
+// and no result depends on it. Why: on the project's virtual machine Linux often started a new
+// OpenMP thread on its creator's processor, and both then shared that one core for milliseconds of
+// the first parallel call (BENCHMARKS.md, "where a single cold call's time went").
+// Does nothing with one thread, with one processor allowed, or when OpenMP already binds its
+// threads (OMP_PROC_BIND); a thread whose move is refused (sched_setaffinity) stays where it was.
 // Returns, for thread i of the team, the processor it ran on once moved (sched_getcpu), or -1 if
 // it was not moved; empty when nothing was done.
 std::vector<int> start_thread_team();
