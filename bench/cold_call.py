@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """A single cold `levattn attend` (n = 4096, d = 64, float32 .npy, softmax) against the benchmark's
 steady state (BM_ExactAttention/4096/64), in pairs run back to back so that both see the same
-machine: each round runs the CLI once in a fresh process (its --json seconds.compute, written to a
-file so that no reader process competes for a core while it computes), then the benchmark (median
-of 3 repetitions). Prints every pair, then the medians and the median of the per-pair ratios, and
-with --out writes the pairs as JSON.
+machine: each round runs the CLI once in a fresh process (its --json seconds.compute and
+seconds.threads, the start of its thread team before loading, written to a file so that no reader
+process competes for a core while it computes), then the benchmark (median of 3 repetitions).
+Prints every pair, then the medians and the median of the per-pair ratios of compute and of
+threads + compute to the steady time, and with --out writes the pairs as JSON.
 Usage: cold_call.py LEVATTN LEVATTN_BENCH [--rounds 10] [--out pairs.json]"""
 import argparse
 import json
@@ -40,18 +41,24 @@ def main():
                             "--benchmark_out=" + bench_json], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            check=True)
             with open(summary) as f:
-                cold = json.load(f)["seconds"]["compute"] * 1e3
+                seconds = json.load(f)["seconds"]
+            cold, threads = seconds["compute"] * 1e3, seconds["threads"] * 1e3
             with open(bench_json) as f:
                 steady = next(b["real_time"] for b in json.load(f)["benchmarks"] if b.get("aggregate_name") == "median")
-            pairs.append((cold, steady))
-            print(f"cold {cold:.1f} ms  steady {steady:.1f} ms  ratio {cold / steady:.2f}", flush=True)
-    ratios = [c / s for c, s in pairs]
-    print(f"median cold {statistics.median(c for c, _ in pairs):.1f} ms, median steady "
-          f"{statistics.median(s for _, s in pairs):.1f} ms, median ratio {statistics.median(ratios):.2f} "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f}, {len(pairs)} pairs)")
+            pairs.append((cold, threads, steady))
+            print(f"cold {cold:.1f} ms (threads {threads:.1f} ms)  steady {steady:.1f} ms  ratio {cold / steady:.2f}",
+                  flush=True)
+    ratios = [c / s for c, _, s in pairs]
+    with_threads = [(c + t) / s for c, t, s in pairs]
+    print(f"median cold {statistics.median(c for c, _, _ in pairs):.1f} ms, median threads "
+          f"{statistics.median(t for _, t, _ in pairs):.1f} ms, median steady "
+          f"{statistics.median(s for _, _, s in pairs):.1f} ms, median ratio {statistics.median(ratios):.2f} "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); with the threads' start "
+          f"{statistics.median(with_threads):.2f} (min {min(with_threads):.2f}, max {max(with_threads):.2f}); "
+          f"{len(pairs)} pairs")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump([{"cold_ms": c, "steady_ms": s} for c, s in pairs], f, indent=1)
+            json.dump([{"cold_ms": c, "threads_ms": t, "steady_ms": s} for c, t, s in pairs], f, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ ThreadScope::~ThreadScope() { omp_set_num_threads(previous_); }
 
 std::vector<int> start_thread_team() {
   const int threads = omp_get_max_threads();
-  if (threads < 2 || omp_get_proc_bind() != omp_proc_bind_false) return {};
+  if (threads < 2 || omp_in_parallel() || omp_get_proc_bind() != omp_proc_bind_false) return {};
   cpu_set_t allowed;
   CPU_ZERO(&allowed);
   if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return {};  // e.g. more than CPU_SETSIZE processors
@@ -37,16 +37,22 @@ std::vector<int> start_thread_team() {
   std::vector<int> ran_on(static_cast<size_t>(threads), -1);
 #pragma omp parallel num_threads(threads)
   {
+    const auto t = static_cast<size_t>(omp_get_thread_num());
     cpu_set_t own, one;
     CPU_ZERO(&own);
     CPU_ZERO(&one);
-    CPU_SET(processors[static_cast<size_t>(omp_get_thread_num()) % processors.size()], &one);
-    // The barrier: every thread is on its processor before any is released, so the scheduler sees
-    // them apart.
-    const bool moved = sched_getaffinity(0, sizeof own, &own) == 0 && sched_setaffinity(0, sizeof one, &one) == 0;
-    if (moved) ran_on[static_cast<size_t>(omp_get_thread_num())] = sched_getcpu();
+    // Threads beyond the processors stay where they are: one thread a processor at most.
+    bool moved = false;
+    if (t < processors.size()) {
+      CPU_SET(processors[t], &one);
+      moved = sched_getaffinity(0, sizeof own, &own) == 0 && sched_setaffinity(0, sizeof one, &one) == 0;
+    }
+    if (moved) ran_on[t] = sched_getcpu();
+      // Held until every thread has moved, so all are on their processors at once.
 #pragma omp barrier
-    if (moved) sched_setaffinity(0, sizeof own, &own);
+    // If its own mask is refused now (the allowed set shrank meanwhile), a thread takes the caller's
+    // rather than stay on one processor.
+    if (moved && sched_setaffinity(0, sizeof own, &own) != 0) sched_setaffinity(0, sizeof allowed, &allowed);
   }
   return ran_on;
 }

@@ -81,7 +81,7 @@ with tempfile.TemporaryDirectory() as tmp:
         j = json.loads(r.stdout)
         check(r.returncode == 0 and tau.dtype == np.float64 and tau.shape == (400,)
               and np.allclose(tau, tau_ref, rtol=1e-6, atol=0) and j["per_head"][0]["rank"] == rank
-              and set(j["seconds"]) == {"load", "compute", "write"}, f"scores on {name} match numpy SVD")
+              and set(j["seconds"]) == {"threads", "load", "compute", "write"}, f"scores on {name} match numpy SVD")
     K16 = np.load(p("K16.npy")).astype(np.float32)
     r = run("scores", "--keys", p("K16.npy"), "--output", p("tau16.npy"))
     check(r.returncode == 0 and np.allclose(np.load(p("tau16.npy")), leverage(K16)[0], rtol=1e-6), "scores on float16 input")
@@ -212,7 +212,7 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run("demo", "--n", 4096, "--m", 64, "--d", 16, "--json")
     j = json.loads(r.stdout) if r.returncode == 0 else {}
     check(r.returncode == 0 and j["recall"] == 1 and j["precision"] == 1 and j["planted_recovered"] == j["planted_keys"]
-          and {"load", "compute", "write"} <= set(j["seconds"]),
+          and {"threads", "load", "compute", "write"} <= set(j["seconds"]),
           "demo on a small instance: recall and precision 1, planted keys recovered")
 
     # attend: exact (softmax, causal, 4-D with grouped queries) and lev, against numpy

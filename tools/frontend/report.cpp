@@ -23,7 +23,13 @@ void add_rcond_option(CLI::App& command, double& rcond) {
 
 void apply_threads(const CommonOptions& options) {
   if (options.threads > 0) omp_set_num_threads(thread_count(options.threads));
+}
+
+double start_threads(const CommonOptions& options) {
+  const Stopwatch clock;
+  apply_threads(options);
   start_thread_team();
+  return clock.seconds();
 }
 
 Progress::Progress(std::string label, index_t total)

@@ -20,9 +20,12 @@ struct CommonOptions {
 void add_common_options(CLI::App& command, CommonOptions& options);
 // --rcond: the relative singular-value cut-off of the pseudo-inverse (linalg/gram_factors.hpp).
 void add_rcond_option(CLI::App& command, double& rcond);
-// Sets the OpenMP (and so OpenBLAS) thread count when --threads was given (at most the cores), then
-// starts the thread team spread over the processors (core/threads.hpp: start_thread_team).
+// Sets the OpenMP (and so OpenBLAS) thread count when --threads was given (at most the cores).
 void apply_threads(const CommonOptions& options);
+// apply_threads, then starts the thread team with each thread briefly placed on a processor of its
+// own (core/threads.hpp: start_thread_team); returns the seconds both took, the "threads" phase.
+// For levattn's commands: levattn-mpi's ranks may share a node's processors and call apply_threads.
+double start_threads(const CommonOptions& options);
 
 class Stopwatch {
  public:
@@ -37,10 +40,11 @@ class Stopwatch {
 // ru_maxrss); -1 where /proc is not available.
 long long peak_resident_bytes();
 
-// Wall-clock seconds spent loading inputs, computing and writing outputs.
+// Wall-clock seconds spent starting the threads (start_threads), loading inputs, computing and
+// writing outputs.
 struct Phases {
-  double load = 0.0, compute = 0.0, write = 0.0;
-  nlohmann::json json() const { return {{"load", load}, {"compute", compute}, {"write", write}}; }
+  double threads = 0.0, load = 0.0, compute = 0.0, write = 0.0;
+  nlohmann::json json() const { return {{"threads", threads}, {"load", load}, {"compute", compute}, {"write", write}}; }
 };
 
 // "label  37%" redrawn on stderr, only when stderr is a terminal.

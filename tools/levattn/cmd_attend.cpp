@@ -94,7 +94,8 @@ void check_usage(const AttendOptions& o) {
 
 int run_attend(const AttendOptions& o) {
   check_usage(o);
-  apply_threads(o.common);
+  Phases phases;
+  phases.threads = start_threads(o.common);
   AttentionOptions attention;
   attention.f = parse_score_function(o.f);
   attention.scale = o.scale;
@@ -104,7 +105,6 @@ int run_attend(const AttendOptions& o) {
   if (!o.missing_output.empty() && attention.f.kind != ScoreKind::power)
     throw UsageError("--missing-mass needs --f pow:P (softmax has no cheap full normaliser)");
 
-  Phases phases;
   Stopwatch load;
   const AttentionInputs inputs = load_attention_inputs(o.queries, o.keys, o.values, io::Precision::keep_16_bit);
   const Heads4 &q = inputs.q, &k = inputs.k, &v = inputs.v;

@@ -21,7 +21,7 @@ struct DemoOptions {
 };
 
 int run_demo(const DemoOptions& o) {
-  apply_threads(o.common);
+  const double t_threads = start_threads(o.common);
   check_eps(o.eps);
   const PlantedOptions& p = o.planted;
   Stopwatch generate;
@@ -69,7 +69,8 @@ int run_demo(const DemoOptions& o) {
                 {"recall", check.recall()},
                 {"precision", check.precision()},
                 {"seconds",
-                 {{"load", t_generate},
+                 {{"threads", t_threads},
+                  {"load", t_generate},
                   {"compute", t_fit + t_run + t_brute},
                   {"write", 0.0},
                   {"generate", t_generate},

@@ -155,12 +155,12 @@ int run_eval(EvalCliOptions& o) {
   if (!o.output.empty() && !ends_with(o.output, ".csv")) throw UsageError("--output must end in .csv");
   if (!o.plots.empty() && o.output.empty())
     throw UsageError("--plots needs --output (the plots are drawn from the CSV)");
-  apply_threads(o.common);
+  Phases phases;
+  phases.threads = start_threads(o.common);
   o.eval.functions.clear();
   for (const std::string& f : o.f) o.eval.functions.push_back(parse_score_function(f));
   require(o.eval.scale >= 0.0, "--scale must be > 0");
 
-  Phases phases;
   Stopwatch load;
   const AttentionInputs inputs = load_attention_inputs(o.queries, o.keys, o.values);
   phases.load = load.seconds();

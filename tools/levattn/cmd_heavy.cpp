@@ -31,13 +31,13 @@ struct HeavyOptions : HeavyArguments {
 };
 
 int run_heavy(const HeavyOptions& o) {
-  apply_threads(o.common);
+  Phases phases;
+  phases.threads = start_threads(o.common);
   if (o.common.json && o.output.empty())
     throw UsageError("--json prints the summary on stdout, so the entries need --output");
   check_eps(o.eps);
   require(o.delta > 0.0 && o.delta < 1.0, "delta must lie in (0, 1), got " + std::to_string(o.delta));
   const bool power = o.p != 2.0;
-  Phases phases;
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys", io::Precision::keep_16_bit);
   const HeadArray queries = load_heads(o.queries, "queries");

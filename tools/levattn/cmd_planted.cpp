@@ -26,7 +26,7 @@ struct PlantedCliOptions {
 };
 
 int run_planted(PlantedCliOptions& o) {
-  apply_threads(o.common);
+  start_threads(o.common);
   PlantedOptions& p = o.planted;
   p.value_dim = o.value_dim.value_or(p.d);
   Stopwatch compute;

@@ -40,7 +40,8 @@ index_t budget_for(const PressCliOptions& o, index_t n) {
 }
 
 int run_press(const PressCliOptions& o) {
-  apply_threads(o.common);
+  Phases phases;
+  phases.threads = start_threads(o.common);
   if (!ends_with(o.output, ".npy")) throw UsageError("--output must end in .npy");
   if (!o.scores_output.empty() && !ends_with(o.scores_output, ".npy")) throw UsageError("--scores must end in .npy");
   if ((o.budget > 0) == o.ratio.has_value()) throw UsageError("give exactly one of --budget and --ratio");
@@ -61,7 +62,6 @@ int run_press(const PressCliOptions& o) {
   options.sketch.seed = o.seed;
   options.sketch.rcond = o.rcond;
 
-  Phases phases;
   Stopwatch load;
   const Heads4 k = load_heads4(o.keys, "keys");
   Heads4 q;

@@ -25,9 +25,9 @@ struct ScoresOptions {
 };
 
 int run_scores(const ScoresOptions& o) {
-  apply_threads(o.common);
-  check_score_kind(o.kind, o.ridge);
   Phases phases;
+  phases.threads = start_threads(o.common);
+  check_score_kind(o.kind, o.ridge);
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys", io::Precision::keep_16_bit);
   phases.load = load.seconds();

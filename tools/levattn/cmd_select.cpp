@@ -49,9 +49,9 @@ void write_sets(const std::string& path, const HeadArray& keys, const std::vecto
 
 int run_select(const SelectOptions& options) {
   const SelectArguments& o = options.select;
-  apply_threads(o.common);
-  check_score_kind(options.kind, 0.0);
   Phases phases;
+  phases.threads = start_threads(o.common);
+  check_score_kind(options.kind, 0.0);
   Stopwatch load;
   const HeadArray keys = load_heads(o.keys, "keys", io::Precision::keep_16_bit);
   phases.load = load.seconds();

@@ -71,7 +71,7 @@ auto tensor_rows(const io::FloatTensor& tensor) {
 }
 
 int run_stream(const StreamCliOptions& o) {
-  apply_threads(o.common);
+  start_threads(o.common);
   if (!ends_with(o.output, ".npy")) throw UsageError("stream writes .npy: --output must end in .npy");
   check_eps(o.eps);
   std::optional<io::NpyRowReader> reader;

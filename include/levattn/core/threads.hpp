@@ -1,4 +1,5 @@
-// The number of threads a call uses (OpenMP, and so Debian's OpenMP build of OpenBLAS).
+// The number of threads a call uses (OpenMP, and so Debian's OpenMP build of OpenBLAS), and the
+// start of the thread team with its threads placed apart.
 //
 // Results never depend on it (every parallel loop in the library is ordered by construction);
 // it only sets how many cores work. A count above the machine's processors, or above OpenMP's
@@ -30,14 +31,14 @@ class ThreadScope {
 };
 
 // Starts OpenMP's thread team for the calling thread's count now, rather than in the first
-// parallel call, with every thread of the team first moved to a processor of its own (thread i to
-// the i-th processor the calling thread may run on, cyclically) and then given back the processors
-// it was allowed before. Placement only: afterwards every thread may run where it could before,
-// and no result depends on it. Why: on the project's virtual machine Linux often started a new
-// OpenMP thread on its creator's processor, and both then shared that one core for milliseconds of
-// the first parallel call (BENCHMARKS.md, "where a single cold call's time went").
-// Does nothing with one thread, with one processor allowed, or when OpenMP already binds its
-// threads (OMP_PROC_BIND); a thread whose move is refused (sched_setaffinity) stays where it was.
+// parallel call, with thread i first moved to the i-th processor the caller may run on (threads
+// beyond the processors are not moved) and then given back the processors it was allowed before.
+// Placement only: afterwards every thread may run where it could before, and no result depends on
+// it. Why: Linux may start a new thread on its creator's processor, and both may then share it for
+// milliseconds of the first parallel call (BENCHMARKS.md, "where a single cold call's time went").
+// Does nothing with one thread, with one processor allowed, inside a parallel region, or when
+// OpenMP binds its threads itself (OMP_PROC_BIND, or OMP_PLACES / GOMP_CPU_AFFINITY, which imply
+// it in GCC's OpenMP); a thread whose move is refused (sched_setaffinity) stays where it was.
 // Returns, for thread i of the team, the processor it ran on once moved (sched_getcpu), or -1 if
 // it was not moved; empty when nothing was done.
 std::vector<int> start_thread_team();
