@@ -42,7 +42,7 @@ def main():
                            check=True)
             with open(summary) as f:
                 seconds = json.load(f)["seconds"]
-            cold, threads = seconds["compute"] * 1e3, seconds["threads"] * 1e3
+            cold, threads = seconds["compute"] * 1e3, seconds.get("threads", 0.0) * 1e3  # 0: a binary before it
             with open(bench_json) as f:
                 steady = next(b["real_time"] for b in json.load(f)["benchmarks"] if b.get("aggregate_name") == "median")
             pairs.append((cold, threads, steady))

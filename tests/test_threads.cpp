@@ -34,11 +34,17 @@ Mask own_mask() {
 }
 
 // The mask of each thread of a team of `threads`, by thread number.
+// Empty if the team had another size.
 std::vector<Mask> team_masks(int threads) {
   std::vector<Mask> masks(static_cast<size_t>(threads));
+  bool full = true;
 #pragma omp parallel num_threads(threads)
-  masks[static_cast<size_t>(omp_get_thread_num())] = own_mask();
-  return masks;
+  {
+    masks[static_cast<size_t>(omp_get_thread_num())] = own_mask();
+#pragma omp master
+    full = omp_get_num_threads() == threads;
+  }
+  return full ? masks : std::vector<Mask>{};
 }
 
 // Sets thread i of a team of masks.size() to masks[i]; true if every thread took its mask.
@@ -69,6 +75,13 @@ class MaskGuard {
 
 bool openmp_binds() { return omp_get_proc_bind() != omp_proc_bind_false; }
 
+// Teams of exactly the size asked (OMP_DYNAMIC could shrink them under load), so that thread
+// number t is the same thread in consecutive regions, as GCC's OpenMP keeps it for equal teams.
+class StartThreadTeam : public ::testing::Test {
+ protected:
+  void SetUp() override { omp_set_dynamic(0); }
+};
+
 TEST(ThreadCount, ZeroMeansEveryProcessorAndNoRequestExceedsThem) {
   const int processors = std::min(omp_get_num_procs(), omp_get_thread_limit());
   EXPECT_EQ(thread_count(0), processors);
@@ -77,9 +90,10 @@ TEST(ThreadCount, ZeroMeansEveryProcessorAndNoRequestExceedsThem) {
   EXPECT_THROW(thread_count(-1), Error);
 }
 
-// Each worker starts with a mask of its own (one processor), unlike the caller's, so that giving
-// every thread the caller's mask back, or none, is told apart from giving each its own.
-TEST(StartThreadTeam, MovesThreadsToDistinctProcessorsAndGivesEachItsOwnMaskBack) {
+// Each worker starts with a mask of its own: one processor, not the one it is to be moved to and
+// unlike the caller's. So a worker left unmoved, a worker given the caller's mask back, and one
+// given none back all fail.
+TEST_F(StartThreadTeam, MovesThreadsToDistinctProcessorsAndGivesEachItsOwnMaskBack) {
   if (openmp_binds()) GTEST_SKIP() << "OpenMP binds its threads: nothing is moved";
   const Mask allowed = own_mask();
   const int threads = thread_count(static_cast<int>(allowed.size()));
@@ -87,7 +101,7 @@ TEST(StartThreadTeam, MovesThreadsToDistinctProcessorsAndGivesEachItsOwnMaskBack
   const ThreadScope scope(threads);
   const MaskGuard guard(threads);
   std::vector<Mask> before(static_cast<size_t>(threads), allowed);
-  for (size_t t = 1; t < before.size(); ++t) before[t] = {allowed[t]};
+  for (size_t t = 1; t < before.size(); ++t) before[t] = {allowed[(t + 1) % allowed.size()]};
   ASSERT_TRUE(set_team_masks(before));
   ASSERT_EQ(team_masks(threads), before);
 
@@ -97,7 +111,7 @@ TEST(StartThreadTeam, MovesThreadsToDistinctProcessorsAndGivesEachItsOwnMaskBack
   EXPECT_EQ(team_masks(threads), before);
 }
 
-TEST(StartThreadTeam, MovesAtMostOneThreadAProcessor) {
+TEST_F(StartThreadTeam, MovesAtMostOneThreadAProcessor) {
   if (openmp_binds()) GTEST_SKIP() << "OpenMP binds its threads: nothing is moved";
   const Mask allowed = own_mask();
   const int threads = static_cast<int>(allowed.size()) + 2;
@@ -114,14 +128,16 @@ TEST(StartThreadTeam, MovesAtMostOneThreadAProcessor) {
   EXPECT_EQ(after, before);
 }
 
-TEST(StartThreadTeam, MovesNothingWithOneThread) {
+TEST_F(StartThreadTeam, MovesNothingWithOneThread) {
+  if (thread_count(2) < 2) GTEST_SKIP() << "one processor: nothing would move anyway";
   const ThreadScope scope(1);
   const Mask before = own_mask();
   EXPECT_TRUE(start_thread_team().empty());
   EXPECT_EQ(own_mask(), before);
 }
 
-TEST(StartThreadTeam, MovesNothingInsideAParallelRegion) {
+TEST_F(StartThreadTeam, MovesNothingInsideAParallelRegion) {
+  if (thread_count(2) < 2) GTEST_SKIP() << "one processor: nothing would move anyway";
   const ThreadScope scope(2);
   std::vector<int> ran_on = {0};
 #pragma omp parallel num_threads(2)
@@ -132,7 +148,7 @@ TEST(StartThreadTeam, MovesNothingInsideAParallelRegion) {
   EXPECT_TRUE(ran_on.empty());
 }
 
-TEST(StartThreadTeam, MovesNothingWhenTheCallerMayUseOneProcessor) {
+TEST_F(StartThreadTeam, MovesNothingWhenTheCallerMayUseOneProcessor) {
   const MaskGuard guard(1);
   const cpu_set_t one = to_set({guard.mask().front()});
   ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
@@ -145,10 +161,14 @@ TEST(StartThreadTeam, MovesNothingWhenTheCallerMayUseOneProcessor) {
   EXPECT_EQ(caller, Mask{guard.mask().front()});
 }
 
-// Runs with OMP_PROC_BIND=close as the ctest test_threads_bound (tests/CMakeLists.txt).
-TEST(StartThreadTeam, MovesNothingWhenOpenMPBindsThreads) {
+// Runs with OMP_PROC_BIND=close and OMP_PLACES=sockets as the ctest test_threads_bound
+// (tests/CMakeLists.txt): the caller's place then holds several processors, so only the binding
+// check can make start_thread_team do nothing.
+TEST_F(StartThreadTeam, MovesNothingWhenOpenMPBindsThreads) {
   if (!openmp_binds()) GTEST_SKIP() << "runs under OMP_PROC_BIND (ctest test_threads_bound)";
   const int threads = thread_count(0);
+  if (threads < 2) GTEST_SKIP() << "one processor: nothing would move anyway";
+  ASSERT_GE(own_mask().size(), 2u) << "the caller's place holds one processor: set OMP_PLACES=sockets";
   const ThreadScope scope(threads);
   const std::vector<Mask> before = team_masks(threads);
   EXPECT_TRUE(start_thread_team().empty());

@@ -26,7 +26,7 @@ struct PlantedCliOptions {
 };
 
 int run_planted(PlantedCliOptions& o) {
-  start_threads(o.common);
+  const double t_threads = start_threads(o.common);
   PlantedOptions& p = o.planted;
   p.value_dim = o.value_dim.value_or(p.d);
   Stopwatch compute;
@@ -66,7 +66,7 @@ int run_planted(PlantedCliOptions& o) {
                  {{"relevant_min_leverage", predicted.relevant_min},
                   {"noise_max_leverage", predicted.noise_max},
                   {"top_k_recovers", predicted.recovers}}},
-                {"seconds", {{"load", 0.0}, {"compute", t_compute}, {"write", t_write}}}});
+                {"seconds", {{"threads", t_threads}, {"load", 0.0}, {"compute", t_compute}, {"write", t_write}}}});
   } else {
     std::printf("levattn planted: n = %lld keys (%lld relevant), m = %lld queries, d = %lld, written to %s\n",
                 (long long)p.n, (long long)r, (long long)p.m, (long long)p.d, o.dir.c_str());

@@ -71,7 +71,7 @@ auto tensor_rows(const io::FloatTensor& tensor) {
 }
 
 int run_stream(const StreamCliOptions& o) {
-  start_threads(o.common);
+  const double t_threads = start_threads(o.common);
   if (!ends_with(o.output, ".npy")) throw UsageError("stream writes .npy: --output must end in .npy");
   check_eps(o.eps);
   std::optional<io::NpyRowReader> reader;
@@ -134,7 +134,8 @@ int run_stream(const StreamCliOptions& o) {
               {"rank", result.rank},
               {"peak_retained_keys", selector.peak_retained()},
               {"keys_per_second", double(n) / (times.reading + times.computing)},
-              {"seconds", {{"read", times.reading}, {"compute", times.computing}, {"write", writing}}}});
+              {"seconds",
+               {{"threads", t_threads}, {"read", times.reading}, {"compute", times.computing}, {"write", writing}}}});
     print_json(j);
   } else {
     std::fprintf(stderr, "levattn: wrote %s: |U| = %lld of %lld keys, bound %.6g, at most %lld keys held\n",
