@@ -48,8 +48,7 @@ std::vector<int> start_thread_team() {
       moved = sched_getaffinity(0, sizeof own, &own) == 0 && sched_setaffinity(0, sizeof one, &one) == 0;
     }
     if (moved) ran_on[t] = sched_getcpu();
-      // Held until every thread has moved, so all are on their processors at once.
-#pragma omp barrier
+#pragma omp barrier  // held until every thread has moved, so all are on their processors at once
     // If its own mask is refused now (the allowed set shrank meanwhile), a thread takes the caller's
     // rather than stay on one processor.
     if (moved && sched_setaffinity(0, sizeof own, &own) != 0) sched_setaffinity(0, sizeof allowed, &allowed);
